@@ -1,0 +1,3 @@
+from glance_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Build the exact shell commands run on nodes, with every substituted value quoted.
+
+Templates come from ``[commands]`` in the config. The operator writes the template's own
+shell syntax; everything *we* put into it (release names, node names, paths, arguments) goes
+through :func:`shlex.quote`, so a value can never become shell syntax.
+"""
+
+from __future__ import annotations
+
+import shlex
+import string
+from dataclasses import dataclass, field
+from typing import Literal
+
+from glance_tui.config import CommandsConfig, Config
+
+Where = Literal["node", "local"]
+
+PLACEHOLDERS = ("node", "target_release", "target_version")
+
+
+@dataclass(frozen=True)
+class RemoteCommand:
+    """One command, where it runs, and whether it changes the cluster."""
+
+    node: str  # node name, or "local"
+    command: str  # the exact shell text sent to the node's login shell
+    purpose: str  # a few words for the operator
+    changes: bool = False  # True for drain/stop/upgrade/expand/... (needs confirmation)
+    timeout: float | None = None
+    tags: tuple[str, ...] = field(default=())
+
+    def display(self) -> str:
+        return f"[{self.node}] $ {self.command}"
+
+
+def quote_args(*args: str) -> str:
+    """Join arguments into one safely quoted shell string."""
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+class _Template(string.Formatter):
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get_value(self, key, args, kwargs):  # type: ignore[override]
+        if key not in self.values:
+            raise KeyError(key)
+        return shlex.quote(self.values[key])
+
+
+def render(template: str, **values: str | None) -> str:
+    """Substitute ``{placeholder}`` values (shell-quoted) into an operator template."""
+    clean = {k: (v or "") for k, v in values.items()}
+    try:
+        return _Template(clean).format(template)
+    except KeyError as exc:
+        known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}} in command template {template!r}; known: {known}") from None
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"bad command template {template!r}: {exc} (write literal braces as {{{{ and }}}})") from None
+
+
+class NodeCommands:
+    """The commands for one node, rendered from the config's templates."""
+
+    def __init__(self, config: Config, node: str) -> None:
+        self.config = config
+        self.node = node
+        self._values = {
+            "node": node,
+            "target_release": config.policy.target_release,
+            "target_version": config.policy.target_version or "",
+        }
+
+    def _t(self, template: str) -> str:
+        return render(template, **self._values)
+
+    @property
+    def templates(self) -> CommandsConfig:
+        return self.config.commands
+
+    def stop(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.stop), "stop the Glance services", changes=True)
+
+    def start(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.start), "start the Glance services", changes=True)
+
+    def is_running(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.is_running), "is any Glance API process running?")
+
+    def upgrade(self) -> RemoteCommand:
+        return RemoteCommand(
+            self.node, self._t(self.templates.upgrade), f"install Glance {self.config.policy.target_release}", changes=True
+        )
+
+    def installed_version(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.installed_version), "installed Glance version")
+
+    def read_config(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.read_config), "read glance-api.conf")
+
+    def manage(self, *args: str, changes: bool = False, purpose: str = "") -> RemoteCommand:
+        text = f"{self._t(self.templates.glance_manage)} {quote_args(*args)}"
+        return RemoteCommand(self.node, text, purpose or f"glance-manage {' '.join(args)}", changes=changes)
+
+    def db_check(self) -> RemoteCommand:
+        return self.manage("db", "check", purpose="which migration step is next")
+
+    def db_version(self) -> RemoteCommand:
+        return self.manage("db", "version", purpose="current alembic heads")
+
+    def db_expand(self) -> RemoteCommand:
+        return self.manage("db", "expand", changes=True, purpose="expand the database schema")
+
+    def db_migrate(self) -> RemoteCommand:
+        return self.manage("db", "migrate", changes=True, purpose="run the data migrations")
+
+    def db_contract(self) -> RemoteCommand:
+        return self.manage("db", "contract", changes=True, purpose="contract the database schema")
+
+
+def validate_templates(config: Config) -> None:
+    """Render every template once so a bad placeholder is a config error, not a mid-run one."""
+    cmds = NodeCommands(config, config.nodes[0].name)
+    for name in ("stop", "start", "is_running", "upgrade", "installed_version", "read_config", "db_check"):
+        getattr(cmds, name)()

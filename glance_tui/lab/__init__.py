@@ -1,0 +1,1 @@
+"""The staging lab: real MariaDB, HAProxy, sshd and glance-api on loopback (also used by the tests)."""

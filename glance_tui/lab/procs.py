@@ -1,0 +1,170 @@
+"""Process plumbing shared by the staging lab and the test fixtures.
+
+Real services (MariaDB, HAProxy, sshd, glance-api) are started as detached processes with a
+pid file, so ``lab down`` stops exactly what the lab started and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from glance_tui.errors import GlanceTuiError
+
+# Debian package that provides each binary the lab and the tests need.
+PACKAGES = {
+    "mariadbd": "mariadb-server",
+    "mysql_install_db": "mariadb-server",
+    "mariadb-install-db": "mariadb-server",
+    "mysqldump": "mariadb-client",
+    "mariadb": "mariadb-client",
+    "haproxy": "haproxy",
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
+    "socat": "socat",
+}
+
+SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+
+
+def require_binary(name: str) -> str:
+    """Path of ``name`` or a one-line error naming the Debian package to install."""
+    path = shutil.which(name)
+    if path is None:
+        for d in SBIN_DIRS:
+            candidate = Path(d) / name
+            if candidate.exists():
+                return str(candidate)
+        package = PACKAGES.get(name, name)
+        raise GlanceTuiError(
+            f"{name} is not installed",
+            fix=f"apt-get install -y {package}",
+        )
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def require_free_port(host: str, port: int, what: str) -> None:
+    if not port_is_free(host, port):
+        raise GlanceTuiError(
+            f"port {host}:{port} is already in use (needed for {what})",
+            fix=f"stop whatever listens there (ss -ltnp 'sport = :{port}') or run `glance-tui lab down`",
+        )
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0, *, pid: int | None = None, what: str = "service", log: Path | None = None) -> None:
+    """Block until ``host:port`` accepts connections; fail early if ``pid`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid is not None and not pid_alive(pid):
+            tail = _tail(log) if log else ""
+            raise GlanceTuiError(f"{what} exited during start-up{': ' + tail if tail else ''}", fix=f"see {log}" if log else "")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise GlanceTuiError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s", fix=f"see {log}" if log else "")
+
+
+def _tail(path: Path | None, lines: int = 3) -> str:
+    if not path or not path.exists():
+        return ""
+    text = path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:])
+
+
+def start_detached(argv: list[str], *, log: Path, pidfile: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Start ``argv`` in its own session (it survives our exit), record its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    pidfile.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def stop_pid(pidfile: Path, *, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:
+    """Stop the process (group) recorded in ``pidfile``; True if something was stopped."""
+    pid = read_pid(pidfile)
+    if pid is None:
+        return False
+    stopped = False
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.05)
+        if pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            _reap(pid)
+        stopped = True
+    pidfile.unlink(missing_ok=True)
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
