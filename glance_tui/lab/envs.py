@@ -1,0 +1,155 @@
+"""The lab's two Glance environments (2023.1 and 2024.1), installed from committed lock files.
+
+Old Glance breaks on new libraries, so each environment is installed from the exact pins in
+``locks/glance-<release>.txt`` (a ``pip freeze`` of glance + PyMySQL resolved under the
+OpenStack upper-constraints). Environments are cached under ``$XDG_CACHE_HOME`` and reused
+while their stamp (hash of the lock + Python version) matches. Stdlib only: nodectl uses it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from glance_tui.errors import GlanceTuiError
+
+# Release -> the Glance version its environment installs.
+GLANCE_VERSIONS: dict[str, str] = {"2023.1": "26.1.0", "2024.1": "28.2.0"}
+BASE_RELEASE = "2023.1"
+TARGET_RELEASE = "2024.1"
+LOCK_DIR = Path(__file__).with_name("locks")
+STAMP = ".glance-tui-stamp"
+
+Progress = Callable[[str], None]
+
+
+def _release(release: str) -> str:
+    if release not in GLANCE_VERSIONS:
+        raise GlanceTuiError(f"no lab environment for release {release!r}", fix=f"use one of {', '.join(GLANCE_VERSIONS)}")
+    return release
+
+
+def lock_file(release: str) -> Path:
+    return LOCK_DIR / f"glance-{_release(release)}.txt"
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "glance-tui" / "lab-venvs"
+
+
+def env_dir(release: str) -> Path:
+    return cache_root() / f"glance-{_release(release)}"
+
+
+def stamp_for(release: str) -> str:
+    """What a usable environment must have been built from: the lock and the Python minor version."""
+    digest = hashlib.sha256(lock_file(release).read_bytes())
+    digest.update(f"python{sys.version_info[0]}.{sys.version_info[1]}".encode())
+    return digest.hexdigest()
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(release: str) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in lock_file(release).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[normalise(name)] = version.strip()
+    return pins
+
+
+def installed(prefix: Path) -> dict[str, str]:
+    """Distributions installed in the environment at ``prefix``, read from ``*.dist-info`` names (no imports)."""
+    found: dict[str, str] = {}
+    for info in prefix.glob("lib/python3*/site-packages/*.dist-info"):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        if version:
+            found[normalise(name)] = version
+    return found
+
+
+def glance_version(bin_dir: Path) -> str | None:
+    """The Glance version installed beside ``bin_dir`` (cheap: from its dist-info, no import)."""
+    return installed(Path(bin_dir).resolve().parent).get("glance")
+
+
+def _matches_lock(path: Path, release: str) -> bool:
+    have = installed(path)
+    return all(have.get(name) == version for name, version in read_lock(release).items())
+
+
+def _usable(path: Path, release: str) -> bool:
+    stamp = path / STAMP
+    if not (path / "bin" / "glance-api").exists():
+        return False
+    if stamp.exists():
+        return stamp.read_text().strip() == stamp_for(release)
+    # Built before stamps existed (or by hand): adopt it only if it holds exactly the lock.
+    if _matches_lock(path, release):
+        stamp.write_text(stamp_for(release) + "\n")
+        return True
+    return False
+
+
+def ensure_env(release: str, *, progress: Progress = print) -> Path:
+    """The ``bin`` directory of the cached environment for ``release``, installing it on first use."""
+    path = env_dir(release)
+    if _usable(path, release):
+        return path / "bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f"glance-{release}.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # another `lab up` may be installing the same env
+        if not _usable(path, release):
+            _install(path, release, progress)
+    return path / "bin"
+
+
+def _install(path: Path, release: str, progress: Progress) -> None:
+    version = GLANCE_VERSIONS[release]
+    log = path.parent / f"glance-{release}.install.log"
+    progress(f"installing Glance {release} ({version}) into {path} (first run, ~1-4 min, ~250 MB)…")
+    if path.exists():
+        shutil.rmtree(path)
+    started = time.monotonic()
+    with open(log, "w") as out:
+        _run([sys.executable, "-m", "venv", str(path)], out, progress, release, log)
+        _run([str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
+              "-r", str(lock_file(release))], out, progress, release, log)
+    if not _matches_lock(path, release):
+        raise GlanceTuiError(f"Glance {release} environment does not match its lock after installing", where=str(path),
+                             fix=f"see {log}; remove {path} and rerun `glance-tui lab up`")
+    (path / STAMP).write_text(stamp_for(release) + "\n")
+    progress(f"Glance {release} ({version}) installed in {time.monotonic() - started:.0f}s")
+
+
+def _run(argv: list[str], out, progress: Progress, release: str, log: Path) -> None:
+    out.write("$ " + " ".join(argv) + "\n")
+    out.flush()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.write(line)
+        line = line.rstrip()
+        if line.startswith(("Collecting", "Downloading", "Installing", "Successfully", "Building", "ERROR")):
+            progress(f"  {line}")
+        tail = (tail + [line])[-3:]
+    if proc.wait() != 0:
+        raise GlanceTuiError(
+            f"installing Glance {release} failed ({' | '.join(t for t in tail if t)})",
+            where=argv[0],
+            fix=f"check access to PyPI and free disk space (~250 MB per environment), then rerun `glance-tui lab up`; full log: {log}",
+        )
