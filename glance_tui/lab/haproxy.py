@@ -1,0 +1,207 @@
+"""A real HAProxy (Debian's haproxy 2.6) in front of Glance nodes, for the lab and the tests.
+
+It runs in the foreground in master-worker mode (``-W -db``) as a detached process with a pid
+file, so :func:`stop_pid` ends exactly this HAProxy. The config mirrors what a production
+Glance LB needs during a rolling upgrade: health checks on ``/versions``, redispatch and
+retries, long upload timeouts, a stats page and runtime sockets for drain/ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from glance_tui.errors import GlanceTuiError
+from glance_tui.lab.procs import (
+    free_port,
+    pid_alive,
+    read_pid,
+    require_binary,
+    require_free_port,
+    start_detached,
+    stop_pid,
+    wait_for_port,
+)
+
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_UNIX_PATH = 107
+
+
+@dataclass
+class HAProxyServer:
+    name: str
+    host: str
+    port: int
+
+
+@dataclass
+class HAProxyLab:
+    workdir: Path
+    backend: str
+    servers: list[HAProxyServer] = field(default_factory=list)
+    frontend_host: str = "127.0.0.1"
+    frontend_port: int = 0  # 0 = pick a free port when the config is written
+    stats_host: str = "127.0.0.1"
+    stats_port: int = 0
+    runtime_tcp_port: int | None = None  # also expose the runtime API on ipv4@stats_host:PORT (0 = free)
+    runtime_level: Literal["admin", "operator", "user"] = "admin"
+    stats_auth: tuple[str, str] | None = None
+    stats_admin: bool = True
+    health_path: str = "/versions"
+    check_inter_ms: int = 500
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "haproxy.cfg"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.workdir / "haproxy.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "haproxy.log"
+
+    @property
+    def runtime_socket(self) -> Path:
+        return self.workdir / "admin.sock"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://{self.stats_host}:{self.stats_port}/stats"
+
+    @property
+    def frontend_url(self) -> str:
+        return f"http://{self.frontend_host}:{self.frontend_port}"
+
+    # ------------------------------------------------------------------ config
+    def _pick_ports(self) -> None:
+        if not self.frontend_port:
+            self.frontend_port = free_port(self.frontend_host)
+        if not self.stats_port:
+            self.stats_port = free_port(self.stats_host)
+        if self.runtime_tcp_port == 0:
+            self.runtime_tcp_port = free_port(self.stats_host)
+
+    def render_config(self) -> str:
+        """The haproxy.cfg text (ports must already be chosen)."""
+        sock = str(self.runtime_socket)
+        if len(sock.encode()) > _MAX_UNIX_PATH:
+            raise GlanceTuiError(
+                f"runtime socket path is too long for a unix socket ({len(sock)} bytes)",
+                where=sock,
+                fix="use a shorter lab directory",
+            )
+        level = self.runtime_level
+        lines = [
+            "global",
+            f"    stats socket {sock} mode 600 level {level}",
+        ]
+        if self.runtime_tcp_port:
+            lines.append(f"    stats socket ipv4@{self.stats_host}:{self.runtime_tcp_port} level {level}")
+        lines += [
+            "    stats timeout 30s",
+            "",
+            "defaults",
+            "    mode http",
+            "    option httplog",
+            "    option redispatch",
+            "    retries 3",
+            "    timeout connect 2s",
+            "    timeout client 10m",
+            "    timeout server 10m",
+            "    timeout http-request 30s",
+            "    timeout http-keep-alive 10s",
+            "    timeout queue 1m",
+            "    timeout check 2s",
+            "",
+            "frontend glance_api_front",
+            f"    bind {self.frontend_host}:{self.frontend_port}",
+            f"    default_backend {self.backend}",
+            "",
+            f"backend {self.backend}",
+            "    balance leastconn",
+            f"    option httpchk GET {self.health_path}",
+            "    http-check expect status 200",
+            f"    default-server check inter {self.check_inter_ms} fall 2 rise 2",
+        ]
+        lines += [f"    server {s.name} {s.host}:{s.port}" for s in self.servers]
+        lines += [
+            "",
+            "frontend stats",
+            f"    bind {self.stats_host}:{self.stats_port}",
+            "    stats enable",
+            "    stats uri /stats",
+            "    stats refresh 10s",
+        ]
+        if self.stats_admin:
+            lines.append("    stats admin if TRUE")
+        if self.stats_auth:
+            user, password = self.stats_auth
+            if any(c in user + password for c in "'\n") or ":" in user:
+                raise GlanceTuiError(
+                    "stats credentials may not contain a quote or newline (nor ':' in the user name)",
+                    where=str(self.config_path),
+                    fix="choose other lab credentials",
+                )
+            lines += ["    stats realm glance-tui", f"    stats auth '{user}:{password}'"]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self) -> Path:
+        """Write haproxy.cfg (mode 600: it may hold the stats password) and return its path."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pick_ports()
+        text = self.render_config()
+        self.config_path.touch(mode=0o600, exist_ok=True)
+        self.config_path.chmod(0o600)
+        self.config_path.write_text(text)
+        return self.config_path
+
+    # ------------------------------------------------------------------ process
+    def is_running(self) -> bool:
+        pid = read_pid(self.pidfile)
+        return pid is not None and pid_alive(pid)
+
+    def start(self, timeout: float = 15) -> None:
+        """Validate the config with ``haproxy -c``, start it, wait for the stats page and socket."""
+        if self.is_running():
+            return
+        binary = require_binary("haproxy")
+        self._pick_ports()
+        require_free_port(self.frontend_host, self.frontend_port, "the HAProxy frontend")
+        require_free_port(self.stats_host, self.stats_port, "the HAProxy stats page")
+        if self.runtime_tcp_port:
+            require_free_port(self.stats_host, self.runtime_tcp_port, "the HAProxy runtime API")
+        cfg = self.write_config()
+        check = subprocess.run([binary, "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            detail = " | ".join((check.stdout + check.stderr).strip().splitlines()[-3:])
+            raise GlanceTuiError(f"haproxy rejected its config: {detail}", where=str(cfg), fix="correct the lab's HAProxy settings")
+        self.runtime_socket.unlink(missing_ok=True)
+        pid = start_detached([binary, "-W", "-db", "-f", str(cfg)], log=self.log_path, pidfile=self.pidfile)
+        deadline = time.monotonic() + timeout
+        wait_for_port(self.stats_host, self.stats_port, timeout, pid=pid, what="haproxy", log=self.log_path)
+        while not self.runtime_socket.exists():
+            if not pid_alive(pid) or time.monotonic() > deadline:
+                self.stop()
+                raise GlanceTuiError("haproxy did not create its runtime socket", where=str(self.runtime_socket), fix=f"see {self.log_path}")
+            time.sleep(0.05)
+
+    def stop(self) -> bool:
+        """Stop this HAProxy; True if it was running."""
+        pid = read_pid(self.pidfile)
+        stopped = stop_pid(self.pidfile)
+        if pid is not None:  # reap our own child, or it lingers as a zombie once we exit
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        self.runtime_socket.unlink(missing_ok=True)
+        return stopped
