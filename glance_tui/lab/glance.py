@@ -1,0 +1,91 @@
+"""glance-api / glance-manage configuration for lab nodes (no Keystone, file store, MariaDB).
+
+Follows the verified recipe in shared/NOTES.md. The paste config differs between releases,
+so the conf points at ``<node dir>/glance-api-paste.ini``, which nodectl copies from the
+node's *current* environment at every start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+from glance_tui.errors import GlanceTuiError
+
+
+def db_url(*, user: str, password: str, host: str, port: int, schema: str) -> str:
+    return f"mysql+pymysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(schema, safe='')}?charset=utf8"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file holding the database password, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1) -> str:
+    """glance-api.conf for one node: Images API v2 only, no Keystone, shared file store."""
+    return f"""\
+# Written by glance-tui's staging lab. Images API v2 only (no enable_v1_api, no registry).
+[DEFAULT]
+bind_host = {host}
+bind_port = {port}
+workers = {workers}
+enabled_backends = fs:file
+image_size_cap = 1099511627776
+
+[database]
+connection = {database}
+max_retries = 10
+retry_interval = 1
+
+[paste_deploy]
+# No Keystone: the default pipeline with an unauthenticated (admin) context.
+flavor =
+config_file = {node_dir / 'glance-api-paste.ini'}
+
+[glance_store]
+default_backend = fs
+
+[fs]
+filesystem_store_datadir = {store_dir}
+
+[os_glance_staging_store]
+filesystem_store_datadir = {node_dir / 'staging'}
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {node_dir / 'tasks'}
+
+[oslo_concurrency]
+lock_path = {node_dir / 'locks'}
+
+[oslo_policy]
+enforce_scope = false
+enforce_new_defaults = false
+"""
+
+
+def write_api_conf(path: Path, **kwargs) -> None:
+    _write_private(path, api_conf(**kwargs))
+
+
+def write_manage_conf(path: Path, database: str) -> None:
+    """A minimal conf for glance-manage run by the lab itself (db sync on first creation)."""
+    _write_private(path, f"[database]\nconnection = {database}\n")
+
+
+def db_sync(bin_dir: Path, conf: Path, *, timeout: float = 600) -> None:
+    """Create the Glance schema with the given (old) release's ``glance-manage db sync``."""
+    argv = [str(Path(bin_dir) / "glance-manage"), "--config-file", str(conf), "db", "sync"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise GlanceTuiError(f"glance-manage db sync did not finish within {timeout:.0f}s", where=str(conf),
+                             fix="check that MariaDB is running and reachable") from None
+    if result.returncode != 0:
+        tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+        raise GlanceTuiError(f"glance-manage db sync failed: {tail}", where=str(conf),
+                             fix="see the message; `glance-tui lab reset` starts from a fresh database")

@@ -1,0 +1,211 @@
+"""The command a lab node runs over SSH: acts on that node only (its service, its release).
+
+Each node's sshd sets ``GLANCE_LAB_NODE_DIR``; the node dir holds ``node.json``
+(name, host, port, release, envs, target), ``glance-api.conf``, the pid file and the log.
+"Upgrading" a node switches it to the 2024.1 environment, like a package upgrade would.
+Stdlib only and quick to start: the engine runs it for every probe.
+
+    python -m glance_tui.lab.nodectl start|stop|is-running|upgrade [REL]|downgrade|version|manage ARGS…|read-config
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from glance_tui.errors import GlanceTuiError
+from glance_tui.lab import envs, procs
+
+NODE_DIR_ENV = "GLANCE_LAB_NODE_DIR"
+
+
+@dataclass
+class Node:
+    dir: Path
+    data: dict
+
+    @classmethod
+    def load(cls, node_dir: str | Path | None = None) -> "Node":
+        node_dir = node_dir or os.environ.get(NODE_DIR_ENV)
+        if not node_dir:
+            raise GlanceTuiError(f"{NODE_DIR_ENV} is not set", fix="run this through the lab node's sshd, or pass --node-dir DIR")
+        path = Path(node_dir) / "node.json"
+        try:
+            return cls(Path(node_dir), json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise GlanceTuiError(f"cannot read node.json ({exc})", where=str(path), fix="run `glance-tui lab up`") from None
+
+    def save(self) -> None:
+        tmp = self.dir / "node.json.tmp"
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        tmp.replace(self.dir / "node.json")
+
+    name = property(lambda self: self.data["name"])
+    host = property(lambda self: self.data["host"])
+    port = property(lambda self: int(self.data["port"]))
+    release = property(lambda self: self.data["release"])
+    conf = property(lambda self: self.dir / "glance-api.conf")
+    pidfile = property(lambda self: self.dir / "glance-api.pid")
+    log = property(lambda self: self.dir / "glance-api.log")
+
+    def bin(self, name: str, release: str | None = None) -> Path:
+        release = release or self.release
+        try:
+            return Path(self.data["envs"][release]) / name
+        except KeyError:
+            raise GlanceTuiError(f"no environment for release {release!r} on node {self.name}",
+                                 where=str(self.dir / "node.json"), fix="run `glance-tui lab up`") from None
+
+
+def _group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``: the service and its workers."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def running_pid(node: Node) -> int | None:
+    """The glance-api pid if its process group still has a live glance-api process."""
+    pid = procs.read_pid(node.pidfile)
+    if pid is None:
+        return None
+    for member in _group(pid):
+        try:
+            if b"glance-api" in Path(f"/proc/{member}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def start(node: Node, *, wait: bool = True, timeout: float = 120) -> int:
+    """Start glance-api from the node's current environment (no-op if running)."""
+    pid = running_pid(node)
+    if pid is not None:
+        return pid
+    api = node.bin("glance-api")
+    if not api.exists():
+        raise GlanceTuiError(f"{api} does not exist", where=node.name, fix="run `glance-tui lab up` (it installs the environments)")
+    procs.require_free_port(node.host, node.port, f"glance-api on {node.name}")
+    paste = api.resolve().parent.parent / "etc" / "glance" / "glance-api-paste.ini"
+    if paste.exists():
+        shutil.copyfile(paste, node.dir / "glance-api-paste.ini")
+    for sub in ("staging", "tasks", "locks"):
+        (node.dir / sub).mkdir(exist_ok=True)
+    with open(node.log, "a") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {api} (release {node.release})\n")
+    pid = procs.start_detached([str(api), "--config-file", str(node.conf)], log=node.log, pidfile=node.pidfile, cwd=node.dir)
+    if wait:
+        wait_listening(node, pid, timeout)
+    return pid
+
+
+def wait_listening(node: Node, pid: int, timeout: float = 120) -> None:
+    procs.wait_for_port(node.host, node.port, timeout, pid=pid, what=f"glance-api on {node.name}", log=node.log)
+
+
+def stop(node: Node, *, timeout: float = 30) -> bool:
+    """SIGTERM the service's process group, SIGKILL after ``timeout``; True once nothing is left."""
+    pid = procs.read_pid(node.pidfile)
+    if pid is None or not _group(pid):
+        node.pidfile.unlink(missing_ok=True)
+        return True
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while _group(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _group(pid):
+            break
+    if _group(pid):
+        return False
+    node.pidfile.unlink(missing_ok=True)
+    return True
+
+
+def set_release(node: Node, release: str) -> str:
+    """Switch the node's installed release (the lab's package upgrade/downgrade); returns the old one."""
+    node.bin("glance-api", release)  # validates the release
+    old = node.release
+    node.data["release"] = release
+    node.save()
+    return old
+
+
+def version(node: Node) -> str:
+    """Installed Glance version of the node's current environment (from metadata, or ``glance-api --version``)."""
+    found = envs.glance_version(node.bin("glance-api").parent)
+    if found:
+        return found
+    import subprocess
+
+    out = subprocess.run([str(node.bin("glance-api")), "--version"], capture_output=True, text=True, timeout=60)
+    return (out.stdout + out.stderr).strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    node_dir = None
+    if len(args) >= 2 and args[0] == "--node-dir":
+        node_dir, args = args[1], args[2:]
+    if not args:
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    verb, rest = args[0], args[1:]
+    try:
+        node = Node.load(node_dir)
+        if verb == "start":
+            was = running_pid(node)
+            pid = start(node)
+            print(f"{node.name}: glance-api {'already running' if was else 'started'} (pid {pid}, release {node.release}) on {node.host}:{node.port}")
+        elif verb == "stop":
+            if not stop(node):
+                print(f"{node.name}: glance-api (pid file {node.pidfile}) is still running after SIGKILL", file=sys.stderr)
+                return 1
+            print(f"{node.name}: glance-api stopped")
+        elif verb == "is-running":
+            pid = running_pid(node)
+            print(pid if pid else "not running")
+            return 0 if pid else 1
+        elif verb in ("upgrade", "downgrade"):
+            release = (rest[0] if rest else node.data.get("target", envs.TARGET_RELEASE)) if verb == "upgrade" else envs.BASE_RELEASE
+            old = set_release(node, release)
+            print(f"{node.name}: Glance {old} -> {release} ({version(node)}) installed"
+                  + (" (the running service keeps the old code until restarted)" if running_pid(node) else ""))
+        elif verb == "version":
+            print(version(node))
+        elif verb == "manage":
+            manage = node.bin("glance-manage")
+            sys.stdout.flush()
+            os.execv(manage, [str(manage), "--config-file", str(node.conf), *rest])
+        elif verb == "read-config":
+            sys.stdout.write(node.conf.read_text())
+        else:
+            print(f"unknown verb {verb!r}; {__doc__.strip().splitlines()[-1].strip()}", file=sys.stderr)
+            return 2
+    except GlanceTuiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
