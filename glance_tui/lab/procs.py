@@ -140,6 +140,7 @@ def stop_pid(pidfile: Path, *, timeout: float = 15.0, sig: int = signal.SIGTERM)
     if pid is None:
         return False
     stopped = False
+    _reap(pid)  # an already-exited child of ours is a zombie until reaped
     if pid_alive(pid):
         try:
             os.killpg(pid, sig)
@@ -158,6 +159,7 @@ def stop_pid(pidfile: Path, *, timeout: float = 15.0, sig: int = signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
                 pass
             _reap(pid)
+        _reap(pid)
         stopped = True
     pidfile.unlink(missing_ok=True)
     return stopped
