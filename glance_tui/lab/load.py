@@ -1,0 +1,256 @@
+"""Realistic Glance traffic through the load balancer, to prove an upgrade loses no request.
+
+Concurrent clients list images, create + upload images (throttled, chunked bodies so a large
+upload is still in flight when a node is drained), and download + verify them against the
+checksums computed locally and reported by Glance (``checksum`` = md5, ``os_hash_value`` =
+sha512). Bounded by time and request count. At the end every image the run created is
+re-read: any that is not ``active`` (or vanished) is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import httpx
+
+from glance_tui.errors import GlanceTuiError
+
+KiB, MiB = 1024, 1024 * 1024
+DEFAULT_SIZES = (64 * KiB, 1 * MiB, 4 * MiB)
+CHUNK = 64 * KiB
+
+
+def parse_size(text: str) -> int:
+    """``"512"``, ``"64K"``, ``"4M"``, ``"1G"`` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)i?B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise GlanceTuiError(f"bad size {text!r}", fix="write a number with an optional K, M or G suffix, e.g. 4M")
+    return int(float(match.group(1)) * {"": 1, "K": KiB, "M": MiB, "G": 1024 * MiB}[match.group(2).upper()])
+
+
+def _reason(exc: BaseException) -> str:
+    detail = str(exc) or str(exc.__cause__ or "") or "connection closed"
+    return f"{type(exc).__name__}: {detail}"[:200]
+
+
+@dataclass
+class Failure:
+    kind: str  # list | create | upload | download | verify
+    reason: str
+    at: float  # seconds since the start of the run
+    image: str | None = None
+
+
+@dataclass
+class LoadReport:
+    url: str
+    clients: int
+    duration: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)  # completed requests by kind (failed ones included)
+    failures: list[Failure] = field(default_factory=list)
+    checksum_mismatches: list[str] = field(default_factory=list)  # image ids
+    images_created: int = 0
+    images_not_active: dict[str, str] = field(default_factory=dict)  # image id -> status ("missing" if gone)
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failures or self.checksum_mismatches or self.images_not_active)
+
+    def failures_by_reason(self) -> dict[str, int]:
+        return dict(Counter(f"{f.kind}: {f.reason}" for f in self.failures).most_common())
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.update(total=self.total, ok=self.ok, failures_by_reason=self.failures_by_reason())
+        return data
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.requests.items()))
+        lines = [
+            f"load: {self.total} requests in {self.duration:.1f}s from {self.clients} clients through {self.url} ({kinds})",
+            f"  uploaded {self.bytes_uploaded / MiB:.1f} MiB in {self.images_created} images, downloaded {self.bytes_downloaded / MiB:.1f} MiB",
+            f"  failed requests: {len(self.failures)}",
+        ]
+        lines += [f"    {n} × {reason}" for reason, n in self.failures_by_reason().items()]
+        lines.append(f"  checksum mismatches: {len(self.checksum_mismatches)}")
+        lines.append(f"  images left non-active: {len(self.images_not_active)}")
+        lines += [f"    {image}: {status}" for image, status in sorted(self.images_not_active.items())]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Image:
+    id: str
+    size: int
+    md5: str
+    sha512: str
+    uploaded: bool = False
+
+
+class _Run:
+    def __init__(self, url: str, clients: int, sizes: tuple[int, ...], upload_rate: int | None) -> None:
+        self.url = url.rstrip("/")
+        self.sizes = sizes
+        self.upload_rate = upload_rate
+        self.report = LoadReport(url=self.url, clients=clients)
+        self.images: dict[str, _Image] = {}
+        self.started = time.monotonic()
+        self.count = 0
+
+    def _done(self, kind: str) -> None:
+        self.report.requests[kind] = self.report.requests.get(kind, 0) + 1
+
+    def _fail(self, kind: str, reason: str, image: str | None = None) -> None:
+        self.report.failures.append(Failure(kind, reason, round(time.monotonic() - self.started, 3), image))
+
+    async def _request(self, http: httpx.AsyncClient, kind: str, method: str, path: str, expect: int, image: str | None = None,
+                       **kwargs) -> httpx.Response | None:
+        self.count += 1
+        try:
+            resp = await http.request(method, self.url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            self._done(kind)
+            self._fail(kind, _reason(exc), image)
+            return None
+        self._done(kind)
+        if resp.status_code != expect:
+            self._fail(kind, f"HTTP {resp.status_code} {resp.reason_phrase}", image)
+            return None
+        return resp
+
+    async def list_images(self, http: httpx.AsyncClient) -> None:
+        await self._request(http, "list", "GET", "/v2/images?limit=20", 200)
+
+    async def create_and_upload(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        size = rng.choice(self.sizes)
+        data = os.urandom(size)
+        body = {"name": f"glance-tui-load-{rng.getrandbits(32):08x}", "disk_format": "raw", "container_format": "bare"}
+        resp = await self._request(http, "create", "POST", "/v2/images", 201, json=body)
+        if resp is None:
+            return
+        image = _Image(resp.json()["id"], size, hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest())
+        self.images[image.id] = image
+        self.report.images_created += 1
+        resp = await self._request(http, "upload", "PUT", f"/v2/images/{image.id}/file", 204, image.id,
+                                   content=self._body(data), headers={"Content-Type": "application/octet-stream"})
+        if resp is None:
+            return
+        image.uploaded = True
+        self.report.bytes_uploaded += size
+
+    async def _body(self, data: bytes):
+        """Chunked, optionally throttled body: a big upload stays in flight long enough to matter."""
+        for offset in range(0, len(data), CHUNK):
+            chunk = data[offset:offset + CHUNK]
+            yield chunk
+            if self.upload_rate:
+                await asyncio.sleep(len(chunk) / self.upload_rate)
+
+    async def download(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        ready = [i for i in self.images.values() if i.uploaded]
+        if not ready:
+            return await self.list_images(http)
+        image = rng.choice(ready)
+        self.count += 1
+        md5, sha512, size = hashlib.md5(), hashlib.sha512(), 0
+        try:
+            async with http.stream("GET", f"{self.url}/v2/images/{image.id}/file") as resp:
+                if resp.status_code != 200:
+                    self._done("download")
+                    return self._fail("download", f"HTTP {resp.status_code} {resp.reason_phrase}", image.id)
+                async for chunk in resp.aiter_bytes():
+                    md5.update(chunk)
+                    sha512.update(chunk)
+                    size += len(chunk)
+                header_md5 = resp.headers.get("Content-MD5")
+        except httpx.HTTPError as exc:
+            self._done("download")
+            return self._fail("download", _reason(exc), image.id)
+        self._done("download")
+        self.report.bytes_downloaded += size
+        if md5.hexdigest() != image.md5 or sha512.hexdigest() != image.sha512 or (header_md5 and header_md5 != image.md5):
+            self.report.checksum_mismatches.append(image.id)
+
+    async def client(self, index: int, deadline: float, max_requests: int | None, stop: asyncio.Event) -> None:
+        rng = random.Random(index * 7919 + int(self.started))
+        timeout = httpx.Timeout(120.0, connect=10.0)
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            while not stop.is_set() and time.monotonic() < deadline and (max_requests is None or self.count < max_requests):
+                roll = rng.random()
+                if roll < 0.3:
+                    await self.list_images(http)
+                elif roll < 0.6:
+                    await self.create_and_upload(http, rng)
+                else:
+                    await self.download(http, rng)
+
+    async def verify(self, cleanup: bool) -> None:
+        """Re-read every image this run created; report non-active/missing ones and checksum drift."""
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as http:
+            for image in self.images.values():
+                try:
+                    resp = await http.get(f"{self.url}/v2/images/{image.id}")
+                except httpx.HTTPError as exc:
+                    self.report.images_not_active[image.id] = f"unreadable ({type(exc).__name__})"
+                    continue
+                if resp.status_code == 404:
+                    self.report.images_not_active[image.id] = "missing"
+                    continue
+                if resp.status_code != 200:
+                    self.report.images_not_active[image.id] = f"unreadable (HTTP {resp.status_code})"
+                    continue
+                meta = resp.json()
+                if meta.get("status") != "active":
+                    self.report.images_not_active[image.id] = str(meta.get("status"))
+                elif meta.get("checksum") != image.md5 or meta.get("os_hash_value") not in (None, image.sha512):
+                    if image.id not in self.report.checksum_mismatches:
+                        self.report.checksum_mismatches.append(image.id)
+                if cleanup and image.id not in self.report.images_not_active and image.id not in self.report.checksum_mismatches:
+                    try:
+                        await http.delete(f"{self.url}/v2/images/{image.id}")
+                    except httpx.HTTPError:
+                        pass  # cleanup only; the image was verified
+
+
+async def run_load(
+    url: str,
+    *,
+    clients: int = 4,
+    duration: float = 30.0,
+    sizes: tuple[int, ...] | list[int] = DEFAULT_SIZES,
+    stop_event: asyncio.Event | None = None,
+    max_requests: int | None = 100_000,
+    upload_rate: int | None = 4 * MiB,  # bytes/s per upload; None = as fast as possible
+    cleanup: bool = True,
+) -> LoadReport:
+    """Drive traffic at ``url`` (the LB frontend) until ``duration`` passes, ``stop_event`` is set or
+    ``max_requests`` were sent; in-flight requests always finish. Returns the report."""
+    if clients < 1 or duration <= 0 or not sizes:
+        raise GlanceTuiError("load needs at least one client, a positive duration and one size", fix="check --clients/--duration/--size")
+    run = _Run(url, clients, tuple(sizes), upload_rate)
+    stop = stop_event or asyncio.Event()
+    deadline = run.started + duration
+    await asyncio.gather(*(run.client(i, deadline, max_requests, stop) for i in range(clients)))
+    run.report.duration = round(time.monotonic() - run.started, 3)
+    await run.verify(cleanup)
+    return run.report
+
+
+def write_json(report: LoadReport, path: str) -> None:
+    with open(path, "w") as fh:
+        json.dump(report.to_json(), fh, indent=2)
+        fh.write("\n")
