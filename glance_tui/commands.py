@@ -100,6 +100,11 @@ class NodeCommands:
     def read_config(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._t(self.templates.read_config), "read glance-api.conf")
 
+    def rollback(self) -> RemoteCommand | None:
+        if not self.templates.rollback:
+            return None
+        return RemoteCommand(self.node, self._t(self.templates.rollback), "reinstall the old release", changes=True)
+
     def manage(self, *args: str, changes: bool = False, purpose: str = "") -> RemoteCommand:
         text = f"{self._t(self.templates.glance_manage)} {quote_args(*args)}"
         return RemoteCommand(self.node, text, purpose or f"glance-manage {' '.join(args)}", changes=changes)

@@ -145,6 +145,7 @@ class CommandsConfig(_Strict):
     installed_version: str = "glance-api --version"
     glance_manage: str = "glance-manage"
     read_config: str = "cat /etc/glance/glance-api.conf"
+    rollback: str = ""  # reinstalls the old release on a node; empty = rollback not offered
 
 
 class NodeConfig(_Strict):

@@ -1,0 +1,31 @@
+"""The engine's public API: everything the UI (``screens/``) may use, and nothing else.
+
+Keeping the UI on this surface lets the engine change inside without breaking the screens,
+and lets the UI tests drive a scripted engine with the same shapes.
+"""
+
+from glance_tui.adapters.haproxy import ServerStats
+from glance_tui.config import Config, load_config
+from glance_tui.context import RunState
+from glance_tui.engine import Engine, Outcome
+from glance_tui.errors import ConfigError, GlanceTuiError
+from glance_tui.events import (
+    BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, SKIPPED, STEP_STATES,
+    ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, PlanChanged,
+    RunFinished, StepChanged,
+)
+from glance_tui.gates import GateResult, Remedy
+from glance_tui.journal import Journal, read_records
+from glance_tui.operator import BlockedDecision, DrainDecision, FailureDecision, Operator, Unattended
+from glance_tui.plan import Action, Plan, Step
+from glance_tui.probes import DB_CHECK_MEANING, Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
+from glance_tui.secrets import redact
+
+__all__ = [
+    "Action", "ActionFinished", "ActionStarted", "BLOCKED", "BlockedDecision", "Cluster", "Config", "ConfigError",
+    "DB_CHECK_MEANING", "DBState", "DONE", "DbCheck", "DrainDecision", "DrainProgress", "Engine", "Event", "FAILED",
+    "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "LBFacts", "NodeFacts", "Notice",
+    "Operator", "Outcome", "OutputLine", "PENDING", "Plan", "PlanChanged", "READY", "RUNNING", "Remedy", "RunFinished",
+    "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "Snapshot", "Step", "StepChanged", "Unattended", "load_config",
+    "read_records", "redact",
+]

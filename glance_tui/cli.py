@@ -1,0 +1,214 @@
+"""``glance-tui``: the TUI by default, plus headless ``check``, ``plan``, ``status``, ``run`` and ``lab``.
+
+Exit codes: 0 success, 1 a gate or step failed, 2 bad config or usage. Expected failures
+print one line (``error: what — fix: how``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from glance_tui import __version__
+from glance_tui.config import DEFAULT_CONFIG, Config, load_config
+from glance_tui.errors import GlanceTuiError, UsageError
+
+
+def _add_config(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    p.add_argument("-c", "--config", metavar="FILE", default=str(DEFAULT_CONFIG) if top else argparse.SUPPRESS,
+                   help=f"the deployment's TOML config (default ./{DEFAULT_CONFIG})")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UsageError(message, where=self.prog, fix=f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="glance-tui", description="Zero-downtime rolling upgrades of OpenStack Glance, step by step.")
+    parser.add_argument("--version", action="version", version=f"glance-tui {__version__}")
+    _add_config(parser, top=True)
+    parser.add_argument("--dry-run", action="store_true", help="show every command instead of running it")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="run the preflight gates; exit 0 when all pass, 1 when one fails")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("plan", help="list every step and the exact commands it would run (changes nothing)")
+    _add_config(p)
+    p.add_argument("--new-node", metavar="NODE", help="the NEW NODE to plan with (default: policy.new_node or the first node)")
+
+    p = sub.add_parser("status", help="one snapshot of the nodes, the load balancer and the database")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="run the upgrade: the TUI, or unattended with --yes")
+    _add_config(p)
+    p.add_argument("--yes", action="store_true", help="unattended: confirm every action; soft gates fail instead of asking")
+    p.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS, help="show the commands instead of running them")
+    p.add_argument("--new-node", metavar="NODE", help="the NEW NODE (default: policy.new_node or the first node)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", dest="resume", action="store_true", default=None, help="resume the unfinished run (default with --yes)")
+    group.add_argument("--new-run", dest="resume", action="store_false", help="start a new run even if one is unfinished")
+    p.add_argument("--quiet", action="store_true", help="do not print command output lines")
+
+    try:
+        from glance_tui.lab.cli import add_lab_parser
+    except ImportError:  # pragma: no cover - the lab ships with the package
+        pass
+    else:
+        add_lab_parser(sub)
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def _with_context(config: Config, body: Callable[[Any], Awaitable[int]]) -> int:
+    """A read-only context (no journal writes) carrying the unfinished run's decisions, if any."""
+    from glance_tui.context import Context, RunState
+    from glance_tui.engine import Engine
+    from glance_tui.journal import NullJournal, read_records
+    from glance_tui.probes import Cluster
+
+    state = RunState()
+    pending = Engine.pending_journal(config)
+    if pending is not None:
+        for rec in read_records(pending.path):
+            if rec.get("event") == "state":
+                state = RunState.from_dict(rec)
+    cluster = Cluster(config)
+    try:
+        return await body(Context(config, cluster, NullJournal(), state, lambda e: None))
+    finally:
+        await cluster.close()
+
+
+async def cmd_check(config: Config, as_json: bool) -> int:
+    from glance_tui.gates import PREFLIGHT, evaluate_all
+    from glance_tui.report import gates_json, gates_text
+
+    async def body(ctx: Any) -> int:
+        results = await evaluate_all(PREFLIGHT, ctx)
+        print(gates_json(results) if as_json else gates_text(results))
+        return 0 if all(r.ok for r in results) else 1
+
+    return await _with_context(config, body)
+
+
+async def cmd_status(config: Config, as_json: bool) -> int:
+    from glance_tui.report import snapshot_dict, status_text
+
+    async def body(ctx: Any) -> int:
+        snap = await ctx.snapshot()
+        check = await ctx.newest_db_check()
+        if as_json:
+            print(json.dumps(snapshot_dict(snap, check), indent=2))
+        else:
+            print(status_text(snap, check, {n.name: n.lb_server for n in config.nodes}))
+        return 0
+
+    return await _with_context(config, body)
+
+
+def cmd_plan(config: Config, new_node: str | None) -> int:
+    from glance_tui.context import Context, RunState
+    from glance_tui.journal import NullJournal
+    from glance_tui.plan import build_plan
+    from glance_tui.probes import Cluster
+
+    chosen = new_node or config.policy.new_node or config.nodes[0].name
+    if chosen not in [n.name for n in config.nodes]:
+        raise UsageError(f"--new-node {chosen!r} is not a configured node", fix=f"use one of: {', '.join(n.name for n in config.nodes)}")
+    ctx = Context(config, Cluster(config), NullJournal(), RunState(new_node=chosen), lambda e: None)
+    plan = build_plan(ctx)
+    how = "--new-node" if new_node else ("policy.new_node" if config.policy.new_node else "the first node; choose with --new-node")
+    print(f"Plan: Glance → {config.policy.target_release}, NEW NODE {chosen} ({how}). Nothing is run.\n")
+    for step in plan.steps:
+        print(f"{step.number:>4}  {step.title}")
+        for gate in step.gates:
+            print(f"        gate: {gate.title}{' (soft)' if gate.soft else ''}")
+        for action in step.actions:
+            for gate in action.gates:
+                print(f"        gate: {gate.title}")
+            mark = "!" if action.changes else " "
+            print(f"      {mark} {action.title}" + (f"   [type '{action.confirm_word}' to confirm]" if action.confirm_word else ""))
+            for cmd in action.preview(ctx):
+                print(f"            {cmd}")
+        print()
+    print("! = changes the cluster (confirmed before it runs, journaled before and after)")
+    return 0
+
+
+async def cmd_run(config: Config, *, dry_run: bool, new_node: str | None, resume: bool | None, quiet: bool) -> int:
+    from glance_tui.engine import Engine
+    from glance_tui.operator import Unattended
+    from glance_tui.report import EventPrinter
+
+    engine = Engine.open(config, resume=True if resume is None else resume, dry_run=dry_run)
+    engine.subscribe(EventPrinter(verbose=not quiet))
+    print(f"journal: {engine.journal.path}" + (" (resumed: re-probing the cluster)" if engine.resumed else ""), flush=True)
+    try:
+        ok = await engine.run(Unattended(new_node))
+    finally:
+        await engine.close()
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "lab_handler", None):
+        return args.lab_handler(args)
+    config = load_config(args.config)
+    command = args.command
+    if command == "check":
+        return asyncio.run(cmd_check(config, args.json))
+    if command == "status":
+        return asyncio.run(cmd_status(config, args.json))
+    if command == "plan":
+        return cmd_plan(config, args.new_node)
+    if command == "run" and args.yes:
+        return asyncio.run(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
+    from screens.app import run_tui  # the UI is imported only when it is needed
+
+    return run_tui(args.config, dry_run=args.dry_run, resume=getattr(args, "resume", None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return _dispatch(args)
+    except GlanceTuiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: the journal records where the run stands; `glance-tui run` resumes from the cluster's state", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception:  # a bug: keep the operator's screen clean, keep the details
+        import traceback
+
+        from glance_tui.journal import state_home
+        from glance_tui.secrets import redact
+
+        crash = state_home() / "crash.log"
+        crash.parent.mkdir(parents=True, exist_ok=True)
+        with open(crash, "a", encoding="utf-8") as fh:
+            fh.write(redact(traceback.format_exc()) + "\n")
+        print(f"error: internal error in glance-tui (a bug) — details in {crash}; the journal keeps the run resumable", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""The engine: walks the plan, re-evaluating gates before every action, journaling everything.
+
+It is driven either step by step (the TUI's "continue") or all the way (``run --yes``).
+Which step comes next is always decided by probing the cluster, so a resumed run continues
+from the truth and never re-runs an action whose effect is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Literal
+
+from glance_tui.config import Config
+from glance_tui.context import Context, RunState
+from glance_tui.errors import GlanceTuiError
+from glance_tui.events import (
+    BLOCKED, DONE, FAILED, PENDING, READY, RUNNING,
+    ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished, StepChanged,
+)
+from glance_tui.gates import GateResult, evaluate_all
+from glance_tui.journal import Journal, journal_dir, read_records, unfinished_journal
+from glance_tui.operator import Operator
+from glance_tui.plan import Action, ActionIO, Plan, Step, StepAborted, StepFailed, build_plan
+from glance_tui.probes import Cluster, DbCheck
+
+Outcome = Literal["done", "blocked", "failed", "aborted"]
+
+
+class Engine:
+    """One upgrade run of one deployment."""
+
+    def __init__(self, config: Config, *, cluster: Cluster | None = None, journal: Journal, state: RunState | None = None, dry_run: bool = False, recheck_interval: float = 2.0) -> None:
+        self.config = config
+        self.cluster = cluster or Cluster(config)
+        self.journal = journal
+        self.dry_run = dry_run
+        self.recheck_interval = recheck_interval
+        self._listeners: list[Listener] = []
+        self.ctx = Context(config, self.cluster, journal, state or RunState(), self._emit)
+        self.plan: Plan = build_plan(self.ctx)
+        self.states: dict[str, str] = {s.id: PENDING for s in self.plan.steps}
+        self.preflight_ok = False
+        self.resumed = state is not None
+        self._lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def pending_journal(cls, config: Config, base: Path | None = None) -> Journal | None:
+        """An unfinished run for this config, if any (offer to resume it)."""
+        return unfinished_journal(journal_dir(config.path, base))
+
+    @classmethod
+    def open(cls, config: Config, *, resume: bool, journal_base: Path | None = None, cluster: Cluster | None = None, dry_run: bool = False, **kw) -> "Engine":
+        """Resume the unfinished run (``resume=True``) or start a new one."""
+        directory = journal_dir(config.path, journal_base)
+        pending = unfinished_journal(directory) if resume else None
+        if pending is not None:
+            state = RunState()
+            for rec in read_records(pending.path):
+                if rec.get("event") == "state":
+                    state = RunState.from_dict(rec)
+            pending.write("run.resume", pid=__import__("os").getpid())
+            return cls(config, cluster=cluster, journal=pending, state=state, dry_run=dry_run, **kw)
+        if not resume:
+            old = unfinished_journal(directory)
+            if old is not None:
+                old.write("run.end", ok=False, detail="superseded by a new run")
+        journal = Journal.create(directory, config_path=config.path, target_release=config.policy.target_release)
+        return cls(config, cluster=cluster, journal=journal, dry_run=dry_run, **kw)
+
+    async def close(self) -> None:
+        await self.cluster.close()
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    def _set(self, step: Step, state: str, detail: str = "") -> None:
+        if self.states.get(step.id) != state:
+            self.states[step.id] = state
+            self._emit(StepChanged(step.id, state, detail))
+
+    def _rebuild(self, reason: str) -> None:
+        self.plan = build_plan(self.ctx)
+        for s in self.plan.steps:
+            self.states.setdefault(s.id, PENDING)
+        self._emit(PlanChanged(reason))
+
+    # ---------------------------------------------------------------- reading
+
+    @property
+    def state(self) -> RunState:
+        return self.ctx.state
+
+    def role_of(self, node: str) -> str:
+        """The node's role in the run, for the node list: NEW NODE, current, upgraded, pending."""
+        if node == self.ctx.state.new_node:
+            return "NEW NODE"
+        step_id = f"node:{node}"
+        state = self.states.get(step_id)
+        if state == DONE:
+            return "upgraded"
+        if state in (RUNNING, FAILED, BLOCKED) or (state == READY):
+            return "current"
+        return "pending"
+
+    async def db_check(self) -> DbCheck | None:
+        """``db check`` with the newest code present on the nodes (for the database panel)."""
+        self.ctx.invalidate("dbcheck", "nodes")
+        return await self.ctx.newest_db_check()
+
+    async def evaluate(self, step: Step, action: Action | None = None) -> list[GateResult]:
+        """Evaluate a step's gates (and an action's) against fresh probes."""
+        self.ctx.invalidate()
+        gates = tuple(step.gates) + (tuple(action.gates) if action else ())
+        results = await evaluate_all(gates, self.ctx)
+        self._emit(GatesEvaluated(step.id, tuple(results)))
+        return results
+
+    async def next_step(self) -> Step | None:
+        """The first step that is not done, judged by probing the cluster now."""
+        self.ctx.invalidate()
+        for step in self.plan.steps:
+            if step.id == "preflight":
+                if not self.preflight_ok:
+                    return step
+                continue
+            if await step.done(self.ctx):
+                self._set(step, DONE)
+                continue
+            return step
+        return None
+
+    async def reconcile(self) -> Step | None:
+        """Re-probe everything and mark steps done/ready/blocked; return the next step."""
+        step = await self.next_step()
+        if step is not None:
+            results = await self.evaluate(step)
+            self._set(step, READY if all(r.ok for r in results) else BLOCKED)
+        self.journal.write("reconcile", next=step.id if step else None, states=self.states)
+        return step
+
+    def preview(self, step: Step) -> list[tuple[Action, list[str]]]:
+        """The exact commands each action of ``step`` would run (nothing is executed)."""
+        return [(a, a.preview(self.ctx)) for a in step.actions]
+
+    # ---------------------------------------------------------------- acting
+
+    async def choose_new_node(self, operator: Operator) -> bool:
+        candidates = [n.name for n in self.config.nodes]
+        choice = await operator.choose_new_node(candidates, self.config)
+        if not choice or choice not in candidates:
+            return False
+        self.ctx.state.new_node = choice
+        self.journal.write("decision", what="new-node", choice=choice)
+        self.ctx.save_state()
+        self._rebuild(f"NEW NODE is {choice}")
+        return True
+
+    async def _gates_for(self, step: Step, action: Action | None, operator: Operator) -> bool:
+        """Wait until the gates pass (or the operator overrides soft ones / applies a remedy)."""
+        while True:
+            results = await self.evaluate(step, action)
+            blocking = [r for r in results if not r.ok]
+            self.journal.write("gates", step=step.id, action=action.id if action else None, results=[r.as_dict() for r in results])
+            if not blocking:
+                return True
+            if self.dry_run:
+                self._emit(Notice("warning", f"dry run: {len(blocking)} gate(s) would block {step.number}: " + "; ".join(r.reason for r in blocking)))
+                return True
+            self._set(step, BLOCKED, blocking[0].reason)
+            remedied = False
+            for r in blocking:
+                if r.remedy and await operator.offer_remedy(r):
+                    self.journal.write("remedy.start", gate=r.gate, command=r.remedy.command)
+                    await r.remedy.apply(self.ctx)
+                    self.journal.write("remedy.end", gate=r.gate)
+                    self.ctx.save_state()
+                    remedied = True
+            if remedied:
+                continue
+            decision = await operator.blocked(step, blocking)
+            self.journal.write("decision", what="blocked", step=step.id, choice=decision.choice, reason=decision.reason)
+            if decision.choice == "override":
+                if all(r.soft for r in blocking) and decision.reason.strip():
+                    self.ctx.state.overrides.append({"step": step.id, "gates": [r.gate for r in blocking], "reason": decision.reason})
+                    self.ctx.save_state()
+                    return True
+                self._emit(Notice("error", "only soft gates can be overridden, and only with a typed reason"))
+                continue
+            if decision.choice == "abort":
+                return False
+            await asyncio.sleep(self.recheck_interval)
+
+    async def run_step(self, step: Step, operator: Operator) -> Outcome:
+        """Run one step to completion; refuses (returns "blocked") while a hard gate fails."""
+        async with self._lock:
+            return await self._run_step(step, operator)
+
+    async def _run_step(self, step: Step, operator: Operator) -> Outcome:
+        if step.id == "new-node" and not self.ctx.state.new_node:
+            if not await self.choose_new_node(operator):
+                self._emit(Notice("error", "no NEW NODE chosen"))
+                return "blocked"
+            step = self.plan.step("new-node")
+        self._set(step, RUNNING)
+        self.journal.write("step.start", step=step.id, title=step.title)
+        if step.id == "preflight":
+            if not await self._gates_for(step, None, operator):
+                self.journal.write("step.end", step=step.id, ok=False, outcome="blocked")
+                return "blocked"
+            self.preflight_ok = True
+            await self._record_start_release()
+            self._set(step, DONE)
+            self.journal.write("step.end", step=step.id, ok=True)
+            return "done"
+        io = ActionIO(operator, self.dry_run)
+        for action in step.actions:
+            outcome = await self._run_action(step, action, io)
+            if outcome != "done":
+                self._set(step, FAILED if outcome == "failed" else BLOCKED if outcome == "blocked" else PENDING)
+                self.journal.write("step.end", step=step.id, ok=False, outcome=outcome)
+                return outcome
+        self.ctx.invalidate()
+        if not self.dry_run and not await step.done(self.ctx):
+            self._set(step, FAILED, "verification failed")
+            self.journal.write("step.end", step=step.id, ok=False, outcome="verify")
+            self._emit(Notice("error", f"step {step.number} ran but the cluster does not show it done; re-check and retry"))
+            return "failed"
+        self._set(step, DONE)
+        self.journal.write("step.end", step=step.id, ok=True)
+        return "done"
+
+    async def _run_action(self, step: Step, action: Action, io: ActionIO) -> Outcome:
+        while True:
+            if not await self._gates_for(step, action, io.operator):
+                return "blocked"
+            self._set(step, RUNNING)
+            try:
+                if not await action.needed(self.ctx):
+                    self.journal.write("action.skip", step=step.id, action=action.id, why="already true on the cluster")
+                    return "done"
+                commands = action.preview(self.ctx)
+                if action.changes and not await io.operator.confirm(step, action, commands):
+                    self.journal.write("decision", what="confirm", step=step.id, action=action.id, choice="declined")
+                    return "aborted"
+                self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), self.dry_run))
+                if self.dry_run:
+                    self._emit(ActionFinished(step.id, action.id, True, "dry run: not executed"))
+                    return "done"
+                self.journal.write("action.start", step=step.id, action=action.id, node=action.node, commands=commands)
+                await action.run(self.ctx, io)
+            except StepAborted as exc:
+                self.journal.write("action.end", step=step.id, action=action.id, ok=False, aborted=True, error=exc.message)
+                self._emit(ActionFinished(step.id, action.id, False, exc.message))
+                self._emit(Notice("warning", exc.message))
+                return "aborted"
+            except GlanceTuiError as exc:
+                output = getattr(exc, "output", [])
+                self.journal.write("action.end", step=step.id, action=action.id, ok=False, error=exc.message, tail=output)
+                self._emit(ActionFinished(step.id, action.id, False, exc.message))
+                self._set(step, FAILED, exc.message)
+                can_rollback = self._can_rollback(action)
+                decision = await io.operator.action_failed(step, action, exc.message, output, can_rollback)
+                self.journal.write("decision", what="failure", step=step.id, action=action.id, choice=decision.choice)
+                if decision.choice == "retry":
+                    continue
+                if decision.choice == "rollback" and can_rollback and action.node:
+                    await self._rollback(action.node, io)
+                return "failed"
+            self.ctx.invalidate()
+            self.journal.write("action.end", step=step.id, action=action.id, ok=True)
+            self._emit(ActionFinished(step.id, action.id, True))
+            return "done"
+
+    async def _record_start_release(self) -> None:
+        if self.ctx.state.start_release:
+            return
+        facts = await self.ctx.node_facts()
+        target = self.config.policy.target_release
+        old = sorted({f.release for f in facts.values() if f.release and f.release != target})
+        if old:
+            self.ctx.state.start_release = old[0]
+            self.ctx.save_state()
+
+    def _can_rollback(self, action: Action) -> bool:
+        if not action.node or not self.config.commands.rollback:
+            return False
+        return self.states.get("contract") not in (RUNNING, DONE)
+
+    async def _rollback(self, node: str, io: ActionIO) -> None:
+        """Put the old release back on ``node`` and into rotation (valid until contract)."""
+        from glance_tui.plan import health_action, ready_action, start_action, stop_action, wait_up_action
+
+        cmd = self.cluster.commands(node).rollback()
+        assert cmd is not None
+        self.journal.write("rollback.start", node=node, command=cmd.command)
+        try:
+            for action in (stop_action(node),):
+                if await action.needed(self.ctx):
+                    await action.run(self.ctx, io)
+            result = await self.ctx.run(cmd, stream=True)
+            if not result.ok:
+                raise StepFailed(f"rollback on {node} exited {result.exit_status}", output=result.tail(30))
+            for action in (start_action(node), health_action(node), ready_action(node), wait_up_action(node)):
+                if await action.needed(self.ctx):
+                    await action.run(self.ctx, io)
+        except GlanceTuiError as exc:
+            self.journal.write("rollback.end", node=node, ok=False, error=exc.message)
+            self._emit(Notice("error", f"rollback of {node} failed: {exc.message}"))
+            return
+        self.journal.write("rollback.end", node=node, ok=True)
+        self._emit(Notice("info", f"{node} is back on the old release and in rotation"))
+
+    async def run(self, operator: Operator) -> bool:
+        """Run every remaining step (headless ``run``); True when the upgrade is complete."""
+        while True:
+            step = await self.next_step()
+            if step is None:
+                return self.finish(True, "upgrade complete")
+            outcome = await self.run_step(step, operator)
+            if outcome != "done":
+                detail = f"stopped at step {step.number} ({step.title}): {outcome}"
+                self.journal.write("run.pause", step=step.id, outcome=outcome)
+                self._emit(RunFinished(False, detail))
+                return False
+            if self.dry_run and step.id == "upgrade-new":
+                # Later steps depend on effects a dry run does not produce: list them instead.
+                for later in self.plan.steps[self.plan.steps.index(self.plan.step("upgrade-new")) + 1:]:
+                    for action, cmds in self.preview(later):
+                        self._emit(ActionStarted(later.id, action.id, action.title, tuple(cmds), True))
+                return self.finish(True, "dry run complete: nothing was changed", end=False)
+
+    def finish(self, ok: bool, detail: str, *, end: bool = True) -> bool:
+        if end:
+            self.journal.write("run.end", ok=ok, detail=detail)
+        self._emit(RunFinished(ok, detail))
+        return ok

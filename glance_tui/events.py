@@ -1,0 +1,86 @@
+"""What the engine tells its watchers (the TUI, the headless printer): plain dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from glance_tui.gates import GateResult
+
+# Step states shown in the checklist.
+PENDING, BLOCKED, READY, RUNNING, DONE, FAILED, SKIPPED = (
+    "pending", "blocked", "ready", "running", "done", "failed", "skipped",
+)
+STEP_STATES = (PENDING, BLOCKED, READY, RUNNING, DONE, FAILED, SKIPPED)
+
+
+@dataclass(frozen=True)
+class StepChanged:
+    step_id: str
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GatesEvaluated:
+    step_id: str
+    results: tuple[GateResult, ...]
+
+    @property
+    def blocking(self) -> list[GateResult]:
+        return [r for r in self.results if not r.ok]
+
+
+@dataclass(frozen=True)
+class ActionStarted:
+    step_id: str
+    action_id: str
+    title: str
+    commands: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class ActionFinished:
+    step_id: str
+    action_id: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    node: str
+    stream: str
+    line: str
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    node: str
+    in_flight: int
+    elapsed: float
+    timeout: float
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class PlanChanged:
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    level: str  # "info" | "warning" | "error"
+    text: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    ok: bool
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Event = StepChanged | GatesEvaluated | ActionStarted | ActionFinished | OutputLine | DrainProgress | PlanChanged | Notice | RunFinished
+Listener = Callable[[Event], None]

@@ -1,0 +1,411 @@
+"""Gates: the preconditions that must hold before a step may change anything.
+
+Each gate is evaluated live against fresh probes and answers with a reason and a fix when
+it fails. Only gates marked ``soft`` can be overridden, and only with a typed reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import httpx
+
+from glance_tui.errors import GlanceTuiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glance_tui.context import Context
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A fix the engine can apply itself, after the operator agrees (e.g. set a DB variable)."""
+
+    title: str
+    command: str
+    apply: Callable[["Context"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    title: str
+    ok: bool
+    reason: str = ""
+    fix: str = ""
+    soft: bool = False
+    remedy: Remedy | None = field(default=None, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "title": self.title, "ok": self.ok, "reason": self.reason, "fix": self.fix, "soft": self.soft}
+
+
+GateFn = Callable[["Context"], Awaitable[GateResult]]
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    title: str
+    check: GateFn
+    soft: bool = False
+
+    async def evaluate(self, ctx: "Context") -> GateResult:
+        try:
+            result = await self.check(ctx)
+        except GlanceTuiError as exc:
+            result = GateResult(self.id, self.title, False, exc.what, exc.fix)
+        except Exception as exc:  # a gate that crashes blocks; it never passes
+            result = GateResult(self.id, self.title, False, f"the check itself failed: {exc.__class__.__name__}: {exc}", "report this; the step stays blocked")
+        return GateResult(result.gate or self.id, self.title, result.ok, result.reason, result.fix, self.soft, result.remedy)
+
+
+def ok(gate: str, reason: str = "") -> GateResult:
+    return GateResult(gate, "", True, reason)
+
+
+def fail(gate: str, reason: str, fix: str, remedy: Remedy | None = None) -> GateResult:
+    return GateResult(gate, "", False, reason, fix, remedy=remedy)
+
+
+async def evaluate_all(gates: list[Gate] | tuple[Gate, ...], ctx: "Context") -> list[GateResult]:
+    """Evaluate gates in parallel (they only read)."""
+    return list(await asyncio.gather(*(g.evaluate(ctx) for g in gates)))
+
+
+# ---------------------------------------------------------------- preflight gates
+
+
+async def _db_version(ctx: "Context") -> GateResult:
+    db = await ctx.db_state()
+    if db.facts is None:
+        return fail("db-version", f"cannot read the database: {db.error}", "check [database] host/port/user and the password source")
+    f = db.facts
+    if f.flavour not in ("MySQL", "MariaDB"):
+        return fail("db-version", f"unsupported database server {f.server_version!r}", "rolling upgrades need MySQL or MariaDB")
+    if f.version < (5, 5, 0):
+        return fail("db-version", f"{f.flavour} {f.server_version} is older than 5.5", "upgrade the database server to MySQL/MariaDB 5.5 or later first")
+    return ok("db-version", f"{f.flavour} {'.'.join(map(str, f.version))}")
+
+
+def _truthy(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return value.strip().lower() in ("true", "1", "yes", "on")
+
+
+def parse_api_conf(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def api_conf_problems(text: str) -> list[str]:
+    """What in a glance-api.conf breaks the guide's 'v2 only, no registry' prerequisite."""
+    try:
+        conf = parse_api_conf(text)
+    except configparser.Error as exc:
+        return [f"glance-api.conf cannot be parsed: {exc.__class__.__name__}"]
+    default = conf.defaults()
+    problems = []
+    if _truthy(default.get("enable_v1_api")):
+        problems.append("enable_v1_api = True (Images API v1 is on)")
+    if _truthy(default.get("enable_v2_api")) is False:
+        problems.append("enable_v2_api = False (Images API v2 is off)")
+    if _truthy(default.get("enable_v2_registry")):
+        problems.append("enable_v2_registry = True (the Glance Registry is in use)")
+    if _truthy(default.get("enable_v1_registry")):
+        problems.append("enable_v1_registry = True (the Glance Registry is in use)")
+    data_api = default.get("data_api")
+    if data_api and "registry" in data_api:
+        problems.append(f"data_api = {data_api} (the Glance Registry is in use)")
+    return problems
+
+
+async def _versions_problems(url: str, timeout: float) -> list[str]:
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            resp = await client.get(f"{url}/versions")
+    except httpx.HTTPError as exc:
+        return [f"GET {url}/versions failed: {exc.__class__.__name__}"]
+    if resp.status_code not in (200, 300):
+        return [f"GET {url}/versions answered {resp.status_code}"]
+    try:
+        ids = [v.get("id", "") for v in resp.json().get("versions", [])]
+    except (json.JSONDecodeError, AttributeError, ValueError):
+        return [f"GET {url}/versions is not a versions document"]
+    if not ids:
+        return [f"GET {url}/versions lists no API version"]
+    v1 = [i for i in ids if i.startswith("v1")]
+    return [f"the API advertises {', '.join(v1)} (v1 must be off)"] if v1 else []
+
+
+async def _api_v2_only(ctx: "Context") -> GateResult:
+    problems: list[str] = []
+
+    async def one(name: str) -> None:
+        node = ctx.config.node(name)
+        result = await ctx.run(ctx.commands(name).read_config())
+        if not result.ok:
+            problems.append(f"{name}: cannot read glance-api.conf (exit {result.exit_status}: {' | '.join(result.tail(1))})")
+        else:
+            problems.extend(f"{name}: {p}" for p in api_conf_problems(result.stdout))
+        facts = (await ctx.node_facts()).get(name)
+        if facts and facts.running:
+            problems.extend(f"{name}: {p}" for p in await _versions_problems(node.api_url, ctx.config.load_balancer.timeout))
+
+    await asyncio.gather(*(one(n.name) for n in ctx.config.nodes))
+    if problems:
+        return fail("api-v2-only", "; ".join(sorted(problems)), "set enable_v1_api = False, enable_v2_registry = False and data_api = glance.db.sqlalchemy.api in glance-api.conf, restart, re-check")
+    return ok("api-v2-only", "Images API v2 only, no registry, on every node")
+
+
+async def _node_count(ctx: "Context") -> GateResult:
+    n = len(ctx.config.nodes)
+    if n < 2:
+        return fail("node-count", f"only {n} Glance node configured", "a rolling upgrade needs at least two nodes behind the load balancer; add one ([[nodes]], role = \"new\")")
+    return ok("node-count", f"{n} nodes")
+
+
+async def _lb_mapping(ctx: "Context") -> GateResult:
+    lb = await ctx.lb_facts()
+    if lb.error:
+        return fail("lb-mapping", f"cannot read the load balancer stats: {lb.error}", "check [load_balancer] stats_url, backend and credentials")
+    missing = [f"{n.name} → {n.lb_server}" for n in ctx.config.nodes if n.lb_server not in lb.servers and n.role == "existing"]
+    if missing:
+        known = ", ".join(sorted(lb.servers)) or "none"
+        return fail("lb-mapping", f"not in backend {ctx.config.load_balancer.backend!r}: {', '.join(missing)} (servers there: {known})", "set each node's lb_server to its server name in the backend")
+    probe = await ctx.cluster.lb.probe_admin()
+    if not probe.ok:
+        return fail("lb-mapping", f"the load balancer's admin channel ({probe.channel}) does not work: {probe.detail}", "enable `stats admin` on the stats page or a `level admin` stats socket, see config.example.toml")
+    return ok("lb-mapping", f"every node maps to one server; admin via {probe.channel}")
+
+
+async def _ssh_reachable(ctx: "Context") -> GateResult:
+    problems = []
+
+    async def one(name: str) -> None:
+        try:
+            status = await ctx.cluster.ssh.get(name).host_key_check()
+            if not status.ok:
+                problems.append(f"{name}: host key {status.state} ({status.fingerprint or 'no fingerprint'}): {status.detail}")
+                return
+            result = await ctx.run_text(name, "true")
+            if not result.ok:
+                problems.append(f"{name}: a trivial command failed (exit {result.exit_status})")
+        except GlanceTuiError as exc:
+            problems.append(f"{name}: {exc.message}")
+
+    await asyncio.gather(*(one(n.name) for n in ctx.config.nodes))
+    if problems:
+        return fail("ssh", "; ".join(sorted(problems)), "verify each host key out of band and add it to known_hosts; check SSH users and keys")
+    return ok("ssh", "every node reachable with a verified host key")
+
+
+async def _same_release(ctx: "Context") -> GateResult:
+    facts = await ctx.node_facts()
+    target = ctx.config.policy.target_release
+    unknown = [f"{n}: {f.error or f.version_error or 'unknown release ' + str(f.version)}" for n, f in facts.items() if f.error or not f.release]
+    unknown = [u for u in unknown if ctx.config.node(u.split(":")[0]).role == "existing"]
+    if unknown:
+        return fail("same-release", "cannot tell the release of " + "; ".join(unknown), "check the installed_version command template on those nodes")
+    old = {f.release for n, f in facts.items() if f.release and f.release != target and ctx.config.node(n).role == "existing"}
+    if len(old) > 1:
+        detail = ", ".join(f"{n}={f.version}" for n, f in sorted(facts.items()))
+        return fail("same-release", f"nodes run different releases ({detail})", "bring every node to the same starting release before a rolling upgrade")
+    if ctx.state.start_release and old and old != {ctx.state.start_release}:
+        return fail("same-release", f"nodes run {old.pop()}, but this run started from {ctx.state.start_release}", "start a new run")
+    start = next(iter(old), ctx.state.start_release or target)
+    return ok("same-release", f"starting release {start}, target {target}")
+
+
+async def _db_check_consistent(ctx: "Context") -> GateResult:
+    facts = await ctx.node_facts()
+    target = ctx.config.policy.target_release
+    upgraded = [n for n, f in facts.items() if f.release == target]
+    old_running = [n for n, f in facts.items() if f.release and f.release != target and f.running]
+    if not upgraded:
+        # Only the old code exists: it must see its own schema as up to date.
+        runner = next((n for n, f in facts.items() if f.release and not f.error), None)
+        if runner is None:
+            return fail("db-check", "no node can run glance-manage", "fix SSH/version problems first")
+        check = await ctx.cluster.db_check(runner, facts[runner].release)
+        if check.code == 0:
+            return ok("db-check", f"db check on {runner} ({check.release}): up to date; heads {', '.join(check.heads) or '?'}")
+        return fail("db-check", f"db check on {runner} ({check.release}) says {check.meaning}", "the database is not at the state the installed release expects; finish or repair the previous upgrade first")
+    check = await ctx.target_db_check()
+    if check is None or check.code is None or check.code == 1:
+        detail = check.error if check else "no upgraded node answered"
+        return fail("db-check", f"db check with the {target} code failed: {detail}", "check the database connection in glance-api.conf on the upgraded node")
+    if check.code == 0 and old_running:
+        return fail("db-check", f"the schema is contracted but {', '.join(old_running)} still run the old release", "stop those nodes now: the old code cannot use the contracted schema")
+    return ok("db-check", f"db check on {check.node}: {check.meaning}")
+
+
+PREFLIGHT: tuple[Gate, ...] = (
+    Gate("db-version", "MySQL/MariaDB 5.5 or later", _db_version),
+    Gate("api-v2-only", "Images API v2 only, no Glance Registry", _api_v2_only),
+    Gate("node-count", "Several Glance nodes", _node_count),
+    Gate("lb-mapping", "Every node is one LB server; admin channel works", _lb_mapping),
+    Gate("ssh", "SSH to every node with a verified host key", _ssh_reachable),
+    Gate("same-release", "All nodes on the same starting release", _same_release),
+    Gate("db-check", "glance-manage db check matches the run", _db_check_consistent),
+)
+
+
+# ---------------------------------------------------------------- step gates
+
+
+async def _backup_verified(ctx: "Context") -> GateResult:
+    if ctx.state.backup is None:
+        return fail("backup", "no verified database backup in this run", "run step 1 (Backup) first")
+    if not await ctx.backup_still_valid():
+        return fail("backup", f"the backup {ctx.state.backup.get('path')} is gone or changed", "run step 1 (Backup) again")
+    return ok("backup", f"{ctx.state.backup.get('path')} (sha256 {str(ctx.state.backup.get('sha256'))[:12]}…)")
+
+
+async def _new_node_chosen(ctx: "Context") -> GateResult:
+    if not ctx.state.new_node:
+        return fail("new-node", "no NEW NODE chosen", "choose the NEW NODE (an existing node, or one with role = \"new\")")
+    return ok("new-node", ctx.state.new_node)
+
+
+async def _new_node_upgraded(ctx: "Context") -> GateResult:
+    name = ctx.state.new_node
+    if not name:
+        return fail("new-node-upgraded", "no NEW NODE chosen", "complete step 2")
+    f = (await ctx.node_facts()).get(name)
+    target = ctx.config.policy.target_release
+    if not f or f.release != target:
+        return fail("new-node-upgraded", f"{name} runs {f.version if f else '?'}, not {target}", "complete step 3 (upgrade the NEW NODE)")
+    if ctx.config.policy.target_version and f.version != ctx.config.policy.target_version:
+        return fail("new-node-upgraded", f"{name} runs {f.version}, not {ctx.config.policy.target_version}", "install the target version on the NEW NODE")
+    return ok("new-node-upgraded", f"{name} on {f.version}")
+
+
+async def _new_node_stopped(ctx: "Context") -> GateResult:
+    name = ctx.state.new_node
+    f = (await ctx.node_facts()).get(name or "")
+    if not f or f.error:
+        return fail("new-node-stopped", f"cannot probe {name}: {f.error if f else 'not chosen'}", "check SSH to the node")
+    if f.running:
+        return fail("new-node-stopped", f"Glance still runs on {name}", "complete step 2 (drain and stop the NEW NODE)")
+    return ok("new-node-stopped", f"no Glance process on {name}")
+
+
+def _binlog_remedy() -> Remedy:
+    async def apply(ctx: "Context") -> None:
+        old = await ctx.cluster.db.set_log_bin_trust_function_creators(True)
+        ctx.state.log_bin_trust_old = old
+        ctx.journal.write("db.variable", name="log_bin_trust_function_creators", old=old, new=True)
+
+    return Remedy("set log_bin_trust_function_creators = 1 (restored after contract)", "SET GLOBAL log_bin_trust_function_creators = 1", apply)
+
+
+async def _binlog_triggers(ctx: "Context") -> GateResult:
+    db = await ctx.db_state()
+    if db.facts is None:
+        return fail("binlog", f"cannot read the database: {db.error}", "check the database connection")
+    f = db.facts
+    if not f.log_bin:
+        return ok("binlog", "binary logging is off")
+    if f.has_super:
+        return ok("binlog", "binary logging is on; the Glance user has SUPER")
+    if f.log_bin_trust_function_creators:
+        return ok("binlog", "binary logging is on; log_bin_trust_function_creators = 1")
+    can_set = any("BINLOG ADMIN" in g.upper() for g in f.grants)
+    return fail(
+        "binlog",
+        "binary logging is on, the Glance user lacks SUPER and log_bin_trust_function_creators = 0: expand would fail creating triggers",
+        "as a DB admin run `SET GLOBAL log_bin_trust_function_creators = 1` (or GRANT SUPER to the Glance user), then re-check",
+        remedy=_binlog_remedy() if can_set else None,
+    )
+
+
+async def _expand_done(ctx: "Context") -> GateResult:
+    check = await ctx.target_db_check()
+    if check is None or check.code is None:
+        return fail("expanded", "db check with the new code did not answer", "complete steps 3-4")
+    if check.code == 3:
+        return fail("expanded", "db check says expand is still next", "run step 4 (expand)")
+    if check.code == 1:
+        return fail("expanded", f"db check failed: {check.error}", "check the database connection on the NEW NODE")
+    return ok("expanded", check.meaning)
+
+
+async def _migrate_done(ctx: "Context") -> GateResult:
+    check = await ctx.target_db_check()
+    if check is None or check.code not in (0, 5):
+        meaning = check.meaning if check else "no answer"
+        return fail("migrated", f"data migrations are not complete (db check: {meaning})", "run step 5 (migrate) until db check says contract is next")
+    return ok("migrated", check.meaning)
+
+
+def min_in_rotation_gate(node: str) -> Gate:
+    async def check(ctx: "Context") -> GateResult:
+        lb = await ctx.lb_facts()
+        if lb.error:
+            return fail("min-rotation", f"cannot read the load balancer: {lb.error}", "fix the LB stats endpoint")
+        server = ctx.config.node(node).lb_server
+        mine = lb.servers.get(server)
+        others = [s for name, s in lb.servers.items() if name != server and s.in_rotation and s.state == "UP"]
+        need = ctx.config.policy.min_in_rotation
+        if mine is not None and not mine.in_rotation:
+            return ok("min-rotation", f"{node} is already out of rotation; {len(others)} others serve")
+        if len(others) < need:
+            up = ", ".join(sorted(s.server for s in others)) or "none"
+            return fail("min-rotation", f"taking {node} out would leave {len(others)} node(s) in rotation ({up}); policy needs {need}", "bring another node UP (or lower policy.min_in_rotation deliberately)")
+        return ok("min-rotation", f"{len(others)} other node(s) stay in rotation")
+
+    return Gate("min-rotation", f"Enough nodes stay in rotation without {node}", check)
+
+
+async def _new_node_serving(ctx: "Context") -> GateResult:
+    name = ctx.state.new_node or ""
+    lb = await ctx.lb_facts()
+    f = (await ctx.node_facts()).get(name)
+    stats = lb.servers.get(ctx.config.node(name).lb_server) if name else None
+    if not f or f.release != ctx.config.policy.target_release or not f.running or stats is None or stats.state != "UP":
+        return fail("new-node-serving", f"the NEW NODE {name or '?'} is not serving the new release (state {stats.state if stats else '?'})", "complete step 6 (start the NEW NODE and put it in rotation)")
+    return ok("new-node-serving", f"{name} UP on {f.version}")
+
+
+async def _all_nodes_target(ctx: "Context") -> GateResult:
+    facts = await ctx.node_facts()
+    target = ctx.config.policy.target_release
+    behind = [f"{n} ({f.version or f.error or '?'})" for n, f in sorted(facts.items()) if f.release != target]
+    if behind:
+        return fail("all-upgraded", f"not on {target}: {', '.join(behind)}", "finish step 7 for those nodes")
+    return ok("all-upgraded", f"every node on {target}")
+
+
+async def _no_old_process(ctx: "Context") -> GateResult:
+    facts = await ctx.node_facts()
+    target = ctx.config.policy.target_release
+    old = [n for n, f in sorted(facts.items()) if f.running is not False and f.release != target]
+    if old:
+        return fail("no-old-service", f"old Glance services may still run on {', '.join(old)}", "stop and upgrade them; contract breaks the old code")
+    return ok("no-old-service", "no node runs an old Glance service")
+
+
+async def _contract_next(ctx: "Context") -> GateResult:
+    check = await ctx.target_db_check()
+    if check is None or check.code != 5:
+        return fail("contract-next", f"db check does not say contract is next ({check.meaning if check else 'no answer'})", "complete expand and migrate first")
+    return ok("contract-next", "db check: contract is next")
+
+
+BACKUP_VERIFIED = Gate("backup", "A verified backup of the Glance database exists", _backup_verified)
+NEW_NODE_CHOSEN = Gate("new-node", "The NEW NODE is chosen", _new_node_chosen)
+NEW_NODE_UPGRADED = Gate("new-node-upgraded", "The NEW NODE runs the target release", _new_node_upgraded)
+NEW_NODE_STOPPED = Gate("new-node-stopped", "Glance is stopped on the NEW NODE", _new_node_stopped)
+BINLOG_TRIGGERS = Gate("binlog", "Triggers allowed (binary log / SUPER / log_bin_trust_function_creators)", _binlog_triggers)
+EXPAND_DONE = Gate("expanded", "The database is expanded", _expand_done)
+MIGRATE_DONE = Gate("migrated", "Data migrations are complete (db check 5 or 0)", _migrate_done)
+NEW_NODE_SERVING = Gate("new-node-serving", "The NEW NODE serves the new release", _new_node_serving)
+ALL_NODES_TARGET = Gate("all-upgraded", "Every node reports the target release", _all_nodes_target)
+NO_OLD_PROCESS = Gate("no-old-service", "No node runs an old Glance service", _no_old_process)
+CONTRACT_NEXT = Gate("contract-next", "db check says contract is next", _contract_next)

@@ -1,0 +1,129 @@
+"""An append-only, fsync'd JSON-lines journal of everything a run does.
+
+It records intent (``action.start``) before a change and the outcome (``action.end``) after,
+plus gate results and operator decisions. On restart it tells *what was attempted*; the
+engine then re-probes the cluster to learn *what is true* — it never re-runs a step merely
+because the journal says it started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from glance_tui.secrets import redact
+
+
+def state_home() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "glance-tui"
+
+
+def config_key(config_path: Path | None) -> str:
+    """Journals are grouped per config file, so each deployment resumes its own run."""
+    text = str(config_path.resolve()) if config_path else "<no config>"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+@dataclass
+class Journal:
+    path: Path
+    run_id: str
+
+    @classmethod
+    def create(cls, directory: Path, *, config_path: Path | None, target_release: str) -> "Journal":
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        journal = cls(directory / f"{run_id}.jsonl", run_id)
+        journal.write("run.start", config=str(config_path or ""), target_release=target_release, pid=os.getpid())
+        return journal
+
+    @classmethod
+    def open(cls, path: Path) -> "Journal":
+        return cls(path, path.stem)
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **_scrub(fields)}
+        line = json.dumps(record, sort_keys=False, default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return record
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        return read_records(self.path)
+
+    def last(self, event: str, **match: Any) -> dict[str, Any] | None:
+        found = None
+        for rec in self.records():
+            if rec.get("event") == event and all(rec.get(k) == v for k, v in match.items()):
+                found = rec
+        return found
+
+    @property
+    def finished(self) -> bool:
+        return self.last("run.end") is not None
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield records; a torn last line (crash mid-write) is skipped, not fatal."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        return
+
+
+def journal_dir(config_path: Path | None, base: Path | None = None) -> Path:
+    return (base or state_home()) / "runs" / config_key(config_path)
+
+
+def unfinished_journal(directory: Path) -> Journal | None:
+    """The most recent journal in ``directory`` without a ``run.end`` record."""
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("*.jsonl"), reverse=True):
+        journal = Journal.open(path)
+        if not journal.finished:
+            return journal
+        return None  # the newest run finished: nothing to resume
+    return None
+
+
+class NullJournal(Journal):
+    """For read-only commands (check, status, plan): records nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/dev/null"), "read-only")
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        return {"event": event, **fields}
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        return iter(())

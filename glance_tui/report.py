@@ -1,0 +1,116 @@
+"""Plain-text and JSON renderings for the headless commands (check, plan, status, run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from glance_tui.events import ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, RunFinished, StepChanged
+from glance_tui.gates import GateResult
+from glance_tui.probes import DbCheck, Snapshot
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def gates_text(results: list[GateResult]) -> str:
+    rows = [["PASS" if r.ok else ("FAIL (soft)" if r.soft else "FAIL"), r.title, r.reason] for r in results]
+    out = table(rows, ["RESULT", "GATE", "DETAIL"])
+    fixes = [f"  - {r.title}: {r.fix}" for r in results if not r.ok and r.fix]
+    if fixes:
+        out += "\n\nHow to fix:\n" + "\n".join(fixes)
+    passed = sum(r.ok for r in results)
+    return out + f"\n\n{passed}/{len(results)} gates pass"
+
+
+def gates_json(results: list[GateResult]) -> str:
+    return json.dumps({"ok": all(r.ok for r in results), "gates": [r.as_dict() for r in results]}, indent=2)
+
+
+def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] | None = None) -> dict[str, Any]:
+    nodes = []
+    for name, f in snap.nodes.items():
+        nodes.append({
+            "name": name, "address": f.address, "version": f.version, "release": f.release, "running": f.running,
+            "error": f.error or f.version_error or None, "role": (roles or {}).get(name),
+        })
+    lb = {
+        name: {"status": s.status, "state": s.state, "in_flight": s.in_flight, "scur": s.scur, "qcur": s.qcur,
+               "rate": s.rate, "check_status": s.check_status, "weight": s.weight}
+        for name, s in snap.lb.servers.items()
+    }
+    db: dict[str, Any] = {"error": snap.db.error or None}
+    if snap.db.facts:
+        f = snap.db.facts
+        db.update(server=f.server_version, flavour=f.flavour, heads=f.alembic_heads, log_bin=f.log_bin,
+                  log_bin_trust_function_creators=f.log_bin_trust_function_creators, has_super=f.has_super)
+    if check:
+        db["db_check"] = {"node": check.node, "release": check.release, "exit": check.code, "meaning": check.meaning}
+    return {"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db}
+
+
+def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]) -> str:
+    rows = []
+    for name, f in snap.nodes.items():
+        s = snap.lb.servers.get(server_of[name])
+        rows.append([
+            name, f.address, s.status if s else ("?" if snap.lb.error else "not in backend"),
+            str(s.in_flight) if s else "-", str(s.rate) if s else "-",
+            f"{f.version} ({f.release})" if f.version else (f.error or f.version_error or "?")[:40],
+            {True: "running", False: "stopped", None: "?"}[f.running],
+        ])
+    out = table(rows, ["NODE", "ADDRESS", "LB STATUS", "IN-FLIGHT", "RATE/s", "RELEASE", "SERVICE"])
+    if snap.lb.error:
+        out += f"\n\nload balancer: {snap.lb.error}"
+    if snap.db.facts:
+        f = snap.db.facts
+        out += (f"\n\ndatabase: {f.flavour} {f.server_version}; heads {', '.join(f.alembic_heads) or 'none'}; "
+                f"log_bin {'ON' if f.log_bin else 'OFF'}")
+    else:
+        out += f"\n\ndatabase: {snap.db.error}"
+    if check:
+        out += f"\ndb check (on {check.node}, {check.release} code): exit {check.code} — {check.meaning}"
+    return out
+
+
+class EventPrinter:
+    """Prints engine events as timestamped lines for ``run --yes`` (and CI logs)."""
+
+    def __init__(self, out: TextIO = sys.stdout, verbose: bool = True) -> None:
+        self.out = out
+        self.verbose = verbose
+        self._last_drain: dict[str, float] = {}
+
+    def _p(self, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out, flush=True)
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case StepChanged(step_id=s, state=state, detail=d):
+                self._p(f"[{s}] {state}{': ' + d if d else ''}")
+            case GatesEvaluated() as g if g.blocking:
+                for r in g.blocking:
+                    self._p(f"[{g.step_id}] gate FAILED {r.title}: {r.reason} — fix: {r.fix}")
+            case ActionStarted(step_id=s, title=t, commands=cmds, dry_run=dry):
+                self._p(f"[{s}] {'WOULD RUN' if dry else '>'} {t}")
+                for c in cmds:
+                    self._p(f"[{s}]     {c}")
+            case ActionFinished(step_id=s, action_id=a, ok=ok, detail=d):
+                self._p(f"[{s}] {'ok' if ok else 'FAILED'} {a}{': ' + d if d else ''}")
+            case OutputLine(node=n, line=line) if self.verbose:
+                self._p(f"    {n}| {line}")
+            case DrainProgress(node=n, in_flight=i, elapsed=e, timeout=t):
+                if e - self._last_drain.get(n, -10) >= 5 or i == 0:
+                    self._last_drain[n] = e
+                    self._p(f"    drain {n}: {i} in flight, {e:.0f}s of {t:.0f}s")
+            case Notice(level=lvl, text=text):
+                self._p(f"{lvl}: {text}")
+            case RunFinished(ok=ok, detail=d):
+                self._p(f"{'DONE' if ok else 'STOPPED'}: {d}")
+            case _:
+                pass
