@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from glance_tui.errors import GlanceTuiError
+from glance_tui.errors import GlanceTuiError, UsageError
 
 KiB, MiB = 1024, 1024 * 1024
 DEFAULT_SIZES = (64 * KiB, 1 * MiB, 4 * MiB)
@@ -32,7 +32,7 @@ def parse_size(text: str) -> int:
     """``"512"``, ``"64K"``, ``"4M"``, ``"1G"`` -> bytes."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)i?B?\s*", text, re.IGNORECASE)
     if not match:
-        raise GlanceTuiError(f"bad size {text!r}", fix="write a number with an optional K, M or G suffix, e.g. 4M")
+        raise UsageError(f"bad size {text!r}", fix="write a number with an optional K, M or G suffix, e.g. 4M")
     return int(float(match.group(1)) * {"": 1, "K": KiB, "M": MiB, "G": 1024 * MiB}[match.group(2).upper()])
 
 

@@ -1,0 +1,131 @@
+"""``glance-tui lab up|down|status|reset|load``: the staging lab from the command line.
+
+Each sub-command sets ``lab_handler`` (the main CLI calls it). Expected failures print one
+``error: …`` line and return 2 (usage) or 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from glance_tui.errors import GlanceTuiError
+
+
+def _lab(args: argparse.Namespace, **kwargs):
+    from glance_tui.lab.lab import Lab
+
+    return Lab(args.dir, progress=lambda line: print(line, flush=True), **kwargs)
+
+
+def _guard(handler):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except GlanceTuiError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return exc.exit_code
+    return run
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    lab = _lab(args, nodes=args.nodes)
+    lab.up()
+    print(status_text(lab.status()))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = _lab(args).down()
+    print("stopped: " + ", ".join(stopped) if stopped else "nothing of the lab was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _lab(args).status()
+    print(json.dumps(status, indent=2) if args.json else status_text(status))
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    lab.reset(up=not args.no_up)
+    print(status_text(lab.status()))
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from glance_tui.lab.load import DEFAULT_SIZES, parse_size, run_load, write_json
+
+    url = args.url
+    if not url:
+        status = _lab(args).status()
+        if not status.get("created") or not status["haproxy"]["running"]:
+            raise GlanceTuiError("the lab is not running", where=status["dir"], fix="run `glance-tui lab up` (or pass --url)")
+        url = status["haproxy"]["frontend"]
+    sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
+    rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
+    print(f"load: {args.clients} clients for {args.duration:.0f}s through {url} (Ctrl-C stops early)", flush=True)
+
+    async def load():
+        stop = asyncio.Event()  # Ctrl-C: let in-flight requests finish, then report
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        return await run_load(url, clients=args.clients, duration=args.duration, sizes=sizes, stop_event=stop,
+                              max_requests=args.max_requests, upload_rate=rate, cleanup=not args.keep_images)
+
+    report = asyncio.run(load())
+    print(report.summary())
+    if args.json:
+        write_json(report, args.json)
+        print(f"report written to {args.json}")
+    return 0 if report.ok else 1
+
+
+def status_text(status: dict) -> str:
+    if not status.get("created"):
+        return f"no lab in {status['dir']} (run `glance-tui lab up`)"
+    up = lambda flag: "running" if flag else "stopped"  # noqa: E731
+    db, lb = status["mariadb"], status["haproxy"]
+    lines = [
+        f"lab {status['dir']}",
+        f"  MariaDB   {db['address']:<24} {up(db['running'])}",
+        f"  HAProxy   {lb['frontend']:<24} {up(lb['running'])}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}",
+    ]
+    for n in status["nodes"]:
+        lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']})"
+                     f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+    lines.append(f"  config    glance-tui -c {status['config']}")
+    return "\n".join(lines)
+
+
+def add_lab_parser(subparsers) -> None:
+    """Add ``lab`` and its sub-commands to the main CLI's sub-parsers."""
+    lab = subparsers.add_parser("lab", help="a real Glance cluster on this machine for rehearsals (staging lab)")
+    lab.set_defaults(lab_handler=lambda args: (lab.print_help(), 2)[1])
+    sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", parser_class=type(lab))
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--dir", metavar="D", default=None, help="lab directory (default $XDG_STATE_HOME/glance-tui/lab)")
+        p.set_defaults(lab_handler=_guard(handler))
+        return p
+
+    p = command("up", cmd_up, "start the lab (idempotent; the first run installs Glance 2023.1 and 2024.1)")
+    p.add_argument("--nodes", type=int, default=None, metavar="N", help="number of glance-api nodes (default 3)")
+    command("down", cmd_down, "stop everything the lab started")
+    p = command("status", cmd_status, "what runs where, and each node's release")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("reset", cmd_reset, "all nodes back to 2023.1, a fresh database and file store")
+    p.add_argument("--no-up", action="store_true", help="leave the lab stopped after the reset")
+    p = command("load", cmd_load, "drive image traffic through HAProxy and verify every byte")
+    p.add_argument("--url", help="the Glance endpoint (default: the lab's HAProxy frontend)")
+    p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--size", action="append", metavar="SIZE", help="image size, e.g. 64K or 4M; repeat for a mix (default 64K 1M 4M)")
+    p.add_argument("--upload-rate", default="4M", metavar="RATE", help="bytes/s per upload, e.g. 2M; 0 = unthrottled (default 4M)")
+    p.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests (default 100000)")
+    p.add_argument("--keep-images", action="store_true", help="do not delete the verified images afterwards")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
