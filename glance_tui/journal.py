@@ -61,8 +61,11 @@ class Journal:
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **_scrub(fields)}
         line = json.dumps(record, sort_keys=False, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a crash tore the last line: never glue a record onto it
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
         finally:

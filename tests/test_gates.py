@@ -1,0 +1,325 @@
+"""Every gate passes and fails for the right reason (fast: probes are scripted here;
+the same gates run against real services in test_engine_services.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from glance_tui import gates as G
+from glance_tui.adapters.database import DatabaseFacts
+from glance_tui.adapters.haproxy import AdminProbe, ServerStats
+from glance_tui.adapters.local import CommandResult
+from glance_tui.adapters.ssh import HostKeyStatus
+from glance_tui.commands import NodeCommands
+from glance_tui.config import parse_config
+from glance_tui.context import RunState
+from glance_tui.probes import DBState, DbCheck, LBFacts, NodeFacts
+
+GOOD_CONF = "[DEFAULT]\nbind_host = 0.0.0.0\n[database]\nconnection = mysql+pymysql://g@db/glance\n"
+
+
+def make_config(n: int = 3, **policy: Any):
+    import os
+
+    os.environ["GATE_TEST_DB_PW"] = "pw-gates"
+    return parse_config({
+        "database": {"password_env": "GATE_TEST_DB_PW"},
+        "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+        "nodes": [{"name": f"g{i}", "ssh_host": f"10.0.0.{i}", "lb_server": f"g{i}", "api_url": f"http://10.0.0.{i}:9292"} for i in range(1, n + 1)],
+        "policy": {"target_release": "2024.1", **policy},
+    })
+
+
+def stats(name: str, state: str = "UP", scur: int = 0) -> ServerStats:
+    return ServerStats(name, state, state, scur, 0, 0, "L7OK", 1)
+
+
+def facts(version: str = "5.5.5-10.11.6-MariaDB", *, log_bin=False, trust=False, sup=False, grants=None) -> DatabaseFacts:
+    from glance_tui.adapters.database import parse_server_version
+
+    flavour, ver = parse_server_version(version)
+    return DatabaseFacts(version, flavour, ver, grants or ["GRANT USAGE ON *.* TO `glance`@`%`"], sup, log_bin, trust, ["2023_1_contract01"], 20)
+
+
+def node(name: str, version: str | None = "26.1.0", running: bool | None = True, error: str = "") -> NodeFacts:
+    from glance_tui.releases import release_of
+
+    return NodeFacts(name, name, version, release_of(version), running, error)
+
+
+class FakeShell:
+    def __init__(self, ctx: "FakeCtx", name: str) -> None:
+        self.ctx, self.name = ctx, name
+
+    async def host_key_check(self) -> HostKeyStatus:
+        return self.ctx.hostkeys.get(self.name, HostKeyStatus(True, "verified", "SHA256:abc", ""))
+
+
+@dataclass
+class FakeCluster:
+    ctx: "FakeCtx"
+
+    @property
+    def lb(self):
+        ctx = self.ctx
+
+        class LB:
+            async def probe_admin(self) -> AdminProbe:
+                return ctx.admin
+
+        return LB()
+
+    @property
+    def ssh(self):
+        ctx = self.ctx
+
+        class Pool:
+            def get(self, name: str) -> FakeShell:
+                return FakeShell(ctx, name)
+
+        return Pool()
+
+    async def db_check(self, node: str, release: str | None = None) -> DbCheck:
+        return DbCheck(node, self.ctx.old_check, release, ("2023_1_contract01",))
+
+
+@dataclass
+class FakeCtx:
+    config: Any = field(default_factory=make_config)
+    state: RunState = field(default_factory=RunState)
+    nodes: dict[str, NodeFacts] = field(default_factory=lambda: {f"g{i}": node(f"g{i}") for i in (1, 2, 3)})
+    lb: LBFacts = field(default_factory=lambda: LBFacts({f"g{i}": stats(f"g{i}") for i in (1, 2, 3)}))
+    db: DBState = field(default_factory=lambda: DBState(facts()))
+    check: DbCheck | None = None
+    old_check: int = 0
+    admin: AdminProbe = field(default_factory=lambda: AdminProbe(True, "http", "admin allowed"))
+    hostkeys: dict[str, HostKeyStatus] = field(default_factory=dict)
+    confs: dict[str, str] = field(default_factory=dict)
+    backup_valid: bool = True
+    journal: Any = None
+
+    def __post_init__(self) -> None:
+        self.cluster = FakeCluster(self)
+
+    async def node_facts(self):
+        return self.nodes
+
+    async def lb_facts(self):
+        return self.lb
+
+    async def db_state(self):
+        return self.db
+
+    async def target_db_check(self):
+        return self.check
+
+    async def backup_still_valid(self):
+        return self.backup_valid
+
+    def commands(self, name: str) -> NodeCommands:
+        return NodeCommands(self.config, name)
+
+    async def run(self, cmd) -> CommandResult:
+        return CommandResult(cmd.command, 0, self.confs.get(cmd.node, GOOD_CONF), "", 0.01, False)
+
+    async def run_text(self, name: str, text: str) -> CommandResult:
+        return CommandResult(text, 0, "", "", 0.01, False)
+
+
+async def check(gate: G.Gate, ctx: FakeCtx) -> G.GateResult:
+    return await gate.evaluate(ctx)  # type: ignore[arg-type]
+
+
+def gate(gate_id: str) -> G.Gate:
+    return next(g for g in G.PREFLIGHT if g.id == gate_id)
+
+
+# ---------------------------------------------------------------- preflight
+
+
+async def test_db_version_passes_and_fails():
+    assert (await check(gate("db-version"), FakeCtx())).ok
+    r = await check(gate("db-version"), FakeCtx(db=DBState(facts("5.1.73-log"))))
+    assert not r.ok and "older than 5.5" in r.reason and "5.5" in r.fix
+    r = await check(gate("db-version"), FakeCtx(db=DBState(None, error="access denied")))
+    assert not r.ok and "access denied" in r.reason
+
+
+async def test_api_v2_only_reads_each_conf(monkeypatch):
+    async def no_v1(url, timeout):
+        return []
+
+    monkeypatch.setattr(G, "_versions_problems", no_v1)
+    assert (await check(gate("api-v2-only"), FakeCtx())).ok
+    bad = GOOD_CONF.replace("[DEFAULT]\n", "[DEFAULT]\nenable_v1_api = True\nenable_v2_registry = true\n")
+    r = await check(gate("api-v2-only"), FakeCtx(confs={"g2": bad}))
+    assert not r.ok
+    assert "g2: enable_v1_api = True" in r.reason and "g2: enable_v2_registry = True" in r.reason
+    assert "g1" not in r.reason
+
+
+def test_api_conf_problems_cover_old_release_options():
+    conf = "[DEFAULT]\nenable_v2_api = False\ndata_api = glance.db.registry.api\n"
+    problems = G.api_conf_problems(conf)
+    assert any("enable_v2_api = False" in p for p in problems)
+    assert any("data_api" in p for p in problems)
+    assert G.api_conf_problems(GOOD_CONF) == []
+
+
+async def test_node_count():
+    assert (await check(gate("node-count"), FakeCtx())).ok
+    ctx = FakeCtx(config=make_config(1), nodes={"g1": node("g1")})
+    r = await check(gate("node-count"), ctx)
+    assert not r.ok and "at least two" in r.fix
+
+
+async def test_lb_mapping():
+    assert (await check(gate("lb-mapping"), FakeCtx())).ok
+    r = await check(gate("lb-mapping"), FakeCtx(lb=LBFacts({"g1": stats("g1"), "g2": stats("g2"), "other": stats("other")})))
+    assert not r.ok and "g3 → g3" in r.reason and "other" in r.reason
+    r = await check(gate("lb-mapping"), FakeCtx(admin=AdminProbe(False, "http", "DENY")))
+    assert not r.ok and "admin channel" in r.reason
+    r = await check(gate("lb-mapping"), FakeCtx(lb=LBFacts({}, error="connection refused")))
+    assert not r.ok and "connection refused" in r.reason
+
+
+async def test_ssh_host_keys():
+    assert (await check(gate("ssh"), FakeCtx())).ok
+    ctx = FakeCtx(hostkeys={"g3": HostKeyStatus(False, "changed", "SHA256:evil", "does not match known_hosts")})
+    r = await check(gate("ssh"), ctx)
+    assert not r.ok and "g3: host key changed (SHA256:evil)" in r.reason
+
+
+async def test_same_release():
+    assert (await check(gate("same-release"), FakeCtx())).ok
+    mixed = {"g1": node("g1", "26.1.0"), "g2": node("g2", "27.0.0"), "g3": node("g3", "26.1.0")}
+    r = await check(gate("same-release"), FakeCtx(nodes=mixed))
+    assert not r.ok and "different releases" in r.reason
+    # mid-run: old + target is consistent
+    mid = {"g1": node("g1", "28.2.0"), "g2": node("g2", "26.1.0"), "g3": node("g3", "26.1.0")}
+    assert (await check(gate("same-release"), FakeCtx(nodes=mid))).ok
+    unknown = {**mid, "g2": node("g2", None, error="")}
+    r = await check(gate("same-release"), FakeCtx(nodes=unknown))
+    assert not r.ok and "cannot tell the release of g2" in r.reason
+
+
+async def test_db_check_consistent():
+    assert (await check(gate("db-check"), FakeCtx())).ok
+    r = await check(gate("db-check"), FakeCtx(old_check=1))
+    assert not r.ok
+    mid = {"g1": node("g1", "28.2.0", running=True), "g2": node("g2", "26.1.0"), "g3": node("g3", "26.1.0")}
+    assert (await check(gate("db-check"), FakeCtx(nodes=mid, check=DbCheck("g1", 5, "2024.1")))).ok
+    r = await check(gate("db-check"), FakeCtx(nodes=mid, check=DbCheck("g1", 0, "2024.1")))
+    assert not r.ok and "contracted" in r.reason and "g2" in r.reason
+
+
+# ---------------------------------------------------------------- step gates
+
+
+async def test_backup_gate():
+    ctx = FakeCtx()
+    r = await check(G.BACKUP_VERIFIED, ctx)
+    assert not r.ok and "no verified database backup" in r.reason
+    ctx.state.backup = {"path": "/b/x.sql", "sha256": "ab" * 32}
+    assert (await check(G.BACKUP_VERIFIED, ctx)).ok
+    ctx.backup_valid = False
+    r = await check(G.BACKUP_VERIFIED, ctx)
+    assert not r.ok and "gone or changed" in r.reason
+
+
+async def test_new_node_gates():
+    ctx = FakeCtx()
+    assert not (await check(G.NEW_NODE_CHOSEN, ctx)).ok
+    ctx.state.new_node = "g1"
+    assert (await check(G.NEW_NODE_CHOSEN, ctx)).ok
+    r = await check(G.NEW_NODE_STOPPED, ctx)
+    assert not r.ok and "still runs on g1" in r.reason
+    ctx.nodes["g1"] = node("g1", running=False)
+    assert (await check(G.NEW_NODE_STOPPED, ctx)).ok
+    r = await check(G.NEW_NODE_UPGRADED, ctx)
+    assert not r.ok and "not 2024.1" in r.reason
+    ctx.nodes["g1"] = node("g1", "28.2.0", running=False)
+    assert (await check(G.NEW_NODE_UPGRADED, ctx)).ok
+    ctx.config = make_config(target_version="28.3.0")
+    r = await check(G.NEW_NODE_UPGRADED, ctx)
+    assert not r.ok and "28.3.0" in r.reason
+
+
+async def test_binlog_gate_and_remedy():
+    assert (await check(G.BINLOG_TRIGGERS, FakeCtx())).ok
+    assert (await check(G.BINLOG_TRIGGERS, FakeCtx(db=DBState(facts(log_bin=True, sup=True))))).ok
+    assert (await check(G.BINLOG_TRIGGERS, FakeCtx(db=DBState(facts(log_bin=True, trust=True))))).ok
+    r = await check(G.BINLOG_TRIGGERS, FakeCtx(db=DBState(facts(log_bin=True))))
+    assert not r.ok and "log_bin_trust_function_creators" in r.fix and r.remedy is None
+    grants = ["GRANT BINLOG ADMIN ON *.* TO `glance`@`%`"]
+    r = await check(G.BINLOG_TRIGGERS, FakeCtx(db=DBState(facts(log_bin=True, grants=grants))))
+    assert not r.ok and r.remedy is not None and "SET GLOBAL" in r.remedy.command
+
+
+async def test_expand_and_migrate_gates():
+    for code, expanded, migrated in ((3, False, False), (4, True, False), (5, True, True), (0, True, True)):
+        ctx = FakeCtx(check=DbCheck("g1", code, "2024.1"))
+        assert (await check(G.EXPAND_DONE, ctx)).ok is expanded, code
+        assert (await check(G.MIGRATE_DONE, ctx)).ok is migrated, code
+    assert not (await check(G.EXPAND_DONE, FakeCtx(check=None))).ok
+
+
+async def test_min_in_rotation():
+    g = G.min_in_rotation_gate("g1")
+    assert (await check(g, FakeCtx())).ok
+    lb = LBFacts({"g1": stats("g1"), "g2": stats("g2", "DRAIN"), "g3": stats("g3", "DOWN")})
+    r = await check(g, FakeCtx(lb=lb))
+    assert not r.ok and "leave 0 node(s)" in r.reason
+    r = await check(G.min_in_rotation_gate("g1"), FakeCtx(config=make_config(min_in_rotation=3)))
+    assert not r.ok and "policy needs 3" in r.reason
+    # already drained: nothing more is taken out
+    lb = LBFacts({"g1": stats("g1", "DRAIN"), "g2": stats("g2", "DRAIN"), "g3": stats("g3", "DOWN")})
+    assert (await check(g, FakeCtx(lb=lb))).ok
+
+
+async def test_new_node_serving():
+    ctx = FakeCtx()
+    ctx.state.new_node = "g1"
+    r = await check(G.NEW_NODE_SERVING, ctx)
+    assert not r.ok
+    ctx.nodes["g1"] = node("g1", "28.2.0")
+    assert (await check(G.NEW_NODE_SERVING, ctx)).ok
+    ctx.lb = LBFacts({**ctx.lb.servers, "g1": stats("g1", "DRAIN")})
+    assert not (await check(G.NEW_NODE_SERVING, ctx)).ok
+
+
+async def test_contract_gates():
+    done = {f"g{i}": node(f"g{i}", "28.2.0") for i in (1, 2, 3)}
+    ctx = FakeCtx(nodes=done, check=DbCheck("g1", 5, "2024.1"))
+    for g in (G.ALL_NODES_TARGET, G.NO_OLD_PROCESS, G.CONTRACT_NEXT):
+        assert (await check(g, ctx)).ok, g.id
+    ctx.nodes = {**done, "g3": node("g3", "26.1.0", running=True)}
+    r = await check(G.ALL_NODES_TARGET, ctx)
+    assert not r.ok and "g3 (26.1.0)" in r.reason
+    r = await check(G.NO_OLD_PROCESS, ctx)
+    assert not r.ok and "g3" in r.reason
+    ctx.nodes = {**done, "g3": node("g3", "26.1.0", running=False)}
+    assert (await check(G.NO_OLD_PROCESS, ctx)).ok  # stopped old node: no old service runs
+    ctx.check = DbCheck("g1", 4, "2024.1")
+    r = await check(G.CONTRACT_NEXT, ctx)
+    assert not r.ok and "migrate is next" in r.reason
+
+
+async def test_a_crashing_gate_blocks():
+    async def boom(ctx):
+        raise RuntimeError("kaput")
+
+    r = await G.Gate("x", "crashes", boom).evaluate(FakeCtx())  # type: ignore[arg-type]
+    assert not r.ok and "kaput" in r.reason
+
+
+@pytest.mark.parametrize("soft", [True, False])
+async def test_soft_flag_is_carried(soft):
+    async def no(ctx):
+        return G.fail("x", "nope", "fix it")
+
+    r = await G.Gate("x", "t", no, soft=soft).evaluate(FakeCtx())  # type: ignore[arg-type]
+    assert r.soft is soft and not r.ok
