@@ -29,7 +29,7 @@ def _write_private(path: Path, text: str) -> None:
 def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1) -> str:
     """glance-api.conf for one node: Images API v2 only, no Keystone, shared file store."""
     return f"""\
-# Written by glance-tui's staging lab. Images API v2 only (no enable_v1_api, no registry).
+# Written by glance-tui's staging lab. Images API v2 only: the v1 API and the registry are left unset.
 [DEFAULT]
 bind_host = {host}
 bind_port = {port}
