@@ -153,7 +153,7 @@ class NodeSSH:
     async def connect(self) -> None:
         """Open the connection unless one is already open (also re-opens a dropped one)."""
         async with self._lock:
-            if self._conn is not None and not self._conn.is_closed():
+            if self._alive():
                 return
             self._conn = None
             self._conn = await self._open()
@@ -216,16 +216,13 @@ class NodeSSH:
             assert self._conn is not None
             try:
                 return await self._conn.create_process(remote, encoding=None)
-            except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError):
-                if attempt == 2:
+            except (asyncssh.Error, OSError):
+                if attempt == 2 or self._alive():  # e.g. MaxSessions reached: keep the other channels
                     raise
-                await self._forget()
         raise AssertionError("unreachable")
 
-    async def _forget(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.abort()
+    def _alive(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     async def run(self, command: str, *, timeout: float | None = None, on_line: OnLine | None = None, input: str | None = None) -> CommandResult:
         """Run ``command`` through ``sh -c`` on the node; stream lines to ``on_line(stream, line)``."""
@@ -247,7 +244,7 @@ class NodeSSH:
                 timed_out = True  # the node's `timeout` should have fired long ago: give up on the channel
                 await self._abandon(proc, tag)
             except (asyncssh.Error, OSError) as exc:
-                await self._forget()
+                proc.close()
                 raise self._lost(command, exc) from None
             except BaseException:  # cancelled: do not leave the command running behind a forgotten channel
                 ending = asyncio.ensure_future(self._abandon(proc, tag))
@@ -256,7 +253,6 @@ class NodeSSH:
                 raise
             duration = time.monotonic() - start
         if not timed_out and proc.exit_status is None and proc.exit_signal is None:
-            await self._forget()
             raise self._lost(command, None)
         status = None if timed_out else proc.exit_status
         if status in TIMEOUT_EXITS and duration >= limit:
@@ -284,15 +280,17 @@ class NodeSSH:
         if self.sudo:
             pkill = f"sudo -n {pkill}"
         try:
-            if self._conn is not None and not self._conn.is_closed():
+            if self._alive():
                 await asyncio.wait_for(self._conn.run(pkill, check=False), self.connect_timeout)
         except (asyncssh.Error, OSError, asyncio.TimeoutError):
             pass  # best effort: the node's own `timeout` still ends the run
 
     def _lost(self, command: str, exc: BaseException | None) -> AdapterError:
+        """A dead connection is re-opened by the next :meth:`connect`; a live one is kept for other channels."""
         reason = f": {exc}" if exc is not None and str(exc) else ""
+        what = "the SSH channel closed without an exit status" if self._alive() else "SSH connection lost"
         return AdapterError(
-            f"SSH connection lost while running `{_short(command)}`{reason}",
+            f"{what} while running `{_short(command)}`{reason}",
             where=self.where,
             fix="check the node; the next command reconnects — verify what the command did before retrying it",
         )
