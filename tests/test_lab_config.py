@@ -1,0 +1,147 @@
+"""Lab pieces that need no running service: the generated glance-tui.toml, env stamps, load report, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from glance_tui.cli import main
+from glance_tui.commands import NodeCommands
+from glance_tui.config import load_config
+from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.lab import envs, glance
+from glance_tui.lab.lab import Lab, Layout, NodeLayout
+from glance_tui.lab.load import Failure, LoadReport, parse_size
+
+
+def make_layout(bin_dir: str = "/opt/none/bin") -> Layout:
+    nodes = [NodeLayout(f"glance-{i}", f"127.0.0.{10 + i}", 9292, 2222) for i in (1, 2, 3)]
+    return Layout(nodes=nodes, lb_host="127.0.0.10", frontend_port=9292, stats_port=8404, runtime_tcp_port=9999, db_port=13306,
+                  envs={"2023.1": bin_dir, "2024.1": bin_dir})
+
+
+def test_generated_config_loads_and_renders_nodectl_commands(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab")
+    lab.dir.mkdir()
+    lab._password()
+    path = lab.write_config(make_layout())
+    config = load_config(path)
+    assert [n.name for n in config.nodes] == ["glance-1", "glance-2", "glance-3"]
+    assert [n.lb_server for n in config.nodes] == ["glance-1", "glance-2", "glance-3"]
+    assert config.nodes[1].ssh_host == "127.0.0.12" and config.nodes[1].ssh_port == 2222
+    assert config.nodes[2].api_url == "http://127.0.0.13:9292"
+    assert config.database.port == 13306 and config.database.password.reveal() == lab.password_file.read_text().strip()
+    assert config.load_balancer.stats_url == "http://127.0.0.10:8404/stats" and config.load_balancer.backend == "glance_api"
+    assert config.load_balancer.runtime_socket == f"unix:{lab.dir}/haproxy/admin.sock"
+    assert config.ssh.identity_file == str(lab.operator_key) and config.ssh.known_hosts == str(lab.known_hosts)
+    assert config.backup.where == "local" and config.backup.directory == str(lab.backup_dir)
+    assert config.policy.target_release == "2024.1" and config.policy.target_version == "28.2.0"
+    cmds = NodeCommands(config, "glance-2")
+    assert cmds.upgrade().command.endswith("-m glance_tui.lab.nodectl upgrade 2024.1")
+    assert cmds.db_check().command.endswith("-m glance_tui.lab.nodectl manage db check")
+    assert lab.password_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_api_conf_follows_the_notes() -> None:
+    text = glance.api_conf(host="127.0.0.11", port=9292, database="mysql+pymysql://g:p@127.0.0.1:3306/glance",
+                           store_dir=Path("/srv/images"), node_dir=Path("/n1"), workers=2)
+    for line in ("bind_host = 127.0.0.11", "bind_port = 9292", "workers = 2", "enabled_backends = fs:file",
+                 "default_backend = fs", "filesystem_store_datadir = /srv/images", "flavor =",
+                 "config_file = /n1/glance-api-paste.ini", "connection = mysql+pymysql://g:p@127.0.0.1:3306/glance"):
+        assert line + "\n" in text
+    assert "enable_v1_api" not in text and "registry_host" not in text
+    assert glance.db_url(user="glance", password="p@ss:/w", host="h", port=1, schema="glance") == \
+        "mysql+pymysql://glance:p%40ss%3A%2Fw@h:1/glance?charset=utf8"
+
+
+def fake_prefix(root: Path, pins: dict[str, str]) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "glance-api").write_text("")
+    site = root / "lib" / "python3.11" / "site-packages"
+    for name, version in pins.items():
+        (site / f"{name.replace('-', '_')}-{version}.dist-info").mkdir(parents=True)
+    return root
+
+
+def test_env_is_adopted_only_when_it_matches_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pins = envs.read_lock("2023.1")
+    assert pins["glance"] == "26.1.0" and "pymysql" in pins and len(pins) > 50
+    good = fake_prefix(envs.env_dir("2023.1"), pins)
+    assert envs._usable(good, "2023.1")
+    assert (good / envs.STAMP).read_text().strip() == envs.stamp_for("2023.1")
+    assert envs.ensure_env("2023.1", progress=lambda line: pytest.fail(f"must not install: {line}")) == good / "bin"
+    (good / envs.STAMP).write_text("stale\n")  # the lock changed since the env was built
+    assert not envs._usable(good, "2023.1")
+    drifted = fake_prefix(tmp_path / "other", {**pins, "glance": "26.0.0"})
+    assert not envs._usable(drifted, "2023.1")
+    assert envs.glance_version(good / "bin") == "26.1.0"
+
+
+def test_both_locks_pin_glance_and_pymysql() -> None:
+    assert envs.read_lock("2024.1")["glance"] == "28.2.0"
+    assert {"glance", "pymysql", "oslo-db", "sqlalchemy"} <= set(envs.read_lock("2024.1"))
+    with pytest.raises(GlanceTuiError, match="no lab environment for release"):
+        envs.lock_file("2099.1")
+
+
+def test_failed_install_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "glance-2023.1.txt").write_text("this is === not a requirement\n")  # pip rejects it without the network
+    monkeypatch.setattr(envs, "LOCK_DIR", locks)
+    lines: list[str] = []
+    with pytest.raises(GlanceTuiError) as err:
+        envs.ensure_env("2023.1", progress=lines.append)
+    assert "installing Glance 2023.1 failed" in err.value.what
+    assert "rerun `glance-tui lab up`" in err.value.fix and "install.log" in err.value.fix
+    assert lines[0].startswith("installing Glance 2023.1 (26.1.0)")
+    assert not (envs.env_dir("2023.1") / envs.STAMP).exists()
+
+
+def test_parse_size_and_report() -> None:
+    assert [parse_size(s) for s in ("512", "64K", "4M", "1.5M", "1G", "2MiB")] == [512, 65536, 4194304, 1572864, 1 << 30, 2097152]
+    with pytest.raises(UsageError):
+        parse_size("4X")
+    report = LoadReport(url="http://lb", clients=2, requests={"list": 3, "upload": 2})
+    assert report.ok and report.total == 5
+    report.failures.append(Failure("upload", "ReadError: connection closed", 1.5, "img"))
+    report.images_not_active["img"] = "saving"
+    assert not report.ok
+    assert report.failures_by_reason() == {"upload: ReadError: connection closed": 1}
+    text = report.summary()
+    assert "failed requests: 1" in text and "img: saving" in text
+    assert json.loads(json.dumps(report.to_json()))["ok"] is False
+
+
+def test_cli_lab_without_a_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "status", "--dir", str(tmp_path)]) == 0
+    assert "no lab in" in capsys.readouterr().out
+    assert main(["lab", "down", "--dir", str(tmp_path)]) == 0
+    assert main(["lab", "load", "--dir", str(tmp_path), "--duration", "1"]) == 1
+    assert "the lab is not running" in capsys.readouterr().err
+    assert main(["lab", "load", "--url", "http://127.0.0.1:1", "--size", "4X"]) == 2
+    assert "bad size '4X'" in capsys.readouterr().err
+
+
+def test_missing_package_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("glance_tui.lab.procs.SBIN_DIRS", ())
+    assert main(["lab", "up", "--dir", str(tmp_path / "lab")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: missing Debian packages: mariadb-server mariadb-client haproxy openssh-server")
+    assert "fix: apt-get update && apt-get install -y" in err and "\n" not in err
+
+
+def test_nodectl_starts_quickly() -> None:
+    """The engine runs nodectl for every probe: it must not import heavy modules."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "glance_tui.lab.nodectl"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, env={**os.environ}, timeout=30)
+    imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    assert not imported & {"pydantic", "httpx", "asyncssh", "textual", "glance_tui.config"}
