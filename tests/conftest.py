@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.mariadb",
     "tests.fixtures.haproxy",
     "tests.fixtures.sshd",
+    "tests.fixtures.cluster",
 ]
