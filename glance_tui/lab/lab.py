@@ -210,6 +210,7 @@ class Lab:
         env_bins = self.envs or {rel: str(lab_envs.ensure_env(rel, progress=self.progress)) for rel in lab_envs.GLANCE_VERSIONS}
         self.dir.mkdir(parents=True, exist_ok=True)
         layout = self._resolve_layout(env_bins)
+        self._check_ports(layout)
         self.layout_file.write_text(json.dumps(layout.to_json(), indent=2) + "\n")
         password = self._password()
         if not self.operator_key.exists():
@@ -240,6 +241,27 @@ class Lab:
         self._wait_ready(f"http://{layout.lb_host}:{layout.frontend_port}/versions")
         self.progress(f"lab up in {time.monotonic() - started:.1f}s: glance-tui -c {self.config_path}")
         return layout
+
+    def _check_ports(self, layout: Layout) -> None:
+        """Every port a stopped service needs must be free before anything starts (no half-started lab)."""
+        needed = []
+        if not self.mariadb(layout).is_running():
+            needed.append(("127.0.0.1", layout.db_port, "MariaDB"))
+        if not self.haproxy(layout).is_running():
+            needed += [(layout.lb_host, layout.frontend_port, "the HAProxy frontend"),
+                       (layout.lb_host, layout.stats_port, "the HAProxy stats page"),
+                       (layout.lb_host, layout.runtime_tcp_port, "the HAProxy runtime API")]
+        for n in layout.nodes:
+            if not self.sshd(n).is_running():
+                needed.append((n.host, n.ssh_port, f"sshd of {n.name}"))
+            try:
+                running = nodectl.running_pid(self.node(n)) is not None
+            except GlanceTuiError:
+                running = False
+            if not running:
+                needed.append((n.host, n.api_port, f"glance-api on {n.name}"))
+        for host, port, what in needed:
+            procs.require_free_port(host, port, what)
 
     def _password(self) -> str:
         if not self.password_file.exists():
