@@ -1,0 +1,148 @@
+"""The application: open (or resume) the run, then hand over to the main screen.
+
+``run_tui`` is what the CLI calls. ``GlanceApp`` takes either an engine factory
+(``factory(resume: bool) -> Engine``, e.g. ``Engine.open`` bound to a config) or a ready
+engine (tests against real services, scripted engines).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Static
+
+from glance_tui.api import DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, load_config
+from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
+from screens.main import MainScreen, hard_failures
+from screens.operator import TuiOperator
+from screens.palette import GlanceCommands
+
+EngineFactory = Callable[[bool], Any]
+NOT_MULTIPLEXED = "not inside tmux/screen: a dropped SSH session ends the app (the journal keeps the run resumable)"
+
+
+def in_multiplexer(env: Mapping[str, str] = os.environ) -> bool:
+    """True inside tmux or GNU screen, where a dropped SSH link does not end the app."""
+    return bool(env.get("TMUX") or env.get("STY") or env.get("TERM", "").startswith(("screen", "tmux")))
+
+
+def resume_summary(engine: Any, step: Any, results: list[Any]) -> Text:
+    """Where the unfinished run stands, as re-probed (``engine.reconcile()``)."""
+    state = engine.state
+    text = Text()
+    text.append(f"Journal: {engine.journal.path}\n")
+    text.append(f"NEW NODE: {state.new_node or 'not chosen yet'}")
+    text.append(f" · backup: {'recorded' if state.backup else 'none'}")
+    if state.overrides:
+        text.append(f" · {len(state.overrides)} override(s) journaled")
+    done = [s.number for s in engine.plan.steps if engine.states.get(s.id) == DONE]
+    text.append(f"\nSteps done (probed now): {', '.join(done) or 'none'}\n")
+    if step is None:
+        text.append("Every step is done: the upgrade looks complete.\n", style="bold")
+    else:
+        text.append(f"Next: step {step.number} — {step.title} ({engine.states.get(step.id, '?')})\n", style="bold")
+        for r in hard_failures(results):
+            text.append(f"  ✖ {r.title or r.gate}: {r.reason}\n")
+    text.append("\nResume continues from what the cluster shows; a new run keeps the old journal as history.")
+    return text
+
+
+class GlanceApp(App[int]):
+    """The glance-tui assistant."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "glance-tui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    COMMANDS = App.COMMANDS | {GlanceCommands}
+    BINDINGS = [
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, engine_factory: EngineFactory | Any, *, config: Config, dry_run: bool = False, resume: bool | None = None,
+                 pending: bool | None = None, multiplexer: bool | None = None, clock: Callable[[], float] = time.time,
+                 gate_interval: float = 2.5) -> None:
+        super().__init__()
+        self.engine_factory = engine_factory
+        self.config, self.dry_run, self.resume, self.pending = config, dry_run, resume, pending
+        self.multiplexer = in_multiplexer() if multiplexer is None else multiplexer
+        self.clock, self.gate_interval = clock, gate_interval
+        self.engine: Any = None
+        self.main: MainScreen | None = None
+        self.operator = TuiOperator(self, dry_run=dry_run)
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Opening the run and probing the cluster…"), id="opening")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._open(), group="open", exit_on_error=False)
+
+    async def _open(self) -> None:
+        try:
+            self.engine = await self._resolve_engine()
+        except GlanceTuiError as exc:
+            await self.operator.ask(MessageScreen("Cannot open the run", exc.message))
+            self.exit(1, return_code=1)
+            return
+        warning = "" if self.multiplexer else NOT_MULTIPLEXED
+        self.main = MainScreen(self.engine, self.config, self.operator, dry_run=self.dry_run, warning=warning,
+                               clock=self.clock, gate_interval=self.gate_interval)
+        await self.push_screen(self.main)
+
+    async def _resolve_engine(self) -> Any:
+        factory = self.engine_factory
+        if not callable(factory) or hasattr(factory, "plan"):
+            return factory  # a ready engine
+        if self.resume is not None:
+            return factory(self.resume)
+        pending = self.pending if self.pending is not None else Engine.pending_journal(self.config) is not None
+        if not pending:
+            return factory(False)
+        engine = factory(True)
+        seen: dict[str, list[Any]] = {}
+        engine.subscribe(lambda ev: seen.__setitem__(ev.step_id, list(ev.results)) if isinstance(ev, GatesEvaluated) else None)
+        step = await engine.reconcile()
+        choice = await self.operator.ask(ResumeScreen(resume_summary(engine, step, seen.get(step.id, []) if step else [])))
+        if choice == "new":
+            await engine.close()
+            return factory(False)
+        return engine
+
+    def action_request_quit(self) -> None:
+        self.run_worker(self._quit(), group="quit", exclusive=True)
+
+    async def _quit(self) -> None:
+        if self.main is not None and self.main.busy:
+            if not await self.operator.ask(QuitScreen(self.main.quit_explanation())):
+                return
+        if self.engine is not None:
+            try:
+                await self.engine.close()
+            except Exception:  # closing connections must not block quitting
+                pass
+        self.exit(0, return_code=0)
+
+
+def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> int:
+    """Open the assistant for the config at ``config_path``; returns the exit code."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"glance-tui: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        pending = Engine.pending_journal(config) is not None
+    except OSError as exc:
+        print(f"glance-tui: cannot read the journal directory: {exc}", file=sys.stderr)
+        return 1
+    app = GlanceApp(lambda resume_: Engine.open(config, resume=resume_, dry_run=dry_run), config=config, dry_run=dry_run,
+                    resume=resume, pending=pending)
+    app.run()
+    return app.return_code or 0

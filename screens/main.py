@@ -1,0 +1,413 @@
+"""The main screen: live node list + database panel, the checklist and the selected step.
+
+Polls are re-armed only after the previous one finished (never two of a kind at once), gates
+re-evaluate on a timer while idle, and "continue" is dimmed in the footer while a hard gate
+of the next step fails — pressing it anyway explains what blocks and how to fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, RichLog, Static
+
+from glance_tui.api import (
+    DONE, RUNNING, ActionFinished, ActionStarted, Config, DrainProgress, Event, GatesEvaluated, GateResult,
+    GlanceTuiError, LBFacts, Notice, OutputLine, PlanChanged, RunFinished, Step, StepChanged,
+)
+from screens.checklist import Checklist, StepDetail, detail_text, shown_state
+from screens.dialogs import MessageScreen
+from screens.drain import DrainView
+from screens.journal import JournalScreen
+from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells
+
+SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+
+
+class EngineEvent(Message):
+    """An engine event, carried onto the screen's message queue."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+def hard_failures(results: list[GateResult] | None) -> list[GateResult]:
+    return [r for r in results or [] if not r.ok and not r.soft]
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("c", "continue", "Continue"),
+        Binding("c", "explain_blocked", "Continue", show=False),
+        Binding("r", "recheck", "Recheck"),
+        Binding("n", "select_next", "Next step"),
+        Binding("d", "show_drain", "Drain"),
+        Binding("l", "journal", "Journal"),
+    ]
+
+    def __init__(self, engine: Any, config: Config, operator: Any, *, dry_run: bool = False, warning: str = "",
+                 clock: Callable[[], float] = time.time, gate_interval: float = 2.5) -> None:
+        super().__init__()
+        self.engine, self.config, self.operator = engine, config, operator
+        self.dry_run, self.warning, self.clock, self.gate_interval = dry_run, warning, clock, gate_interval
+        self.busy = False
+        self.next_id: str | None = None
+        self.next_gates: list[GateResult] | None = None
+        self.gates: dict[str, list[GateResult]] = {}
+        self.output: dict[str, deque[Text]] = {}
+        self.running_step: str | None = None
+        self.current_action = ""
+        self.last_lb: LBFacts | None = None
+        self.dry_run_over = False
+        self._probe_lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._banner(), id="banner")
+        with Horizontal(id="top"):
+            yield NodeTable([(n.name, n.ssh_host) for n in self.config.nodes], id="nodes")
+            yield DbPanel(id="db")
+        yield LBStatus(self.clock, id="lb-status")
+        with Horizontal(id="bottom"):
+            yield Checklist(id="steps")
+            with Vertical(id="detail"):
+                yield DrainView(id="drain")
+                with VerticalScroll(id="step-scroll"):
+                    yield StepDetail(id="step-detail")
+                yield RichLog(id="output", markup=False, wrap=True, max_lines=2000)
+        yield Footer()
+
+    def _banner(self) -> Text:
+        p = self.config.policy
+        text = Text(f"glance-tui · {len(self.config.nodes)} nodes → {p.target_release}{' ' + p.target_version if p.target_version else ''}", style="bold")
+        if self.dry_run:
+            text.append(" · DRY RUN: commands are shown, never run", style="bold yellow")
+        if self.warning:
+            text.append(f" · ⚠ {self.warning}", style="yellow")
+        return text
+
+    def on_mount(self) -> None:
+        self.query_one("#drain", DrainView).display = False
+        self.query_one("#nodes", NodeTable).border_title = "Nodes"
+        self.query_one("#db", DbPanel).border_title = "Database"
+        self.query_one("#steps", Checklist).border_title = "Checklist"
+        self.query_one("#output", RichLog).border_title = "Output"
+        self.query_one("#step-scroll").border_title = "Selected step"
+        self.engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
+        self.query_one("#steps", Checklist).load(self.engine.plan, self.engine.states)
+        self.refresh_roles()
+        self.query_one("#steps", Checklist).focus()
+        self._spawn(self._poll_lb, "lb")
+        self._spawn(self._poll_nodes, "nodes")
+        self._spawn(self._gate_cycle, "gates")
+
+    # ---------------------------------------------------------------- polling (re-armed after each poll)
+
+    def _spawn(self, poll: Callable[[], Awaitable[None]], group: str) -> None:
+        self.run_worker(poll(), group=group, exit_on_error=False)
+
+    def _rearm(self, delay: float, poll: Callable[[], Awaitable[None]], group: str) -> None:
+        if self.is_attached:
+            self.set_timer(delay, lambda: self._spawn(poll, group))
+
+    async def _poll_lb(self) -> None:
+        try:
+            self.apply_lb(await self.engine.cluster.probe_lb())
+        finally:
+            self._rearm(self.config.policy.lb_poll_interval, self._poll_lb, "lb")
+
+    async def _poll_nodes(self) -> None:
+        try:
+            await self.refresh_nodes()
+        finally:
+            self._rearm(self.config.policy.node_poll_interval, self._poll_nodes, "nodes")
+
+    async def _gate_cycle(self) -> None:
+        try:
+            if not self.busy:
+                await self.reevaluate()
+        except GlanceTuiError as exc:
+            self.notify(exc.message, severity="error", markup=False)
+        finally:
+            self._rearm(self.gate_interval, self._gate_cycle, "gates")
+
+    def apply_lb(self, lb: LBFacts) -> None:
+        self.query_one("#lb-status", LBStatus).record(lb)
+        stale = bool(lb.error)
+        if not stale:
+            self.last_lb = lb
+        table = self.query_one("#nodes", NodeTable)
+        for node in self.config.nodes:
+            stats = self.last_lb.servers.get(node.lb_server) if self.last_lb else None
+            table.set_cells(node.name, lb_cells(stats, stale))
+
+    async def refresh_nodes(self) -> None:
+        facts = await self.engine.cluster.probe_nodes()
+        table = self.query_one("#nodes", NodeTable)
+        target = self.config.policy.target_release
+        for node in self.config.nodes:
+            table.set_cells(node.name, node_cells(facts.get(node.name), target))
+        self.refresh_roles()
+        panel = self.query_one("#db", DbPanel)
+        panel.show(await self.engine.cluster.probe_db())
+        if not self.busy:  # db check runs glance-manage on a node: not while a step works
+            try:
+                panel.show(check=await self.engine.db_check(), checked=True)
+            except GlanceTuiError as exc:
+                self.notify(f"db check: {exc.message}", severity="warning", markup=False)
+
+    def refresh_roles(self) -> None:
+        table = self.query_one("#nodes", NodeTable)
+        for node in self.config.nodes:
+            table.set_cells(node.name, {"role": self.engine.role_of(node.name)})
+
+    # ---------------------------------------------------------------- gates and states
+
+    async def reevaluate(self) -> None:
+        """Which step is next, and do its gates (and the selected step's) pass right now?"""
+        async with self._probe_lock:
+            nxt = await self.engine.next_step()
+            if self.dry_run and self.engine.states.get("upgrade-new") == DONE:
+                nxt, self.dry_run_over = None, True  # later steps depend on effects a dry run never makes
+            self.next_id = nxt.id if nxt else None
+            if nxt is not None:
+                self.gates[nxt.id] = self.next_gates = list(await self.engine.evaluate(nxt))
+            else:
+                self.next_gates = []
+            selected = self.selected_step()
+            if selected is not None and selected.id != self.next_id and self.engine.states.get(selected.id) != DONE:
+                self.gates[selected.id] = list(await self.engine.evaluate(selected))
+        self.refresh_states()
+
+    def refresh_states(self) -> None:
+        checklist = self.query_one("#steps", Checklist)
+        for step in self.engine.plan.steps:
+            checklist.set_state(step.id, shown_state(step.id, self.engine.states.get(step.id, ""), self.next_id, self.gates.get(step.id)))
+        self.refresh_bindings()
+        self.show_selected()
+
+    @property
+    def can_continue(self) -> bool:
+        return not self.busy and self.next_id is not None and self.next_gates is not None and not hard_failures(self.next_gates)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "continue":
+            return True if self.can_continue else None
+        if action == "explain_blocked":
+            return not self.can_continue
+        if action == "show_drain":
+            return True if self.query_one("#drain", DrainView).last else None
+        return True
+
+    # ---------------------------------------------------------------- selection and detail
+
+    def selected_step(self) -> Step | None:
+        step_id = self.query_one("#steps", Checklist).selected_id
+        return next((s for s in self.engine.plan.steps if s.id == step_id), None)
+
+    def show_selected(self) -> None:
+        step = self.selected_step()
+        detail = self.query_one("#step-detail", StepDetail)
+        if step is None:
+            detail.show(Text("Step 7 runs once per remaining node, drain → wait → stop → upgrade → start → health → ready → UP.\n"
+                             "Its rows appear when the NEW NODE is chosen (step 2)."))
+            return
+        state = self.query_one("#steps", Checklist).state_of(step.id)
+        detail.show(detail_text(step, state, self.gates.get(step.id), self.engine.preview(step), dry_run=self.dry_run, is_next=step.id == self.next_id))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "steps":
+            return
+        self.show_selected()
+        log = self.query_one("#output", RichLog)
+        log.clear()
+        for line in self.output.get(self.query_one("#steps", Checklist).selected_id or "", ()):
+            log.write(line)
+        step = self.selected_step()
+        if step is not None and step.id not in self.gates and not self.busy:
+            self._spawn(self._evaluate_selected, "select")
+
+    async def _evaluate_selected(self) -> None:
+        step = self.selected_step()
+        if step is None or self.busy:
+            return
+        async with self._probe_lock:
+            self.gates[step.id] = list(await self.engine.evaluate(step))
+        self.refresh_states()
+
+    # ---------------------------------------------------------------- engine events
+
+    def _out(self, text: Text) -> None:
+        step_id = self.running_step or "_"
+        self.output.setdefault(step_id, deque(maxlen=2000)).append(text)
+        if self.query_one("#steps", Checklist).selected_id == step_id:
+            self.query_one("#output", RichLog).write(text)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        ev = message.event
+        checklist = self.query_one("#steps", Checklist)
+        if isinstance(ev, StepChanged):
+            if ev.state == RUNNING and self.running_step != ev.step_id:
+                self.running_step = ev.step_id
+                checklist.select(ev.step_id)
+            self.refresh_roles()
+            self.refresh_states()
+        elif isinstance(ev, GatesEvaluated):
+            self.gates[ev.step_id] = list(ev.results)
+            if ev.step_id == self.next_id:
+                self.next_gates = list(ev.results)
+            self.refresh_states()
+        elif isinstance(ev, ActionStarted):
+            self.running_step, self.current_action = ev.step_id, ev.title
+            self._out(Text(f"▶ {ev.title}{'  (DRY RUN — not executed)' if ev.dry_run else ''}", style="bold"))
+            for cmd in ev.commands:
+                self._out(Text(f"  {cmd}"))
+        elif isinstance(ev, ActionFinished):
+            self._out(Text(f"{'✔ done' if ev.ok else '✖ FAILED'}: {ev.action_id}{' — ' + ev.detail if ev.detail else ''}", style="green" if ev.ok else "bold red"))
+            if ev.action_id == "wait-drained":
+                self.query_one("#drain", DrainView).display = False
+        elif isinstance(ev, OutputLine):
+            self._out(Text(f"[{ev.node}{' stderr' if ev.stream == 'stderr' else ''}] {ev.line}", style="yellow" if ev.stream == "stderr" else ""))
+        elif isinstance(ev, DrainProgress):
+            self.query_one("#drain", DrainView).progress(ev)
+            self.refresh_bindings()
+        elif isinstance(ev, PlanChanged):
+            checklist.load(self.engine.plan, self.engine.states)
+            self.refresh_roles()
+            self.refresh_states()
+        elif isinstance(ev, Notice):
+            self.notify(ev.text, severity=SEVERITY.get(ev.level, "information"), markup=False)  # type: ignore[arg-type]
+        elif isinstance(ev, RunFinished):
+            self.notify(ev.detail, title="run finished" if ev.ok else "run stopped", severity="information" if ev.ok else "warning", markup=False)
+
+    # ---------------------------------------------------------------- actions
+
+    def action_continue(self) -> None:
+        if not self.can_continue:
+            self.action_explain_blocked()
+            return
+        self.busy = True
+        self.refresh_bindings()
+        self.run_worker(self._run_next(), group="step", exclusive=True, exit_on_error=False)
+
+    def request_continue(self) -> None:
+        """From the palette: run, or explain why not (the footer binding is dimmed then)."""
+        self.action_continue()
+
+    def action_explain_blocked(self) -> None:
+        if self.busy:
+            self.notify(f"step {self.running_step or ''} is running; wait for it to finish", markup=False)
+            return
+        if self.next_gates is None:
+            self.notify("the gates of the next step are being checked…", markup=False)
+            return
+        if self.next_id is None:
+            msg = ("dry run complete: later steps depend on effects a dry run does not produce; each step's panel shows its commands"
+                   if self.dry_run_over else "nothing left to run: the upgrade is complete")
+            self.notify(msg, markup=False)
+            return
+        step = self.engine.plan.step(self.next_id)
+        self.query_one("#steps", Checklist).select(step.id)
+        lines = [f"Continue is blocked: step {step.number} ({step.title})"]
+        for r in hard_failures(self.next_gates):
+            lines.append(f"✖ {r.title or r.gate}: {r.reason}")
+            if r.fix:
+                lines.append(f"   fix: {r.fix}")
+        self.notify("\n".join(lines), title="blocked", severity="warning", timeout=12, markup=False)
+
+    async def _run_next(self) -> None:
+        try:
+            async with self._probe_lock:
+                step = await self.engine.next_step()
+                results = list(await self.engine.evaluate(step)) if step else []
+            if step is None:
+                self.notify("nothing left to run: the upgrade is complete", markup=False)
+                return
+            self.next_id, self.next_gates = step.id, results
+            if hard_failures(results):
+                self.busy = False
+                self.action_explain_blocked()
+                return
+            self.query_one("#steps", Checklist).select(step.id)
+            self.running_step = step.id
+            outcome = await self.engine.run_step(step, self.operator)
+            severity = "information" if outcome == "done" else "warning"
+            self.notify(f"step {step.number}: {outcome}", severity=severity, markup=False)  # type: ignore[arg-type]
+        except GlanceTuiError as exc:
+            self.app.push_screen(MessageScreen("The step could not run", exc.message))
+        except Exception as exc:  # an engine bug must not kill the operator's session
+            self.app.push_screen(MessageScreen("Unexpected error (please report it)", f"{exc.__class__.__name__}: {exc}"))
+        finally:
+            self.busy = False
+            self.current_action = ""
+            self.refresh_bindings()
+            self._spawn(self._gate_cycle_once, "gates-now")
+
+    async def _gate_cycle_once(self) -> None:
+        if not self.busy:
+            await self.reevaluate()
+
+    def action_recheck(self) -> None:
+        if self.busy:
+            self.notify("a step is running; gates are rechecked before each of its actions", markup=False)
+            return
+        self._spawn(self._recheck, "recheck")
+
+    async def _recheck(self) -> None:
+        self.apply_lb(await self.engine.cluster.probe_lb())
+        await self.refresh_nodes()
+        await self.reevaluate()
+
+    def action_select_next(self) -> None:
+        if self.next_id:
+            self.query_one("#steps", Checklist).select(self.next_id)
+
+    def action_show_drain(self) -> None:
+        drain = self.query_one("#drain", DrainView)
+        if drain.last is None:
+            self.notify("no drain has run yet", markup=False)
+            return
+        drain.display = not drain.display
+
+    def action_journal(self) -> None:
+        self.app.push_screen(JournalScreen(self.engine.journal.path))
+
+    async def run_palette_action(self, action: str) -> None:
+        if action == "continue":
+            self.request_continue()
+        else:
+            await self.run_action(action)
+
+    # ---------------------------------------------------------------- quitting
+
+    def quit_explanation(self) -> Text:
+        """What is running and what state the cluster is left in, from the latest probes."""
+        table = self.query_one("#nodes", NodeTable)
+        step = next((s for s in self.engine.plan.steps if s.id == self.running_step), None)
+        text = Text()
+        if step is not None:
+            text.append(f"Step {step.number} ({step.title}) is running", style="bold")
+            text.append(f": {self.current_action}.\n" if self.current_action else ".\n")
+        text.append("Quitting stops it here; a command already sent may still finish on its node.\n\nThe cluster is left:\n")
+        names = [n.name for n in self.config.nodes]
+        out = [f"{n} ({table.cell(n, 'lb')})" for n in names if not table.cell(n, "lb").startswith("UP")]
+        stopped = [n for n in names if table.cell(n, "running") == "no"]
+        target = [n for n in names if table.cell(n, "release").startswith("target")]
+        text.append(f"  out of rotation: {', '.join(out) or 'none'}\n")
+        text.append(f"  Glance stopped on: {', '.join(stopped) or 'none'}\n")
+        text.append(f"  on the target release: {', '.join(target) or 'none'}\n")
+        check = self.query_one("#db", DbPanel).check
+        text.append(f"  database: {check.meaning if check else 'db check not known'}\n")
+        text.append("\nThe journal keeps the run: start glance-tui with the same config to resume from what the probes show.")
+        return text
