@@ -272,8 +272,12 @@ def health_action(node: str) -> Action:
 
 def ready_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
+        # "ready" is idempotent, and a drained server that is also failing its health check
+        # reports DOWN, hiding the admin state: so anything but UP gets a ready.
         stats = await _stats(ctx, node)
-        return stats is not None and not stats.in_rotation and stats.state in ("DRAIN", "MAINT", "NOLB") or (stats is not None and stats.weight == 0)
+        if stats is None:
+            raise StepFailed(f"{_server(ctx, node)} is not in the load balancer backend", fix="check the node's lb_server")
+        return stats.state != "UP"
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         await ctx.cluster.lb.ready(_server(ctx, node))

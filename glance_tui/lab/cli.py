@@ -84,6 +84,32 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from glance_tui.lab.load import parse_size
+    from glance_tui.lab.rehearse import rehearse, report_text, write_reports
+
+    lab = _lab(args)
+    sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
+    rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
+
+    async def both():
+        kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose)
+        reports = [await rehearse(lab, naive=False, **kw)]
+        if args.naive:
+            reports.append(await rehearse(lab, naive=True, **kw))
+        return reports
+
+    reports = asyncio.run(both())
+    print()
+    print(report_text(reports))
+    path = Path(args.json) if args.json else lab.dir / "rehearsal.json"
+    write_reports(reports, path)
+    print(f"report written to {path}")
+    return 0 if reports[0].ok else 1
+
+
 def status_text(status: dict) -> str:
     if not status.get("created"):
         return f"no lab in {status['dir']} (run `glance-tui lab up`)"
@@ -129,3 +155,10 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests (default 100000)")
     p.add_argument("--keep-images", action="store_true", help="do not delete the verified images afterwards")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load; report failures")
+    p.add_argument("--naive", action="store_true", help="also run the no-drain restart procedure under the same load, side by side")
+    p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
+    p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
+    p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")
+    p.add_argument("--verbose", action="store_true", help="print every command's output")
+    p.add_argument("--json", metavar="FILE", help="where to write the JSON report (default <lab dir>/rehearsal.json)")

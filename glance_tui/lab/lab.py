@@ -335,7 +335,8 @@ class Lab:
             f"upgrade = {q(nodectl_cmd + ' upgrade {target_release}')}",
             f"installed_version = {q(nodectl_cmd + ' version')}",
             f"glance_manage = {q(nodectl_cmd + ' manage')}",
-            f"read_config = {q(nodectl_cmd + ' read-config')}", "",
+            f"read_config = {q(nodectl_cmd + ' read-config')}",
+            f"rollback = {q(nodectl_cmd + ' downgrade')}", "",
         ]
         for n in layout.nodes:
             lines += ["[[nodes]]", f"name = {q(n.name)}", f"ssh_host = {q(n.host)}", f"ssh_port = {n.ssh_port}",
