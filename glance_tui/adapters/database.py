@@ -1,0 +1,198 @@
+"""The Glance database as the upgrade sees it: version, grants, binary-log settings, alembic heads.
+
+One aiomysql connection (autocommit) serialised by a lock; every connect and query is bounded
+by the configured timeouts. A query that times out is killed server-side and its connection
+dropped, so a stuck statement never blocks the engine or lingers on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from glance_tui.config import DatabaseConfig
+from glance_tui.errors import AdapterError
+from glance_tui.secrets import redact
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    server_version: str
+    flavour: str  # "MariaDB" | "MySQL"
+    version: tuple[int, int, int]
+    grants: list[str]
+    has_super: bool
+    log_bin: bool
+    log_bin_trust_function_creators: bool
+    alembic_heads: list[str]  # [] when alembic_version does not exist
+    tables: int
+
+
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+_GLOBAL_GRANT = re.compile(r"^GRANT\s+(?P<privs>.+?)\s+ON\s+\*\.\*\s+TO\s", re.IGNORECASE)
+
+
+def parse_server_version(version: str, comment: str = "") -> tuple[str, tuple[int, int, int]]:
+    """Flavour and (major, minor, patch) from ``VERSION()`` and ``@@version_comment``."""
+    text = version.removeprefix("5.5.5-")  # MariaDB's old replication-compatibility prefix
+    flavour = "MariaDB" if "mariadb" in f"{text} {comment}".lower() else "MySQL"
+    match = _VERSION.search(text)
+    numbers = tuple(int(g) for g in match.groups()) if match else (0, 0, 0)
+    return flavour, numbers  # type: ignore[return-value]
+
+
+def grants_have_super(grants: list[str]) -> bool:
+    """True if a global grant includes SUPER or ALL PRIVILEGES."""
+    for line in grants:
+        match = _GLOBAL_GRANT.match(line.strip())
+        if match:
+            privs = {p.strip().upper() for p in match.group("privs").split(",")}
+            if "SUPER" in privs or "ALL PRIVILEGES" in privs or "ALL" in privs:
+                return True
+    return False
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().upper() in {"1", "ON", "TRUE"}
+
+
+class Database:
+    """Async access to the Glance schema with the Glance user's own credentials."""
+
+    def __init__(self, cfg: DatabaseConfig) -> None:
+        self.cfg = cfg
+        self.where = f"database {cfg.host}:{cfg.port}"
+        self._conn: aiomysql.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> "Database":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ connection
+
+    def _error(self, exc: BaseException, doing: str) -> AdapterError:
+        cfg = self.cfg
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        detail = redact(str(exc.args[1]) if len(exc.args) > 1 else str(exc) or exc.__class__.__name__)
+        if code in (1045, 1698):
+            return AdapterError(f"access denied for user {cfg.user!r} while {doing}", where=self.where,
+                                fix=f"check the password ({cfg.password.source}) and that {cfg.user!r} may connect from this host")
+        if code == 1044:
+            return AdapterError(f"user {cfg.user!r} has no access to schema {cfg.schema_name!r}", where=self.where,
+                                fix=f"GRANT ALL PRIVILEGES ON `{cfg.schema_name}`.* TO the Glance user")
+        if code == 1049:
+            return AdapterError(f"unknown database {cfg.schema_name!r}", where=self.where,
+                                fix="check database.schema in the config (the schema Glance's [database] connection uses)")
+        if code in (2002, 2003, 2005, 2006, 2013):
+            return AdapterError(f"cannot reach the database server while {doing} ({detail})", where=self.where,
+                                fix="check database.host/port, that the server runs, and firewalls")
+        return AdapterError(f"{doing} failed: {detail}", where=self.where, fix="see the server's message above")
+
+    async def _connect(self) -> aiomysql.Connection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        cfg = self.cfg
+        try:
+            self._conn = await asyncio.wait_for(
+                aiomysql.connect(
+                    host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password.reveal(), db=cfg.schema_name,
+                    connect_timeout=cfg.connect_timeout, autocommit=True, charset="utf8mb4",
+                ),
+                timeout=cfg.connect_timeout,
+            )
+        except asyncio.TimeoutError:
+            raise AdapterError(f"no answer within {cfg.connect_timeout:g}s while connecting", where=self.where,
+                               fix="check database.host/port and the network; raise database.connect_timeout if the server is slow") from None
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise self._error(exc, "connecting") from None
+        return self._conn
+
+    async def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement within ``query_timeout``; rows as tuples."""
+        async with self._lock:
+            conn = await self._connect()
+            try:
+                async with conn.cursor() as cur:
+                    await asyncio.wait_for(cur.execute(sql, args or None), timeout=self.cfg.query_timeout)
+                    return list(await cur.fetchall())
+            except asyncio.TimeoutError:
+                await self._abandon(conn)
+                raise AdapterError(f"query did not finish within {self.cfg.query_timeout:g}s: {sql.split()[0]} …",
+                                   where=self.where, fix="check the server's load and locks (SHOW PROCESSLIST); raise database.query_timeout if needed") from None
+            except (pymysql.err.MySQLError, OSError) as exc:
+                if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError)):
+                    await self._abandon(conn, kill=False)
+                raise self._error(exc, f"running {sql.split()[0]}") from None
+
+    async def _abandon(self, conn: aiomysql.Connection, *, kill: bool = True) -> None:
+        """Drop a connection in an unknown state; kill its server thread so the statement stops."""
+        thread_id = conn.server_thread_id[0] if kill and conn.server_thread_id else None
+        conn.close()
+        self._conn = None
+        if thread_id is None:
+            return
+        try:
+            killer = await self._connect()
+            async with killer.cursor() as cur:
+                await asyncio.wait_for(cur.execute(f"KILL {int(thread_id)}"), timeout=self.cfg.connect_timeout)
+        except (asyncio.TimeoutError, pymysql.err.MySQLError, OSError, AdapterError):
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # ------------------------------------------------------------ facts
+
+    async def table_exists(self, name: str) -> bool:
+        rows = await self._query(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s", (name,)
+        )
+        return bool(rows and rows[0][0])
+
+    async def alembic_heads(self) -> list[str]:
+        if not await self.table_exists("alembic_version"):
+            return []
+        rows = await self._query("SELECT version_num FROM alembic_version ORDER BY version_num")
+        return [str(r[0]) for r in rows]
+
+    async def facts(self) -> DatabaseFacts:
+        version, comment, log_bin, trust = (await self._query(
+            "SELECT VERSION(), @@version_comment, @@log_bin, @@log_bin_trust_function_creators"
+        ))[0]
+        grants = [str(r[0]) for r in await self._query("SHOW GRANTS")]
+        tables = (await self._query("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"))[0][0]
+        flavour, numbers = parse_server_version(str(version), str(comment))
+        return DatabaseFacts(
+            server_version=str(version), flavour=flavour, version=numbers, grants=grants,
+            has_super=grants_have_super(grants), log_bin=_flag(log_bin), log_bin_trust_function_creators=_flag(trust),
+            alembic_heads=await self.alembic_heads(), tables=int(tables),
+        )
+
+    async def set_log_bin_trust_function_creators(self, value: bool) -> bool:
+        """Set the global variable (needs SUPER); return the OLD value so it can be restored."""
+        old = _flag((await self._query("SELECT @@GLOBAL.log_bin_trust_function_creators"))[0][0])
+        try:
+            await self._query(f"SET GLOBAL log_bin_trust_function_creators = {1 if value else 0}")
+        except AdapterError as exc:
+            if "SUPER" in exc.what.upper() or "denied" in exc.what.lower():
+                raise AdapterError(
+                    f"user {self.cfg.user!r} may not set log_bin_trust_function_creators (needs SUPER)",
+                    where=self.where,
+                    fix=f"have a DBA run SET GLOBAL log_bin_trust_function_creators = {1 if value else 0}; "
+                        f"or GRANT SUPER ON *.* TO the Glance user for the upgrade",
+                ) from None
+            raise
+        return old
