@@ -41,6 +41,7 @@ class Dialog(ModalScreen[T], Generic[T]):
     """A titled modal with a body and a row of buttons; escape means the safe answer."""
 
     BINDINGS = [Binding("escape", "safe", "Cancel", show=True)]
+    AUTO_FOCUS = "Input, OptionList, #dialog-buttons Button"
     title_text = ""
     safe_answer: Any = None
 
@@ -209,6 +210,7 @@ class DrainTimeoutScreen(Dialog[DrainDecision]):
 
     BINDINGS = [Binding("w", "wait", "Keep waiting"), Binding("s", "stop", "Stop anyway"), Binding("a", "safe", "Back in rotation, abort")]
     safe_answer = DrainDecision("abort")
+    AUTO_FOCUS = "#dialog-buttons Button"  # the stop form is hidden until s
 
     def __init__(self, node: str, in_flight: int, waited: float) -> None:
         super().__init__()

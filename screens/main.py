@@ -70,6 +70,7 @@ class MainScreen(Screen[None]):
         self.last_lb: LBFacts | None = None
         self.dry_run_over = False
         self._probe_lock = asyncio.Lock()
+        self._bindings_key: tuple[bool, bool] | None = None
 
     # ---------------------------------------------------------------- layout
 
@@ -194,8 +195,15 @@ class MainScreen(Screen[None]):
         checklist = self.query_one("#steps", Checklist)
         for step in self.engine.plan.steps:
             checklist.set_state(step.id, shown_state(step.id, self.engine.states.get(step.id, ""), self.next_id, self.gates.get(step.id)))
-        self.refresh_bindings()
+        self.sync_bindings()
         self.show_selected()
+
+    def sync_bindings(self) -> None:
+        """Refresh the footer only when an action's enabled state really changed (it recomposes)."""
+        key = (self.can_continue, self.query_one("#drain", DrainView).last is not None)
+        if key != self._bindings_key:
+            self._bindings_key = key
+            self.refresh_bindings()
 
     @property
     def can_continue(self) -> bool:
@@ -281,7 +289,7 @@ class MainScreen(Screen[None]):
             self._out(Text(f"[{ev.node}{' stderr' if ev.stream == 'stderr' else ''}] {ev.line}", style="yellow" if ev.stream == "stderr" else ""))
         elif isinstance(ev, DrainProgress):
             self.query_one("#drain", DrainView).progress(ev)
-            self.refresh_bindings()
+            self.sync_bindings()
         elif isinstance(ev, PlanChanged):
             checklist.load(self.engine.plan, self.engine.states)
             self.refresh_roles()
@@ -298,7 +306,7 @@ class MainScreen(Screen[None]):
             self.action_explain_blocked()
             return
         self.busy = True
-        self.refresh_bindings()
+        self.sync_bindings()
         self.run_worker(self._run_next(), group="step", exclusive=True, exit_on_error=False)
 
     def request_continue(self) -> None:
@@ -351,7 +359,7 @@ class MainScreen(Screen[None]):
         finally:
             self.busy = False
             self.current_action = ""
-            self.refresh_bindings()
+            self.sync_bindings()
             self._spawn(self._gate_cycle_once, "gates-now")
 
     async def _gate_cycle_once(self) -> None:

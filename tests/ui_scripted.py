@@ -29,7 +29,7 @@ CONFIG_TOML = {
     "database": {"host": "127.0.0.1", "password_file": ""},
     "load_balancer": {"stats_url": "http://127.0.0.1:8404/stats", "backend": "glance_api"},
     "nodes": [{"name": f"glance-{i}", "ssh_host": f"10.0.0.1{i}", "lb_server": f"glance-{i}", "api_url": f"http://10.0.0.1{i}:9292"} for i in (1, 2, 3)],
-    "policy": {"target_release": "2024.1", "drain_timeout": 3, "lb_poll_interval": 0.05, "node_poll_interval": 0.1},
+    "policy": {"target_release": "2024.1", "drain_timeout": 3, "lb_poll_interval": 0.2, "node_poll_interval": 0.4},
 }
 
 
