@@ -1,0 +1,122 @@
+"""Step 1 (backup) against a real MariaDB and mysqldump, locally and on a node over real SSH."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from glance_tui.adapters.local import LocalShell
+from glance_tui.adapters.ssh import NodeSSH
+from glance_tui.backup import (
+    BackupError,
+    BackupRecord,
+    build_backup_command,
+    check_backup,
+    defaults_file,
+    run_backup,
+    verify_backup,
+)
+
+pytestmark = pytest.mark.services
+
+IMAGES_DDL = """
+CREATE TABLE images (id VARCHAR(36) NOT NULL PRIMARY KEY, name VARCHAR(255), status VARCHAR(30) NOT NULL);
+INSERT INTO images VALUES ('6f1e3c2a-0000-4000-8000-000000000001', 'cirros', 'active'),
+                          ('6f1e3c2a-0000-4000-8000-000000000002', 'debian $HOME `x`', 'queued');
+"""
+
+
+@pytest.fixture(scope="module")
+def glance_schema(glance_db_factory):
+    gdb = glance_db_factory()
+    gdb.execute(IMAGES_DDL)
+    return gdb
+
+
+def backup_dir(tmp_path: Path) -> str:
+    return str(tmp_path / "back ups $(touch pwned)")
+
+
+def test_command_quotes_everything_and_holds_no_secret(glance_schema, tmp_path) -> None:
+    cfg = glance_schema.config(backup={"directory": backup_dir(tmp_path)})
+    cmd = build_backup_command(cfg, stamp="20240501T120000Z")
+    assert glance_schema.password not in cmd.command and "password" not in cmd.command
+    assert "mysqldump --defaults-extra-file=/dev/stdin --host=127.0.0.1" in cmd.command
+    assert "--single-transaction --routines --triggers" in cmd.command
+    assert f"'{backup_dir(tmp_path)}/glance-{glance_schema.schema}-20240501T120000Z.sql'" in cmd.command
+    assert cmd.node == "local" and cmd.timeout == cfg.backup.timeout
+    assert glance_schema.password in defaults_file(cfg.database).replace('\\"', '"').replace("\\\\", "\\")
+    with pytest.raises(BackupError, match="invalid backup stamp"):
+        build_backup_command(cfg, stamp="../../etc/x")
+
+
+@pytest.mark.parametrize("via", ["env", "file"])
+async def test_local_backup_is_verified_and_restorable(glance_schema, tmp_path, via) -> None:
+    cfg = glance_schema.config(via=via, backup={"directory": backup_dir(tmp_path)})
+    lines: list[tuple[str, str]] = []
+    record = await run_backup(cfg, LocalShell(), stamp="20240501T120000Z", on_line=lambda s, l: lines.append((s, l)))
+    dump = Path(record.path)
+    data = dump.read_bytes()
+    assert record == BackupRecord(str(dump), len(data), hashlib.sha256(data).hexdigest(), True, "local")
+    assert dump.parent == Path(backup_dir(tmp_path)) and not (tmp_path / "pwned").exists()
+    assert oct(dump.stat().st_mode & 0o777) == "0o600" and not list(dump.parent.glob("*.partial"))
+    assert all(glance_schema.password not in line for _, line in lines)
+    # The dump restores into another schema with the same rows.
+    restore = f"{glance_schema.schema}_restore_{via}"
+    glance_schema.server.execute(f"CREATE DATABASE `{restore}`;")
+    with dump.open() as fh:
+        subprocess.run(["mariadb", "--no-defaults", "--user=root", f"--socket={glance_schema.server.socket}", restore], stdin=fh, check=True)
+    out = glance_schema.server.execute(f"SELECT name FROM `{restore}`.images ORDER BY id; DROP DATABASE `{restore}`;")
+    assert out.splitlines() == ["cirros", "debian $HOME `x`"]
+    # Still valid, then tampered, then gone.
+    shell = LocalShell()
+    assert await verify_backup(shell, record)
+    assert (await check_backup(shell, record)).ok
+    dump.write_bytes(data + b"-- appended\n")
+    check = await check_backup(shell, record)
+    assert not check.ok and "changed" in check.reason and "new backup" in check.fix
+    dump.unlink()
+    check = await check_backup(shell, record)
+    assert not check.ok and "no longer exists" in check.reason
+    assert not await verify_backup(shell, record)
+    assert not (await check_backup(shell, None)).ok
+
+
+async def test_schema_without_images_is_refused(glance_db_factory, tmp_path) -> None:
+    gdb = glance_db_factory()
+    gdb.execute("CREATE TABLE not_glance (id INT PRIMARY KEY);")
+    cfg = gdb.config(backup={"directory": backup_dir(tmp_path)})
+    with pytest.raises(BackupError) as err:
+        await run_backup(cfg, LocalShell(), stamp="s1")
+    assert "no `images` table" in err.value.what and "database.schema" in err.value.fix
+    assert gdb.password not in str(err.value)
+
+
+async def test_mysqldump_failure_reports_the_tail_without_the_password(glance_schema, tmp_path, monkeypatch) -> None:
+    wrong = "wr0ng-pass'word\"#"
+    monkeypatch.setenv("GLANCE_TUI_TEST_BACKUP_WRONG", wrong)
+    cfg = glance_schema.config(backup={"directory": backup_dir(tmp_path)}, database={"password_env": "GLANCE_TUI_TEST_BACKUP_WRONG"})
+    with pytest.raises(BackupError) as err:
+        await run_backup(cfg, LocalShell(), stamp="s2")
+    assert "mysqldump failed" in err.value.what and "Access denied" in err.value.what
+    assert wrong not in str(err.value) and glance_schema.password not in str(err.value)
+    assert os.listdir(backup_dir(tmp_path)) == []  # the partial file was removed
+
+
+async def test_backup_on_a_node_over_ssh(glance_schema, ssh_config_factory, tmp_path) -> None:
+    cfg = ssh_config_factory(
+        database=glance_schema.database_section(via="file"),
+        backup={"where": "node-1", "directory": backup_dir(tmp_path)},
+    )
+    node = NodeSSH(cfg.node("node-1"), cfg.ssh)
+    try:
+        record = await run_backup(cfg, node, stamp="ssh1")
+        assert record.where == "node-1" and record.has_images_table
+        assert hashlib.sha256(Path(record.path).read_bytes()).hexdigest() == record.sha256
+        assert await verify_backup(node, record)
+    finally:
+        await node.close()
