@@ -162,8 +162,7 @@ class Cluster:
         """Run ``glance-manage db check`` (and ``db version``) with the code installed on ``node``."""
         cmds = self.commands(node)
         try:
-            check = await self.run(cmds.db_check())
-            heads = await self.run(cmds.db_version())
+            check, heads = await asyncio.gather(self.run(cmds.db_check()), self.run(cmds.db_version()))
         except GlanceTuiError as exc:
             return DbCheck(node, None, release, error=exc.message)
         head_list = tuple(h.strip() for h in heads.stdout.splitlines() if h.strip() and " " not in h.strip())
