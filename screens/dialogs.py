@@ -24,7 +24,7 @@ T = TypeVar("T")
 def gate_lines(results: list[GateResult]) -> Text:
     """Gate results as text: PASS/FAIL words (never colour alone), reason and fix."""
     text = Text()
-    for r in results:
+    for r in sorted(results, key=lambda r: r.ok):  # failures first: they are what the operator must act on
         word = "PASS" if r.ok else ("FAIL (soft)" if r.soft else "FAIL")
         text.append(f"{'✔' if r.ok else '✖'} {word} ", style="green" if r.ok else ("yellow" if r.soft else "bold red"))
         text.append(r.title or r.gate)

@@ -16,9 +16,9 @@ def drain_text(p: DrainProgress) -> Text:
     left = max(0.0, p.timeout - p.elapsed)
     text = Text()
     text.append(f"Draining {p.node}", style="bold")
-    text.append(f" (LB {p.state or '?'})  ")
+    text.append(f" (LB {p.state or '?'})\n")
     text.append(f"in flight: {p.in_flight}", style="bold")
-    text.append(f"\nelapsed {p.elapsed:.0f}s · time left {left:.0f}s of {p.timeout:.0f}s")
+    text.append(f" · elapsed {p.elapsed:.0f}s · time left {left:.0f}s of {p.timeout:.0f}s")
     if left == 0:
         text.append("  TIMEOUT", style="bold red")
     return text

@@ -105,6 +105,7 @@ class MainScreen(Screen[None]):
         self.query_one("#steps", Checklist).border_title = "Checklist"
         self.query_one("#output", RichLog).border_title = "Output"
         self.query_one("#step-scroll").border_title = "Selected step"
+        self.query_one("#drain", DrainView).border_title = "Drain"
         self.engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
         self.query_one("#steps", Checklist).load(self.engine.plan, self.engine.states)
         self.refresh_roles()
@@ -175,10 +176,18 @@ class MainScreen(Screen[None]):
 
     # ---------------------------------------------------------------- gates and states
 
+    async def _next_step(self) -> Step | None:
+        """The engine's next step; in a dry run, steps already walked through count as done
+        (their effects never happen, so the probes alone would offer the same step again)."""
+        step = await self.engine.next_step()
+        if self.dry_run and step is not None and self.engine.states.get(step.id) == DONE:
+            step = next((s for s in self.engine.plan.steps if self.engine.states.get(s.id) != DONE), None)
+        return step
+
     async def reevaluate(self) -> None:
         """Which step is next, and do its gates (and the selected step's) pass right now?"""
         async with self._probe_lock:
-            nxt = await self.engine.next_step()
+            nxt = await self._next_step()
             if self.dry_run and self.engine.states.get("upgrade-new") == DONE:
                 nxt, self.dry_run_over = None, True  # later steps depend on effects a dry run never makes
             self.next_id = nxt.id if nxt else None
@@ -327,17 +336,17 @@ class MainScreen(Screen[None]):
             return
         step = self.engine.plan.step(self.next_id)
         self.query_one("#steps", Checklist).select(step.id)
-        lines = [f"Continue is blocked: step {step.number} ({step.title})"]
-        for r in hard_failures(self.next_gates):
-            lines.append(f"✖ {r.title or r.gate}: {r.reason}")
-            if r.fix:
-                lines.append(f"   fix: {r.fix}")
-        self.notify("\n".join(lines), title="blocked", severity="warning", timeout=12, markup=False)
+        failing = hard_failures(self.next_gates)
+        lines = [f"Continue is blocked: step {step.number} ({step.title}), {len(failing)} gate(s) fail"]
+        for r in failing[:2]:
+            lines.append(f"✖ {r.title or r.gate}" + (f" — fix: {r.fix}" if r.fix else ""))
+        lines.append("Each gate's reason and fix: the selected-step panel.")
+        self.notify("\n".join(lines), severity="warning", timeout=12, markup=False)
 
     async def _run_next(self) -> None:
         try:
             async with self._probe_lock:
-                step = await self.engine.next_step()
+                step = await self._next_step()
                 results = list(await self.engine.evaluate(step)) if step else []
             if step is None:
                 self.notify("nothing left to run: the upgrade is complete", markup=False)

@@ -1,0 +1,109 @@
+"""The app in a real terminal: tmux runs it, keys are sent, the pane is read back as text.
+
+It runs the real engine against a config whose services are all unreachable, so what it shows
+(LB stale, nodes unreachable, preflight blocked) is what an operator sees on a broken link.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+CONFIG = """
+[database]
+host = "127.0.0.1"
+port = 9
+password_file = "{secret}"
+connect_timeout = 1
+
+[load_balancer]
+stats_url = "http://127.0.0.1:9/stats"
+backend = "glance_api"
+timeout = 1
+
+[ssh]
+known_hosts = "{known_hosts}"
+connect_timeout = 1
+
+[[nodes]]
+name = "glance-1"
+ssh_host = "127.0.0.1"
+ssh_port = 9
+lb_server = "glance-1"
+api_url = "http://127.0.0.1:9"
+
+[[nodes]]
+name = "glance-2"
+ssh_host = "127.0.0.1"
+ssh_port = 9
+lb_server = "glance-2"
+api_url = "http://127.0.0.1:9"
+
+[policy]
+target_release = "2024.1"
+"""
+
+
+class Tmux:
+    def __init__(self, tmp: Path) -> None:
+        self.socket = f"glance-tui-test-{os.getpid()}"
+        self.session = "app"
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+
+    def capture(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.session)
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.capture()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the pane shows:\n{screen}")
+            time.sleep(0.2)
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", self.session], capture_output=True).returncode == 0
+
+
+def test_app_starts_renders_and_quits_in_a_real_terminal(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("pw-tmux-never-shown\n")
+    (tmp_path / "known_hosts").write_text("")
+    cfg = tmp_path / "glance-tui.toml"
+    cfg.write_text(CONFIG.format(secret=secret, known_hosts=tmp_path / "known_hosts"))
+    code = f"from screens.app import run_tui; raise SystemExit(run_tui({str(cfg)!r}, dry_run=False, resume=None))"
+    env = f"cd {ROOT} && XDG_STATE_HOME={tmp_path / 'state'} TERM=xterm-256color {sys.executable} -c \"{code}\"; echo EXITED $?; sleep 5"
+    tmux = Tmux(tmp_path)
+    tmux.run("-f", "/dev/null", "new-session", "-d", "-s", tmux.session, "-x", "120", "-y", "40", env)
+    tmux.run("resize-window", "-t", tmux.session, "-x", "120", "-y", "40")
+    try:
+        screen = tmux.wait_for("Checklist")
+        assert "glance-tui · 2 nodes → 2024.1" in screen and "Preflight checks" in screen
+        screen = tmux.wait_for("LB stale — last seen never")
+        screen = tmux.wait_for("unreachable")
+        assert "pw-tmux-never-shown" not in screen
+        tmux.wait_for("blocked")
+        tmux.run("send-keys", "-t", tmux.session, "c")
+        tmux.wait_for("Continue is blocked")
+        tmux.run("send-keys", "-t", tmux.session, "l")
+        tmux.wait_for("run.start")
+        tmux.run("send-keys", "-t", tmux.session, "Escape")
+        tmux.wait_for("Checklist")
+        tmux.run("send-keys", "-t", tmux.session, "q")
+        tmux.wait_for("EXITED 0")
+    finally:
+        if tmux.alive():
+            tmux.run("kill-server")
