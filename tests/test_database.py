@@ -145,12 +145,13 @@ async def test_locked_table_times_out_through_the_public_api(glance_db_factory) 
     gdb = glance_db_factory()
     gdb.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);")
     locker = subprocess.Popen(
-        ["mariadb", "--no-defaults", "--unbuffered", "--user=root", f"--socket={gdb.server.socket}", gdb.schema],
+        ["mariadb", "--no-defaults", "--unbuffered", "--skip-column-names", "--user=root", f"--socket={gdb.server.socket}", gdb.schema],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
+    locker.stdin.write("SELECT CONNECTION_ID(); LOCK TABLES alembic_version WRITE; SELECT 'locked'; SELECT SLEEP(30);\n")
+    locker.stdin.flush()
+    locker_id = int(locker.stdout.readline())
     try:
-        locker.stdin.write("LOCK TABLES alembic_version WRITE; SELECT 'locked'; SELECT SLEEP(30);\n")
-        locker.stdin.flush()
         assert locker.stdout.readline().strip() == "locked"
         async with Database(gdb.database_config(query_timeout=1)) as db:
             with pytest.raises(AdapterError) as err:
@@ -159,3 +160,4 @@ async def test_locked_table_times_out_through_the_public_api(glance_db_factory) 
     finally:
         locker.kill()
         locker.wait()
+        gdb.server.execute(f"KILL {locker_id};")  # release the lock now, not when SLEEP(30) ends
