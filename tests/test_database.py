@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import time
 
 import pytest
 
 from glance_tui.adapters.database import Database, grants_have_super, parse_server_version
-from glance_tui.errors import AdapterError
+from glance_tui.errors import AdapterError, GlanceTuiError
 from glance_tui.lab import procs
+from glance_tui.lab.mariadb import MariaDB
 
 pytestmark = pytest.mark.services
 
@@ -161,3 +163,23 @@ async def test_locked_table_times_out_through_the_public_api(glance_db_factory) 
         locker.kill()
         locker.wait()
         gdb.server.execute(f"KILL {locker_id};")  # release the lock now, not when SLEEP(30) ends
+
+
+def test_launcher_refuses_a_busy_port_and_restarts_with_its_data(tmp_path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(GlanceTuiError, match="already in use"):
+            MariaDB(tmp_path / "busy", port=busy.getsockname()[1]).start()
+    server = MariaDB(tmp_path / "own")
+    assert not server.is_running() and server.stop() is False
+    server.start()
+    try:
+        with pytest.raises(GlanceTuiError, match="already running"):
+            server.start()
+        server.create_database("kept", "keeper", "k'pw")
+        assert server.stop() is True and not server.is_running()
+        server.start()  # same datadir and port: no re-initialisation, the schema is still there
+        assert "kept" in server.execute("SHOW DATABASES;").split()
+    finally:
+        server.stop()
