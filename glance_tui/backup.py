@@ -11,7 +11,6 @@ re-verified on resume, so a gate can tell whether the backup still stands.
 from __future__ import annotations
 
 import posixpath
-import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -23,7 +22,6 @@ from glance_tui.errors import GlanceTuiError
 from glance_tui.secrets import redact
 
 IMAGES_MARKER = "CREATE TABLE `images`"
-_STAMP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _INSPECT_TIMEOUT = 600.0
 
 
@@ -66,8 +64,8 @@ def default_stamp() -> str:
 
 
 def backup_path(cfg: Config, stamp: str) -> str:
-    if not _STAMP.match(stamp):
-        raise BackupError(f"invalid backup stamp {stamp!r}", fix="use letters, digits, '.', '_' or '-' (e.g. 20240501T120000Z)")
+    if not stamp or "/" in stamp or "\0" in stamp or stamp.startswith("."):  # shell-quoted later; only the path must be safe
+        raise BackupError(f"invalid backup stamp {stamp!r}", fix="use a timestamp such as 20240501T120000Z (no '/')")
     schema = cfg.database.schema_name
     if "/" in schema or schema.startswith("-") or not schema:
         raise BackupError(f"schema name {schema!r} cannot be used in a file name or on a command line", fix="check database.schema")
