@@ -8,6 +8,7 @@ from the truth and never re-runs an action whose effect is already there.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +20,7 @@ from glance_tui.events import (
     ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished, StepChanged,
 )
 from glance_tui.gates import GateResult, evaluate_all
-from glance_tui.journal import Journal, journal_dir, read_records, unfinished_journal
+from glance_tui.journal import Journal, NullJournal, journal_dir, read_records, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck
@@ -42,6 +43,8 @@ class Engine:
         self.states: dict[str, str] = {s.id: PENDING for s in self.plan.steps}
         self.preflight_ok = False
         self.resumed = state is not None
+        self._resume_noted = False  # "run.resume" is written when the resumed run first acts
+        self.active: str | None = None  # the step being run, if any
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- lifecycle
@@ -56,19 +59,22 @@ class Engine:
         """Resume the unfinished run (``resume=True``) or start a new one."""
         directory = journal_dir(config.path, journal_base)
         pending = unfinished_journal(directory) if resume else None
+        state = None
         if pending is not None:
             state = RunState()
             for rec in read_records(pending.path):
                 if rec.get("event") == "state":
                     state = RunState.from_dict(rec)
-            pending.write("run.resume", pid=__import__("os").getpid())
-            return cls(config, cluster=cluster, journal=pending, state=state, dry_run=dry_run, **kw)
+        if dry_run:  # a dry run records nothing and leaves every real journal alone
+            return cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
+        if pending is not None:
+            return cls(config, cluster=cluster, journal=pending, state=state, **kw)
         if not resume:
             old = unfinished_journal(directory)
             if old is not None:
                 old.write("run.end", ok=False, detail="superseded by a new run")
         journal = Journal.create(directory, config_path=config.path, target_release=config.policy.target_release)
-        return cls(config, cluster=cluster, journal=journal, dry_run=dry_run, **kw)
+        return cls(config, cluster=cluster, journal=journal, **kw)
 
     async def close(self) -> None:
         await self.cluster.close()
@@ -102,10 +108,9 @@ class Engine:
         if node == self.ctx.state.new_node:
             return "NEW NODE"
         step_id = f"node:{node}"
-        state = self.states.get(step_id)
-        if state == DONE:
+        if self.states.get(step_id) == DONE:
             return "upgraded"
-        if state in (RUNNING, FAILED, BLOCKED) or (state == READY):
+        if self.active == step_id or self.states.get(step_id) == FAILED:
             return "current"
         return "pending"
 
@@ -130,6 +135,8 @@ class Engine:
                 if not self.preflight_ok:
                     return step
                 continue
+            if self.dry_run and self.states.get(step.id) == DONE:
+                continue  # a dry run changes nothing, so probes would never show its steps done
             if await step.done(self.ctx):
                 self._set(step, DONE)
                 continue
@@ -166,7 +173,8 @@ class Engine:
         """Wait until the gates pass (or the operator overrides soft ones / applies a remedy)."""
         while True:
             results = await self.evaluate(step, action)
-            blocking = [r for r in results if not r.ok]
+            overridden = {g for o in self.ctx.state.overrides if o.get("step") == step.id for g in o.get("gates", [])}
+            blocking = [r for r in results if not r.ok and not (r.soft and r.gate in overridden)]
             self.journal.write("gates", step=step.id, action=action.id if action else None, results=[r.as_dict() for r in results])
             if not blocking:
                 return True
@@ -203,6 +211,16 @@ class Engine:
             return await self._run_step(step, operator)
 
     async def _run_step(self, step: Step, operator: Operator) -> Outcome:
+        if self.resumed and not self._resume_noted:
+            self.journal.write("run.resume", pid=os.getpid())
+            self._resume_noted = True
+        self.active = step.id
+        try:
+            return await self._run_step_inner(step, operator)
+        finally:
+            self.active = None
+
+    async def _run_step_inner(self, step: Step, operator: Operator) -> Outcome:
         if step.id == "new-node" and not self.ctx.state.new_node:
             if not await self.choose_new_node(operator):
                 self._emit(Notice("error", "no NEW NODE chosen"))
@@ -242,17 +260,18 @@ class Engine:
                 return "blocked"
             self._set(step, RUNNING)
             try:
+                commands = action.preview(self.ctx)
+                if self.dry_run:  # show every command; probe nothing further, run nothing
+                    self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), True))
+                    self._emit(ActionFinished(step.id, action.id, True, "dry run: not executed"))
+                    return "done"
                 if not await action.needed(self.ctx):
                     self.journal.write("action.skip", step=step.id, action=action.id, why="already true on the cluster")
                     return "done"
-                commands = action.preview(self.ctx)
                 if action.changes and not await io.operator.confirm(step, action, commands):
                     self.journal.write("decision", what="confirm", step=step.id, action=action.id, choice="declined")
                     return "aborted"
-                self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), self.dry_run))
-                if self.dry_run:
-                    self._emit(ActionFinished(step.id, action.id, True, "dry run: not executed"))
-                    return "done"
+                self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), False))
                 self.journal.write("action.start", step=step.id, action=action.id, node=action.node, commands=commands)
                 await action.run(self.ctx, io)
             except StepAborted as exc:
@@ -322,6 +341,8 @@ class Engine:
         while True:
             step = await self.next_step()
             if step is None:
+                if self.dry_run:
+                    return self.finish(True, "dry run complete: nothing was changed", end=False)
                 return self.finish(True, "upgrade complete")
             outcome = await self.run_step(step, operator)
             if outcome != "done":
@@ -329,12 +350,6 @@ class Engine:
                 self.journal.write("run.pause", step=step.id, outcome=outcome)
                 self._emit(RunFinished(False, detail))
                 return False
-            if self.dry_run and step.id == "upgrade-new":
-                # Later steps depend on effects a dry run does not produce: list them instead.
-                for later in self.plan.steps[self.plan.steps.index(self.plan.step("upgrade-new")) + 1:]:
-                    for action, cmds in self.preview(later):
-                        self._emit(ActionStarted(later.id, action.id, action.title, tuple(cmds), True))
-                return self.finish(True, "dry run complete: nothing was changed", end=False)
 
     def finish(self, ok: bool, detail: str, *, end: bool = True) -> bool:
         if end:

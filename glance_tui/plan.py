@@ -353,12 +353,11 @@ def backup_action() -> Action:
         return not await ctx.backup_still_valid()
 
     async def run(ctx: "Context", io: ActionIO) -> None:
-        from glance_tui.backup import run_backup
+        from glance_tui.backup import default_stamp, run_backup
 
         where = ctx.config.backup.where
         shell = ctx.cluster.local if where == "local" else ctx.cluster.ssh.get(where)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        record = await run_backup(ctx.config, shell, stamp=stamp, on_line=ctx.stream_to(where))
+        record = await run_backup(ctx.config, shell, stamp=default_stamp(), on_line=ctx.stream_to(where))
         ctx.state.backup = record.as_dict()
         ctx.save_state()
         ctx.invalidate("backup")
@@ -366,7 +365,7 @@ def backup_action() -> Action:
     def preview(ctx: "Context") -> list[str]:
         from glance_tui.backup import build_backup_command
 
-        return [build_backup_command(ctx.config, stamp="<UTC time>").display() + "   # verified: non-empty, has `images`, sha256 recorded"]
+        return [build_backup_command(ctx.config, stamp="YYYYmmddTHHMMSSZ").display() + "   # verified: non-empty, has `images`, sha256 recorded"]
 
     return Action("backup", "Back up the Glance database (mysqldump) and verify it", None, True, preview, needed, run)
 

@@ -81,13 +81,13 @@ def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]
 class EventPrinter:
     """Prints engine events as timestamped lines for ``run --yes`` (and CI logs)."""
 
-    def __init__(self, out: TextIO = sys.stdout, verbose: bool = True) -> None:
+    def __init__(self, out: TextIO | None = None, verbose: bool = True) -> None:
         self.out = out
         self.verbose = verbose
         self._last_drain: dict[str, float] = {}
 
     def _p(self, text: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out or sys.stdout, flush=True)
 
     def __call__(self, event: Event) -> None:
         match event:

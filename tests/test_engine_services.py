@@ -247,3 +247,17 @@ async def test_drain_timeout_fails_unattended_and_restores_rotation(sim_lab, sim
             await engine.close()
     decisions = [r for r in read_records(engine.journal.path) if r["event"] == "decision" and r.get("gate") == "drain-timeout"]
     assert decisions and decisions[0]["choice"] == "abort" and decisions[0]["in_flight"] >= 1
+
+
+def test_dry_run_shows_every_command_and_changes_nothing(sim_lab, sim_config, tmp_path, capsys):
+    sim_lab.reset()
+    assert main(["run", "--yes", "--dry-run", "-c", str(sim_lab.config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "dry run complete: nothing was changed" in out
+    for text in ("mysqldump", "action=drain", "nodectl stop", "nodectl upgrade 2024.1", "manage db expand", "manage db migrate", "manage db contract"):
+        assert text in out, text
+    assert out.count("WOULD RUN") >= 20
+    assert not (tmp_path / "state" / "glance-tui" / "runs").exists()  # no journal: nothing happened
+    assert main(["status", "-c", str(sim_lab.config_path), "--json"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    assert {n["version"] for n in snap["nodes"]} == {"26.1.0"} and snap["database"]["heads"] == ["2023_1_contract01"]

@@ -19,8 +19,14 @@ from glance_tui.lab import procs
 
 pytestmark = pytest.mark.services
 
-SIM = Path(__file__).resolve().parent / "sim"
-BIN = {"2023.1": SIM / "glance-2023.1" / "bin", "2024.1": SIM / "glance-2024.1" / "bin"}
+from tests.fixtures.cluster import materialize_sim
+
+BIN: dict[str, Path] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bins(tmp_path_factory):
+    BIN.update(materialize_sim(tmp_path_factory.mktemp("sim")))
 
 
 def write_conf(path: Path, *, host: str = "127.0.0.1", port: int = 9292, connection: str = "") -> Path:

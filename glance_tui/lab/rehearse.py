@@ -75,15 +75,18 @@ async def _final_state(config: Config, report: ProcedureReport) -> None:
 
 
 def _journal_timings(journal: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    steps, open_steps, drains = [], {}, {}
+    steps, open_steps, drains, drained_at = [], {}, {}, {}
     for rec in read_records(journal):
         if rec["event"] == "step.start":
             open_steps[rec["step"]] = (rec["ts"], rec.get("title", ""))
         elif rec["event"] == "step.end" and rec["step"] in open_steps:
             started, title = open_steps.pop(rec["step"])
             steps.append({"step": rec["step"], "title": title, "seconds": round(rec["ts"] - started, 2)})
+        elif rec["event"] == "lb" and rec.get("action") == "drain":
+            drained_at[rec["node"]] = rec["ts"]
         elif rec["event"] == "drained":
-            drains[rec["node"]] = rec["waited"]
+            # from the moment the node left rotation until its last request finished
+            drains[rec["node"]] = round(rec["ts"] - drained_at.get(rec["node"], rec["ts"] - rec["waited"]), 2)
     return steps, drains
 
 
@@ -193,8 +196,7 @@ def report_text(reports: list[ProcedureReport]) -> str:
         ("final db revision", [", ".join(r.final_heads) or "?" for r in reports]),
         ("node versions", [", ".join(sorted({str(v) for v in r.node_versions.values()})) for r in reports]),
     ]
-    names = sorted({s["step"] for r in reports for s in r.steps}, key=lambda s: min(
-        (i for r in reports for i, x in enumerate(r.steps) if x["step"] == s), default=0))
+    names = list(dict.fromkeys(s["step"] for r in reports for s in r.steps))  # first report's order first
     for name in names:
         rows.append((f"  {name}", [next((f"{s['seconds']:.1f}s" for s in r.steps if s["step"] == name), "-") for r in reports]))
     for node in sorted({n for r in reports for n in r.drain_waits}):
