@@ -84,8 +84,8 @@ def test_app_starts_renders_and_quits_in_a_real_terminal(tmp_path):
     (tmp_path / "known_hosts").write_text("")
     cfg = tmp_path / "glance-tui.toml"
     cfg.write_text(CONFIG.format(secret=secret, known_hosts=tmp_path / "known_hosts"))
-    code = f"from screens.app import run_tui; raise SystemExit(run_tui({str(cfg)!r}, dry_run=False, resume=None))"
-    env = f"cd {ROOT} && XDG_STATE_HOME={tmp_path / 'state'} TERM=xterm-256color {sys.executable} -c \"{code}\"; echo EXITED $?; sleep 5"
+    # exactly what an operator types: `glance-tui -c FILE`
+    env = f"cd {ROOT} && XDG_STATE_HOME={tmp_path / 'state'} TERM=xterm-256color {sys.executable} -m glance_tui -c {cfg}; echo EXITED $?; sleep 5"
     tmux = Tmux(tmp_path)
     tmux.run("-f", "/dev/null", "new-session", "-d", "-s", tmux.session, "-x", "120", "-y", "40", env)
     tmux.run("resize-window", "-t", tmux.session, "-x", "120", "-y", "40")
