@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from glance_tui import __version__

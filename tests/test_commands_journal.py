@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 
-import pytest
 
 from glance_tui.commands import NodeCommands, quote_args, render
 from glance_tui.config import parse_config

@@ -7,7 +7,6 @@ import hashlib
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest

@@ -8,8 +8,6 @@ retries, long upload timeouts, a stats page and runtime sockets for drain/ready.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,8 +17,8 @@ from typing import Literal
 from glance_tui.errors import GlanceTuiError
 from glance_tui.lab.procs import (
     free_port,
+    is_running,
     pid_alive,
-    read_pid,
     require_binary,
     require_free_port,
     start_detached,
@@ -168,8 +166,7 @@ class HAProxyLab:
 
     # ------------------------------------------------------------------ process
     def is_running(self) -> bool:
-        pid = read_pid(self.pidfile)
-        return pid is not None and pid_alive(pid)
+        return is_running(self.pidfile)
 
     def start(self, timeout: float = 15) -> None:
         """Validate the config with ``haproxy -c``, start it, wait for the stats page and socket."""
@@ -198,10 +195,6 @@ class HAProxyLab:
 
     def stop(self) -> bool:
         """Stop this HAProxy; True if it was running."""
-        pid = read_pid(self.pidfile)
-        stopped = stop_pid(self.pidfile)
-        if pid is not None:  # reap our own child, or it lingers as a zombie once we exit
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+        stopped = stop_pid(self.pidfile)  # reaps our own child too
         self.runtime_socket.unlink(missing_ok=True)
         return stopped

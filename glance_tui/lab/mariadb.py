@@ -52,8 +52,7 @@ class MariaDB:
         return self.workdir / "mariadbd.log"
 
     def is_running(self) -> bool:
-        pid = procs.read_pid(self.pidfile)
-        return pid is not None and procs.pid_alive(pid)
+        return procs.is_running(self.pidfile)
 
     def start(self, timeout: float = 60) -> None:
         """Initialise the datadir if empty, start ``mariadbd`` detached, wait until it answers."""

@@ -63,25 +63,12 @@ class Node:
                                  where=str(self.dir / "node.json"), fix="run `glance-tui lab up`") from None
 
 
-def _group(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``: the service and its workers."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
-
-
 def running_pid(node: Node) -> int | None:
     """The glance-api pid if its process group still has a live glance-api process."""
     pid = procs.read_pid(node.pidfile)
     if pid is None:
         return None
-    for member in _group(pid):
+    for member in procs.processes(group=pid):
         try:
             if b"glance-api" in Path(f"/proc/{member}/cmdline").read_bytes():
                 return pid
@@ -119,7 +106,7 @@ def wait_listening(node: Node, pid: int, timeout: float = 120) -> None:
 def stop(node: Node, *, timeout: float = 30) -> bool:
     """SIGTERM the service's process group, SIGKILL after ``timeout``; True once nothing is left."""
     pid = procs.read_pid(node.pidfile)
-    if pid is None or not _group(pid):
+    if pid is None or not procs.processes(group=pid):
         node.pidfile.unlink(missing_ok=True)
         return True
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
@@ -128,11 +115,11 @@ def stop(node: Node, *, timeout: float = 30) -> bool:
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
-        while _group(pid) and time.monotonic() < deadline:
+        while procs.processes(group=pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not _group(pid):
+        if not procs.processes(group=pid):
             break
-    if _group(pid):
+    if procs.processes(group=pid):
         return False
     node.pidfile.unlink(missing_ok=True)
     return True

@@ -134,6 +134,26 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def is_running(pidfile: Path) -> bool:
+    """Does the process recorded in ``pidfile`` still run?"""
+    pid = read_pid(pidfile)
+    return pid is not None and pid_alive(pid)
+
+
+def processes(*, parent: int | None = None, group: int | None = None) -> list[int]:
+    """Live (non-zombie) pids whose parent is ``parent`` or whose process group is ``group``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, ppid, pgrp = fields[0], int(fields[1]), int(fields[2])
+        if state != "Z" and (ppid == parent or pgrp == group):
+            found.append(int(stat.parent.name))
+    return found
+
+
 def stop_pid(pidfile: Path, *, timeout: float = 15.0, sig: int = signal.SIGTERM) -> bool:
     """Stop the process (group) recorded in ``pidfile``; True if something was stopped."""
     pid = read_pid(pidfile)

@@ -17,7 +17,9 @@ from pathlib import Path
 from glance_tui.errors import GlanceTuiError
 from glance_tui.lab.procs import (
     free_port,
+    is_running,
     pid_alive,
+    processes,
     read_pid,
     require_binary,
     require_free_port,
@@ -60,19 +62,6 @@ def _setenv_value(name: str, value: str) -> str:
     if not _ENV_NAME.match(name) or any(c in value for c in '"\n\r\\'):
         raise GlanceTuiError(f"cannot export {name}={value!r} through sshd_config SetEnv", fix="use a plain name and a value without quotes, backslashes or newlines")
     return f'{name}="{value}"'
-
-
-def _children(pid: int) -> list[int]:
-    """Pids whose parent is ``pid`` (sshd's per-connection processes run in their own sessions)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @dataclass
@@ -165,7 +154,7 @@ class SSHD:
         """Stop sshd and its open sessions; True if something was running."""
         pid = read_pid(self.pidfile)
         if pid is not None and pid_alive(pid):
-            for child in _children(pid):  # sessions live in their own process groups
+            for child in processes(parent=pid):  # sessions live in their own process groups
                 try:
                     os.kill(child, signal.SIGTERM)
                 except ProcessLookupError:
@@ -173,8 +162,7 @@ class SSHD:
         return stop_pid(self.pidfile)
 
     def is_running(self) -> bool:
-        pid = read_pid(self.pidfile)
-        return pid is not None and pid_alive(pid)
+        return is_running(self.pidfile)
 
 
 def write_known_hosts(path: Path, sshds: Iterable[SSHD]) -> Path:
