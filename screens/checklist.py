@@ -1,19 +1,34 @@
 """The guide's procedure as a checklist, and the panel that explains the selected step.
 
 Each row shows a state word with a symbol (never colour alone). The per-node loop of step 7
-appears node by node once the NEW NODE is chosen (the engine sends ``PlanChanged``).
+appears node by node once the NEW NODE is chosen (the engine sends ``PlanChanged``). Rows carry
+short titles that fit 80 columns (plus the node when wide); the detail panel has the full title.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from glance_tui.api import BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, SKIPPED, Action, GateResult, Plan, Step
+from screens.table import InPlaceTable
 
 SYMBOL = {PENDING: "·", BLOCKED: "⊘", READY: "○", RUNNING: "▶", DONE: "✔", FAILED: "✖", SKIPPED: "↷"}
 STYLE = {BLOCKED: "yellow", READY: "cyan", RUNNING: "bold magenta", DONE: "green", FAILED: "bold red", SKIPPED: "dim"}
 LOOP_PLACEHOLDER = "node:*"
+SHORT = {"preflight": "Preflight checks", "backup": "Back up the database", "new-node": "Drain, stop NEW NODE",
+         "upgrade-new": "Upgrade NEW NODE", "expand": "Expand the database", "migrate": "Migrate the data",
+         "start-new": "Start NEW NODE", "contract": "Contract the database"}
+
+
+def list_title(step: Step, wide: bool) -> str:
+    """The checklist row's title: short enough for 80 columns; the node too when wide."""
+    short = SHORT.get(step.id)
+    if short is None:
+        title = step.title
+    else:
+        title = f"{short} ({step.node})" if wide and step.node and step.node not in short else short
+    return f"{' ' if step.group else ''}{step.number} {title}"
 
 
 def state_cell(state: str) -> Text:
@@ -27,12 +42,15 @@ def shown_state(step_id: str, state: str, next_id: str | None, gates: list[GateR
     return state
 
 
-class Checklist(DataTable):
+class Checklist(InPlaceTable):
     """Rows keyed by step id; states updated in place, rebuilt (cursor kept) on a new plan."""
 
     def __init__(self, **kw) -> None:
         super().__init__(cursor_type="row", **kw)
         self._states: dict[str, str] = {}
+        self._titles: dict[str, str] = {}
+        self._steps: dict[str, Step] = {}
+        self.wide = False
 
     def on_mount(self) -> None:
         self.add_column("State", key="state", width=9)
@@ -41,21 +59,32 @@ class Checklist(DataTable):
     def load(self, plan: Plan, states: dict[str, str]) -> None:
         selected = self.selected_id
         self.clear()
-        self._states = {}
+        self._states, self._titles, self._steps = {}, {}, {s.id: s for s in plan.steps}
         has_loop = any(s.group == "7" for s in plan.steps)
         for step in plan.steps:
             if step.id == "contract" and not has_loop:
-                self.add_row(state_cell(PENDING), "7 Upgrade each other node (after step 2)", key=LOOP_PLACEHOLDER)
+                self.add_row(state_cell(PENDING), "7 Upgrade each other node", key=LOOP_PLACEHOLDER)
             state = states.get(step.id, PENDING)
             self._states[step.id] = state
-            self.add_row(state_cell(state), f"{' ' if step.group else ''}{step.number} {step.title}", key=step.id)
+            self._titles[step.id] = list_title(step, self.wide)
+            self.add_row(state_cell(state), self._titles[step.id], key=step.id)
         if selected is not None:
             self.select(selected)
 
+    def set_wide(self, wide: bool) -> None:
+        """Titles with or without the node, changed in place (the cursor stays)."""
+        self.wide = wide
+        for step_id, step in self._steps.items():
+            title = list_title(step, wide)
+            if title != self._titles[step_id]:
+                self.update_cell(step_id, "title", title, update_width=True)
+                self._titles[step_id] = title
+
     def set_state(self, step_id: str, state: str) -> None:
-        if step_id in self._states and self._states[step_id] != state:
+        old = self._states.get(step_id)
+        if old is not None and old != state:
             self._states[step_id] = state
-            self.update_cell(step_id, "state", state_cell(state))
+            self.put(step_id, "state", state_cell(state), state_cell(old))
 
     def state_of(self, step_id: str) -> str:
         return self._states.get(step_id, "")

@@ -1,8 +1,9 @@
 """The live node list and the database panel.
 
-Cells are updated in place (``update_cell``) and only when their text changes, so the cursor
-and scroll never jump and a slow SSH link carries no needless redraws. Stale data is labelled
-as stale, never silently frozen.
+Cells are updated in place (``update_cell``) and only when their text changes, repainting only
+their row, so the cursor and scroll never jump and a slow SSH link carries no needless redraws.
+Stale data is labelled as stale, never silently frozen. Below 100 columns the table uses short
+column labels and the database panel becomes a strip under it, so every column fits in 80.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import time
 from typing import Callable
 
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from glance_tui.api import DBState, DbCheck, LBFacts, NodeFacts, ServerStats
+from screens.table import InPlaceTable
 
-# Most important first: at 80 columns the table scrolls horizontally for the rest.
-COLUMNS = (("name", "Node"), ("lb", "LB"), ("inflight", "In-flight"), ("release", "Release"), ("running", "Running"),
-           ("role", "Role"), ("rate", "Rate"), ("address", "Address"))
+# (key, label, compact label) most important first; the compact labels keep all of them in 80 columns.
+COLUMNS = (("name", "Node", "Node"), ("lb", "LB", "LB"), ("inflight", "In-flight", "In-fl"), ("release", "Release", "Release"),
+           ("running", "Running", "Run"), ("role", "Role", "Role"), ("rate", "Rate", "Rate"), ("address", "Address", "Address"))
 
 
 def clock_text(ts: float) -> str:
@@ -47,29 +49,43 @@ def node_cells(facts: NodeFacts | None, target: str) -> dict[str, str]:
     return {"running": running, "release": release}
 
 
-class NodeTable(DataTable):
+class NodeTable(InPlaceTable):
     """One row per node; rows keyed by node name, columns by field."""
 
-    def __init__(self, nodes: list[tuple[str, str]], **kw) -> None:
+    def __init__(self, nodes: list[tuple[str, str]], *, compact: bool = False, **kw) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
         self._node_rows = nodes
         self._cells: dict[tuple[str, str], str] = {}
+        self.compact = compact
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, short in COLUMNS:
+            self.add_column(short if self.compact else label, key=key)
         for name, address in self._node_rows:
             row = {"name": name, "lb": "…", "inflight": "…", "rate": "…", "running": "…", "release": "probing…", "role": "", "address": address}
-            self.add_row(*[row[k] for k, _ in COLUMNS], key=name)
+            self.add_row(*[row[k] for k, _, _ in COLUMNS], key=name)
             self._cells.update({(name, k): v for k, v in row.items()})
+
+    def set_compact(self, compact: bool) -> None:
+        """Short or full column labels; the columns are re-measured, the rows stay put."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        if not self.columns or not self._node_rows:
+            return  # not mounted yet: on_mount uses the flag
+        first = self._node_rows[0][0]
+        for key, label, short in COLUMNS:
+            self.columns[key].label = Text(short if compact else label)  # type: ignore[index]
+            self.update_cell(first, key, self._cells[(first, key)], update_width=True)
 
     def set_cells(self, name: str, values: dict[str, str]) -> int:
         """Update changed cells only; returns how many changed."""
         changed = 0
         for key, value in values.items():
-            if self._cells.get((name, key)) != value:
+            old = self._cells.get((name, key))
+            if old != value:
                 self._cells[(name, key)] = value
-                self.update_cell(name, key, value, update_width=True)
+                self.put(name, key, value, old or "")
                 changed += 1
         return changed
 
@@ -110,9 +126,14 @@ class LBStatus(Static):
             self.update(Text(line))
 
 
-def db_text(db: DBState | None, check: DbCheck | None, checked: bool) -> Text:
-    """The database panel: flavour/version, heads, log_bin and what ``db check`` means."""
+def db_text(db: DBState | None, check: DbCheck | None, checked: bool, compact: bool = False) -> Text:
+    """The database panel: flavour/version, heads, log_bin and what ``db check`` means.
+
+    ``compact``: three full-width lines (a strip under the node list) instead of a narrow column."""
     text = Text()
+    sep = " · " if compact else "\n"
+    if compact:
+        text.append("Database ", style="bold")
     if db is None:
         text.append("probing the database…")
     elif db.facts is None:
@@ -122,13 +143,13 @@ def db_text(db: DBState | None, check: DbCheck | None, checked: bool) -> Text:
         f = db.facts
         onoff = lambda flag: "ON" if flag else "OFF"  # noqa: E731
         text.append(f"{f.flavour} {'.'.join(map(str, f.version))}", style="bold")
-        text.append(f" SUPER {'yes' if f.has_super else 'no'}\n")
-        text.append(f"log_bin {onoff(f.log_bin)} trust_fn {onoff(f.log_bin_trust_function_creators)}\n")
+        text.append(f"{' · ' if compact else ' '}SUPER {'yes' if f.has_super else 'no'}{sep}")
+        text.append(f"log_bin {onoff(f.log_bin)}{' · ' if compact else ' '}trust_fn {onoff(f.log_bin_trust_function_creators)}\n")
         text.append(f"heads {' '.join(f.alembic_heads) or '(none)'}\n")
     if check is not None:
         text.append(f"db check: {check.meaning}", style="bold")
         code = "?" if check.code is None else str(check.code)
-        text.append(f"\nexit {code} on {check.node}{' ' + check.release if check.release else ''}")
+        text.append(f"{sep}exit {code} on {check.node}{' ' + check.release if check.release else ''}")
     elif checked:
         text.append("db check: no node has Glance to run it")
     return text
@@ -142,14 +163,20 @@ class DbPanel(Static):
         self.db: DBState | None = None
         self.check: DbCheck | None = None
         self.checked = False
+        self.compact = False
         self._shown = ""
+
+    def set_compact(self, compact: bool) -> None:
+        if compact != self.compact:
+            self.compact = compact
+            self.show()
 
     def show(self, db: DBState | None = None, check: DbCheck | None = None, *, checked: bool = False) -> None:
         if db is not None:
             self.db = db
         if checked:
             self.check, self.checked = check, True
-        text = db_text(self.db, self.check, self.checked)
+        text = db_text(self.db, self.check, self.checked, self.compact)
         if text.plain != self._shown:
             self._shown = text.plain
             self.update(text)
