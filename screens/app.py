@@ -19,7 +19,7 @@ from textual.widgets import Footer, Static
 
 from glance_tui.api import DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, load_config
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
-from screens.main import MainScreen, hard_failures
+from screens.main import WIDE_FROM, MainScreen, hard_failures
 from screens.operator import TuiOperator
 from screens.palette import GlanceCommands
 
@@ -58,7 +58,7 @@ class GlanceApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "glance-tui"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
     COMMANDS = App.COMMANDS | {GlanceCommands}
     BINDINGS = [
         Binding("q", "request_quit", "Quit"),

@@ -13,14 +13,14 @@ from glance_tui.api import DrainProgress
 
 
 def drain_text(p: DrainProgress) -> Text:
+    """Two short lines (they fit the 80-column layout); the node is in the panel's title."""
     left = max(0.0, p.timeout - p.elapsed)
     text = Text()
-    text.append(f"Draining {p.node}", style="bold")
-    text.append(f" (LB {p.state or '?'})\n")
     text.append(f"in flight: {p.in_flight}", style="bold")
-    text.append(f" · elapsed {p.elapsed:.0f}s · time left {left:.0f}s of {p.timeout:.0f}s")
+    text.append(f" (LB {p.state or '?'})")
     if left == 0:
         text.append("  TIMEOUT", style="bold red")
+    text.append(f"\nelapsed {p.elapsed:.0f}s · time left {left:.0f}s of {p.timeout:.0f}s")
     return text
 
 
@@ -43,6 +43,7 @@ class DrainView(Vertical):
             self.samples.clear()
         self.samples.append(float(p.in_flight))
         self.last = p
+        self.border_title = f"Draining {p.node}"
         self.query_one("#drain-figures", Static).update(drain_text(p))
         self.query_one("#drain-graph", Sparkline).data = list(self.samples)
         self.display = True

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual import events
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -31,6 +32,7 @@ from screens.journal import JournalScreen
 from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells
 
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+WIDE_FROM = 100  # columns; below it the layout is the compact one (CSS: the screen's "-narrow" class)
 
 
 class EngineEvent(Message):
@@ -86,7 +88,7 @@ class MainScreen(Screen[None]):
                 yield DrainView(id="drain")
                 with VerticalScroll(id="step-scroll"):
                     yield StepDetail(id="step-detail")
-                yield RichLog(id="output", markup=False, wrap=True, max_lines=2000)
+                yield RichLog(id="output", markup=False, wrap=True, max_lines=2000, min_width=20)
         yield Footer()
 
     def _banner(self) -> Text:
@@ -110,9 +112,20 @@ class MainScreen(Screen[None]):
         self.query_one("#steps", Checklist).load(self.engine.plan, self.engine.states)
         self.refresh_roles()
         self.query_one("#steps", Checklist).focus()
+        self.fit_width(self.app.size.width)
         self._spawn(self._poll_lb, "lb")
         self._spawn(self._poll_nodes, "nodes")
         self._spawn(self._gate_cycle, "gates")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_width(event.size.width)
+
+    def fit_width(self, width: int) -> None:
+        """Compact labels, DB strip and short titles below ``WIDE_FROM`` columns (the CSS moves the panels)."""
+        wide = width >= WIDE_FROM
+        self.query_one("#nodes", NodeTable).set_compact(not wide)
+        self.query_one("#db", DbPanel).set_compact(not wide)
+        self.query_one("#steps", Checklist).set_wide(wide)
 
     # ---------------------------------------------------------------- polling (re-armed after each poll)
 
