@@ -63,7 +63,7 @@ class Checklist(InPlaceTable):
         has_loop = any(s.group == "7" for s in plan.steps)
         for step in plan.steps:
             if step.id == "contract" and not has_loop:
-                self.add_row(state_cell(PENDING), "7 Upgrade each other node", key=LOOP_PLACEHOLDER)
+                self.add_row(state_cell(PENDING), "7 Upgrade other nodes", key=LOOP_PLACEHOLDER)
             state = states.get(step.id, PENDING)
             self._states[step.id] = state
             self._titles[step.id] = list_title(step, self.wide)

@@ -79,6 +79,7 @@ async def test_a_changed_cell_repaints_only_its_row(tmp_path, monkeypatch):
     app, engine = make(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         main, table = await settled(pilot)
+        assert fits(main.query_one("#steps", Checklist))  # also before a NEW NODE is chosen (the step-7 placeholder)
         full: list[str] = []
         rows: list[int] = []
         base_refresh, base_row = DataTable.refresh, DataTable.refresh_row
