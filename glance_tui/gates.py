@@ -174,10 +174,12 @@ async def _lb_mapping(ctx: "Context") -> GateResult:
     lb = await ctx.lb_facts()
     if lb.error:
         return fail("lb-mapping", f"cannot read the load balancer stats: {lb.error}", "check [load_balancer] stats_url, backend and credentials")
-    missing = [f"{n.name} → {n.lb_server}" for n in ctx.config.nodes if n.lb_server not in lb.servers and n.role == "existing"]
+    missing = [f"{n.name} → {n.lb_server}" for n in ctx.config.nodes if n.lb_server not in lb.servers]
     if missing:
         known = ", ".join(sorted(lb.servers)) or "none"
-        return fail("lb-mapping", f"not in backend {ctx.config.load_balancer.backend!r}: {', '.join(missing)} (servers there: {known})", "set each node's lb_server to its server name in the backend")
+        return fail("lb-mapping", f"not in backend {ctx.config.load_balancer.backend!r}: {', '.join(missing)} (servers there: {known})",
+                    "set each node's lb_server to its server name in the backend; add a newly provisioned node as a server "
+                    "in maintenance (`disabled`) so step 6 can put it into rotation")
     probe = await ctx.cluster.lb.probe_admin()
     if not probe.ok:
         return fail("lb-mapping", f"the load balancer's admin channel ({probe.channel}) does not work: {probe.detail}", "enable `stats admin` on the stats page or a `level admin` stats socket, see config.example.toml")

@@ -323,3 +323,33 @@ async def test_soft_flag_is_carried(soft):
 
     r = await G.Gate("x", "t", no, soft=soft).evaluate(FakeCtx())  # type: ignore[arg-type]
     assert r.soft is soft and not r.ok
+
+
+def make_config_with_new_node():
+    import os
+
+    os.environ["GATE_TEST_DB_PW"] = "pw-gates"
+    nodes = [{"name": f"g{i}", "ssh_host": f"10.0.0.{i}", "lb_server": f"g{i}", "api_url": f"http://10.0.0.{i}:9292"} for i in (1, 2)]
+    nodes.append({"name": "fresh", "ssh_host": "10.0.0.9", "lb_server": "fresh", "api_url": "http://10.0.0.9:9292", "role": "new"})
+    return parse_config({
+        "database": {"password_env": "GATE_TEST_DB_PW"},
+        "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+        "nodes": nodes,
+        "policy": {"target_release": "2024.1", "new_node": "fresh"},
+    })
+
+
+async def test_a_newly_provisioned_node_is_not_held_to_the_old_release():
+    # role = "new": no Glance installed yet, in the backend but in maintenance
+    ctx = FakeCtx(config=make_config_with_new_node(),
+                  nodes={"g1": node("g1"), "g2": node("g2"), "fresh": NodeFacts("fresh", "10.0.0.9", None, None, False, "", "version command failed (exit 127)")},
+                  lb=LBFacts({"g1": stats("g1"), "g2": stats("g2"), "fresh": stats("fresh", "MAINT")}))
+    assert (await check(gate("same-release"), ctx)).ok
+    assert (await check(gate("lb-mapping"), ctx)).ok
+    assert (await check(gate("node-count"), ctx)).ok
+    ctx.state.new_node = "fresh"
+    assert (await check(G.NEW_NODE_STOPPED, ctx)).ok
+    # every node, new ones included, must be a server of the backend
+    ctx.lb = LBFacts({"g1": stats("g1"), "g2": stats("g2")})
+    r = await check(gate("lb-mapping"), ctx)
+    assert not r.ok and "fresh → fresh" in r.reason and "maintenance" in r.fix
