@@ -73,15 +73,11 @@ async def _with_context(config: Config, body: Callable[[Any], Awaitable[int]]) -
     """A read-only context (no journal writes) carrying the unfinished run's decisions, if any."""
     from glance_tui.context import Context, RunState
     from glance_tui.engine import Engine
-    from glance_tui.journal import NullJournal, read_records
+    from glance_tui.journal import NullJournal
     from glance_tui.probes import Cluster
 
-    state = RunState()
     pending = Engine.pending_journal(config)
-    if pending is not None:
-        for rec in read_records(pending.path):
-            if rec.get("event") == "state":
-                state = RunState.from_dict(rec)
+    state = RunState.from_journal(pending.path) if pending is not None else RunState()
     cluster = Cluster(config)
     try:
         return await body(Context(config, cluster, NullJournal(), state, lambda e: None))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from glance_tui.adapters.ssh import CommandResult
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import Config
 from glance_tui.events import Event, OutputLine
-from glance_tui.journal import Journal
+from glance_tui.journal import Journal, read_records
 from glance_tui.probes import Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
 
 
@@ -30,6 +31,15 @@ class RunState:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_journal(cls, path: Path) -> "RunState":
+        """The decisions as of the journal's last ``state`` record (empty if none)."""
+        state = cls()
+        for rec in read_records(path):
+            if rec.get("event") == "state":
+                state = cls.from_dict(rec)
+        return state
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunState":

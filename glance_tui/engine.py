@@ -20,7 +20,7 @@ from glance_tui.events import (
     ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished, StepChanged,
 )
 from glance_tui.gates import GateResult, evaluate_all
-from glance_tui.journal import Journal, NullJournal, journal_dir, read_records, unfinished_journal
+from glance_tui.journal import Journal, NullJournal, journal_dir, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck
@@ -59,12 +59,7 @@ class Engine:
         """Resume the unfinished run (``resume=True``) or start a new one."""
         directory = journal_dir(config.path, journal_base)
         pending = unfinished_journal(directory) if resume else None
-        state = None
-        if pending is not None:
-            state = RunState()
-            for rec in read_records(pending.path):
-                if rec.get("event") == "state":
-                    state = RunState.from_dict(rec)
+        state = RunState.from_journal(pending.path) if pending is not None else None
         if dry_run:  # a dry run records nothing and leaves every real journal alone
             return cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
         if pending is not None:

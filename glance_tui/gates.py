@@ -225,23 +225,19 @@ async def _same_release(ctx: "Context") -> GateResult:
 
 
 async def _db_check_consistent(ctx: "Context") -> GateResult:
-    facts = await ctx.node_facts()
     target = ctx.config.policy.target_release
-    upgraded = [n for n, f in facts.items() if f.release == target]
-    old_running = [n for n, f in facts.items() if f.release and f.release != target and f.running]
-    if not upgraded:
+    check = await ctx.newest_db_check()
+    if check is None:
+        return fail("db-check", "no node can run glance-manage", "fix SSH/version problems first")
+    if check.release != target:
         # Only the old code exists: it must see its own schema as up to date.
-        runner = next((n for n, f in facts.items() if f.release and not f.error), None)
-        if runner is None:
-            return fail("db-check", "no node can run glance-manage", "fix SSH/version problems first")
-        check = await ctx.cluster.db_check(runner, facts[runner].release)
         if check.code == 0:
-            return ok("db-check", f"db check on {runner} ({check.release}): up to date; heads {', '.join(check.heads) or '?'}")
-        return fail("db-check", f"db check on {runner} ({check.release}) says {check.meaning}", "the database is not at the state the installed release expects; finish or repair the previous upgrade first")
-    check = await ctx.target_db_check()
-    if check is None or check.code is None or check.code == 1:
-        detail = check.error if check else "no upgraded node answered"
-        return fail("db-check", f"db check with the {target} code failed: {detail}", "check the database connection in glance-api.conf on the upgraded node")
+            return ok("db-check", f"db check on {check.node} ({check.release}): up to date; heads {', '.join(check.heads) or '?'}")
+        return fail("db-check", f"db check on {check.node} ({check.release}) says {check.meaning}", "the database is not at the state the installed release expects; finish or repair the previous upgrade first")
+    if check.code is None or check.code == 1:
+        return fail("db-check", f"db check with the {target} code failed: {check.error}", "check the database connection in glance-api.conf on the upgraded node")
+    facts = await ctx.node_facts()
+    old_running = [n for n, f in facts.items() if f.release and f.release != target and f.running]
     if check.code == 0 and old_running:
         return fail("db-check", f"the schema is contracted but {', '.join(old_running)} still run the old release", "stop those nodes now: the old code cannot use the contracted schema")
     return ok("db-check", f"db check on {check.node}: {check.meaning}")

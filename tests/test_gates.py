@@ -15,7 +15,7 @@ from glance_tui.adapters.local import CommandResult
 from glance_tui.adapters.ssh import HostKeyStatus
 from glance_tui.commands import NodeCommands
 from glance_tui.config import parse_config
-from glance_tui.context import RunState
+from glance_tui.context import Context, RunState
 from glance_tui.probes import DBState, DbCheck, LBFacts, NodeFacts
 
 GOOD_CONF = "[DEFAULT]\nbind_host = 0.0.0.0\n[database]\nconnection = mysql+pymysql://g@db/glance\n"
@@ -115,6 +115,8 @@ class FakeCtx:
 
     async def target_db_check(self):
         return self.check
+
+    newest_db_check = Context.newest_db_check  # the real fallback logic, over these scripted probes
 
     async def backup_still_valid(self):
         return self.backup_valid
