@@ -16,7 +16,10 @@ from glance_tui.config import CommandsConfig, Config
 
 Where = Literal["node", "local"]
 
-PLACEHOLDERS = ("node", "target_release", "target_version")
+# A remote timeout long enough to mean "none": 30 days (coreutils timeout needs a number).
+NO_TIMEOUT = 30 * 24 * 3600.0
+
+PLACEHOLDERS = ("node", "target_release", "target_version", "services")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,13 @@ class _Template(string.Formatter):
     def get_value(self, key, args, kwargs):  # type: ignore[override]
         if key not in self.values:
             raise KeyError(key)
-        return shlex.quote(self.values[key])
+        value = self.values[key]
+        if isinstance(value, (list, tuple)):  # {services}: each name quoted on its own
+            return " ".join(shlex.quote(v) for v in value)
+        return shlex.quote(value)
 
 
-def render(template: str, **values: str | None) -> str:
+def render(template: str, **values: str | list[str] | None) -> str:
     """Substitute ``{placeholder}`` values (shell-quoted) into an operator template."""
     clean = {k: (v or "") for k, v in values.items()}
     try:
@@ -71,6 +77,7 @@ class NodeCommands:
             "node": node,
             "target_release": config.policy.target_release,
             "target_version": config.policy.target_version or "",
+            "services": list(config.commands.services),
         }
 
     def _t(self, template: str) -> str:
@@ -86,8 +93,17 @@ class NodeCommands:
     def start(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._t(self.templates.start), "start the Glance services", changes=True)
 
-    def is_running(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.is_running), "is any Glance API process running?")
+    def is_running(self) -> RemoteCommand | None:
+        """The operator's own "is a Glance service running" probe, if configured (else: processes)."""
+        if not self.templates.is_running:
+            return None
+        return RemoteCommand(self.node, self._t(self.templates.is_running), "is any Glance service running?")
+
+    def processes(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.processes), "the node's clock and its processes (which Glance services run, since when)")
+
+    def installed_at(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.installed_at), "when the installed Glance code was installed")
 
     def upgrade(self) -> RemoteCommand:
         return RemoteCommand(
@@ -105,9 +121,13 @@ class NodeCommands:
             return None
         return RemoteCommand(self.node, self._t(self.templates.rollback), "reinstall the old release", changes=True)
 
-    def manage(self, *args: str, changes: bool = False, purpose: str = "") -> RemoteCommand:
+    def manage(self, *args: str, changes: bool = False, purpose: str = "", timeout: float | None = None) -> RemoteCommand:
         text = f"{self._t(self.templates.glance_manage)} {quote_args(*args)}"
-        return RemoteCommand(self.node, text, purpose or f"glance-manage {' '.join(args)}", changes=changes)
+        return RemoteCommand(self.node, text, purpose or f"glance-manage {' '.join(args)}", changes=changes, timeout=timeout)
+
+    def _ddl_timeout(self) -> float:
+        """expand/migrate/contract are never cut by the generic command timeout mid-DDL."""
+        return self.templates.manage_timeout or NO_TIMEOUT
 
     def db_check(self) -> RemoteCommand:
         return self.manage("db", "check", purpose="which migration step is next")
@@ -116,17 +136,17 @@ class NodeCommands:
         return self.manage("db", "version", purpose="current alembic heads")
 
     def db_expand(self) -> RemoteCommand:
-        return self.manage("db", "expand", changes=True, purpose="expand the database schema")
+        return self.manage("db", "expand", changes=True, purpose="expand the database schema", timeout=self._ddl_timeout())
 
     def db_migrate(self) -> RemoteCommand:
-        return self.manage("db", "migrate", changes=True, purpose="run the data migrations")
+        return self.manage("db", "migrate", changes=True, purpose="run the data migrations", timeout=self._ddl_timeout())
 
     def db_contract(self) -> RemoteCommand:
-        return self.manage("db", "contract", changes=True, purpose="contract the database schema")
+        return self.manage("db", "contract", changes=True, purpose="contract the database schema", timeout=self._ddl_timeout())
 
 
 def validate_templates(config: Config) -> None:
     """Render every template once so a bad placeholder is a config error, not a mid-run one."""
     cmds = NodeCommands(config, config.nodes[0].name)
-    for name in ("stop", "start", "is_running", "upgrade", "installed_version", "read_config", "db_check"):
+    for name in ("stop", "start", "is_running", "processes", "installed_at", "upgrade", "installed_version", "read_config", "db_check", "rollback"):
         getattr(cmds, name)()

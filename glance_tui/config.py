@@ -74,9 +74,20 @@ class BackupConfig(_Strict):
 
 
 class LoadBalancerConfig(_Strict):
+    """One HAProxy instance (Kolla-Ansible and OpenStack-Ansible run one per controller).
+
+    ``backends`` lists every backend of this instance that routes to the Glance nodes (e.g.
+    ``glance_api`` and ``glance_api_external``); drain and ready act on each of them, and the
+    in-flight count of a node is the sum over every instance and backend. The single-backend
+    form ``backend = "..."`` is still accepted.
+    """
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "lb"
     kind: Literal["haproxy"] = "haproxy"
     stats_url: str
-    backend: str
+    backend: str | None = None  # the single-backend form; use ``backends`` for several
+    backends: list[str] = Field(default_factory=list)
+    exclude_servers: list[str] = Field(default_factory=list)  # servers of those backends that are not Glance nodes of this config
     username: str | None = None
     username_env: str | None = None
     password_env: str | None = None
@@ -105,6 +116,17 @@ class LoadBalancerConfig(_Strict):
 
     @model_validator(mode="after")
     def _credentials(self) -> "LoadBalancerConfig":
+        if self.backend and self.backends:
+            raise ValueError("set backends (a list) or backend (one name), not both")
+        if not self.backend and not self.backends:
+            raise ValueError('backends is required: the HAProxy backends that hold the Glance servers, e.g. ["glance_api", "glance_api_external"]')
+        if self.backend:
+            object.__setattr__(self, "backends", [self.backend])
+        else:
+            object.__setattr__(self, "backend", self.backends[0])
+        dupes = sorted({b for b in self.backends if self.backends.count(b) > 1})
+        if dupes:
+            raise ValueError(f"backends are listed twice: {', '.join(dupes)}")
         _one_source(self.password_env, self.password_file, "password", required=False)
         if self.username and self.username_env:
             raise ValueError("set only one of username and username_env")
@@ -135,15 +157,27 @@ class SSHConfig(_Strict):
 
 
 class CommandsConfig(_Strict):
-    """Shell templates run on a node. ``{target_release}``, ``{target_version}`` and
-    ``{node}`` are replaced by shell-quoted values."""
+    """Shell templates run on a node. ``{target_release}``, ``{target_version}``, ``{node}``
+    and ``{services}`` are replaced by shell-quoted values (``{services}``: each service name
+    of ``services``, quoted separately and joined by spaces)."""
 
-    stop: str = "systemctl stop glance-api"
-    start: str = "systemctl start glance-api"
-    is_running: str = "pgrep -f '[g]lance-api'"
+    services: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9@_.-]*$")]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["glance-api"])
+    stop: str = "systemctl stop {services}"
+    start: str = "systemctl start {services}"
+    # Every process on the node, one per line after the node's clock: "NOW\nPID ETIMES COMM ARGS...".
+    # The engine keeps the processes whose COMM is one of ``services``: running/stopped, and when each started.
+    processes: str = "date +%s && ps -eo pid=,etimes=,comm=,args="
+    # Optional override of "is a Glance service running": exit 0 running, 1 stopped, anything else unknown.
+    # Empty = decided from ``processes``.
+    is_running: str = ""
     upgrade: str = "apt-get install -y glance-api"
-    installed_version: str = "glance-api --version"
+    installed_version: str = "dpkg-query -W glance-api"  # prints "glance-api<TAB>2:28.2.0-0ubuntu1"
+    # When the installed Glance code was installed (epoch seconds, node clock): a process that started
+    # before it still runs the old code.
+    installed_at: str = "stat -L -c %Z \"$(command -v glance-api)\""
     glance_manage: str = "glance-manage"
+    manage_timeout: Annotated[float, Field(gt=0)] | None = None  # db expand/migrate/contract: none by default (never killed mid-DDL)
     read_config: str = "cat /etc/glance/glance-api.conf"
     rollback: str = ""  # reinstalls the old release on a node; empty = rollback not offered
 
@@ -176,6 +210,13 @@ class PolicyConfig(_Strict):
     node_poll_interval: Seconds = 5.0
     min_in_rotation: Annotated[int, Field(ge=1)] = 1
     up_timeout: Seconds = 120.0
+    # Zero in flight is trusted only after consecutive zero readings spanning this long (at least one
+    # HAProxy health-check interval), on every instance and backend, with the server in DRAIN or MAINT.
+    drain_quiet_period: Seconds = 5.0
+    # The node's own health endpoints, each must answer 200 (300 for /versions); no token needed
+    # (/healthcheck is oslo.middleware's, in Glance's default pipeline, before authtoken).
+    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$")]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["/healthcheck", "/versions"])
 
     @field_validator("target_release")
     @classmethod
@@ -189,7 +230,8 @@ class PolicyConfig(_Strict):
 class Config(_Strict):
     database: DatabaseConfig
     backup: BackupConfig = BackupConfig()
-    load_balancer: LoadBalancerConfig
+    load_balancer: LoadBalancerConfig | None = None  # one HAProxy instance ...
+    load_balancers: list[LoadBalancerConfig] = Field(default_factory=list)  # ... or several ([[load_balancers]])
     ssh: SSHConfig = SSHConfig()
     commands: CommandsConfig = CommandsConfig()
     nodes: Annotated[list[NodeConfig], Field(min_length=1)]
@@ -209,6 +251,14 @@ class Config(_Strict):
             raise ValueError(f"each node needs its own lb_server; shared: {', '.join(dupes)}")
         if self.backup.where != "local" and self.backup.where not in names:
             raise ValueError(f'backup.where must be "local" or a node name ({", ".join(names)}), not {self.backup.where!r}')
+        if self.load_balancer is not None and self.load_balancers:
+            raise ValueError("use either [load_balancer] (one HAProxy) or [[load_balancers]] (several), not both")
+        if self.load_balancer is None and not self.load_balancers:
+            raise ValueError("[[load_balancers]] (or [load_balancer]) is required: the HAProxy instances in front of Glance")
+        lb_names = [lb.name for lb in self.lbs]
+        dupes = sorted({n for n in lb_names if lb_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"each load balancer needs its own name; repeated: {', '.join(dupes)}")
         if self.policy.new_node and self.policy.new_node not in names:
             raise ValueError(f"policy.new_node {self.policy.new_node!r} is not one of the nodes ({', '.join(names)})")
         return self
@@ -216,6 +266,16 @@ class Config(_Strict):
     @property
     def path(self) -> Path | None:
         return self._path
+
+    @property
+    def lbs(self) -> list[LoadBalancerConfig]:
+        """Every HAProxy instance, whichever form the file used."""
+        return [self.load_balancer] if self.load_balancer is not None else list(self.load_balancers)
+
+    @property
+    def http_timeout(self) -> float:
+        """Timeout for the tool's own HTTP checks of a node's API."""
+        return min(lb.timeout for lb in self.lbs)
 
     def node(self, name: str) -> NodeConfig:
         for node in self.nodes:
@@ -279,8 +339,10 @@ def _resolve_secrets(config: Config, where: str) -> None:
         db._password = read_secret(env=db.password_env, file=db.password_file, what="database password")
     except ValueError as exc:
         raise ConfigError(str(exc), where=f"{where}: database", fix="export the variable or fix the file path/permissions") from None
-    lb = config.load_balancer
-    if lb.username_env or lb.username:
+    for i, lb in enumerate(config.lbs):
+        if not (lb.username_env or lb.username):
+            continue
+        section = "load_balancer" if config.load_balancer is not None else f"load_balancers[{i}]"
         try:
             if lb.username_env:
                 lb._username = read_secret(env=lb.username_env, file=None, what="load balancer username").reveal()
@@ -288,10 +350,10 @@ def _resolve_secrets(config: Config, where: str) -> None:
                 lb._username = lb.username
             lb._password = read_secret(env=lb.password_env, file=lb.password_file, what="load balancer password")
         except ValueError as exc:
-            raise ConfigError(str(exc), where=f"{where}: load_balancer", fix="export the variable or fix the file path/permissions") from None
+            raise ConfigError(str(exc), where=f"{where}: {section}", fix="export the variable or fix the file path/permissions") from None
 
 
-def parse_config(data: dict[str, Any], where: str = "<config>") -> Config:
+def parse_config(data: dict[str, Any], where: str = "<config>", *, secrets: bool = True) -> Config:
     """Validate a decoded TOML document; raise :class:`ConfigError` on the first problem."""
     try:
         config = Config.model_validate(data)
@@ -308,12 +370,13 @@ def parse_config(data: dict[str, Any], where: str = "<config>") -> Config:
         validate_templates(config)
     except ValueError as exc:
         raise ConfigError(str(exc), where=f"{where}: commands", fix="use only the documented placeholders") from None
-    _resolve_secrets(config, where)
+    if secrets:
+        _resolve_secrets(config, where)
     return config
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read, validate and resolve secrets for the config at ``path``."""
+def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Config:
+    """Read, validate and (unless ``secrets=False``, for ``plan``) resolve secrets for the config at ``path``."""
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         raw = path.read_bytes()
@@ -331,6 +394,6 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError("not UTF-8 text", where=str(path), fix="save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", where=str(path), fix="correct the syntax at that line") from None
-    config = parse_config(data, where=str(path))
+    config = parse_config(data, where=str(path), secrets=secrets)
     config._path = path.resolve()
     return config

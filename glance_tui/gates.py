@@ -155,7 +155,7 @@ async def _api_v2_only(ctx: "Context") -> GateResult:
             problems.extend(f"{name}: {p}" for p in api_conf_problems(result.stdout))
         facts = (await ctx.node_facts()).get(name)
         if facts and facts.running:
-            problems.extend(f"{name}: {p}" for p in await _versions_problems(node.api_url, ctx.config.load_balancer.timeout))
+            problems.extend(f"{name}: {p}" for p in await _versions_problems(node.api_url, ctx.config.http_timeout))
 
     await asyncio.gather(*(one(n.name) for n in ctx.config.nodes))
     if problems:
@@ -173,17 +173,24 @@ async def _node_count(ctx: "Context") -> GateResult:
 async def _lb_mapping(ctx: "Context") -> GateResult:
     lb = await ctx.lb_facts()
     if lb.error:
-        return fail("lb-mapping", f"cannot read the load balancer stats: {lb.error}", "check [load_balancer] stats_url, backend and credentials")
-    missing = [f"{n.name} → {n.lb_server}" for n in ctx.config.nodes if n.lb_server not in lb.servers]
+        return fail("lb-mapping", f"cannot read the load balancer stats: {lb.error}", "check each load balancer's stats_url, backends and credentials")
+    missing = []
+    for n in ctx.config.nodes:
+        view = lb.views.get(n.lb_server)
+        where = ", ".join(view.missing) if view else "every backend"
+        if view is None or not view.complete:
+            missing.append(f"{n.name} → {n.lb_server} (missing in {where})")
     if missing:
-        known = ", ".join(sorted(lb.servers)) or "none"
-        return fail("lb-mapping", f"not in backend {ctx.config.load_balancer.backend!r}: {', '.join(missing)} (servers there: {known})",
-                    "set each node's lb_server to its server name in the backend; add a newly provisioned node as a server "
+        known = ", ".join(sorted(lb.views)) or "none"
+        return fail("lb-mapping", f"not a server of every backend: {', '.join(missing)} (servers there: {known})",
+                    "set each node's lb_server to its server name in the backends; add a newly provisioned node as a server "
                     "in maintenance (`disabled`) so step 6 can put it into rotation")
-    probe = await ctx.cluster.lb.probe_admin()
-    if not probe.ok:
-        return fail("lb-mapping", f"the load balancer's admin channel ({probe.channel}) does not work: {probe.detail}", "enable `stats admin` on the stats page or a `level admin` stats socket, see config.example.toml")
-    return ok("lb-mapping", f"every node maps to one server; admin via {probe.channel}")
+    probes = await ctx.cluster.lb.probe_admin()
+    bad = [f"{name} ({p.channel}): {p.detail}" for name, p in sorted(probes.items()) if not p.ok]
+    if bad:
+        return fail("lb-mapping", f"the load balancer's admin channel does not work: {'; '.join(bad)}", "enable `stats admin` on the stats page or a `level admin` stats socket, see config.example.toml")
+    channels = ", ".join(sorted({p.channel for p in probes.values()}))
+    return ok("lb-mapping", f"every node maps to one server on {len(ctx.cluster.lb.places)} backend(s); admin via {channels}")
 
 
 async def _ssh_reachable(ctx: "Context") -> GateResult:

@@ -90,10 +90,14 @@ def _server(ctx: "Context", node: str) -> str:
 
 
 def _lb_cmd(ctx: "Context", node: str, action: str) -> str:
-    lb = ctx.config.load_balancer
-    if lb.admin == "runtime":
-        return f"[lb {lb.runtime_socket}] set server {lb.backend}/{_server(ctx, node)} state {action}"
-    return f"[lb {lb.stats_url}] POST b={lb.backend}&s={_server(ctx, node)}&action={action}"
+    lines = []
+    for lb in ctx.config.lbs:
+        for backend in lb.backends:
+            if lb.admin == "runtime":
+                lines.append(f"[lb {lb.name} {lb.runtime_socket}] set server {backend}/{_server(ctx, node)} state {action}")
+            else:
+                lines.append(f"[lb {lb.name} {lb.stats_url}] POST b={backend}&s={_server(ctx, node)}&action={action}")
+    return "\n".join(lines)
 
 
 async def _facts(ctx: "Context", node: str):
@@ -147,7 +151,7 @@ def drain_action(node: str) -> Action:
         if stats is None or stats.in_rotation:
             raise StepFailed(f"{node} is still in rotation after drain (state {stats.state if stats else '?'})", fix="check the load balancer's admin channel")
 
-    return Action("drain", f"Drain {node} (take it out of rotation)", node, True, lambda ctx: [_lb_cmd(ctx, node, "drain")], needed, run, gates=(G.min_in_rotation_gate(node),))
+    return Action("drain", f"Drain {node} (take it out of rotation)", node, True, lambda ctx: _lb_cmd(ctx, node, "drain").splitlines(), needed, run, gates=(G.min_in_rotation_gate(node),))
 
 
 def wait_drained_action(node: str) -> Action:
@@ -205,7 +209,7 @@ def stop_action(node: str) -> Action:
         if not await _poll_until(stopped, 30, 1):
             raise StepFailed(f"a Glance process is still running on {node} after stop", fix="find it (pgrep -a glance) and stop it, then retry")
 
-    return Action("stop", f"Stop Glance on {node}", node, True, lambda ctx: [ctx.commands(node).stop().display(), ctx.commands(node).is_running().display() + "   # must find none"], needed, run)
+    return Action("stop", f"Stop Glance on {node}", node, True, lambda ctx: [ctx.commands(node).stop().display(), ctx.commands(node).processes().display() + "   # must list no Glance service"], needed, run)
 
 
 def upgrade_action(node: str) -> Action:
@@ -261,7 +265,7 @@ def health_action(node: str) -> Action:
 
         async def healthy() -> bool:
             nonlocal last
-            last = await api_healthy(url, ctx.config.load_balancer.timeout)
+            last = await api_healthy(url, ctx.config.http_timeout)
             return not last
 
         if not await _poll_until(healthy, ctx.config.policy.up_timeout, 1):
@@ -283,7 +287,7 @@ def ready_action(node: str) -> Action:
         await ctx.cluster.lb.ready(_server(ctx, node))
         ctx.journal.write("lb", node=node, action="ready")
 
-    return Action("ready", f"Put {node} back into rotation", node, True, lambda ctx: [_lb_cmd(ctx, node, "ready")], needed, run)
+    return Action("ready", f"Put {node} back into rotation", node, True, lambda ctx: _lb_cmd(ctx, node, "ready").splitlines(), needed, run)
 
 
 def wait_up_action(node: str) -> Action:

@@ -15,12 +15,14 @@ from typing import Callable
 import httpx
 
 from glance_tui.adapters.database import Database, DatabaseFacts
-from glance_tui.adapters.haproxy import HAProxy, ServerStats
+from glance_tui.adapters.haproxy import ServerStats
+from glance_tui.adapters.lbset import LBRead, LoadBalancers, ServerView
 from glance_tui.adapters.local import LocalShell
 from glance_tui.adapters.ssh import CommandResult, SSHPool
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import Config
 from glance_tui.errors import GlanceTuiError
+from glance_tui.processes import parse_epoch, parse_processes
 from glance_tui.releases import parse_version, release_of
 from glance_tui.secrets import redact
 
@@ -51,13 +53,26 @@ class DbCheck:
 
 @dataclass(frozen=True)
 class NodeFacts:
+    """What one node runs. ``running`` is True, False, or None = unknown (unknown blocks).
+
+    ``stale`` is True when a Glance process started before the installed code was installed
+    (it still runs the old code: "installed 28.2.0, still running code started before the
+    upgrade"), False when every running process is younger, None when it cannot be told.
+    """
+
     name: str
     address: str
-    version: str | None = None
-    release: str | None = None
+    version: str | None = None  # the installed version
+    release: str | None = None  # the installed release
     running: bool | None = None
     error: str = ""  # the node could not be probed at all (SSH)
     version_error: str = ""  # the version command failed (e.g. Glance not installed yet)
+    running_error: str = ""  # why ``running`` is unknown
+    installed_at: float | None = None  # node clock
+    started_at: float | None = None  # the oldest running Glance process (node clock)
+    stale: bool | None = None
+    stale_error: str = ""  # why ``stale`` is unknown
+    pids: tuple[int, ...] = ()
     probed_at: float = field(default_factory=time.time)
 
     @property
@@ -67,9 +82,23 @@ class NodeFacts:
 
 @dataclass(frozen=True)
 class LBFacts:
+    """``servers``: each server summed over every instance × backend, present only where it was
+    read everywhere; ``views`` keeps the per-place detail; ``error`` names unreachable instances."""
+
     servers: dict[str, ServerStats]
     error: str = ""
     read_at: float = field(default_factory=time.time)
+    views: dict[str, ServerView] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.servers and not self.views:  # built from plain rows (one backend on one instance)
+            object.__setattr__(self, "views", {n: ServerView(n, {f"lb/{s.backend or 'backend'}": s}) for n, s in self.servers.items()})
+
+    @classmethod
+    def from_read(cls, read: LBRead) -> "LBFacts":
+        views = {s: read.view(s) for s in read.servers()}
+        servers = {s: c for s, v in views.items() if (c := v.combined()) is not None}
+        return cls(servers, read.error, read.read_at, views)
 
     def server(self, name: str) -> ServerStats | None:
         return self.servers.get(name)
@@ -100,7 +129,7 @@ class Cluster:
 
     def __init__(self, config: Config, *, lb_transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self.lb = HAProxy(config.load_balancer, transport=lb_transport)
+        self.lb = LoadBalancers(config.lbs, transport=lb_transport)
         self.ssh = SSHPool(config)
         self.db = Database(config.database)
         self.local = LocalShell()
@@ -119,18 +148,19 @@ class Cluster:
     # -------------------------------------------------------------- probes
 
     async def probe_lb(self) -> LBFacts:
-        try:
-            return LBFacts(await self.lb.servers())
-        except GlanceTuiError as exc:
-            return LBFacts({}, error=exc.message)
+        return LBFacts.from_read(await self.lb.read())
 
     async def probe_node(self, name: str) -> NodeFacts:
         node = self.config.node(name)
         cmds = self.commands(name)
+        override = cmds.is_running()
         try:
-            ver, running = await asyncio.gather(self.run(cmds.installed_version()), self.run(cmds.is_running()))
+            ver, procs, at, flag = await asyncio.gather(
+                self.run(cmds.installed_version()), self.run(cmds.processes()), self.run(cmds.installed_at()),
+                self.run(override) if override else asyncio.sleep(0, None),
+            )
         except GlanceTuiError as exc:
-            return NodeFacts(name, node.ssh_host, error=exc.message)
+            return NodeFacts(name, node.ssh_host, error=exc.message, running_error=exc.message, stale_error=exc.message)
         version = parse_version(ver.stdout) if ver.ok else None
         if not ver.ok:
             version_error = f"version command failed (exit {ver.exit_status}): {' | '.join(ver.tail(2))}"
@@ -138,13 +168,60 @@ class Cluster:
             version_error = f"no version in the output of `{cmds.installed_version().command}`"
         else:
             version_error = ""
+        running: bool | None = None
+        running_error = ""
+        found = []
+        if not procs.ok:
+            running_error = f"processes command failed (exit {procs.exit_status}): {' | '.join(procs.tail(2))}"
+        else:
+            try:
+                _, found = parse_processes(procs.stdout, self.config.commands.services)
+                running = bool(found)
+            except ValueError as exc:
+                running_error = str(exc)
+        if override is not None and flag is not None:
+            if flag.exit_status == 0:
+                running = True if running is not False else None
+            elif flag.exit_status == 1:
+                running = False if running is not True else None
+            else:
+                running = None
+            if running is None and not running_error:
+                running_error = f"`{override.command}` and `{cmds.processes().command}` disagree, or it exited {flag.exit_status}"
+        installed_at: float | None = None
+        stale_error = ""
+        if at.ok:
+            try:
+                installed_at = parse_epoch(at.stdout)
+            except ValueError as exc:
+                stale_error = f"installed_at: {exc}"
+        else:
+            stale_error = f"installed_at command failed (exit {at.exit_status}): {' | '.join(at.tail(2))}"
+        started = min((p.started_at for p in found), default=None)
+        stale: bool | None
+        if running is False:
+            stale = False
+        elif running is None:
+            stale, stale_error = None, stale_error or running_error
+        elif installed_at is None:
+            stale = None
+        else:
+            # ps reports whole seconds of elapsed time: a process younger than the install by less
+            # than that rounding cannot be told apart, so it counts as stale (safe side).
+            stale = started is not None and started <= installed_at + 1
         return NodeFacts(
             name,
             node.ssh_host,
             version=version,
             release=release_of(version),
-            running=running.exit_status == 0,
+            running=running,
             version_error=version_error,
+            running_error=running_error,
+            installed_at=installed_at,
+            started_at=started,
+            stale=stale,
+            stale_error=stale_error if stale is None else "",
+            pids=tuple(p.pid for p in found),
         )
 
     async def probe_nodes(self) -> dict[str, NodeFacts]:

@@ -67,8 +67,10 @@ class FakeCluster:
         ctx = self.ctx
 
         class LB:
-            async def probe_admin(self) -> AdminProbe:
-                return ctx.admin
+            places = ("lb/glance_api",)
+
+            async def probe_admin(self) -> dict[str, AdminProbe]:
+                return {"lb": ctx.admin}
 
         return LB()
 

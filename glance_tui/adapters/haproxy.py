@@ -144,14 +144,15 @@ class HAProxy:
         except ValueError as exc:
             raise AdapterError(str(exc), where=self.csv_url, fix="load_balancer.stats_url must be the `stats uri` page, e.g. http://lb:8404/stats") from None
 
-    async def servers(self) -> dict[str, ServerStats]:
-        """The servers of ``cfg.backend`` keyed by name; AdapterError if the backend does not exist."""
+    async def servers(self, backend: str | None = None) -> dict[str, ServerStats]:
+        """The servers of ``backend`` (default ``cfg.backend``) keyed by name; AdapterError if it does not exist."""
+        backend = backend or self.backend
         rows = await self.all_rows()
-        mine = [r for r in rows if r.get("pxname") == self.backend]
+        mine = [r for r in rows if r.get("pxname") == backend]
         if not mine:
             known = sorted({r["pxname"] for r in rows if r.get("svname") == "BACKEND"})
             raise AdapterError(
-                f"HAProxy has no backend {self.backend!r} (backends: {', '.join(known) or 'none'})",
+                f"HAProxy has no backend {backend!r} (backends: {', '.join(known) or 'none'})",
                 where=self.cfg.stats_url,
                 fix="set load_balancer.backend to the backend that serves Glance",
             )
@@ -171,20 +172,25 @@ class HAProxy:
         await self._admin(server, "maint")
 
     async def _admin(self, server: str, action: str) -> None:
+        await self.admin(server, action)
+
+    async def admin(self, server: str, action: str, backend: str | None = None) -> None:
+        """drain / ready / maint ``server`` in ``backend`` (default ``cfg.backend``)."""
         if action not in ACTIONS:
             raise ValueError(action)
+        backend = backend or self.backend
         if self.cfg.admin == "runtime":
-            answer = await self._runtime(f"set server {self.backend}/{server} state {action}")
+            answer = await self._runtime(f"set server {backend}/{server} state {action}")
             if answer:
-                raise self._runtime_error(answer, action, server)
+                raise self._runtime_error(answer, action, server, backend)
             return
-        code = await self._post({"s": server, "action": action})
+        code = await self._post({"s": server, "action": action}, backend)
         if code == "DONE":
             return
         what, fix = _POST_CODES.get(code, (f"unexpected answer ;st={code}", "inspect the stats page"))
         if code == "ERRP":
-            what, fix = await self._explain_errp(server)
-        raise AdapterError(f"{action} {self.backend}/{server}: {what} (st={code})", where=self.cfg.stats_url, fix=fix)
+            what, fix = await self._explain_errp(server, backend)
+        raise AdapterError(f"{action} {backend}/{server}: {what} (st={code})", where=self.cfg.stats_url, fix=fix)
 
     async def probe_admin(self) -> AdminProbe:
         """Whether admin actions would be accepted, without changing anything.
@@ -212,16 +218,17 @@ class HAProxy:
         what, fix = _POST_CODES.get(code, (f"unexpected answer ;st={code}", "inspect the stats page"))
         return AdminProbe(False, channel, f"{what} (st={code})", fix=fix)
 
-    async def _explain_errp(self, server: str | None) -> tuple[str, str]:
+    async def _explain_errp(self, server: str | None, backend: str | None = None) -> tuple[str, str]:
         """ERRP does not say what was wrong: look at the stats to tell backend from server."""
+        backend = backend or self.backend
         try:
             rows = await self.all_rows()
         except AdapterError:
             return _POST_CODES["ERRP"]
-        if not any(r.get("pxname") == self.backend and r.get("svname") == "BACKEND" for r in rows):
-            return f"HAProxy has no backend {self.backend!r}", "set load_balancer.backend to the backend that serves Glance"
-        if server is not None and not any(r.get("pxname") == self.backend and r.get("svname") == server for r in rows):
-            return f"backend {self.backend!r} has no server {server!r}", "set the node's lb_server to its `server` name in haproxy.cfg"
+        if not any(r.get("pxname") == backend and r.get("svname") == "BACKEND" for r in rows):
+            return f"HAProxy has no backend {backend!r}", "set load_balancer.backend to the backend that serves Glance"
+        if server is not None and not any(r.get("pxname") == backend and r.get("svname") == server for r in rows):
+            return f"backend {backend!r} has no server {server!r}", "set the node's lb_server to its `server` name in haproxy.cfg"
         return _POST_CODES["ERRP"]
 
     # ------------------------------------------------------------------ transports
@@ -255,10 +262,10 @@ class HAProxy:
             raise AdapterError(f"the stats page answered HTTP {response.status_code}", where=url,
                                fix="load_balancer.stats_url must be HAProxy's `stats uri`, e.g. http://lb:8404/stats")
 
-    async def _post(self, fields: dict[str, str]) -> str:
-        """POST the stats admin form for our backend; return the ``st`` code of the redirect."""
+    async def _post(self, fields: dict[str, str], backend: str | None = None) -> str:
+        """POST the stats admin form for ``backend``; return the ``st`` code of the redirect."""
         url = self.cfg.stats_url
-        response = await self._request("POST", url, data={"b": self.backend, **fields})
+        response = await self._request("POST", url, data={"b": backend or self.backend, **fields})
         if response.status_code != 303:
             self._raise_for_status(response, url)
             raise AdapterError("the stats page did not redirect after an admin POST", where=url, fix="check load_balancer.stats_url")
@@ -294,14 +301,15 @@ class HAProxy:
                 writer.close()
         return data.decode(errors="replace").strip()
 
-    def _runtime_error(self, answer: str, action: str, server: str) -> AdapterError:
+    def _runtime_error(self, answer: str, action: str, server: str, backend: str | None = None) -> AdapterError:
+        backend = backend or self.backend
         first = answer.splitlines()[0]
-        doing = f"{action} {self.backend}/{server}"
+        doing = f"{action} {backend}/{server}"
         spec = self.cfg.runtime_socket or ""
         if first.startswith("No such backend"):
-            return AdapterError(f"{doing}: HAProxy has no backend {self.backend!r}", where=spec, fix="set load_balancer.backend to the backend that serves Glance")
+            return AdapterError(f"{doing}: HAProxy has no backend {backend!r}", where=spec, fix="set load_balancer.backend to the backend that serves Glance")
         if first.startswith("No such server"):
-            return AdapterError(f"{doing}: backend {self.backend!r} has no server {server!r}", where=spec, fix="set the node's lb_server to its `server` name in haproxy.cfg")
+            return AdapterError(f"{doing}: backend {backend!r} has no server {server!r}", where=spec, fix="set the node's lb_server to its `server` name in haproxy.cfg")
         if first.startswith("Permission denied"):
             return AdapterError(f"{doing}: the runtime API refused (socket level below admin)", where=spec, fix="use `stats socket ... level admin` in haproxy.cfg")
         if first.startswith("Unknown command"):

@@ -52,6 +52,9 @@ class HAProxyLab:
     stats_admin: bool = True
     health_path: str = "/versions"
     check_inter_ms: int = 500
+    # More frontend/backend pairs over the same servers, as Kolla-Ansible and OpenStack-Ansible
+    # give Glance an internal and an external one: [backend name, frontend port (0 = free)].
+    extra_backends: list[list] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -82,7 +85,21 @@ class HAProxyLab:
         return f"http://{self.frontend_host}:{self.frontend_port}"
 
     # ------------------------------------------------------------------ config
+    @property
+    def backends(self) -> list[str]:
+        return [self.backend] + [b for b, _ in self.extra_backends]
+
+    @property
+    def frontend_urls(self) -> dict[str, str]:
+        """backend -> the frontend URL that routes to it."""
+        urls = {self.backend: self.frontend_url}
+        urls.update({b: f"http://{self.frontend_host}:{port}" for b, port in self.extra_backends})
+        return urls
+
     def _pick_ports(self) -> None:
+        for pair in self.extra_backends:
+            if not pair[1]:
+                pair[1] = free_port(self.frontend_host)
         if not self.frontend_port:
             self.frontend_port = free_port(self.frontend_host)
         if not self.stats_port:
@@ -121,18 +138,21 @@ class HAProxyLab:
             "    timeout http-keep-alive 10s",
             "    timeout queue 1m",
             "    timeout check 2s",
-            "",
-            "frontend glance_api_front",
-            f"    bind {self.frontend_host}:{self.frontend_port}",
-            f"    default_backend {self.backend}",
-            "",
-            f"backend {self.backend}",
-            "    balance leastconn",
-            f"    option httpchk GET {self.health_path}",
-            "    http-check expect status 200",
-            f"    default-server check inter {self.check_inter_ms} fall 2 rise 2",
         ]
-        lines += [f"    server {s.name} {s.host}:{s.port}" for s in self.servers]
+        for i, (backend, port) in enumerate([(self.backend, self.frontend_port)] + [tuple(p) for p in self.extra_backends]):
+            lines += [
+                "",
+                "frontend glance_api_front" if i == 0 else f"frontend {backend}_front",
+                f"    bind {self.frontend_host}:{port}",
+                f"    default_backend {backend}",
+                "",
+                f"backend {backend}",
+                "    balance leastconn",
+                f"    option httpchk GET {self.health_path}",
+                "    http-check expect status 200",
+                f"    default-server check inter {self.check_inter_ms} fall 2 rise 2",
+            ]
+            lines += [f"    server {s.name} {s.host}:{s.port}" for s in self.servers]
         lines += [
             "",
             "frontend stats",
@@ -175,6 +195,8 @@ class HAProxyLab:
         binary = require_binary("haproxy")
         self._pick_ports()
         require_free_port(self.frontend_host, self.frontend_port, "the HAProxy frontend")
+        for backend, port in self.extra_backends:
+            require_free_port(self.frontend_host, port, f"the HAProxy frontend of {backend}")
         require_free_port(self.stats_host, self.stats_port, "the HAProxy stats page")
         if self.runtime_tcp_port:
             require_free_port(self.stats_host, self.runtime_tcp_port, "the HAProxy runtime API")

@@ -331,7 +331,8 @@ class Lab:
             "[commands]",
             f"stop = {q(nodectl_cmd + ' stop')}",
             f"start = {q(nodectl_cmd + ' start')}",
-            f"is_running = {q(nodectl_cmd + ' is-running')}",
+            f"processes = {q(nodectl_cmd + ' processes')}",
+            f"installed_at = {q(nodectl_cmd + ' installed-at')}",
             f"upgrade = {q(nodectl_cmd + ' upgrade {target_release}')}",
             f"installed_version = {q(nodectl_cmd + ' version')}",
             f"glance_manage = {q(nodectl_cmd + ' manage')}",
@@ -343,7 +344,7 @@ class Lab:
                       f"lb_server = {q(n.name)}", f"api_url = {q(n.api_url)}", ""]
         lines += ["[policy]", f"target_release = {q(lab_envs.TARGET_RELEASE)}",
                   f"target_version = {q(lab_envs.GLANCE_VERSIONS[lab_envs.TARGET_RELEASE])}",
-                  "drain_timeout = 120", "lb_poll_interval = 0.5", "node_poll_interval = 2", "min_in_rotation = 1", "up_timeout = 60"]
+                  "drain_timeout = 120", "drain_quiet_period = 1.5", "lb_poll_interval = 0.5", "node_poll_interval = 2", "min_in_rotation = 1", "up_timeout = 60"]
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 

@@ -5,7 +5,7 @@ Each node's sshd sets ``GLANCE_LAB_NODE_DIR``; the node dir holds ``node.json``
 "Upgrading" a node switches it to the 2024.1 environment, like a package upgrade would.
 Stdlib only and quick to start: the engine runs it for every probe.
 
-    python -m glance_tui.lab.nodectl start|stop|is-running|upgrade [REL]|downgrade|version|manage ARGS…|read-config
+    python -m glance_tui.lab.nodectl start|stop|is-running|processes|installed-at|upgrade [REL]|downgrade|version|manage ARGS…|read-config
 """
 
 from __future__ import annotations
@@ -130,8 +130,44 @@ def set_release(node: Node, release: str) -> str:
     node.bin("glance-api", release)  # validates the release
     old = node.release
     node.data["release"] = release
+    node.data["installed_at"] = time.time()
     node.save()
     return old
+
+
+def installed_at(node: Node) -> float:
+    """When the node's current release was installed (``set_release``), else when its environment was made."""
+    at = node.data.get("installed_at")
+    if at:
+        return float(at)
+    return node.bin("glance-api").parent.stat().st_ctime
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+def processes_text(node: Node) -> str:
+    """What ``date +%s && ps -eo pid=,etimes=,comm=,args=`` prints on a real node, for this node's
+    service only (every lab node shares one machine): the clock, then ``PID ETIMES COMM ARGS``."""
+    now = time.time()
+    lines = [str(int(now))]
+    pid = procs.read_pid(node.pidfile)
+    if pid is not None:
+        ticks, boot = os.sysconf("SC_CLK_TCK"), _boot_time()
+        for member in sorted(procs.processes(group=pid)):
+            try:
+                stat = Path(f"/proc/{member}/stat").read_text()
+                comm = Path(f"/proc/{member}/comm").read_text().strip()
+                args = Path(f"/proc/{member}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue  # it just ended
+            start = boot + int(stat.rsplit(")", 1)[1].split()[19]) / ticks
+            lines.append(f"{member} {max(0, int(now - start))} {comm} {args or comm}")
+    return "\n".join(lines)
 
 
 def version(node: Node) -> str:
@@ -176,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                   + (" (the running service keeps the old code until restarted)" if running_pid(node) else ""))
         elif verb == "version":
             print(version(node))
+        elif verb == "processes":
+            print(processes_text(node))
+        elif verb == "installed-at":
+            print(int(installed_at(node)))
         elif verb == "manage":
             manage = node.bin("glance-manage")
             sys.stdout.flush()
