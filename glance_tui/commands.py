@@ -8,18 +8,19 @@ through :func:`shlex.quote`, so a value can never become shell syntax.
 from __future__ import annotations
 
 import shlex
-import string
 from dataclasses import dataclass, field
 from typing import Literal
 
+from glance_tui import templates
 from glance_tui.config import CommandsConfig, Config
+from glance_tui.templates import PLACEHOLDERS
+
+__all__ = ["NO_TIMEOUT", "PLACEHOLDERS", "NodeCommands", "RemoteCommand", "quote_args", "render"]
 
 Where = Literal["node", "local"]
 
 # A remote timeout long enough to mean "none": 30 days (coreutils timeout needs a number).
 NO_TIMEOUT = 30 * 24 * 3600.0
-
-PLACEHOLDERS = ("node", "target_release", "target_version", "services")
 
 
 @dataclass(frozen=True)
@@ -42,29 +43,9 @@ def quote_args(*args: str) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-class _Template(string.Formatter):
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def get_value(self, key, args, kwargs):  # type: ignore[override]
-        if key not in self.values:
-            raise KeyError(key)
-        value = self.values[key]
-        if isinstance(value, (list, tuple)):  # {services}: each name quoted on its own
-            return " ".join(shlex.quote(v) for v in value)
-        return shlex.quote(value)
-
-
 def render(template: str, **values: str | list[str] | None) -> str:
     """Substitute ``{placeholder}`` values (shell-quoted) into an operator template."""
-    clean = {k: (v or "") for k, v in values.items()}
-    try:
-        return _Template(clean).format(template)
-    except KeyError as exc:
-        known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-        raise ValueError(f"unknown placeholder {{{exc.args[0]}}} in command template {template!r}; known: {known}") from None
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"bad command template {template!r}: {exc} (write literal braces as {{{{ and }}}})") from None
+    return templates.render(template, values)
 
 
 class NodeCommands:
@@ -81,7 +62,7 @@ class NodeCommands:
         }
 
     def _t(self, template: str) -> str:
-        return render(template, **self._values)
+        return templates.render(template, self._values)
 
     @property
     def templates(self) -> CommandsConfig:
@@ -144,9 +125,3 @@ class NodeCommands:
     def db_contract(self) -> RemoteCommand:
         return self.manage("db", "contract", changes=True, purpose="contract the database schema", timeout=self._ddl_timeout())
 
-
-def validate_templates(config: Config) -> None:
-    """Render every template once so a bad placeholder is a config error, not a mid-run one."""
-    cmds = NodeCommands(config, config.nodes[0].name)
-    for name in ("stop", "start", "is_running", "processes", "installed_at", "upgrade", "installed_version", "read_config", "db_check", "rollback"):
-        getattr(cmds, name)()

@@ -1,17 +1,24 @@
 """The one TOML file that describes a Glance deployment, validated strictly.
 
 Unknown keys are errors (a typo must never silently fall back to a default during an
-upgrade). Secrets are named by environment variable or file, and resolved at load time so
-an unreadable password file is reported before anything touches the cluster.
+upgrade), and so are wrong types: ``port = "3306"`` is refused, not coerced (pydantic strict
+mode). Every model validates itself, templates included, so a value that could not be used
+mid-run (a name that reaches HAProxy's runtime socket or a command line, a URL, a template)
+is refused at load with the key that holds it. Secrets are named by environment variable or
+file, and resolved at load time so an unreadable password file is reported before anything
+touches the cluster.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,36 +28,108 @@ from pydantic import (
     model_validator,
 )
 
-from glance_tui.errors import ConfigError
+from glance_tui.errors import ConfigError, InvalidValue
+from glance_tui.files import MIB, FileProblem, read_text
 from glance_tui.releases import RELEASES
 from glance_tui.secrets import Secret, read_secret
+from glance_tui.templates import check_template
 
 DEFAULT_CONFIG = Path("glance-tui.toml")
+CONFIG_FILE_LIMIT = 1 * MIB
 
-Seconds = Annotated[float, Field(gt=0)]
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+def _seconds(most: float) -> Any:
+    """A positive, finite number of seconds, at most ``most``."""
+    return Annotated[float, Field(gt=0, le=most, allow_inf_nan=False)]
+
+
+Seconds = _seconds(DAY)
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _name(pattern: str, kind: str, allowed: str, max_length: int = 128) -> Any:
+    """A string that must match ``pattern``; the error names what is allowed, never echoes control characters."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value) or len(value) > max_length:
+            raise InvalidValue(f"{_shown(value)} is not a valid {kind}", f"use {allowed} (at most {max_length} characters)")
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 2] + "…" + text[-1]
+
+
+def _plain_text(value: str) -> str:
+    if not value.isprintable():
+        raise InvalidValue(f"{_shown(value)} contains a control character (a newline, tab, ...)", "write it on one line without control characters")
+    return value
+
+
+# Names that reach HAProxy's runtime socket or the stats form ("set server B/S state drain").
+HAProxyName = _name(r"[A-Za-z0-9_.:-]+", "HAProxy name", "letters, digits, '-', '_', '.' or ':' as HAProxy does (no spaces, ';', '/' or control characters)")
+NodeName = _name(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "name", "letters, digits, '.', '_' or '-', starting with a letter or digit", 64)
+ServiceName = _name(r"[A-Za-z0-9][A-Za-z0-9@_.-]*", "service name", "a systemd unit or process name: letters, digits, '@', '.', '_' or '-'", 64)
+Host = _name(r"(?!-)[A-Za-z0-9_.:%-]+", "host", "a host name or an IP address (letters, digits, '.', '-', ':'), not starting with '-'", 253)
+SchemaName = _name(r"[A-Za-z0-9_$]+", "schema name", "letters, digits, '_' or '$' (a MySQL schema name)", 64)
+DBUser = _name(r"[A-Za-z0-9_.$-]+", "database user", "letters, digits, '.', '_', '$' or '-'", 80)
+SSHUser = _name(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", "SSH user", "letters, digits, '.', '_', '@' or '-', not starting with '-' or '.'", 64)
+EnvName = _name(r"[A-Za-z_][A-Za-z0-9_]*", "environment variable name", "letters, digits and '_', not starting with a digit", 128)
+Version = _name(r"[A-Za-z0-9][A-Za-z0-9.+~:_-]*", "version", "a package version such as 28.2.0", 64)
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+
+
+def _http_url(value: str, example: str, credentials_fix: str) -> str:
+    """An http(s) URL with a host, a valid port and no ``user:password@``."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise InvalidValue("the URL contains spaces or control characters", f"write it like {example}")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise InvalidValue(f"not a valid URL ({exc})", f"write it like {example}") from None
+    if parts.scheme not in ("http", "https") or not value.lower().startswith(("http://", "https://")):
+        raise InvalidValue("must start with http:// or https://", f"write it like {example}")
+    if "@" in parts.netloc:
+        raise InvalidValue("credentials in the URL are refused (they would be printed and journaled)", credentials_fix)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidValue(f"not a valid URL ({exc})", f"use a port from 1 to 65535, like {example}") from None
+    if not parts.hostname:
+        raise InvalidValue("the URL has no host", f"write it like {example}")
+    if port == 0:
+        raise InvalidValue("port 0 is not a port", f"use a port from 1 to 65535, like {example}")
+    return value
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
 
 
 def _one_source(env: str | None, file: str | None, what: str, required: bool) -> None:
     if env and file:
-        raise ValueError(f"set only one of {what}_env and {what}_file, not both")
+        raise InvalidValue(f"both {what}_env and {what}_file are set", f"set only one of {what}_env and {what}_file")
     if required and not (env or file):
-        raise ValueError(f"{what}_env or {what}_file is required (the {what} is never written inline)")
+        raise InvalidValue(f"{what}_env or {what}_file is required (the {what} is never written inline)", f"add {what}_env = \"VAR\" or {what}_file = \"/path\"")
 
 
 class DatabaseConfig(_Strict):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Port = 3306
-    user: str = "glance"
-    schema_name: str = Field("glance", alias="schema")
-    password_env: str | None = None
-    password_file: str | None = None
+    user: DBUser = "glance"
+    schema_name: SchemaName = Field("glance", alias="schema")
+    password_env: EnvName | None = None
+    password_file: PlainText | None = None
     connect_timeout: Seconds = 5.0
-    query_timeout: Seconds = 10.0
+    query_timeout: Seconds = 10.0  # every query, its connect included
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     _password: Secret | None = PrivateAttr(None)
@@ -67,9 +146,9 @@ class DatabaseConfig(_Strict):
 
 
 class BackupConfig(_Strict):
-    where: str = "local"
-    directory: str = "/var/backups/glance"
-    mysqldump: str = "mysqldump"
+    where: NodeName = "local"
+    directory: PlainText = "/var/backups/glance"
+    mysqldump: PlainText = "mysqldump"
     timeout: Seconds = 3600.0
 
 
@@ -82,18 +161,18 @@ class LoadBalancerConfig(_Strict):
     form ``backend = "..."`` is still accepted.
     """
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "lb"
+    name: NodeName = "lb"
     kind: Literal["haproxy"] = "haproxy"
     stats_url: str
-    backend: str | None = None  # the single-backend form; use ``backends`` for several
-    backends: list[str] = Field(default_factory=list)
-    exclude_servers: list[str] = Field(default_factory=list)  # servers of those backends that are not Glance nodes of this config
-    username: str | None = None
-    username_env: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
+    backend: HAProxyName | None = None  # the single-backend form; use ``backends`` for several
+    backends: list[HAProxyName] = Field(default_factory=list)
+    exclude_servers: list[HAProxyName] = Field(default_factory=list)  # servers of those backends that are not Glance nodes of this config
+    username: PlainText | None = None
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    password_file: PlainText | None = None
     admin: Literal["http", "runtime"] = "http"
-    runtime_socket: str | None = None
+    runtime_socket: PlainText | None = None
     timeout: Seconds = 5.0
     verify_tls: bool = True
 
@@ -103,39 +182,42 @@ class LoadBalancerConfig(_Strict):
     @field_validator("stats_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https:// (the stats page, e.g. http://lb:8404/stats)")
+        value = _http_url(value, "http://lb:8404/stats",
+                          "remove user:password@ from stats_url; set username (or username_env) and password_env or password_file")
         return value.rstrip("/") if value.endswith("/") and value.count("/") > 3 else value
 
     @field_validator("runtime_socket")
     @classmethod
     def _socket(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("unix:", "tcp:", "/")):
-            raise ValueError("must be unix:/path/to/socket or tcp:HOST:PORT")
+            raise InvalidValue("not a socket address", "write unix:/path/to/socket or tcp:HOST:PORT")
         return value
 
     @model_validator(mode="after")
     def _credentials(self) -> "LoadBalancerConfig":
         if self.backend and self.backends:
-            raise ValueError("set backends (a list) or backend (one name), not both")
+            raise InvalidValue("both backends and backend are set", "set backends (a list) or backend (one name), not both")
         if not self.backend and not self.backends:
-            raise ValueError('backends is required: the HAProxy backends that hold the Glance servers, e.g. ["glance_api", "glance_api_external"]')
+            raise InvalidValue("backends is required", 'list the HAProxy backends that hold the Glance servers, e.g. backends = ["glance_api", "glance_api_external"]')
         if self.backend:
             object.__setattr__(self, "backends", [self.backend])
         else:
             object.__setattr__(self, "backend", self.backends[0])
         dupes = sorted({b for b in self.backends if self.backends.count(b) > 1})
         if dupes:
-            raise ValueError(f"backends are listed twice: {', '.join(dupes)}")
+            raise InvalidValue(f"backends are listed twice: {', '.join(dupes)}", "list each backend once")
         _one_source(self.password_env, self.password_file, "password", required=False)
         if self.username and self.username_env:
-            raise ValueError("set only one of username and username_env")
+            raise InvalidValue("both username and username_env are set", "set only one of username and username_env")
+        if self.username is not None and ":" in self.username:
+            raise InvalidValue("a basic-auth username cannot contain ':'", "correct username")
         has_user = bool(self.username or self.username_env)
         has_password = bool(self.password_env or self.password_file)
         if has_user != has_password:
-            raise ValueError("basic auth needs both a username (username/username_env) and a password (password_env/password_file)")
+            raise InvalidValue("basic auth needs both a username and a password",
+                               "set username (or username_env) and password_env (or password_file), or neither")
         if self.admin == "runtime" and not self.runtime_socket:
-            raise ValueError('admin = "runtime" needs runtime_socket (unix:/path or tcp:HOST:PORT)')
+            raise InvalidValue('admin = "runtime" needs runtime_socket', "set runtime_socket = \"unix:/path\" or \"tcp:HOST:PORT\"")
         return self
 
     @property
@@ -146,23 +228,27 @@ class LoadBalancerConfig(_Strict):
 
 
 class SSHConfig(_Strict):
-    user: str = "root"
+    user: SSHUser = "root"
     port: Port = 22
-    identity_file: str | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
+    identity_file: PlainText | None = None
+    known_hosts: PlainText = "~/.ssh/known_hosts"
     sudo: bool = False
-    connect_timeout: Seconds = 10.0
+    connect_timeout: _seconds(HOUR) = 10.0  # the whole connect: TCP, key exchange, host key check, auth
     command_timeout: Seconds = 900.0
     max_channels: Annotated[int, Field(ge=1, le=64)] = 4
+
+
+TEMPLATE_KEYS = ("stop", "start", "processes", "is_running", "upgrade", "installed_version", "installed_at",
+                 "glance_manage", "read_config", "rollback")
 
 
 class CommandsConfig(_Strict):
     """Shell templates run on a node. ``{target_release}``, ``{target_version}``, ``{node}``
     and ``{services}`` are replaced by shell-quoted values (``{services}``: each service name
-    of ``services``, quoted separately and joined by spaces)."""
+    of ``services``, quoted separately and joined by spaces). Only these, written as plain
+    ``{name}``; literal braces are ``{{`` and ``}}``. Every template is checked here, at load."""
 
-    services: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9@_.-]*$")]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["glance-api"])
+    services: Annotated[list[ServiceName], Field(min_length=1)] = Field(default_factory=lambda: ["glance-api"])
     stop: str = "systemctl stop {services}"
     start: str = "systemctl start {services}"
     # Every process on the node, one per line after the node's clock: "NOW\nPID ETIMES COMM ARGS...".
@@ -177,45 +263,53 @@ class CommandsConfig(_Strict):
     # before it still runs the old code.
     installed_at: str = "stat -L -c %Z \"$(command -v glance-api)\""
     glance_manage: str = "glance-manage"
-    manage_timeout: Annotated[float, Field(gt=0)] | None = None  # db expand/migrate/contract: none by default (never killed mid-DDL)
+    manage_timeout: _seconds(7 * DAY) | None = None  # db expand/migrate/contract: none by default (never killed mid-DDL)
     read_config: str = "cat /etc/glance/glance-api.conf"
     rollback: str = ""  # reinstalls the old release on a node; empty = rollback not offered
 
+    @field_validator(*TEMPLATE_KEYS)
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "\x00" in value:
+            raise InvalidValue("the template contains a NUL character", "remove it")
+        check_template(value)
+        return value
+
 
 class NodeConfig(_Strict):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    ssh_host: str
+    name: NodeName
+    ssh_host: Host
     ssh_port: Port | None = None
-    ssh_user: str | None = None
-    identity_file: str | None = None
-    known_hosts: str | None = None
-    lb_server: str
+    ssh_user: SSHUser | None = None
+    identity_file: PlainText | None = None
+    known_hosts: PlainText | None = None
+    lb_server: HAProxyName
     api_url: str
     role: Literal["existing", "new"] = "existing"
 
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https:// (this node's own Glance API, e.g. http://10.0.0.11:9292)")
+        value = _http_url(value, "http://10.0.0.11:9292 (this node's own Glance API)",
+                          "remove user:password@ from api_url (the health checks need no credentials)")
         return value.rstrip("/")
 
 
 class PolicyConfig(_Strict):
     target_release: str
-    target_version: str | None = None
-    new_node: str | None = None
+    target_version: Version | None = None
+    new_node: NodeName | None = None
     drain_timeout: Seconds = 600.0
-    lb_poll_interval: Seconds = 1.0
-    node_poll_interval: Seconds = 5.0
-    min_in_rotation: Annotated[int, Field(ge=1)] = 1
+    lb_poll_interval: _seconds(MINUTE) = 1.0
+    node_poll_interval: _seconds(HOUR) = 5.0
+    min_in_rotation: Annotated[int, Field(ge=1, le=1000)] = 1
     up_timeout: Seconds = 120.0
     # Zero in flight is trusted only after consecutive zero readings spanning this long (at least one
     # HAProxy health-check interval), on every instance and backend, with the server in DRAIN or MAINT.
-    drain_quiet_period: Seconds = 5.0
+    drain_quiet_period: _seconds(HOUR) = 5.0
     # The node's own health endpoints, each must answer 200 (300 for /versions); no token needed
     # (/healthcheck is oslo.middleware's, in Glance's default pipeline, before authtoken).
-    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$")]], Field(min_length=1)] = Field(
+    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$"), AfterValidator(_plain_text)]], Field(min_length=1)] = Field(
         default_factory=lambda: ["/healthcheck", "/versions"])
 
     @field_validator("target_release")
@@ -223,7 +317,7 @@ class PolicyConfig(_Strict):
     def _release(cls, value: str) -> str:
         if value not in RELEASES:
             known = ", ".join(RELEASES)
-            raise ValueError(f"unknown release {value!r}; known releases: {known}")
+            raise InvalidValue(f"unknown release {_shown(value)}", f"use one of: {known}")
         return value
 
 
@@ -244,23 +338,30 @@ class Config(_Strict):
         names = [n.name for n in self.nodes]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"node names must be unique; repeated: {', '.join(dupes)}")
+            raise InvalidValue(f"node names must be unique; repeated: {', '.join(dupes)}", "give each [[nodes]] table its own name", key="nodes")
         servers = [n.lb_server for n in self.nodes]
         dupes = sorted({s for s in servers if servers.count(s) > 1})
         if dupes:
-            raise ValueError(f"each node needs its own lb_server; shared: {', '.join(dupes)}")
+            raise InvalidValue(f"each node needs its own lb_server; shared: {', '.join(dupes)}", "set each node's lb_server to its own server name", key="nodes")
         if self.backup.where != "local" and self.backup.where not in names:
-            raise ValueError(f'backup.where must be "local" or a node name ({", ".join(names)}), not {self.backup.where!r}')
+            raise InvalidValue(f"{self.backup.where!r} is neither \"local\" nor a node", f'use "local" or one of: {", ".join(names)}', key="backup.where")
         if self.load_balancer is not None and self.load_balancers:
-            raise ValueError("use either [load_balancer] (one HAProxy) or [[load_balancers]] (several), not both")
+            raise InvalidValue("both [load_balancer] and [[load_balancers]] are set", "use [load_balancer] (one HAProxy) or [[load_balancers]] (several), not both")
         if self.load_balancer is None and not self.load_balancers:
-            raise ValueError("[[load_balancers]] (or [load_balancer]) is required: the HAProxy instances in front of Glance")
+            raise InvalidValue("[[load_balancers]] (or [load_balancer]) is required", "describe the HAProxy instances in front of Glance, see config.example.toml", key="load_balancers")
         lb_names = [lb.name for lb in self.lbs]
         dupes = sorted({n for n in lb_names if lb_names.count(n) > 1})
         if dupes:
-            raise ValueError(f"each load balancer needs its own name; repeated: {', '.join(dupes)}")
+            raise InvalidValue(f"each load balancer needs its own name; repeated: {', '.join(dupes)}", "give each [[load_balancers]] table its own name", key="load_balancers")
         if self.policy.new_node and self.policy.new_node not in names:
-            raise ValueError(f"policy.new_node {self.policy.new_node!r} is not one of the nodes ({', '.join(names)})")
+            raise InvalidValue(f"{self.policy.new_node!r} is not one of the nodes", f"use one of: {', '.join(names)}", key="policy.new_node")
+        floor = self.policy.min_in_rotation
+        if floor >= len(names) and (len(names) > 1 or "min_in_rotation" in self.policy.model_fields_set):
+            raise InvalidValue(
+                f"{floor} is not below the number of nodes ({len(names)}): no node could ever be drained",
+                f"use at most {max(len(names) - 1, 1)}" + ("" if len(names) > 1 else ", and configure at least two nodes"),
+                key="policy.min_in_rotation",
+            )
         return self
 
     @property
@@ -291,16 +392,18 @@ _FIXES = {
     "extra_forbidden": "remove it or correct its spelling; config.example.toml lists every key",
     "int_parsing": "write a whole number without quotes",
     "int_type": "write a whole number without quotes",
+    "int_from_float": "write a whole number",
     "float_parsing": "write a number without quotes",
     "float_type": "write a number without quotes",
+    "finite_number": "write a finite number (inf and nan are not allowed)",
     "bool_parsing": "write true or false without quotes",
     "bool_type": "write true or false without quotes",
     "string_type": 'write a quoted string, e.g. key = "value"',
-    "list_type": "write a list, e.g. [[nodes]] tables",
+    "list_type": 'write a list, e.g. ["a", "b"] (or [[nodes]] tables)',
+    "model_type": "write a table, e.g. [section]",
+    "model_attributes_type": "write a table, e.g. [section]",
+    "dict_type": "write a table, e.g. [section]",
     "literal_error": "use one of the allowed values",
-    "greater_than": "use a larger value",
-    "greater_than_equal": "use a larger value",
-    "less_than_equal": "use a smaller value",
     "too_short": "add at least one entry",
     "string_pattern_mismatch": "use letters, digits, '.', '_' or '-'",
 }
@@ -316,21 +419,33 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _describe(err: dict[str, Any]) -> tuple[str, str]:
+def _bound_fix(kind: str, ctx: dict[str, Any]) -> str | None:
+    for name, word in (("gt", "larger than"), ("ge", "at least"), ("lt", "smaller than"), ("le", "at most")):
+        if name in ctx and kind.startswith(("greater", "less")):
+            return f"use a value {word} {ctx[name]:g}" if isinstance(ctx[name], (int, float)) else None
+    return None
+
+
+def _describe(err: dict[str, Any]) -> tuple[str, str, str]:
+    """(what, fix, key override) of one pydantic error, without ever echoing a long or multi-line input."""
     kind = err["type"]
+    ctx = err.get("ctx", {})
     if kind == "missing":
-        what = "required key is missing"
-    elif kind == "extra_forbidden":
-        what = "unknown key"
-    elif kind == "value_error":
-        what = str(err.get("ctx", {}).get("error", err["msg"]))
-        return what, ""
-    else:
-        got = err.get("input")
-        what = err["msg"][0].lower() + err["msg"][1:]
-        if got is not None and not isinstance(got, (dict, list)):
-            what += f" (got {got!r})"
-    return what, _FIXES.get(kind, "see config.example.toml")
+        return "required key is missing", _FIXES[kind], ""
+    if kind == "extra_forbidden":
+        return "unknown key", _FIXES[kind], ""
+    if kind in ("value_error", "assertion_error"):
+        error = ctx.get("error")
+        if isinstance(error, InvalidValue):
+            return error.what, error.fix, error.key
+        return str(error or err["msg"]), "see config.example.toml", ""
+    got = err.get("input")
+    what = err["msg"][0].lower() + err["msg"][1:]
+    if got is not None and isinstance(got, (str, int, float, bool)):
+        what += f" (got {_shown(got) if isinstance(got, str) else repr(got)})"
+    elif got is not None and not isinstance(got, (dict, list)):
+        what += f" (got a {type(got).__name__})"
+    return what, _bound_fix(kind, ctx) or _FIXES.get(kind, "see config.example.toml"), ""
 
 
 def _resolve_secrets(config: Config, where: str) -> None:
@@ -360,16 +475,10 @@ def parse_config(data: dict[str, Any], where: str = "<config>", *, secrets: bool
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = errors[0]
-        what, fix = _describe(first)
-        key = _loc(first["loc"])
+        what, fix, key = _describe(first)
+        key = key or _loc(first["loc"])
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(what + more, where=f"{where}: {key}" if key else where, fix=fix) from None
-    from glance_tui.commands import validate_templates
-
-    try:
-        validate_templates(config)
-    except ValueError as exc:
-        raise ConfigError(str(exc), where=f"{where}: commands", fix="use only the documented placeholders") from None
     if secrets:
         _resolve_secrets(config, where)
     return config
@@ -379,21 +488,18 @@ def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Conf
     """Read, validate and (unless ``secrets=False``, for ``plan``) resolve secrets for the config at ``path``."""
     path = Path(path) if path else DEFAULT_CONFIG
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            "config file not found",
-            where=str(path),
-            fix="pass -c FILE, or copy config.example.toml to ./glance-tui.toml and edit it",
-        ) from None
-    except (PermissionError, IsADirectoryError, OSError) as exc:
-        raise ConfigError(f"cannot read the config file ({exc.strerror or exc})", where=str(path), fix="check the path and its permissions") from None
+        text = read_text(path, CONFIG_FILE_LIMIT, "config file")
+    except FileProblem as exc:
+        if not path.expanduser().exists():
+            raise ConfigError("config file not found", where=str(path),
+                              fix="pass -c FILE, or copy config.example.toml to ./glance-tui.toml and edit it") from None
+        raise ConfigError(str(exc), where=str(path), fix="pass the deployment's TOML config (a regular UTF-8 file of at most 1 MiB)") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", where=str(path), fix="save the file as UTF-8") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", where=str(path), fix="correct the syntax at that line") from None
+    except RecursionError:
+        raise ConfigError("invalid TOML: nested too deeply", where=str(path), fix="write the config as config.example.toml does") from None
     config = parse_config(data, where=str(path), secrets=secrets)
     config._path = path.resolve()
     return config

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from glance_tui.secrets import redact
+
 
 class GlanceTuiError(Exception):
-    """Base class: ``str(err)`` is a complete, traceback-free message for the operator."""
+    """Base class: ``str(err)`` is a complete, traceback-free message for the operator.
+
+    The message is redacted (known secrets, ``user:password@`` in URLs) and kept on one line,
+    whatever a remote system or a config value put into it.
+    """
 
     exit_code = 1
 
@@ -19,7 +25,24 @@ class GlanceTuiError(Exception):
         text = f"{self.where}: {self.what}" if self.where else self.what
         if self.fix:
             text += f" — fix: {self.fix}"
+        return one_line(redact(text))
+
+
+def one_line(text: str) -> str:
+    """Control characters (newlines above all) shown escaped, so a message stays one line."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+class InvalidValue(ValueError):
+    """A config value a model validator refuses: ``what`` is wrong, ``fix`` says how to write it."""
+
+    def __init__(self, what: str, fix: str, *, key: str = "") -> None:
+        super().__init__(what)
+        self.what = what
+        self.fix = fix
+        self.key = key  # set by a whole-model check: the config key it is about
 
 
 class ConfigError(GlanceTuiError):

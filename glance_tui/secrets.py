@@ -7,13 +7,23 @@ written to the journal, a log, or the screen.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
+from glance_tui.files import KIB, FileProblem, read_text
+
 REDACTED = "********"
+SECRET_FILE_LIMIT = 64 * KIB
+# A secret shorter than this is redacted only where it stands as a whole token: "pw=ab" and
+# "ab@host" lose it, "about" keeps its letters (any substring of every word would be noise).
+SHORT = 3
 
 _lock = threading.Lock()
 _known: set[str] = set()
+_short: re.Pattern[str] | None = None
+# scheme://user:password@host -> scheme://********@host (also without a password: a token alone).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*(?:@[^/?#\s@]*)*)@")
 
 
 class Secret:
@@ -42,21 +52,32 @@ class Secret:
 
 
 def register(value: str) -> None:
-    """Remember a secret value so it is redacted wherever it might appear."""
-    if value and len(value) >= 3:
-        with _lock:
-            _known.add(value)
+    """Remember a secret value so it is redacted wherever it might appear, however short."""
+    global _short
+    if not value:
+        return
+    with _lock:
+        if value in _known:
+            return
+        _known.add(value)
+        shorts = sorted((v for v in _known if len(v) < SHORT), key=len, reverse=True)
+        _short = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, shorts)) + r")(?![A-Za-z0-9])") if shorts else None
 
 
 def redact(text: str) -> str:
-    """Replace every registered secret in ``text``."""
+    """Replace every registered secret, and the user:password part of any URL, in ``text``."""
     if not text:
         return text
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
     with _lock:
-        known = sorted(_known, key=len, reverse=True)
+        known = sorted((v for v in _known if len(v) >= SHORT), key=len, reverse=True)
+        short = _short
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)
+    if short is not None:
+        text = short.sub(REDACTED, text)
     return text
 
 
@@ -70,13 +91,9 @@ def read_secret(*, env: str | None, file: str | Path | None, what: str) -> Secre
     if file:
         path = Path(file).expanduser()
         try:
-            value = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except FileNotFoundError:
-            raise ValueError(f"{what} file {path} does not exist") from None
-        except PermissionError:
-            raise ValueError(f"{what} file {path} is not readable (permission denied)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{what} file {path} cannot be read: {exc.__class__.__name__}") from None
+            value = read_text(path, SECRET_FILE_LIMIT, f"{what} file").rstrip("\r\n")
+        except FileProblem as exc:
+            raise ValueError(str(exc)) from None
         if not value:
             raise ValueError(f"{what} file {path} is empty")
         return Secret(value, f"file:{path}")

@@ -45,7 +45,7 @@ def test_example_config_is_valid():
 
 def test_missing_key(tmp_path):
     msg = error_of(write(tmp_path, EXAMPLE.replace('stats_url = "http://10.0.0.2:8404/stats"', "")))
-    assert msg.startswith(f"{tmp_path}/glance-tui.toml: load_balancer.stats_url: required key is missing")
+    assert msg.startswith(f"{tmp_path}/glance-tui.toml: load_balancers[0].stats_url: required key is missing")
     assert "fix:" in msg
 
 
@@ -92,7 +92,7 @@ def test_bad_toml_and_bad_values(tmp_path):
     assert "unknown release '2099.1'" in error_of(write(tmp_path, EXAMPLE.replace('target_release = "2024.1"', 'target_release = "2099.1"')))
     dup = EXAMPLE.replace('name = "glance-2"', 'name = "glance-1"')
     assert "repeated: glance-1" in error_of(write(tmp_path, dup))
-    bad_tpl = EXAMPLE.replace('stop = "systemctl stop glance-api"', 'stop = "systemctl stop {service}"')
+    bad_tpl = EXAMPLE.replace('stop = "systemctl stop {services}"', 'stop = "systemctl stop {service}"')
     assert "unknown placeholder {service}" in error_of(write(tmp_path, bad_tpl))
     runtime = EXAMPLE.replace('admin = "http" ', 'admin = "runtime" ')
     assert "needs runtime_socket" in error_of(write(tmp_path, runtime))

@@ -277,7 +277,7 @@ async def test_min_in_rotation():
     lb = LBFacts({"g1": stats("g1"), "g2": stats("g2", "DRAIN"), "g3": stats("g3", "DOWN")})
     r = await check(g, FakeCtx(lb=lb))
     assert not r.ok and "leave 0 node(s)" in r.reason
-    r = await check(G.min_in_rotation_gate("g1"), FakeCtx(config=make_config(min_in_rotation=3)))
+    r = await check(G.min_in_rotation_gate("g1"), FakeCtx(config=make_config(n=4, min_in_rotation=3)))
     assert not r.ok and "policy needs 3" in r.reason
     # already drained: nothing more is taken out
     lb = LBFacts({"g1": stats("g1", "DRAIN"), "g2": stats("g2", "DRAIN"), "g3": stats("g3", "DOWN")})
