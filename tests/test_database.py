@@ -183,3 +183,33 @@ def test_launcher_refuses_a_busy_port_and_restarts_with_its_data(tmp_path) -> No
         assert "kept" in server.execute("SHOW DATABASES;").split()
     finally:
         server.stop()
+
+
+async def test_query_timeout_bounds_the_connect_too(glance_db) -> None:
+    """A silent TCP service (accepts, never greets): the query fails within query_timeout, and our socket is closed."""
+    peers: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    server = await asyncio.start_server(lambda r, w: peers.append((r, w)), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        with pytest.raises(AdapterError) as err:
+            async with Database(glance_db.database_config(port=port, connect_timeout=30, query_timeout=1)) as db:
+                await db.facts()
+        assert time.monotonic() - started < 2.5
+        assert "within 1s" in err.value.what and glance_db.password not in str(err.value)
+        assert len(peers) == 1
+        reader, _ = peers[0]
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # EOF: the client closed its half, nothing leaked
+    finally:
+        server.close()
+        for _, w in peers:
+            w.close()
+
+
+async def test_refusing_port_fails_at_once(glance_db) -> None:
+    port = procs.free_port()
+    started = time.monotonic()
+    with pytest.raises(AdapterError, match="cannot reach the database server"):
+        async with Database(glance_db.database_config(port=port, query_timeout=5)) as db:
+            await db.alembic_heads()
+    assert time.monotonic() - started < 2

@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -431,3 +432,126 @@ async def test_local_timeout_kills_the_process_group() -> None:
     assert result.duration < 0.5 + 5
     left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
     assert left.returncode == 1, f"left behind: {left.stdout}"
+
+
+# ---------------------------------------------------------------- host names and connect deadlines
+
+
+def _named_node_cfg(sshd, host: str, known_hosts: Path):
+    from glance_tui.config import NodeConfig
+
+    return NodeConfig(name="named", ssh_host=host, ssh_port=sshd.port, known_hosts=str(known_hosts), lb_server="named", api_url=f"http://{host}:9292")
+
+
+def _known_by_name(sshd, name: str, path: Path, *, hashed: bool) -> Path:
+    """known_hosts holding the server's key under ``[name]:port`` only (hashed as `ssh-keygen -H` does, if asked)."""
+    path.write_text(f"[{name}]:{sshd.port} {sshd.host_key_pub}\n")
+    if hashed:
+        subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(path)], check=True, capture_output=True)
+        assert name not in path.read_text() and path.read_text().startswith("|1|")
+    return path
+
+
+@services
+@pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed"])
+async def test_host_name_is_looked_up_in_known_hosts_like_openssh(sshd_factory, ssh_operator_key, tmp_path: Path, hashed: bool) -> None:
+    """``ssh_host = "localhost"`` (a name the resolver maps to 127.0.0.1), known by name only: verified, connects."""
+    sshd = sshd_factory("127.0.0.1")
+    kh = _known_by_name(sshd, "localhost", tmp_path / "known_hosts", hashed=hashed)
+    n = NodeSSH(_named_node_cfg(sshd, "localhost", kh), _ssh_cfg(ssh_operator_key))
+    status = await n.host_key_check()
+    assert (status.ok, status.state) == (True, "verified"), status.detail
+    async with n:
+        result = await n.run('echo "$SSH_CONNECTION"')
+    assert result.ok and result.stdout.split()[2:] == ["127.0.0.1", str(sshd.port)]
+
+
+@services
+async def test_host_name_from_etc_hosts(sshd_factory, ssh_operator_key, tmp_path: Path) -> None:
+    """A name added to /etc/hosts for this test only, as an operator's ``glance-1.example`` would be."""
+    hosts = Path("/etc/hosts")
+    name = f"glance-tui-{uuid.uuid4().hex[:8]}.example"
+    line = f"127.0.0.27 {name}\n"
+    try:
+        with hosts.open("a") as fh:
+            fh.write(line)
+    except OSError as exc:
+        pytest.skip(f"/etc/hosts is not writable here ({exc}); the name path is covered by `localhost`")
+    try:
+        sshd = sshd_factory("127.0.0.27")
+        kh = _known_by_name(sshd, name, tmp_path / "known_hosts", hashed=True)
+        n = NodeSSH(_named_node_cfg(sshd, name, kh), _ssh_cfg(ssh_operator_key))
+        assert (await n.host_key_check()).state == "verified"
+        async with n:
+            assert (await n.run("true")).ok
+        wrong = tmp_path / "other"
+        wrong.write_text(f"[{name}]:{sshd.port + 1} {sshd.host_key_pub}\n[other.example]:{sshd.port} {sshd.host_key_pub}\n")
+        stranger = NodeSSH(_named_node_cfg(sshd, name, wrong), _ssh_cfg(ssh_operator_key))
+        status = await stranger.host_key_check()
+        assert status.state == "unknown" and f"[{name}]:{sshd.port}" in status.detail
+        with pytest.raises(HostKeyError, match="unknown"):
+            await stranger.connect()
+        await stranger.close()
+    finally:
+        kept = [l for l in hosts.read_text().splitlines(keepends=True) if l != line]
+        hosts.write_text("".join(kept))
+
+
+@pytest.fixture
+async def silent_port():
+    """A TCP service that accepts and never says a word (a hung sshd, a black-holing middlebox)."""
+    peers: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: peers.append(w), "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], peers
+    server.close()
+    for w in peers:
+        w.close()
+
+
+async def test_connect_has_one_total_deadline_shared_by_concurrent_callers(silent_port, ssh_operator_key, tmp_path: Path) -> None:
+    from glance_tui.config import NodeConfig, SSHConfig
+
+    port, peers = silent_port
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{port} {asyncssh.generate_private_key('ssh-ed25519').export_public_key().decode()}")
+    cfg = NodeConfig(name="mute", ssh_host="127.0.0.1", ssh_port=port, known_hosts=str(kh), lb_server="mute", api_url="http://127.0.0.1:9292")
+    n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key), connect_timeout=1))
+    started = time.monotonic()
+    results = await asyncio.gather(*(n.run("true") for _ in range(4)), n.host_key_check(), return_exceptions=True)
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 1.8, elapsed  # one deadline, not one per caller or per step
+    assert all(isinstance(r, AdapterError) and "no SSH answer" in str(r) and "within 1s" in str(r) for r in results[:4])
+    assert results[4].state == "unreachable" and "no answer within 1s" in results[4].detail
+    again = time.monotonic()
+    with pytest.raises(AdapterError, match="no SSH answer"):  # the same round: the failure is the answer at once
+        await n.run("true")
+    assert time.monotonic() - again < 0.5
+    await n.close()
+    assert len(peers) == 2  # one shared connect attempt + one host key check
+
+
+async def test_close_during_a_connect_leaves_nothing_running(silent_port, ssh_operator_key, tmp_path: Path) -> None:
+    from glance_tui.config import NodeConfig, SSHConfig
+
+    port, _ = silent_port
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    cfg = NodeConfig(name="mute", ssh_host="127.0.0.1", ssh_port=port, known_hosts=str(kh), lb_server="mute", api_url="http://127.0.0.1:9292")
+    n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key), connect_timeout=30))
+    task = asyncio.create_task(n.run("true"))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await n.close()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert others == [], others
+
+
+def test_known_hosts_that_is_not_a_regular_file_is_refused_clearly(ssh_operator_key) -> None:
+    from glance_tui.config import NodeConfig, SSHConfig
+
+    cfg = NodeConfig(name="dev", ssh_host="127.0.0.1", known_hosts="/dev/zero", lb_server="dev", api_url="http://127.0.0.1:9292")
+    n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key)))
+    with pytest.raises(AdapterError, match="not a regular file"):
+        n._known_keys()

@@ -96,57 +96,80 @@ class Database:
                                 fix="check database.host/port, that the server runs, and firewalls")
         return AdapterError(f"{doing} failed: {detail}", where=self.where, fix="see the server's message above")
 
-    async def _connect(self) -> aiomysql.Connection:
+    async def _connect(self, timeout: float | None = None) -> aiomysql.Connection:
+        """The open connection, or a new one within ``timeout`` (default ``connect_timeout``).
+
+        The Connection is built here rather than by ``aiomysql.connect`` so that a connect cut by a
+        timeout (a server that accepts and never greets) closes its socket instead of leaking it.
+        """
         if self._conn is not None and not self._conn.closed:
             return self._conn
         cfg = self.cfg
+        limit = cfg.connect_timeout if timeout is None else min(timeout, cfg.connect_timeout)
+        conn = aiomysql.Connection(
+            host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password.reveal(), db=cfg.schema_name,
+            connect_timeout=limit, autocommit=True, charset="utf8mb4",
+        )
         try:
-            self._conn = await asyncio.wait_for(
-                aiomysql.connect(
-                    host=cfg.host, port=cfg.port, user=cfg.user, password=cfg.password.reveal(), db=cfg.schema_name,
-                    connect_timeout=cfg.connect_timeout, autocommit=True, charset="utf8mb4",
-                ),
-                timeout=cfg.connect_timeout,
-            )
+            await asyncio.wait_for(conn._connect(), timeout=limit)
         except asyncio.TimeoutError:
-            raise AdapterError(f"no answer within {cfg.connect_timeout:g}s while connecting", where=self.where,
+            conn.close()
+            raise AdapterError(f"no answer within {limit:g}s while connecting", where=self.where,
                                fix="check database.host/port and the network; raise database.connect_timeout if the server is slow") from None
         except (pymysql.err.MySQLError, OSError) as exc:
+            conn.close()
             raise self._error(exc, "connecting") from None
-        return self._conn
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
 
     async def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement within ``query_timeout``; rows as tuples."""
+        """Run one statement; connecting, executing and fetching together take at most ``query_timeout``."""
+        verb = sql.split()[0]
+        limit = self.cfg.query_timeout
         async with self._lock:
-            conn = await self._connect()
+            deadline = asyncio.get_running_loop().time() + limit
+            conn = await self._connect(limit)
             try:
                 async with conn.cursor() as cur:
-                    await asyncio.wait_for(cur.execute(sql, args or None), timeout=self.cfg.query_timeout)
-                    return list(await cur.fetchall())
+                    left = max(deadline - asyncio.get_running_loop().time(), 0.001)
+                    await asyncio.wait_for(cur.execute(sql, args or None), timeout=left)
+                    return list(await cur.fetchall())  # a buffered cursor: the rows are already here
             except asyncio.TimeoutError:
                 await self._abandon(conn)
-                raise AdapterError(f"query did not finish within {self.cfg.query_timeout:g}s: {sql.split()[0]} …",
+                raise AdapterError(f"query did not finish within {limit:g}s (connecting included): {verb} …",
                                    where=self.where, fix="check the server's load and locks (SHOW PROCESSLIST); raise database.query_timeout if needed") from None
             except (pymysql.err.MySQLError, OSError) as exc:
                 if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError)):
                     await self._abandon(conn, kill=False)
-                raise self._error(exc, f"running {sql.split()[0]}") from None
+                raise self._error(exc, f"running {verb}") from None
+            except BaseException:  # cancelled mid-statement: the connection's state is unknown
+                await self._abandon(conn, kill=False)
+                raise
 
     async def _abandon(self, conn: aiomysql.Connection, *, kill: bool = True) -> None:
-        """Drop a connection in an unknown state; kill its server thread so the statement stops."""
+        """Drop a connection in an unknown state; kill its server thread so the statement stops.
+
+        The kill (a fresh connection and ``KILL``) is bounded by ``connect_timeout`` as a whole.
+        """
         thread_id = conn.server_thread_id[0] if kill and conn.server_thread_id else None
         conn.close()
         self._conn = None
         if thread_id is None:
             return
         try:
-            killer = await self._connect()
-            async with killer.cursor() as cur:
-                await asyncio.wait_for(cur.execute(f"KILL {int(thread_id)}"), timeout=self.cfg.connect_timeout)
+            await asyncio.wait_for(self._kill(thread_id), timeout=self.cfg.connect_timeout)
         except (asyncio.TimeoutError, pymysql.err.MySQLError, OSError, AdapterError):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    async def _kill(self, thread_id: int) -> None:
+        killer = await self._connect()
+        async with killer.cursor() as cur:
+            await cur.execute(f"KILL {int(thread_id)}")
 
     async def close(self) -> None:
         async with self._lock:

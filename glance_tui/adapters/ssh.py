@@ -9,6 +9,7 @@ process instead of leaving it running behind a closed channel.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shlex
 import time
 import uuid
@@ -21,6 +22,7 @@ import asyncssh
 from glance_tui.adapters.local import KILL_GRACE, CommandResult, OnLine, format_seconds, pump_lines
 from glance_tui.config import Config, NodeConfig, SSHConfig
 from glance_tui.errors import AdapterError, HostKeyError
+from glance_tui.files import MIB, FileProblem, check_regular, read_text
 from glance_tui.secrets import redact
 
 __all__ = ["CommandResult", "HostKeyStatus", "NodeSSH", "SSHPool"]
@@ -28,6 +30,12 @@ __all__ = ["CommandResult", "HostKeyStatus", "NodeSSH", "SSHPool"]
 CLIENT_GRACE = 5.0  # extra seconds the client waits for the node's own timeout before closing the channel
 TIMEOUT_EXITS = (124, 137)  # coreutils timeout: TERM sent / KILL sent after --kill-after
 KeyState = Literal["verified", "unknown", "changed", "unreachable"]
+KNOWN_HOSTS_LIMIT = 16 * MIB
+IDENTITY_LIMIT = 1 * MIB
+# A connect that just timed out is not tried again for this long: the probes of one round (gates
+# evaluated together) share its answer instead of each waiting out connect_timeout in turn.
+# (A quick failure, e.g. "refused", is simply tried again: an operator may have just started sshd.)
+RETRY_AFTER = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,16 @@ def build_remote_command(command: str, timeout: float, sudo: bool, tag: str = ""
     return f"sudo -n sh -c {shlex.quote(wrapped)}" if sudo else wrapped
 
 
+class _ConnectTimeout(AdapterError):
+    """The node did not complete the SSH connect within connect_timeout."""
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a shared attempt's failure as seen, even when every caller was cancelled meanwhile."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _short(command: str, limit: int = 80) -> str:
     command = redact(" ".join(command.split()))
     return command if len(command) <= limit else command[: limit - 1] + "…"
@@ -71,8 +89,9 @@ class NodeSSH:
         self.connect_timeout = ssh.connect_timeout
         self.command_timeout = ssh.command_timeout
         self._channels = asyncio.Semaphore(ssh.max_channels)
-        self._lock = asyncio.Lock()
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._connecting: asyncio.Future[asyncssh.SSHClientConnection] | None = None  # the one attempt in flight
+        self._failed: tuple[float, AdapterError] | None = None  # (when, why) the last attempt failed
         self._ending: set[asyncio.Future] = set()  # pending clean-ups of cancelled runs
 
     @property
@@ -85,36 +104,63 @@ class NodeSSH:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
     # ------------------------------------------------------------------ host keys
+    def _host_keys(self) -> asyncssh.SSHKnownHosts | None:
+        """The known_hosts file, read with a bound (None when it does not exist)."""
+        try:
+            text = read_text(self.known_hosts, KNOWN_HOSTS_LIMIT, "known_hosts file")
+        except FileProblem as exc:
+            if not self.known_hosts.exists():
+                return None
+            raise AdapterError(str(exc), where=self.where, fix="point known_hosts at the regular file that holds the nodes' host keys") from None
+        try:
+            return asyncssh.import_known_hosts(text)
+        except (ValueError, asyncssh.Error) as exc:
+            raise AdapterError(f"cannot read known_hosts {self.known_hosts}: {exc}", where=self.where, fix="fix or recreate the file") from None
+
+    def _address(self) -> str:
+        """The host as an IP address if it is one; "" for a name (known_hosts is then searched by name, as OpenSSH does)."""
+        try:
+            return str(ipaddress.ip_address(self.host))
+        except ValueError:
+            return ""
+
     def _known_keys(self) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], bool]:
         """(trusted keys, revoked keys, has @cert-authority entries) for this host."""
-        if not self.known_hosts.is_file():
+        known = self._host_keys()
+        if known is None:
             return [], [], False
-        try:
-            matched = asyncssh.read_known_hosts(str(self.known_hosts)).match(self.host, self.host, self.port)
-        except (OSError, ValueError, asyncssh.Error) as exc:
-            raise AdapterError(f"cannot read known_hosts {self.known_hosts}: {exc}", where=self.where, fix="fix or recreate the file") from None
+        matched = known.match(self.host, self._address(), self.port)
         trusted, cas, revoked = matched[0], matched[1], matched[2]
         return list(trusted), list(revoked), bool(cas)
 
-    async def _server_key(self, algs: list[str]) -> asyncssh.SSHKey | None:
+    async def _server_key(self, algs: list[str], timeout: float) -> asyncssh.SSHKey | None:
         return await asyncio.wait_for(
             asyncssh.get_server_host_key(self.host, self.port, server_host_key_algs=algs or (), config=None),
-            self.connect_timeout,
+            timeout,
         )
 
-    async def host_key_check(self) -> HostKeyStatus:
-        """Fetch the server's host key without trusting it and compare it with known_hosts."""
+    async def host_key_check(self, timeout: float | None = None) -> HostKeyStatus:
+        """Fetch the server's host key without trusting it and compare it with known_hosts.
+
+        ``timeout`` (default ``connect_timeout``) bounds the whole check, a second key exchange included.
+        """
         trusted, revoked, has_ca = self._known_keys()
         algs = list(dict.fromkeys(a.decode() for k in trusted for a in k.sig_algorithms))
+        deadline = time.monotonic() + (self.connect_timeout if timeout is None else timeout)
         try:
             try:
-                key = await self._server_key(algs)
+                key = await self._server_key(algs, max(deadline - time.monotonic(), 0.01))
             except asyncssh.KeyExchangeFailed:
                 if not algs:
                     raise
-                key = await self._server_key([])  # it no longer offers the key type we trust
+                key = await self._server_key([], max(deadline - time.monotonic(), 0.01))  # it no longer offers the key type we trust
         except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
-            reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else (str(exc) or exc.__class__.__name__)
+            if isinstance(exc, ConnectionRefusedError):
+                reason = "connection refused"
+            elif isinstance(exc, asyncio.TimeoutError):
+                reason = f"no answer within {self.connect_timeout:g}s"
+            else:
+                reason = str(exc) or exc.__class__.__name__
             return HostKeyStatus(False, "unreachable", "", f"cannot reach {self.host}:{self.port}: {reason}")
         if key is None:
             return HostKeyStatus(False, "unreachable", "", f"{self.host}:{self.port} presented no host key")
@@ -143,41 +189,63 @@ class NodeSSH:
             fix = f"verify {status.fingerprint} out of band (on the node: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then {scan}"
         return HostKeyError(status.detail, where=self.where, fix=fix)
 
-    async def _refuse_host_key(self, fallback: str) -> AdapterError:
-        status = await self.host_key_check()
+    async def _refuse_host_key(self, fallback: str, deadline: float | None = None) -> AdapterError:
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.01)
+        status = await self.host_key_check(timeout)
         if status.ok:  # the key matches now, yet asyncssh refused it: report asyncssh's reason
             return HostKeyError(f"host key not accepted: {fallback}", where=self.where, fix=f"check the entries for {self.known_hosts_name} in {self.known_hosts}")
         return self.host_key_error(status)
 
     # ------------------------------------------------------------------ connection
     async def connect(self) -> None:
-        """Open the connection unless one is already open (also re-opens a dropped one)."""
-        async with self._lock:
-            if self._alive():
-                return
+        """Open the connection unless one is already open (also re-opens a dropped one).
+
+        Concurrent callers share one attempt, bounded as a whole by ``connect_timeout``; a failure
+        is the answer for every caller of the next :data:`RETRY_AFTER` seconds too.
+        """
+        if self._alive():
+            return
+        if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER:
+            raise self._failed[1]
+        if self._connecting is None or self._connecting.done():
             self._conn = None
+            self._connecting = asyncio.ensure_future(self._attempt())
+            self._connecting.add_done_callback(_retrieve)
+        await asyncio.shield(self._connecting)
+
+    async def _attempt(self) -> asyncssh.SSHClientConnection:
+        try:
             self._conn = await self._open()
+        except _ConnectTimeout as exc:
+            self._failed = (time.monotonic(), exc)
+            raise
+        self._failed = None
+        return self._conn
 
     async def _open(self) -> asyncssh.SSHClientConnection:
-        if not self.known_hosts.is_file():
-            raise await self._refuse_host_key(f"{self.known_hosts} does not exist")
+        deadline = time.monotonic() + self.connect_timeout
+        known = self._host_keys()
+        if known is None:
+            raise await self._refuse_host_key(f"{self.known_hosts} does not exist", deadline)
         keys: dict = {}
         if self.identity_file is not None:
-            if not self.identity_file.is_file():
-                raise AdapterError(f"identity file {self.identity_file} does not exist", where=self.where, fix="correct identity_file, or remove it to use ssh-agent and ~/.ssh keys")
+            try:
+                check_regular(self.identity_file, IDENTITY_LIMIT, "identity file")
+            except FileProblem as exc:
+                raise AdapterError(str(exc), where=self.where, fix="correct identity_file, or remove it to use ssh-agent and ~/.ssh keys") from None
             keys["client_keys"] = [str(self.identity_file)]
         try:
             return await asyncio.wait_for(
                 asyncssh.connect(
-                    self.host, self.port, username=self.user, known_hosts=str(self.known_hosts), config=None,
+                    self.host, self.port, username=self.user, known_hosts=known, config=None,
                     connect_timeout=self.connect_timeout, keepalive_interval=15, keepalive_count_max=4, **keys,
                 ),
-                self.connect_timeout + 1,
+                self.connect_timeout,
             )
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise await self._refuse_host_key(exc.reason) from None
+            raise await self._refuse_host_key(exc.reason, deadline) from None
         except asyncssh.KeyExchangeFailed as exc:  # e.g. the node no longer offers the trusted key type
-            raise await self._refuse_host_key(exc.reason) from None
+            raise await self._refuse_host_key(exc.reason, deadline) from None
         except asyncssh.PermissionDenied:
             using = f"key {self.identity_file}" if self.identity_file else "ssh-agent and ~/.ssh keys"
             raise AdapterError(f"SSH authentication failed for {self.user} ({using})", where=self.where, fix=f"add the operator's public key to ~{self.user}/.ssh/authorized_keys on the node, or set ssh_user / identity_file") from None
@@ -186,13 +254,19 @@ class NodeSSH:
         except ConnectionRefusedError:
             raise AdapterError(f"SSH connection to {self.host}:{self.port} refused", where=self.where, fix="start sshd on the node or correct ssh_host/ssh_port") from None
         except asyncio.TimeoutError:
-            raise AdapterError(f"no SSH answer from {self.host}:{self.port} within {self.connect_timeout:g}s", where=self.where, fix="check the address, the network and firewalls, or raise ssh.connect_timeout") from None
+            raise _ConnectTimeout(f"no SSH answer from {self.host}:{self.port} within {self.connect_timeout:g}s", where=self.where, fix="check the address, the network and firewalls, or raise ssh.connect_timeout") from None
         except (OSError, asyncssh.Error) as exc:
             raise AdapterError(f"cannot connect over SSH: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}", where=self.where, fix="check the address, the network and sshd on the node") from None
 
     async def close(self) -> None:
+        """End pending clean-ups and any connect in flight, then the connection: nothing is left to the loop's shutdown."""
         if self._ending:
             await asyncio.gather(*self._ending, return_exceptions=True)
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            if not connecting.done():
+                connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
