@@ -121,10 +121,12 @@ class HAProxy:
         for backend in backends:
             found = servers_of(rows, backend)
             out[backend] = self._no_backend(backend, rows) if found is None else found
-        if self.cfg.runtime_socket:
-            for backend, found in out.items():
-                if isinstance(found, dict) and any(s.admin_state == "UNKNOWN" for s in found.values()):
+        for backend, found in out.items():
+            if isinstance(found, dict) and any(s.admin_state == "UNKNOWN" for s in found.values()):
+                if self.cfg.runtime_socket:
                     out[backend] = await self._with_runtime_admin(backend, found)
+                else:
+                    out[backend] = {n: _add_problem(s, _hidden(s)) if s.admin_state == "UNKNOWN" else s for n, s in found.items()}
         return out
 
     async def admin_states(self, backend: str | None = None) -> dict[str, str]:
@@ -350,6 +352,10 @@ class _Answer:
     status_code: int
     headers: httpx.Headers
     content: bytes
+
+
+def _hidden(stats: ServerStats) -> str:
+    return f"admin state unknown: status {stats.status[:40]!r} does not show whether it is drained (set runtime_socket to read it)"
 
 
 def _add_problem(stats: ServerStats, why: str) -> ServerStats:

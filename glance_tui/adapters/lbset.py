@@ -168,18 +168,18 @@ class LoadBalancers:
     async def aclose(self) -> None:
         await asyncio.gather(*(h.aclose() for h in self.instances.values()), return_exceptions=True)
 
-    async def _within(self, name: str, what: str, work: Awaitable[T]) -> T:
-        """``work`` under the instance's deadline; an overrun is an AdapterError naming the instance."""
+    async def _within(self, name: str, work: Awaitable[T]) -> T:
+        """``work`` under the instance's deadline (its ``timeout``), whatever requests it makes."""
         timeout = self.configs[name].timeout
         try:
             async with asyncio.timeout(timeout):
                 return await work
         except TimeoutError:
-            raise AdapterError(f"{what} did not complete within {timeout:g}s", where=self.configs[name].stats_url,
+            raise AdapterError(f"HAProxy did not answer completely within {timeout:g}s", where=self.configs[name].stats_url,
                                fix="check that this HAProxy is up and reachable, or raise its timeout") from None
 
     async def _read_one(self, name: str) -> dict[str, dict[str, ServerStats] | AdapterError]:
-        found = await self._within(name, "reading the stats", self.instances[name].read(self.configs[name].backends))
+        found = await self._within(name, self.instances[name].read(self.configs[name].backends))
         return {place(name, b): r for b, r in found.items()}
 
     async def read(self) -> LBRead:
@@ -203,13 +203,13 @@ class LoadBalancers:
         """Apply ``action`` to ``server`` on every instance × backend at once; raise naming every failure."""
         pairs = [(c.name, b) for c in self.configs.values() for b in c.backends]
         results = await asyncio.gather(
-            *(self._within(n, f"{action} {place(n, b)}/{server}", self.instances[n].admin(server, action, b)) for n, b in pairs),
+            *(self._within(n, self.instances[n].admin(server, action, b)) for n, b in pairs),
             return_exceptions=True,
         )
         failed = [(place(n, b), r) for (n, b), r in zip(pairs, results) if isinstance(r, BaseException)]
         if failed:
             done = [place(n, b) for (n, b), r in zip(pairs, results) if not isinstance(r, BaseException)]
-            detail = "; ".join(f"{p}: {_message(r)}" for p, r in failed)
+            detail = "; ".join(f"{p}: {r.what if isinstance(r, AdapterError) else _message(r)}" for p, r in failed)
             applied = f"; applied on {', '.join(done)}" if done else "; applied nowhere"
             raise AdapterError(f"{action} {server} failed on {len(failed)} of {len(pairs)} place(s): {detail}{applied}",
                                fix="check each load balancer's admin channel; the node may be out of rotation on some only")
@@ -226,7 +226,7 @@ class LoadBalancers:
     async def probe_admin(self) -> dict[str, AdminProbe]:
         names = list(self.instances)
         results = await asyncio.gather(
-            *(self._within(n, "probing admin rights", self.instances[n].probe_admin()) for n in names), return_exceptions=True
+            *(self._within(n, self.instances[n].probe_admin()) for n in names), return_exceptions=True
         )
         out = {}
         for name, result in zip(names, results):
