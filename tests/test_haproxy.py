@@ -62,7 +62,7 @@ def test_csv_parsed_by_column_name_in_any_order() -> None:
 
 
 def test_not_a_csv_is_rejected() -> None:
-    with pytest.raises(ValueError, match="not an HAProxy stats CSV"):
+    with pytest.raises(ValueError, match="the first line must start with '# '"):
         parse_csv("<html>Statistics Report</html>")
 
 

@@ -227,7 +227,7 @@ async def test_one_silent_instance_costs_one_deadline(haproxy_pair: list[HAProxy
             assert sorted(read.errors) == ["ctl8", "ctl9"] and "within 1s" in read.errors["ctl9"]
             assert read.view("glance-1").rows.keys() == {"ctl1/glance_api", "ctl1/glance_api_external"}
             started = time.monotonic()
-            with pytest.raises(AdapterError, match=r"drain glance-1 failed on 4 of 6 place\(s\): ctl9/glance_api: HAProxy did not answer completely within 1s; .*"
+            with pytest.raises(AdapterError, match=r"drain glance-1 failed on 4 of 6 place\(s\): ctl9/glance_api: HAProxy stats page did not answer within 1s; .*"
                                r"ctl8/glance_api_external: .*; applied on ctl1/glance_api, ctl1/glance_api_external"):
                 await lbs.drain("glance-1")
             assert time.monotonic() - started < 1.8

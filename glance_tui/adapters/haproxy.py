@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import httpx
@@ -65,6 +68,22 @@ def parse_socket(spec: str) -> tuple[str, str | int]:
     return "unix", spec.removeprefix("unix:")
 
 
+_DEADLINE: ContextVar[float | None] = ContextVar("haproxy_deadline", default=None)
+
+
+@contextmanager
+def one_deadline(seconds: float) -> Iterator[float]:
+    """Every HAProxy request made inside shares one deadline (loop time), e.g. a read that also
+    asks the runtime API: together they take at most ``seconds``, not ``seconds`` each."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield deadline
+    finally:
+        _DEADLINE.reset(token)
+
+
 class HAProxy:
     """Async client for one HAProxy backend (``cfg.backend``)."""
 
@@ -94,11 +113,11 @@ class HAProxy:
         try:
             text = response.content.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise AdapterError(f"not an HAProxy stats CSV (byte {exc.start} is not UTF-8 text)", where=self.csv_url, fix=STATS_FIX) from None
+            raise AdapterError(f"not an HAProxy stats CSV: byte {exc.start} is not UTF-8 text", where=self.csv_url, fix=STATS_FIX) from None
         try:
             return parse_csv(text)
         except StatsFormatError as exc:
-            raise AdapterError(f"malformed stats CSV: {exc}", where=self.csv_url, fix=STATS_FIX) from None
+            raise AdapterError(f"not an HAProxy stats CSV: {exc}", where=self.csv_url, fix=STATS_FIX) from None
 
     async def servers(self, backend: str | None = None) -> dict[str, ServerStats]:
         """The servers of ``backend`` (default ``cfg.backend``) keyed by name; AdapterError if it does not exist."""
@@ -235,6 +254,12 @@ class HAProxy:
         return _POST_CODES["ERRP"]
 
     # ------------------------------------------------------------------ transports
+    def _deadline(self) -> float:
+        """This request's deadline: ``cfg.timeout`` from now, or sooner if a shared one says so."""
+        own = asyncio.get_running_loop().time() + self.cfg.timeout
+        shared = _DEADLINE.get()
+        return own if shared is None else min(own, shared)
+
     def _auth(self) -> tuple[str, str] | None:
         auth = self.cfg.auth
         return (auth[0], auth[1].reveal()) if auth else None
@@ -247,7 +272,7 @@ class HAProxy:
         timeout = self.cfg.timeout
         received = 0
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(self._deadline()):
                 async with self._http.stream(method, url, auth=self._auth(), **kwargs) as response:  # type: ignore[arg-type]
                     chunks = []
                     async for chunk in response.aiter_bytes():
@@ -260,15 +285,18 @@ class HAProxy:
                         chunks.append(chunk)
                     body = b"".join(chunks)
         except (TimeoutError, httpx.TimeoutException):
-            what = f"did not finish its answer within {timeout:g}s (only {received} bytes came)" if received else f"did not answer within {timeout:g}s"
+            what = f"did not finish its answer within {timeout:g}s (only {received} byte{'s' if received != 1 else ''} came)" if received else f"did not answer within {timeout:g}s"
             raise AdapterError(
                 f"HAProxy stats page {what}", where=url,
                 fix="check that HAProxy is up and reachable, or raise load_balancer.timeout",
             ) from None
+        except httpx.DecodingError:
+            raise AdapterError("the stats page's answer could not be decoded (its content-encoding is broken)", where=url, fix=STATS_FIX) from None
         except httpx.HTTPError as exc:
-            reason = str(exc) or exc.__class__.__name__
+            reason = (str(exc) or exc.__class__.__name__).splitlines()[0][:200]
+            what = "cannot reach the HAProxy stats page" if isinstance(exc, httpx.ConnectError) else "the connection to the HAProxy stats page failed"
             raise AdapterError(
-                f"cannot reach the HAProxy stats page ({reason[:200]})", where=url,
+                f"{what} ({reason})", where=url,
                 fix="check load_balancer.stats_url and that HAProxy's stats listener is running",
             ) from None
         return _Answer(response.status_code, response.headers, body)
@@ -304,7 +332,7 @@ class HAProxy:
         host, target = parse_socket(spec)
         writer = None
         try:
-            async with asyncio.timeout(self.cfg.timeout):
+            async with asyncio.timeout_at(self._deadline()):
                 if host == "unix":
                     reader, writer = await asyncio.open_unix_connection(str(target))
                 else:

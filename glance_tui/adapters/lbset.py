@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import httpx
 
-from glance_tui.adapters.haproxy import AdminProbe, HAProxy, ServerStats
+from glance_tui.adapters.haproxy import AdminProbe, HAProxy, ServerStats, one_deadline
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 
@@ -172,8 +172,9 @@ class LoadBalancers:
         """``work`` under the instance's deadline (its ``timeout``), whatever requests it makes."""
         timeout = self.configs[name].timeout
         try:
-            async with asyncio.timeout(timeout):
-                return await work
+            with one_deadline(timeout) as deadline:  # the requests report their own overrun...
+                async with asyncio.timeout_at(deadline + 0.2):  # ...this is only the backstop
+                    return await work
         except TimeoutError:
             raise AdapterError(f"HAProxy did not answer completely within {timeout:g}s", where=self.configs[name].stats_url,
                                fix="check that this HAProxy is up and reachable, or raise its timeout") from None
