@@ -260,6 +260,31 @@ async def test_missing_status_column_is_unknown_state(fake: FakeStats) -> None:
     assert one.in_flight == 2  # the counters themselves were readable
 
 
+async def test_down_row_with_a_silent_runtime_api_costs_one_deadline(fake: FakeStats) -> None:
+    """DOWN hides DRAIN, so the read also asks the runtime API; both share the instance's deadline."""
+    BAD_COUNTERS["down-row"] = (page("glance_api,glance-1,0,0,{scur},3,DOWN,1,0,L4CON,", *GOOD[1:]), "")
+    try:
+        with socket.socket() as listener:  # accepts (kernel backlog) and never answers
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+            cfg = lb_config(fake.url("down-row")).model_copy(update={"runtime_socket": f"tcp:127.0.0.1:{listener.getsockname()[1]}"})
+            lbs = LoadBalancers([cfg, lb_config(fake.url("down-row"), "ctl2")])
+            try:
+                started = time.monotonic()
+                read = await lbs.read()
+                assert time.monotonic() - started < TIMEOUT + SLACK
+            finally:
+                await lbs.aclose()
+    finally:
+        del BAD_COUNTERS["down-row"]
+    assert not read.errors
+    view = read.view("glance-1")
+    assert view.in_flight == 4 and view.state == "DOWN" and view.admin_state == "UNKNOWN" and not view.admin_out
+    assert f"ctl1/glance_api: admin state unknown: HAProxy runtime API did not answer within {TIMEOUT:g}s" in view.problems
+    assert any(p.startswith("ctl2/glance_api: admin state unknown: status 'DOWN'") and "set runtime_socket" in p for p in view.problems)
+    assert read.view("glance-2").admin_state == "READY"
+
+
 # ---------------------------------------------------------------- what the operator sees
 
 def write_config(tmp_path: Path, stats_url: str) -> Path:

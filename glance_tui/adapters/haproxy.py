@@ -68,6 +68,11 @@ def parse_socket(spec: str) -> tuple[str, str | int]:
     return "unix", spec.removeprefix("unix:")
 
 
+def shown_url(url: str) -> str:
+    """``url`` without any ``user:password@`` (config refuses them; this keeps one out of a message anyway)."""
+    return re.sub(r"(?<=//)[^/?#@]*@", "", url, count=1)
+
+
 _DEADLINE: ContextVar[float | None] = ContextVar("haproxy_deadline", default=None)
 
 
@@ -113,11 +118,11 @@ class HAProxy:
         try:
             text = response.content.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise AdapterError(f"not an HAProxy stats CSV: byte {exc.start} is not UTF-8 text", where=self.csv_url, fix=STATS_FIX) from None
+            raise AdapterError(f"not an HAProxy stats CSV: byte {exc.start} is not UTF-8 text", where=shown_url(self.csv_url), fix=STATS_FIX) from None
         try:
             return parse_csv(text)
         except StatsFormatError as exc:
-            raise AdapterError(f"not an HAProxy stats CSV: {exc}", where=self.csv_url, fix=STATS_FIX) from None
+            raise AdapterError(f"not an HAProxy stats CSV: {exc}", where=shown_url(self.csv_url), fix=STATS_FIX) from None
 
     async def servers(self, backend: str | None = None) -> dict[str, ServerStats]:
         """The servers of ``backend`` (default ``cfg.backend``) keyed by name; AdapterError if it does not exist."""
@@ -172,7 +177,7 @@ class HAProxy:
     def _no_backend(self, backend: str, rows: list[dict[str, str]]) -> AdapterError:
         return AdapterError(
             f"HAProxy has no backend {backend!r} (backends: {', '.join(backends_in(rows)) or 'none'})",
-            where=self.cfg.stats_url,
+            where=shown_url(self.cfg.stats_url),
             fix="set load_balancer.backends to the backends that serve Glance",
         )
 
@@ -212,7 +217,7 @@ class HAProxy:
         what, fix = _POST_CODES.get(code, (f"unexpected answer ;st={code}", "inspect the stats page"))
         if code == "ERRP":
             what, fix = await self._explain_errp(server, backend)
-        raise AdapterError(f"{action} {backend}/{server}: {what} (st={code})", where=self.cfg.stats_url, fix=fix)
+        raise AdapterError(f"{action} {backend}/{server}: {what} (st={code})", where=shown_url(self.cfg.stats_url), fix=fix)
 
     async def probe_admin(self) -> AdminProbe:
         """Whether admin actions would be accepted, without changing anything.
@@ -271,6 +276,7 @@ class HAProxy:
         """One request, read completely within ``cfg.timeout`` in total and at most ``limit`` bytes."""
         timeout = self.cfg.timeout
         received = 0
+        _check_url(url)
         try:
             async with asyncio.timeout_at(self._deadline()):
                 async with self._http.stream(method, url, auth=self._auth(), **kwargs) as response:  # type: ignore[arg-type]
@@ -280,23 +286,25 @@ class HAProxy:
                         if received > limit:
                             raise AdapterError(
                                 f"the stats page sent more than {limit // 1024 // 1024 or limit // 1024}"
-                                f" {'MiB' if limit >= 1024 * 1024 else 'KiB'}; that is not an HAProxy answer", where=url, fix=STATS_FIX,
+                                f" {'MiB' if limit >= 1024 * 1024 else 'KiB'}; that is not an HAProxy answer", where=shown_url(url), fix=STATS_FIX,
                             )
                         chunks.append(chunk)
                     body = b"".join(chunks)
         except (TimeoutError, httpx.TimeoutException):
             what = f"did not finish its answer within {timeout:g}s (only {received} byte{'s' if received != 1 else ''} came)" if received else f"did not answer within {timeout:g}s"
             raise AdapterError(
-                f"HAProxy stats page {what}", where=url,
+                f"HAProxy stats page {what}", where=shown_url(url),
                 fix="check that HAProxy is up and reachable, or raise load_balancer.timeout",
             ) from None
+        except httpx.InvalidURL:
+            raise AdapterError("the stats URL is not a valid URL", where=shown_url(url), fix="correct load_balancer.stats_url, e.g. http://lb:8404/stats") from None
         except httpx.DecodingError:
-            raise AdapterError("the stats page's answer could not be decoded (its content-encoding is broken)", where=url, fix=STATS_FIX) from None
+            raise AdapterError("the stats page's answer could not be decoded (its content-encoding is broken)", where=shown_url(url), fix=STATS_FIX) from None
         except httpx.HTTPError as exc:
             reason = (str(exc) or exc.__class__.__name__).splitlines()[0][:200]
             what = "cannot reach the HAProxy stats page" if isinstance(exc, httpx.ConnectError) else "the connection to the HAProxy stats page failed"
             raise AdapterError(
-                f"{what} ({reason})", where=url,
+                f"{what} ({reason})", where=shown_url(url),
                 fix="check load_balancer.stats_url and that HAProxy's stats listener is running",
             ) from None
         return _Answer(response.status_code, response.headers, body)
@@ -304,12 +312,12 @@ class HAProxy:
     def _raise_for_status(self, response: "_Answer", url: str) -> None:
         if response.status_code == 401:
             if self.cfg.auth:
-                raise AdapterError("the stats page refused the configured credentials (HTTP 401)", where=url,
+                raise AdapterError("the stats page refused the configured credentials (HTTP 401)", where=shown_url(url),
                                    fix="check load_balancer.username and the password against `stats auth` in haproxy.cfg")
-            raise AdapterError("the stats page requires a login (HTTP 401)", where=url,
+            raise AdapterError("the stats page requires a login (HTTP 401)", where=shown_url(url),
                                fix="set load_balancer.username and password_env/password_file")
         if response.status_code != 200:
-            raise AdapterError(f"the stats page answered HTTP {response.status_code}", where=url,
+            raise AdapterError(f"the stats page answered HTTP {response.status_code}", where=shown_url(url),
                                fix="load_balancer.stats_url must be HAProxy's `stats uri`, e.g. http://lb:8404/stats")
 
     async def _post(self, fields: dict[str, str], backend: str | None = None) -> str:
@@ -318,10 +326,10 @@ class HAProxy:
         response = await self._request("POST", url, data={"b": backend or self.backend, **fields})
         if response.status_code != 303:
             self._raise_for_status(response, url)
-            raise AdapterError("the stats page did not redirect after an admin POST", where=url, fix="check load_balancer.stats_url")
+            raise AdapterError("the stats page did not redirect after an admin POST", where=shown_url(url), fix="check load_balancer.stats_url")
         match = re.search(r";st=([A-Z]+)", response.headers.get("location", ""))
         if not match:
-            raise AdapterError(f"unexpected redirect {response.headers.get('location')!r} after an admin POST", where=url, fix="check load_balancer.stats_url")
+            raise AdapterError(f"unexpected redirect {response.headers.get('location')!r} after an admin POST", where=shown_url(url), fix="check load_balancer.stats_url")
         return match.group(1)
 
     async def _runtime(self, command: str) -> str:
@@ -380,6 +388,19 @@ class _Answer:
     status_code: int
     headers: httpx.Headers
     content: bytes
+
+
+def _check_url(url: str) -> None:
+    """What httpx would only find mid-connect (as an ExceptionGroup), said plainly beforehand."""
+    fix = "correct load_balancer.stats_url, e.g. http://lb:8404/stats"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise AdapterError("the stats URL is not a valid URL", where=shown_url(url), fix=fix) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise AdapterError("the stats URL needs http:// or https:// and a host", where=shown_url(url), fix=fix)
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise AdapterError(f"the stats URL's port {parsed.port} is not between 1 and 65535", where=shown_url(url), fix=fix)
 
 
 def _hidden(stats: ServerStats) -> str:

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import httpx
 
-from glance_tui.adapters.haproxy import AdminProbe, HAProxy, ServerStats, one_deadline
+from glance_tui.adapters.haproxy import AdminProbe, HAProxy, ServerStats, one_deadline, shown_url
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 
@@ -176,7 +176,7 @@ class LoadBalancers:
                 async with asyncio.timeout_at(deadline + 0.2):  # ...this is only the backstop
                     return await work
         except TimeoutError:
-            raise AdapterError(f"HAProxy did not answer completely within {timeout:g}s", where=self.configs[name].stats_url,
+            raise AdapterError(f"HAProxy did not answer completely within {timeout:g}s", where=shown_url(self.configs[name].stats_url),
                                fix="check that this HAProxy is up and reachable, or raise its timeout") from None
 
     async def _read_one(self, name: str) -> dict[str, dict[str, ServerStats] | AdapterError]:
