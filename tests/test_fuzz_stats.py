@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from glance_tui.adapters.haproxy import HAProxy
-from glance_tui.adapters.lbset import LoadBalancers
+from glance_tui.adapters.lbset import LBRead, LoadBalancers
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 from glance_tui.lab.procs import free_port
@@ -192,6 +192,18 @@ def lb_config(url: str, name: str = "ctl1") -> LoadBalancerConfig:
     return LoadBalancerConfig(name=name, stats_url=url, backends=["glance_api"], timeout=TIMEOUT)
 
 
+async def timed_read(configs: list[LoadBalancerConfig]) -> LBRead:
+    """One read of every instance, which must end within the timeout plus the slack."""
+    lbs = LoadBalancers(configs)
+    try:
+        started = time.monotonic()
+        read = await lbs.read()
+        assert time.monotonic() - started < TIMEOUT + SLACK
+        return read
+    finally:
+        await lbs.aclose()
+
+
 def assert_one_line(message: str, fragment: str) -> None:
     assert fragment in message, message
     assert "Traceback" not in message and "\n" not in message and "field larger than field limit" not in message
@@ -206,13 +218,7 @@ async def test_broken_page_is_a_clear_error_in_time(fake: FakeStats, case: str) 
             await lb.servers()
         assert time.monotonic() - started < TIMEOUT + SLACK
     assert_one_line(str(err.value), fragment)
-    lbs = LoadBalancers([lb_config(fake.url(case)), lb_config(fake.url("scur-text"), "ctl2")])
-    try:
-        started = time.monotonic()
-        read = await lbs.read()
-        assert time.monotonic() - started < TIMEOUT + SLACK
-    finally:
-        await lbs.aclose()
+    read = await timed_read([lb_config(fake.url(case)), lb_config(fake.url("scur-text"), "ctl2")])
     assert list(read.errors) == ["ctl1"]
     assert_one_line(read.errors["ctl1"], fragment)
     view = read.view("glance-1")
@@ -268,13 +274,7 @@ async def test_down_row_with_a_silent_runtime_api_costs_one_deadline(fake: FakeS
             listener.bind(("127.0.0.1", 0))
             listener.listen(4)
             cfg = lb_config(fake.url("down-row")).model_copy(update={"runtime_socket": f"tcp:127.0.0.1:{listener.getsockname()[1]}"})
-            lbs = LoadBalancers([cfg, lb_config(fake.url("down-row"), "ctl2")])
-            try:
-                started = time.monotonic()
-                read = await lbs.read()
-                assert time.monotonic() - started < TIMEOUT + SLACK
-            finally:
-                await lbs.aclose()
+            read = await timed_read([cfg, lb_config(fake.url("down-row"), "ctl2")])
     finally:
         del BAD_COUNTERS["down-row"]
     assert not read.errors
