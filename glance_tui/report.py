@@ -54,13 +54,18 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
     return {"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db}
 
 
+def _known(value: int | None) -> str:
+    """A counter, or "?" when the load balancer did not give a usable value."""
+    return "?" if value is None else str(value)
+
+
 def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]) -> str:
     rows = []
     for name, f in snap.nodes.items():
         s = snap.lb.servers.get(server_of[name])
         rows.append([
             name, f.address, s.status if s else ("?" if snap.lb.error else "not in backend"),
-            str(s.in_flight) if s else "-", str(s.rate) if s else "-",
+            _known(s.in_flight) if s else "-", _known(s.rate) if s else "-",
             f"{f.version} ({f.release})" if f.version else (f.error or f.version_error or "?")[:40],
             {True: "running", False: "stopped", None: "?"}[f.running],
         ])

@@ -32,7 +32,9 @@ def lb_cells(stats: ServerStats | None, stale: bool) -> dict[str, str]:
         return {"lb": "stale" if stale else "absent", "inflight": "?", "rate": "?"}
     mark = "?" if stale else ""
     state = f"{stats.state} stale" if stale else stats.state
-    return {"lb": state, "inflight": f"{stats.in_flight}{mark}", "rate": f"{stats.rate}{mark}"}
+    inflight = "?" if stats.in_flight is None else f"{stats.in_flight}{mark}"
+    rate = "?" if stats.rate is None else f"{stats.rate}{mark}"
+    return {"lb": state, "inflight": inflight, "rate": rate}
 
 
 def node_cells(facts: NodeFacts | None, target: str) -> dict[str, str]:

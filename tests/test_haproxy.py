@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import socket
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from glance_tui.adapters.haproxy import HAProxy, ServerStats, normalise_status, parse_csv, parse_socket
+from glance_tui.adapters.haproxy import HAProxy, ServerStats, normalise_status, parse_csv, parse_servers_state, parse_socket
+from glance_tui.adapters.haproxy_stats import StatsFormatError, admin_from_bits
+from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError, GlanceTuiError
 from glance_tui.lab.haproxy import HAProxyLab
 from glance_tui.lab.procs import free_port
@@ -62,7 +65,7 @@ def test_csv_parsed_by_column_name_in_any_order() -> None:
 
 
 def test_not_a_csv_is_rejected() -> None:
-    with pytest.raises(ValueError, match="not an HAProxy stats CSV"):
+    with pytest.raises(ValueError, match="the first line must start with '# '"):
         parse_csv("<html>Statistics Report</html>")
 
 
@@ -94,6 +97,66 @@ def test_runtime_socket_specs() -> None:
     assert parse_socket("tcp:[::1]:9999") == ("::1", 9999)
     with pytest.raises(AdapterError, match="tcp:HOST:PORT"):
         parse_socket("tcp:nohost")
+
+
+# `show servers state glance_api` from HAProxy 2.6 (glance-1 drained and UP, glance-dead drained and DOWN).
+SERVERS_STATE = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+3 glance_api 1 glance-1 127.0.0.1 2 8 1 1 0 15 3 3 6 0 0 0 - 43675 - 0 0 - - 0
+3 glance_api 2 glance-dead 127.0.0.1 0 8 1 1 0 8 2 0 6 0 0 0 - 59011 - 0 0 - - 0
+5 glance_ext 1 glance-1 127.0.0.1 2 1 1 1 2 15 3 3 6 0 0 0 - 43675 - 0 0 - - 0
+"""
+
+
+def test_servers_state_gives_the_exact_admin_state() -> None:
+    assert parse_servers_state(SERVERS_STATE, "glance_api") == {"glance-1": "DRAIN", "glance-dead": "DRAIN"}
+    assert parse_servers_state(SERVERS_STATE, "glance_ext") == {"glance-1": "MAINT"}
+    assert [admin_from_bits(v) for v in ("0", "1", "2", "4", "8", "16", "9", "32", "64", "128", "x", "-1", "")] == [
+        "READY", "MAINT", "MAINT", "MAINT", "DRAIN", "DRAIN", "MAINT", "MAINT", "MAINT", "UNKNOWN", "UNKNOWN", "UNKNOWN", "UNKNOWN"]
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    ("Can't find backend.\n", "no backend 'glance_api'"),
+    ("", "unexpected answer to `show servers state`: ''"),
+    ("Unknown command\n", "unexpected answer"),
+    ("1\n# be_id be_name srv_id\n3 glance_api 1\n", "no be_name, srv_name or srv_admin_state field"),
+    ("1\n# be_id be_name srv_id srv_name srv_admin_state\n3 glance_api\n", "line is too short"),
+    ("1\n# be_id be_name srv_id srv_name srv_admin_state\n3 glance_api 1 s 0\n3 glance_api 2 s 8\n", "lists glance_api/s twice"),
+])
+def test_servers_state_garbage_is_an_error(answer: str, problem: str) -> None:
+    with pytest.raises(StatsFormatError, match=re.escape(problem)):
+        parse_servers_state(answer, "glance_api")
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://127.0.0.1:99999/stats", "port 99999 is not between 1 and 65535"),
+    ("http://[::1/stats", "not a valid URL"),
+    ("http://:80/stats", "needs http:// or https:// and a host"),
+])
+async def test_unusable_stats_url_is_a_clear_error(url: str, problem: str) -> None:
+    cfg = LoadBalancerConfig(stats_url="http://127.0.0.1:8404/stats", backend="glance_api").model_copy(update={"stats_url": url})
+    async with HAProxy(cfg) as lb:
+        with pytest.raises(AdapterError, match=re.escape(problem)):
+            await lb.servers()
+
+
+async def test_userinfo_in_the_url_never_reaches_a_message() -> None:
+    cfg = LoadBalancerConfig(stats_url="http://127.0.0.1:8404/stats", backend="glance_api")
+    cfg = cfg.model_copy(update={"stats_url": f"http://admin:s3cret-Pw@127.0.0.1:{free_port()}/stats"})
+    async with HAProxy(cfg) as lb:
+        with pytest.raises(AdapterError) as err:
+            await lb.servers()
+    assert "s3cret-Pw" not in str(err.value) and "admin:" not in str(err.value) and "cannot reach" in str(err.value)
+
+
+async def test_names_that_could_split_a_runtime_command_are_refused(haproxy_lab: HAProxyLab) -> None:
+    def never(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request may be sent")
+
+    async with HAProxy(make_lb_config(haproxy_lab, "runtime"), transport=httpx.MockTransport(never)) as lb:
+        for server in ("glance-1\nset server glance_api/glance-2 state maint", "glance 1", "glance-1;x", ""):
+            with pytest.raises(AdapterError, match="characters HAProxy names cannot have"):
+                await lb.drain(server)
 
 
 # ---------------------------------------------------------------- in-process edge cases (beside the real path)

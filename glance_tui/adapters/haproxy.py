@@ -1,6 +1,8 @@
 """HAProxy: read the stats CSV, drain/ready/maint a server, probe admin rights without acting.
 
-Columns are read by name because their order changes between HAProxy versions. Admin actions
+Every request has a total deadline (``load_balancer.timeout``), not only httpx's per-chunk
+timeouts: a stats page that trickles one byte a second fails like a silent one. What is read is
+bounded (:data:`MAX_STATS_BYTES`) and parsed strictly by :mod:`.haproxy_stats`. Admin actions
 go through the stats page's POST form (``admin = "http"``) or the runtime API
 (``admin = "runtime"``); HAProxy's terse answers (``;st=DENY``, ``Permission denied``...) become
 one-line :class:`AdapterError`s saying what to change. The password is revealed only per request.
@@ -9,18 +11,33 @@ one-line :class:`AdapterError`s saying what to change. The password is revealed 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 
 import httpx
 
+from glance_tui.adapters.haproxy_stats import (  # noqa: F401  (re-exported: the adapter's result types)
+    ADMIN_STATES,
+    STATES,
+    ServerStats,
+    StatsFormatError,
+    backends_in,
+    normalise_status,
+    parse_csv,
+    parse_servers_state,
+    servers_of,
+)
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 
 ACTIONS = ("drain", "ready", "maint")
-STATES = ("UP", "DOWN", "DRAIN", "MAINT", "NOLB", "NOCHECK", "UNKNOWN")
+MAX_STATS_BYTES = 4 * 1024 * 1024  # a real stats page of a few hundred servers is well under 1 MiB
+MAX_RUNTIME_BYTES = 4 * 1024 * 1024
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")  # HAProxy's proxy/server name characters; nothing for a socket command to split on
+STATS_FIX = "load_balancer.stats_url must be HAProxy's `stats uri` page, e.g. http://lb:8404/stats"
 
 # What each ``;st=`` code of the stats page's admin form means, and how to fix it.
 _POST_CODES: dict[str, tuple[str, str]] = {
@@ -34,74 +51,11 @@ _POST_CODES: dict[str, tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
-class ServerStats:
-    """One server row of the backend, as the upgrade needs it."""
-
-    server: str
-    status: str
-    state: str
-    scur: int
-    qcur: int
-    rate: int
-    check_status: str
-    weight: int
-    backend: str = ""
-
-    @property
-    def in_flight(self) -> int:
-        return self.scur + self.qcur
-
-    @property
-    def in_rotation(self) -> bool:
-        return self.state in ("UP", "NOCHECK") and self.weight > 0
-
-    @classmethod
-    def from_row(cls, row: dict[str, str]) -> "ServerStats":
-        status = row.get("status", "").strip()
-        return cls(
-            server=row.get("svname", ""),
-            status=status,
-            state=normalise_status(status),
-            scur=_int(row.get("scur")),
-            qcur=_int(row.get("qcur")),
-            rate=_int(row.get("rate")),
-            check_status=row.get("check_status", "").lstrip("* ").strip(),
-            weight=_int(row.get("weight")),
-            backend=row.get("pxname", ""),
-        )
-
-
-@dataclass(frozen=True)
 class AdminProbe:
     ok: bool
     channel: str
     detail: str
     fix: str = ""
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
-
-
-def normalise_status(status: str) -> str:
-    """``"UP 1/2"`` → UP, ``"MAINT (via b/s)"`` → MAINT, ``"no check"`` → NOCHECK, else UNKNOWN."""
-    text = status.strip().upper()
-    if text.startswith("NO CHECK"):
-        return "NOCHECK"
-    head = text.split(" ", 1)[0]
-    return head if head in STATES else "UNKNOWN"
-
-
-def parse_csv(text: str) -> list[dict[str, str]]:
-    """Rows of HAProxy's stats CSV keyed by column name; raises ValueError if it is not one."""
-    if not text.startswith("# "):
-        raise ValueError("not an HAProxy stats CSV (the first line must start with '# ')")
-    reader = csv.reader(io.StringIO(text[2:]))
-    header = [name.strip() for name in next(reader)]
-    return [{k: v for k, v in zip(header, row) if k} for row in reader if row]
 
 
 def parse_socket(spec: str) -> tuple[str, str | int]:
@@ -114,6 +68,27 @@ def parse_socket(spec: str) -> tuple[str, str | int]:
     return "unix", spec.removeprefix("unix:")
 
 
+def shown_url(url: str) -> str:
+    """``url`` without any ``user:password@`` (config refuses them; this keeps one out of a message anyway)."""
+    return re.sub(r"(?<=//)[^/?#@]*@", "", url, count=1)
+
+
+_DEADLINE: ContextVar[float | None] = ContextVar("haproxy_deadline", default=None)
+
+
+@contextmanager
+def one_deadline(seconds: float) -> Iterator[float]:
+    """Every HAProxy request made inside shares one deadline (loop time), e.g. a read that also
+    asks the runtime API: together they take at most ``seconds``, not ``seconds`` each."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
+    try:
+        yield deadline
+    finally:
+        _DEADLINE.reset(token)
+
+
 class HAProxy:
     """Async client for one HAProxy backend (``cfg.backend``)."""
 
@@ -122,7 +97,8 @@ class HAProxy:
         self.backend = cfg.backend
         self.csv_url = f"{cfg.stats_url};csv"
         self._http = httpx.AsyncClient(
-            timeout=cfg.timeout, verify=cfg.verify_tls, transport=transport, follow_redirects=False
+            timeout=cfg.timeout, verify=cfg.verify_tls, transport=transport, follow_redirects=False,
+            headers={"accept-encoding": "identity"},
         )
 
     async def __aenter__(self) -> "HAProxy":
@@ -137,26 +113,73 @@ class HAProxy:
     # ------------------------------------------------------------------ stats (read-only)
     async def all_rows(self) -> list[dict[str, str]]:
         """Every row of the stats CSV (frontends, backends, servers) keyed by column name."""
-        response = await self._request("GET", self.csv_url)
+        response = await self._fetch("GET", self.csv_url, limit=MAX_STATS_BYTES)
         self._raise_for_status(response, self.csv_url)
         try:
-            return parse_csv(response.text)
-        except ValueError as exc:
-            raise AdapterError(str(exc), where=self.csv_url, fix="load_balancer.stats_url must be the `stats uri` page, e.g. http://lb:8404/stats") from None
+            text = response.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AdapterError(f"not an HAProxy stats CSV: byte {exc.start} is not UTF-8 text", where=shown_url(self.csv_url), fix=STATS_FIX) from None
+        try:
+            return parse_csv(text)
+        except StatsFormatError as exc:
+            raise AdapterError(f"not an HAProxy stats CSV: {exc}", where=shown_url(self.csv_url), fix=STATS_FIX) from None
 
     async def servers(self, backend: str | None = None) -> dict[str, ServerStats]:
         """The servers of ``backend`` (default ``cfg.backend``) keyed by name; AdapterError if it does not exist."""
         backend = backend or self.backend
         rows = await self.all_rows()
-        mine = [r for r in rows if r.get("pxname") == backend]
-        if not mine:
-            known = sorted({r["pxname"] for r in rows if r.get("svname") == "BACKEND"})
-            raise AdapterError(
-                f"HAProxy has no backend {backend!r} (backends: {', '.join(known) or 'none'})",
-                where=self.cfg.stats_url,
-                fix="set load_balancer.backend to the backend that serves Glance",
-            )
-        return {r["svname"]: ServerStats.from_row(r) for r in mine if r.get("svname") not in ("FRONTEND", "BACKEND")}
+        found = servers_of(rows, backend)
+        if found is None:
+            raise self._no_backend(backend, rows)
+        return found
+
+    async def read(self, backends: list[str]) -> dict[str, dict[str, ServerStats] | AdapterError]:
+        """One stats read for several backends: backend -> its servers, or the error for that backend.
+
+        A server whose row cannot tell its admin state (DOWN hides DRAIN) gets it from the runtime
+        API's ``show servers state`` when a runtime socket is configured; if that fails, its admin
+        state stays UNKNOWN and the reason is in its ``problems``.
+        """
+        rows = await self.all_rows()
+        out: dict[str, dict[str, ServerStats] | AdapterError] = {}
+        for backend in backends:
+            found = servers_of(rows, backend)
+            out[backend] = self._no_backend(backend, rows) if found is None else found
+        for backend, found in out.items():
+            if isinstance(found, dict) and any(s.admin_state == "UNKNOWN" for s in found.values()):
+                if self.cfg.runtime_socket:
+                    out[backend] = await self._with_runtime_admin(backend, found)
+                else:
+                    out[backend] = {n: _add_problem(s, _hidden(s)) if s.admin_state == "UNKNOWN" else s for n, s in found.items()}
+        return out
+
+    async def admin_states(self, backend: str | None = None) -> dict[str, str]:
+        """{server: READY/DRAIN/MAINT/UNKNOWN} from the runtime API's ``show servers state`` (exact)."""
+        backend = backend or self.backend
+        answer = await self._runtime(f"show servers state {backend}")
+        try:
+            return parse_servers_state(answer, backend)
+        except StatsFormatError as exc:
+            raise AdapterError(str(exc), where=self.cfg.runtime_socket or "", fix="check load_balancer.runtime_socket and backends") from None
+
+    async def _with_runtime_admin(self, backend: str, found: dict[str, ServerStats]) -> dict[str, ServerStats]:
+        try:
+            states = await self.admin_states(backend)
+        except AdapterError as exc:
+            why = f"admin state unknown: {exc.what}"
+            return {n: s if s.admin_state != "UNKNOWN" else _add_problem(s, why) for n, s in found.items()}
+        out = {}
+        for name, stats in found.items():
+            exact = states.get(name)
+            out[name] = stats.with_admin_state(exact) if exact else _add_problem(stats, "admin state unknown: not in `show servers state`")
+        return out
+
+    def _no_backend(self, backend: str, rows: list[dict[str, str]]) -> AdapterError:
+        return AdapterError(
+            f"HAProxy has no backend {backend!r} (backends: {', '.join(backends_in(rows)) or 'none'})",
+            where=shown_url(self.cfg.stats_url),
+            fix="set load_balancer.backends to the backends that serve Glance",
+        )
 
     # ------------------------------------------------------------------ admin
     async def drain(self, server: str) -> None:
@@ -179,6 +202,10 @@ class HAProxy:
         if action not in ACTIONS:
             raise ValueError(action)
         backend = backend or self.backend
+        for what, name in (("backend", backend), ("server", server)):
+            if not _NAME.fullmatch(name):
+                raise AdapterError(f"refusing to {action} {backend!r}/{server!r}: the {what} name has characters HAProxy names cannot have",
+                                   where=self.cfg.name, fix="check load_balancer.backends and the node's lb_server")
         if self.cfg.admin == "runtime":
             answer = await self._runtime(f"set server {backend}/{server} state {action}")
             if answer:
@@ -190,7 +217,7 @@ class HAProxy:
         what, fix = _POST_CODES.get(code, (f"unexpected answer ;st={code}", "inspect the stats page"))
         if code == "ERRP":
             what, fix = await self._explain_errp(server, backend)
-        raise AdapterError(f"{action} {backend}/{server}: {what} (st={code})", where=self.cfg.stats_url, fix=fix)
+        raise AdapterError(f"{action} {backend}/{server}: {what} (st={code})", where=shown_url(self.cfg.stats_url), fix=fix)
 
     async def probe_admin(self) -> AdminProbe:
         """Whether admin actions would be accepted, without changing anything.
@@ -232,34 +259,65 @@ class HAProxy:
         return _POST_CODES["ERRP"]
 
     # ------------------------------------------------------------------ transports
+    def _deadline(self) -> float:
+        """This request's deadline: ``cfg.timeout`` from now, or sooner if a shared one says so."""
+        own = asyncio.get_running_loop().time() + self.cfg.timeout
+        shared = _DEADLINE.get()
+        return own if shared is None else min(own, shared)
+
     def _auth(self) -> tuple[str, str] | None:
         auth = self.cfg.auth
         return (auth[0], auth[1].reveal()) if auth else None
 
-    async def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+    async def _request(self, method: str, url: str, **kwargs: object) -> "_Answer":
+        return await self._fetch(method, url, limit=64 * 1024, **kwargs)
+
+    async def _fetch(self, method: str, url: str, *, limit: int, **kwargs: object) -> "_Answer":
+        """One request, read completely within ``cfg.timeout`` in total and at most ``limit`` bytes."""
+        timeout = self.cfg.timeout
+        received = 0
+        _check_url(url)
         try:
-            return await self._http.request(method, url, auth=self._auth(), **kwargs)  # type: ignore[arg-type]
-        except httpx.TimeoutException:
+            async with asyncio.timeout_at(self._deadline()):
+                async with self._http.stream(method, url, auth=self._auth(), **kwargs) as response:  # type: ignore[arg-type]
+                    chunks = []
+                    async for chunk in response.aiter_bytes():
+                        received += len(chunk)
+                        if received > limit:
+                            raise AdapterError(
+                                f"the stats page sent more than {limit // 1024 // 1024 or limit // 1024}"
+                                f" {'MiB' if limit >= 1024 * 1024 else 'KiB'}; that is not an HAProxy answer", where=shown_url(url), fix=STATS_FIX,
+                            )
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
+        except (TimeoutError, httpx.TimeoutException):
+            what = f"did not finish its answer within {timeout:g}s (only {received} byte{'s' if received != 1 else ''} came)" if received else f"did not answer within {timeout:g}s"
             raise AdapterError(
-                f"HAProxy stats page did not answer within {self.cfg.timeout:g}s", where=url,
+                f"HAProxy stats page {what}", where=shown_url(url),
                 fix="check that HAProxy is up and reachable, or raise load_balancer.timeout",
             ) from None
+        except httpx.InvalidURL:
+            raise AdapterError("the stats URL is not a valid URL", where=shown_url(url), fix="correct load_balancer.stats_url, e.g. http://lb:8404/stats") from None
+        except httpx.DecodingError:
+            raise AdapterError("the stats page's answer could not be decoded (its content-encoding is broken)", where=shown_url(url), fix=STATS_FIX) from None
         except httpx.HTTPError as exc:
-            reason = str(exc) or exc.__class__.__name__
+            reason = (str(exc) or exc.__class__.__name__).splitlines()[0][:200]
+            what = "cannot reach the HAProxy stats page" if isinstance(exc, httpx.ConnectError) else "the connection to the HAProxy stats page failed"
             raise AdapterError(
-                f"cannot reach the HAProxy stats page ({reason})", where=url,
+                f"{what} ({reason})", where=shown_url(url),
                 fix="check load_balancer.stats_url and that HAProxy's stats listener is running",
             ) from None
+        return _Answer(response.status_code, response.headers, body)
 
-    def _raise_for_status(self, response: httpx.Response, url: str) -> None:
+    def _raise_for_status(self, response: "_Answer", url: str) -> None:
         if response.status_code == 401:
             if self.cfg.auth:
-                raise AdapterError("the stats page refused the configured credentials (HTTP 401)", where=url,
+                raise AdapterError("the stats page refused the configured credentials (HTTP 401)", where=shown_url(url),
                                    fix="check load_balancer.username and the password against `stats auth` in haproxy.cfg")
-            raise AdapterError("the stats page requires a login (HTTP 401)", where=url,
+            raise AdapterError("the stats page requires a login (HTTP 401)", where=shown_url(url),
                                fix="set load_balancer.username and password_env/password_file")
         if response.status_code != 200:
-            raise AdapterError(f"the stats page answered HTTP {response.status_code}", where=url,
+            raise AdapterError(f"the stats page answered HTTP {response.status_code}", where=shown_url(url),
                                fix="load_balancer.stats_url must be HAProxy's `stats uri`, e.g. http://lb:8404/stats")
 
     async def _post(self, fields: dict[str, str], backend: str | None = None) -> str:
@@ -268,10 +326,10 @@ class HAProxy:
         response = await self._request("POST", url, data={"b": backend or self.backend, **fields})
         if response.status_code != 303:
             self._raise_for_status(response, url)
-            raise AdapterError("the stats page did not redirect after an admin POST", where=url, fix="check load_balancer.stats_url")
+            raise AdapterError("the stats page did not redirect after an admin POST", where=shown_url(url), fix="check load_balancer.stats_url")
         match = re.search(r";st=([A-Z]+)", response.headers.get("location", ""))
         if not match:
-            raise AdapterError(f"unexpected redirect {response.headers.get('location')!r} after an admin POST", where=url, fix="check load_balancer.stats_url")
+            raise AdapterError(f"unexpected redirect {response.headers.get('location')!r} after an admin POST", where=shown_url(url), fix="check load_balancer.stats_url")
         return match.group(1)
 
     async def _runtime(self, command: str) -> str:
@@ -282,14 +340,19 @@ class HAProxy:
         host, target = parse_socket(spec)
         writer = None
         try:
-            async with asyncio.timeout(self.cfg.timeout):
+            async with asyncio.timeout_at(self._deadline()):
                 if host == "unix":
                     reader, writer = await asyncio.open_unix_connection(str(target))
                 else:
                     reader, writer = await asyncio.open_connection(host, int(target))
                 writer.write(command.encode() + b"\n")
                 await writer.drain()
-                data = await reader.read()
+                data = b""
+                while chunk := await reader.read(65536):
+                    data += chunk
+                    if len(data) > MAX_RUNTIME_BYTES:
+                        raise AdapterError(f"the runtime API sent more than {MAX_RUNTIME_BYTES // 1024 // 1024} MiB for `{command.split()[0]} …`",
+                                           where=spec, fix="check load_balancer.runtime_socket")
         except TimeoutError:
             raise AdapterError(f"HAProxy runtime API did not answer within {self.cfg.timeout:g}s", where=spec,
                                fix="check that HAProxy is up, or raise load_balancer.timeout") from None
@@ -315,3 +378,34 @@ class HAProxy:
         if first.startswith("Unknown command"):
             return AdapterError(f"{doing}: this HAProxy does not know the command", where=spec, fix="HAProxy ≥ 1.6 is needed for `set server ... state`")
         return AdapterError(f"{doing}: HAProxy answered {first[:120]!r}", where=spec, fix="see HAProxy's log")
+
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer read completely (within the deadline and the size bound)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
+def _check_url(url: str) -> None:
+    """What httpx would only find mid-connect (as an ExceptionGroup), said plainly beforehand."""
+    fix = "correct load_balancer.stats_url, e.g. http://lb:8404/stats"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise AdapterError("the stats URL is not a valid URL", where=shown_url(url), fix=fix) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise AdapterError("the stats URL needs http:// or https:// and a host", where=shown_url(url), fix=fix)
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise AdapterError(f"the stats URL's port {parsed.port} is not between 1 and 65535", where=shown_url(url), fix=fix)
+
+
+def _hidden(stats: ServerStats) -> str:
+    return f"admin state unknown: status {stats.status[:40]!r} does not show whether it is drained (set runtime_socket to read it)"
+
+
+def _add_problem(stats: ServerStats, why: str) -> ServerStats:
+    return replace(stats, problems=(*stats.problems, why))
