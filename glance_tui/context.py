@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from glance_tui.adapters.ssh import CommandResult
+from glance_tui.command_tags import run_journaled
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import Config
 from glance_tui.events import Event, OutputLine
@@ -136,6 +137,8 @@ class Context:
 
     async def run(self, cmd: RemoteCommand, *, stream: bool = False, input: str | None = None) -> CommandResult:
         on_line = self.stream_to(cmd.node) if stream else None
+        if cmd.changes:  # its tag is journaled before it is sent: a crash can never make it run twice
+            return await run_journaled(self, cmd, on_line=on_line, input=input)
         return await self.cluster.run(cmd, on_line=on_line, input=input)
 
     async def run_text(self, node: str, text: str) -> CommandResult:

@@ -20,16 +20,20 @@ from glance_tui.events import (
     ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished, StepChanged,
 )
 from glance_tui.gates import GateResult, evaluate_all
-from glance_tui.journal import Journal, NullJournal, journal_dir, unfinished_journal
+from glance_tui.command_tags import settle
+from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck
+from glance_tui.runlock import RunLock
 
 Outcome = Literal["done", "blocked", "failed", "aborted"]
 
 
 class Engine:
     """One upgrade run of one deployment."""
+
+    runlock: RunLock | None = None  # held from open() to close() by a run that may change the cluster
 
     def __init__(self, config: Config, *, cluster: Cluster | None = None, journal: Journal, state: RunState | None = None, dry_run: bool = False, recheck_interval: float = 2.0) -> None:
         self.config = config
@@ -56,23 +60,55 @@ class Engine:
 
     @classmethod
     def open(cls, config: Config, *, resume: bool, journal_base: Path | None = None, cluster: Cluster | None = None, dry_run: bool = False, **kw) -> "Engine":
-        """Resume the unfinished run (``resume=True``) or start a new one."""
+        """Resume the unfinished run (``resume=True``) or start a new one.
+
+        A run that may change the cluster first takes the config's run lock (refused at once,
+        naming the holder, when another run has it); :meth:`close` releases it.
+        """
         directory = journal_dir(config.path, journal_base)
-        pending = unfinished_journal(directory) if resume else None
-        state = RunState.from_journal(pending.path) if pending is not None else None
-        if dry_run:  # a dry run records nothing and leaves every real journal alone
+        if dry_run:  # a dry run records nothing, takes no lock and leaves every real journal alone
+            pending = unfinished_journal(directory) if resume else None
+            state = RunState.from_journal(pending.path) if pending is not None else None
             return cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
+        lock = RunLock(directory)
+        lock.acquire()  # before any journal is read, resumed or superseded
+        try:
+            engine = cls._open_locked(config, directory, resume=resume, cluster=cluster, **kw)
+        except BaseException:
+            lock.release()
+            raise
+        engine.runlock = lock
+        return engine
+
+    @classmethod
+    def _open_locked(cls, config: Config, directory: Path, *, resume: bool, cluster: Cluster | None, **kw) -> "Engine":
+        pending = unfinished_journal(directory) if resume else None
         if pending is not None:
+            state = RunState.from_journal(pending.path)
+            if binlog_trust_to_restore(pending.records()) is False:  # set, then killed before the state was saved
+                state.log_bin_trust_old = False
             return cls(config, cluster=cluster, journal=pending, state=state, **kw)
-        if not resume:
-            old = unfinished_journal(directory)
-            if old is not None:
-                old.write("run.end", ok=False, detail="superseded by a new run")
+        previous = latest_journal(directory)
+        if previous is not None and not previous.finished:
+            previous.write("run.end", ok=False, detail="superseded by a new run")
         journal = Journal.create(directory, config_path=config.path, target_release=config.policy.target_release)
-        return cls(config, cluster=cluster, journal=journal, **kw)
+        engine = cls(config, cluster=cluster, journal=journal, **kw)
+        if carry_over(previous, journal) is False:  # the restore the previous run still owed
+            engine.ctx.state.log_bin_trust_old = False
+            engine.ctx.save_state()
+        return engine
+
+    @classmethod
+    def check_unlocked(cls, config: Config, base: Path | None = None) -> None:
+        """Raise :class:`RunLocked` (naming the holder) when another run holds this config's lock now."""
+        RunLock(journal_dir(config.path, base)).refuse_if_held()
 
     async def close(self) -> None:
-        await self.cluster.close()
+        try:
+            await self.cluster.close()
+        finally:
+            if self.runlock is not None:
+                self.runlock.release()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -260,6 +296,7 @@ class Engine:
                     self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), True))
                     self._emit(ActionFinished(step.id, action.id, True, "dry run: not executed"))
                     return "done"
+                await settle(self.ctx)  # an earlier run's command still running on a node is waited for, never repeated
                 if not await action.needed(self.ctx):
                     self.journal.write("action.skip", step=step.id, action=action.id, why="already true on the cluster")
                     return "done"

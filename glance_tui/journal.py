@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from glance_tui.secrets import redact
 
@@ -117,6 +117,74 @@ def unfinished_journal(directory: Path) -> Journal | None:
             return journal
         return None  # the newest run finished: nothing to resume
     return None
+
+
+def latest_journal(directory: Path) -> Journal | None:
+    """The most recent journal in ``directory``, finished or not (what a new run carries over from)."""
+    if not directory.is_dir():
+        return None
+    paths = sorted(directory.glob("*.jsonl"))
+    return Journal.open(paths[-1]) if paths else None
+
+
+# ---------------------------------------------------------------- what a run leaves behind
+#
+# A changing remote command is journaled as ``command.start`` (node, tag, command) before it is
+# sent and ``command.end`` after. A start without an end — the tool was killed, or the SSH
+# connection dropped (``command.end`` with ``lost``) — may still be running on the node; it stays
+# open until a later look at the node settles it (``command.settled``).
+
+
+def unfinished_commands(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``command.start`` records whose command may still run on its node, oldest first."""
+    pending: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        tag = rec.get("tag")
+        event = rec.get("event")
+        if not tag:
+            continue
+        if event == "command.start":
+            pending[tag] = rec
+        elif event == "command.settled" or (event == "command.end" and not rec.get("lost")):
+            pending.pop(tag, None)
+    return list(pending.values())
+
+
+def binlog_trust_to_restore(records: Iterable[dict[str, Any]]) -> bool | None:
+    """``False`` when a run set ``log_bin_trust_function_creators`` from 0 and has not restored it.
+
+    Read from the ``db.variable`` records as well as the ``state`` ones, so a crash between
+    changing the variable and saving the state still leaves the restore due.
+    """
+    old: bool | None = None
+    for rec in records:
+        event = rec.get("event")
+        if event == "state":
+            old = rec.get("log_bin_trust_old")
+        elif event == "carry" and rec.get("what") == "log_bin_trust_function_creators":
+            old = rec.get("old")
+        elif event == "db.variable" and rec.get("name") == "log_bin_trust_function_creators":
+            old = None if rec.get("why") == "restored" else rec.get("old") if rec.get("new") is True else old
+    return old if old is False else None
+
+
+def carry_over(previous: Journal | None, journal: Journal) -> bool | None:
+    """Copy into a new run's journal what the previous run left undone; returns the binlog restore due.
+
+    Unfinished remote commands are re-journaled (same tag, ``carried_from``) so the new run
+    looks for them on the nodes before acting, exactly as a resumed run would.
+    """
+    if previous is None or previous.path == journal.path:
+        return None
+    records = list(previous.records())
+    for rec in unfinished_commands(records):
+        fields = {k: v for k, v in rec.items() if k not in ("ts", "run", "event")}
+        fields["carried_from"] = fields.get("carried_from") or previous.run_id
+        journal.write("command.start", **fields)
+    restore = binlog_trust_to_restore(records)
+    if restore is not None:
+        journal.write("carry", what="log_bin_trust_function_creators", old=restore, carried_from=previous.run_id)
+    return restore
 
 
 class NullJournal(Journal):

@@ -139,9 +139,14 @@ def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> i
         return exc.exit_code
     try:
         pending = Engine.pending_journal(config) is not None
+        if not dry_run:
+            Engine.check_unlocked(config)  # another run on this config: one line, before the screen opens
     except OSError as exc:
         print(f"glance-tui: cannot read the journal directory: {exc}", file=sys.stderr)
         return 1
+    except GlanceTuiError as exc:
+        print(f"glance-tui: {exc.message}", file=sys.stderr)
+        return exc.exit_code
     app = GlanceApp(lambda resume_: Engine.open(config, resume=resume_, dry_run=dry_run), config=config, dry_run=dry_run,
                     resume=resume, pending=pending)
     app.run()

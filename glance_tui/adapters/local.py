@@ -30,6 +30,7 @@ class CommandResult:
     stderr: str
     duration: float
     timed_out: bool = False
+    tag: str = ""  # the remote command's tag (``$0`` on the node); "" for local commands
 
     @property
     def ok(self) -> bool:

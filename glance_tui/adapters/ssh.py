@@ -25,7 +25,7 @@ from glance_tui.errors import AdapterError, HostKeyError
 from glance_tui.files import MIB, FileProblem, check_regular, read_text
 from glance_tui.secrets import redact
 
-__all__ = ["CommandResult", "HostKeyStatus", "NodeSSH", "SSHPool"]
+__all__ = ["CommandResult", "HostKeyStatus", "NodeSSH", "SSHPool", "new_tag", "tag_pattern"]
 
 CLIENT_GRACE = 5.0  # extra seconds the client waits for the node's own timeout before closing the channel
 TIMEOUT_EXITS = (124, 137)  # coreutils timeout: TERM sent / KILL sent after --kill-after
@@ -46,6 +46,16 @@ class HostKeyStatus:
     state: KeyState
     fingerprint: str  # SHA256:… of the key the server presented ("" when unreachable)
     detail: str
+
+
+def new_tag() -> str:
+    """A fresh tag for one remote command (its shell's ``$0``, so ``ps`` on the node shows it)."""
+    return f"glance-tui-{uuid.uuid4().hex[:16]}"
+
+
+def tag_pattern(tag: str) -> str:
+    """A ``pgrep -f``/``pkill -f`` pattern for ``tag`` that does not match the searching shell's own command line."""
+    return "[" + tag[0] + "]" + tag[1:]
 
 
 def build_remote_command(command: str, timeout: float, sudo: bool, tag: str = "") -> str:
@@ -298,10 +308,15 @@ class NodeSSH:
     def _alive(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
 
-    async def run(self, command: str, *, timeout: float | None = None, on_line: OnLine | None = None, input: str | None = None) -> CommandResult:
-        """Run ``command`` through ``sh -c`` on the node; stream lines to ``on_line(stream, line)``."""
+    async def run(self, command: str, *, timeout: float | None = None, on_line: OnLine | None = None, input: str | None = None,
+                  tag: str | None = None) -> CommandResult:
+        """Run ``command`` through ``sh -c`` on the node; stream lines to ``on_line(stream, line)``.
+
+        ``tag`` (default: a fresh :func:`new_tag`) names the command on the node; a caller that
+        journals it before calling can find the command again after a crash.
+        """
         limit = timeout if timeout is not None else self.command_timeout
-        tag = f"glance-tui-{uuid.uuid4().hex[:16]}"
+        tag = tag or new_tag()
         remote = self.remote_command(command, limit, tag)
         async with self._channels:
             start = time.monotonic()
@@ -331,7 +346,7 @@ class NodeSSH:
         status = None if timed_out else proc.exit_status
         if status in TIMEOUT_EXITS and duration >= limit:
             timed_out = True
-        return CommandResult(command, status, "".join(out), "".join(err), duration, timed_out)
+        return CommandResult(command, status, "".join(out), "".join(err), duration, timed_out, tag=tag)
 
     async def _exchange(self, proc: asyncssh.SSHClientProcess, data: str | None, out: list[str], err: list[str], on_line: OnLine | None) -> None:
         try:
@@ -350,7 +365,7 @@ class NodeSSH:
         (OpenSSH ignores channel signals for root logins, so the tag is matched with pkill.)
         """
         proc.close()
-        pkill = f"pkill -TERM -f {shlex.quote('[' + tag[0] + ']' + tag[1:])}"  # the bracket spares pkill's own shell
+        pkill = f"pkill -TERM -f {shlex.quote(tag_pattern(tag))}"  # the bracket spares pkill's own shell
         if self.sudo:
             pkill = f"sudo -n {pkill}"
         try:
