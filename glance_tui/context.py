@@ -1,12 +1,18 @@
 """The run's context: config, adapters, journal, run state, and memoised probes.
 
 Gates evaluated together share one probe of each thing (one LB read, one probe per node,
-one ``db check``); :meth:`Context.invalidate` drops them so the next evaluation is live.
+one read of ``alembic_version``); :meth:`Context.invalidate` drops them so the next
+evaluation is live (``older_than`` keeps what was read within that many seconds, for the
+live view). ``glance-manage db check`` is the one expensive probe: its verdicts are kept
+by (heads, code version) in :class:`~glance_tui.dbverdict.DbVerdicts`, so a fresh read of
+the heads decides whether Glance must be asked again; ``invalidate("dbcheck")`` forgets
+them where only Glance can tell (around expand, migrate and contract).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -15,6 +21,8 @@ from glance_tui.adapters.ssh import CommandResult
 from glance_tui.command_tags import run_journaled
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import Config
+from glance_tui.dbverdict import DbVerdicts, Heads
+from glance_tui.errors import GlanceTuiError
 from glance_tui.events import Event, OutputLine
 from glance_tui.journal import Journal, read_records
 from glance_tui.probes import Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
@@ -55,24 +63,33 @@ class Context:
         self.journal = journal
         self.state = state
         self.emit = emit
-        self._memo: dict[str, asyncio.Future[Any]] = {}
+        self.verdicts = DbVerdicts()
+        self._memo: dict[str, tuple[float, asyncio.Future[Any]]] = {}
 
-    def invalidate(self, *keys: str) -> None:
-        if not keys:
-            self._memo.clear()
-        for key in keys:
-            for k in [k for k in self._memo if k == key or k.startswith(key + ":")]:
+    def invalidate(self, *keys: str, older_than: float | None = None) -> None:
+        """Drop memoised probes: all, or those under ``keys``; with ``older_than``, only those
+        read more than that many seconds ago. ``"dbcheck"`` also forgets Glance's verdicts."""
+        if "dbcheck" in keys:
+            self.verdicts.forget()
+            keys = keys + ("target-check", "heads")
+        now = time.monotonic()
+        for k, (at, _fut) in list(self._memo.items()):
+            if keys and not any(k == key or k.startswith(key + ":") for key in keys):
+                continue
+            if older_than is None or now - at > older_than:
                 self._memo.pop(k, None)
 
     async def _once(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
-        fut = self._memo.get(key)
-        if fut is None:
-            fut = asyncio.ensure_future(make())
-            self._memo[key] = fut
+        entry = self._memo.get(key)
+        if entry is None:
+            entry = (time.monotonic(), asyncio.ensure_future(make()))
+            self._memo[key] = entry
+        fut = entry[1]
         try:
             return await asyncio.shield(fut)
         except Exception:
-            self._memo.pop(key, None)
+            if self._memo.get(key) is entry:
+                self._memo.pop(key, None)
             raise
 
     def save_state(self) -> None:
@@ -89,6 +106,31 @@ class Context:
     async def db_state(self) -> DBState:
         return await self._once("db", self.cluster.probe_db)
 
+    async def db_heads(self) -> Heads:
+        """``alembic_version`` read straight from the database (milliseconds, no Glance)."""
+        return await self._once("heads", self._read_heads)
+
+    async def _read_heads(self) -> Heads:
+        return tuple(await self.cluster.db.alembic_heads())
+
+    async def _heads_or_none(self) -> Heads | None:
+        try:
+            return await self._read_heads()
+        except GlanceTuiError:
+            return None
+
+    async def db_check_on(self, node: str, facts: NodeFacts) -> DbCheck:
+        """Glance's verdict with the code installed on ``node``: kept while the heads (read now)
+        and that code are unchanged, else ``glance-manage db check`` runs there."""
+        try:
+            heads: Heads | None = await self.db_heads()
+        except GlanceTuiError:
+            heads = None
+        ask = lambda: self.cluster.db_check(node, facts.release)  # noqa: E731
+        if heads is None:  # the database cannot be read directly: only Glance can say
+            return await ask()
+        return await self.verdicts.get((heads, facts.release, facts.version), ask, self._heads_or_none)
+
     async def target_db_check(self) -> DbCheck | None:
         """``db check`` with the target release's code (the NEW NODE preferred), or None."""
 
@@ -100,10 +142,10 @@ class Context:
             for name in order:
                 f = facts.get(name)
                 if f and f.release == target and not f.error:
-                    return await self.cluster.db_check(name, target)
+                    return await self.db_check_on(name, f)
             return None
 
-        return await self._once("dbcheck", make)
+        return await self._once("target-check", make)
 
     async def newest_db_check(self) -> DbCheck | None:
         """``db check`` with the target code if any node has it, else with the old code."""
@@ -112,7 +154,14 @@ class Context:
             return check
         facts = await self.node_facts()
         runner = next((n for n, f in facts.items() if f.release and not f.error), None)
-        return await self.cluster.db_check(runner, facts[runner].release) if runner else None
+        return await self.db_check_on(runner, facts[runner]) if runner else None
+
+    async def live_db_check(self, max_age: float) -> DbCheck | None:
+        """The database panel's ``db check``: heads read now, node facts up to ``max_age`` old,
+        Glance asked only when the heads or the code changed."""
+        self.invalidate("heads", "target-check")
+        self.invalidate("nodes", older_than=max_age)
+        return await self.newest_db_check()
 
     async def snapshot(self) -> Snapshot:
         lb, nodes, db = await asyncio.gather(self.lb_facts(), self.node_facts(), self.db_state())

@@ -10,22 +10,24 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from glance_tui.config import Config
 from glance_tui.context import Context, RunState
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING,
-    ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished, StepChanged,
+    ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished,
 )
-from glance_tui.gates import GateResult, evaluate_all
+from glance_tui.gates import GateResult
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck
 from glance_tui.runlock import RunLock
+from glance_tui.step_states import StepStates
+from glance_tui.timing import timed
 
 Outcome = Literal["done", "blocked", "failed", "aborted"]
 
@@ -44,11 +46,12 @@ class Engine:
         self._listeners: list[Listener] = []
         self.ctx = Context(config, self.cluster, journal, state or RunState(), self._emit)
         self.plan: Plan = build_plan(self.ctx)
-        self.states: dict[str, str] = {s.id: PENDING for s in self.plan.steps}
+        self.book = StepStates(self._emit, (s.id for s in self.plan.steps))
+        self.states: dict[str, str] = self.book.states
+        self.gate_durations: dict[str, float] = {}  # seconds per gate id, of the last evaluation
         self.preflight_ok = False
         self.resumed = state is not None
         self._resume_noted = False  # "run.resume" is written when the resumed run first acts
-        self.active: str | None = None  # the step being run, if any
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- lifecycle
@@ -110,22 +113,30 @@ class Engine:
             if self.runlock is not None:
                 self.runlock.release()
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Watch the run's events; returns the call that stops watching."""
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def _emit(self, event: Event) -> None:
         for listener in list(self._listeners):
             listener(event)
 
     def _set(self, step: Step, state: str, detail: str = "") -> None:
-        if self.states.get(step.id) != state:
-            self.states[step.id] = state
-            self._emit(StepChanged(step.id, state, detail))
+        self.book.set(step.id, state, detail)
+
+    @property
+    def active(self) -> str | None:
+        """The step being run, if any."""
+        return self.book.active
+
+    @active.setter
+    def active(self, step_id: str | None) -> None:
+        self.book.active = step_id
 
     def _rebuild(self, reason: str) -> None:
         self.plan = build_plan(self.ctx)
-        for s in self.plan.steps:
-            self.states.setdefault(s.id, PENDING)
+        self.book.add(s.id for s in self.plan.steps)
         self._emit(PlanChanged(reason))
 
     # ---------------------------------------------------------------- reading
@@ -136,25 +147,20 @@ class Engine:
 
     def role_of(self, node: str) -> str:
         """The node's role in the run, for the node list: NEW NODE, current, upgraded, pending."""
-        if node == self.ctx.state.new_node:
-            return "NEW NODE"
-        step_id = f"node:{node}"
-        if self.states.get(step_id) == DONE:
-            return "upgraded"
-        if self.active == step_id or self.states.get(step_id) == FAILED:
-            return "current"
-        return "pending"
+        return self.book.role_of(node, self.ctx.state.new_node)
 
     async def db_check(self) -> DbCheck | None:
         """``db check`` with the newest code present on the nodes (for the database panel)."""
-        self.ctx.invalidate("dbcheck", "nodes")
-        return await self.ctx.newest_db_check()
+        return await self.ctx.live_db_check(self.config.policy.node_poll_interval)
 
-    async def evaluate(self, step: Step, action: Action | None = None) -> list[GateResult]:
-        """Evaluate a step's gates (and an action's) against fresh probes."""
-        self.ctx.invalidate()
+    async def evaluate(self, step: Step, action: Action | None = None, *, max_age: float = 0.0) -> list[GateResult]:
+        """Evaluate a step's gates (and an action's), concurrently, against fresh probes
+        (``max_age``: for a look only, reuse reads at most that many seconds old)."""
+        self.ctx.invalidate(older_than=max_age or None)
         gates = tuple(step.gates) + (tuple(action.gates) if action else ())
-        results = await evaluate_all(gates, self.ctx)
+        timings = await asyncio.gather(*(timed(g.evaluate(self.ctx)) for g in gates))
+        results = [r for r, _ in timings]
+        self.gate_durations = {r.gate: round(t, 4) for r, t in timings}
         self._emit(GatesEvaluated(step.id, tuple(results)))
         return results
 
@@ -206,7 +212,7 @@ class Engine:
             results = await self.evaluate(step, action)
             overridden = {g for o in self.ctx.state.overrides if o.get("step") == step.id for g in o.get("gates", [])}
             blocking = [r for r in results if not r.ok and not (r.soft and r.gate in overridden)]
-            self.journal.write("gates", step=step.id, action=action.id if action else None, results=[r.as_dict() for r in results])
+            self.journal.write("gates", step=step.id, action=action.id if action else None, results=[{**r.as_dict(), "duration": self.gate_durations.get(r.gate)} for r in results])
             if not blocking:
                 return True
             if self.dry_run:

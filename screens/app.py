@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static
 
 from glance_tui.api import DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, load_config
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
+from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, WorkerSucceeded
 from screens.main import WIDE_FROM, MainScreen, hard_failures
 from screens.operator import TuiOperator
 from screens.palette import GlanceCommands
@@ -53,7 +54,10 @@ def resume_summary(engine: Any, step: Any, results: list[Any]) -> Text:
     return text
 
 
-class GlanceApp(App[int]):
+POLLERS = ("lb", "nodes", "gates", "gates-now", "select", "recheck")  # groups that run again by themselves
+
+
+class GlanceApp(ReportsFailedWorkers, App[int]):
     """The glance-tui assistant."""
 
     CSS_PATH = "app.tcss"
@@ -76,6 +80,7 @@ class GlanceApp(App[int]):
         self.engine: Any = None
         self.main: MainScreen | None = None
         self.operator = TuiOperator(self, dry_run=dry_run)
+        self.failures = FailureLog()
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Opening the run and probing the cluster…"), id="opening")
@@ -114,6 +119,20 @@ class GlanceApp(App[int]):
             await engine.close()
             return factory(False)
         return engine
+
+    def on_worker_failed(self, message: WorkerFailed) -> None:
+        """The one place a failed background worker reaches the operator."""
+        if not self.failures.should_show(message):
+            return  # the same failure again (a poller re-armed itself): shown already
+        if message.group in POLLERS:
+            self.notify(message.text + "\n(it keeps being retried; the figures it feeds may be out of date)",
+                        title="a background check failed", severity="error", timeout=30, markup=False)
+        else:
+            self.push_screen(MessageScreen("Unexpected error (please report it)", message.text))
+
+    def on_worker_succeeded(self, message: WorkerSucceeded) -> None:
+        if self.failures.recovered(message.group):
+            self.notify(f"the {message.group} check works again", severity="information", markup=False)
 
     def action_request_quit(self) -> None:
         self.run_worker(self._quit(), group="quit", exclusive=True)

@@ -1,8 +1,10 @@
-"""The main screen: live node list + database panel, the checklist and the selected step.
+"""The main screen: the live cluster view, the checklist and the selected step.
 
-Polls are re-armed only after the previous one finished (never two of a kind at once), gates
-re-evaluate on a timer while idle, and "continue" is dimmed in the footer while a hard gate
-of the next step fails — pressing it anyway explains what blocks and how to fix it.
+The node list, database panel and LB status poll on their own (``screens/cluster.py``); gates
+re-evaluate on a timer while idle. "continue" is dimmed in the footer while a hard gate of the
+next step fails — pressing it anyway explains what blocks and how to fix it. A key that starts
+something shows "checking gates…" at once; "continue" pressed while gates are still being
+checked waits for them, then runs the step or explains the blocking gate: never nothing.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from textual.widgets import DataTable, Footer, RichLog, Static
 
 from glance_tui.api import (
     DONE, RUNNING, ActionFinished, ActionStarted, Config, DrainProgress, Event, GatesEvaluated, GateResult,
-    GlanceTuiError, LBFacts, Notice, OutputLine, PlanChanged, RunFinished, Step, StepChanged,
+    GlanceTuiError, Notice, OutputLine, PlanChanged, RunFinished, Step, StepChanged,
 )
+from screens.activity import Activity
 from screens.checklist import Checklist, StepDetail, detail_text, shown_state
+from screens.cluster import ClusterView
 from screens.dialogs import MessageScreen
 from screens.drain import DrainView
+from screens.failures import ReportsFailedWorkers
 from screens.journal import JournalScreen
-from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells
 
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 WIDE_FROM = 100  # columns; below it the layout is the compact one (CSS: the screen's "-narrow" class)
@@ -47,7 +51,7 @@ def hard_failures(results: list[GateResult] | None) -> list[GateResult]:
     return [r for r in results or [] if not r.ok and not r.soft]
 
 
-class MainScreen(Screen[None]):
+class MainScreen(ReportsFailedWorkers, Screen[None]):
     BINDINGS = [
         Binding("c", "continue", "Continue"),
         Binding("c", "explain_blocked", "Continue", show=False),
@@ -62,26 +66,26 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.engine, self.config, self.operator = engine, config, operator
         self.dry_run, self.warning, self.clock, self.gate_interval = dry_run, warning, clock, gate_interval
-        self.busy = False
+        self.busy = False  # a step is running
+        self.continuing = False  # "continue" was pressed: the gates are checked, then the step runs
         self.next_id: str | None = None
         self.next_gates: list[GateResult] | None = None
         self.gates: dict[str, list[GateResult]] = {}
         self.output: dict[str, deque[Text]] = {}
         self.running_step: str | None = None
         self.current_action = ""
-        self.last_lb: LBFacts | None = None
         self.dry_run_over = False
         self._probe_lock = asyncio.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
         self._bindings_key: tuple[bool, bool] | None = None
 
     # ---------------------------------------------------------------- layout
 
     def compose(self) -> ComposeResult:
-        yield Static(self._banner(), id="banner")
-        with Horizontal(id="top"):
-            yield NodeTable([(n.name, n.ssh_host) for n in self.config.nodes], id="nodes")
-            yield DbPanel(id="db")
-        yield LBStatus(self.clock, id="lb-status")
+        with Horizontal(id="banner-row"):
+            yield Static(self._banner(), id="banner")
+            yield Activity(id="activity")
+        yield ClusterView(self.engine, self.config, clock=self.clock, busy=lambda: self.busy, id="cluster")
         with Horizontal(id="bottom"):
             yield Checklist(id="steps")
             with Vertical(id="detail"):
@@ -102,20 +106,20 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#drain", DrainView).display = False
-        self.query_one("#nodes", NodeTable).border_title = "Nodes"
-        self.query_one("#db", DbPanel).border_title = "Database"
         self.query_one("#steps", Checklist).border_title = "Checklist"
         self.query_one("#output", RichLog).border_title = "Output"
         self.query_one("#step-scroll").border_title = "Selected step"
         self.query_one("#drain", DrainView).border_title = "Drain"
-        self.engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
+        self._unsubscribe = self.engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
         self.query_one("#steps", Checklist).load(self.engine.plan, self.engine.states)
         self.refresh_roles()
         self.query_one("#steps", Checklist).focus()
         self.fit_width(self.app.size.width)
-        self._spawn(self._poll_lb, "lb")
-        self._spawn(self._poll_nodes, "nodes")
-        self._spawn(self._gate_cycle, "gates")
+        self._spawn(self._gate_cycle, "gates", "gate check")
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
 
     def on_resize(self, event: events.Resize) -> None:
         self.fit_width(event.size.width)
@@ -123,69 +127,37 @@ class MainScreen(Screen[None]):
     def fit_width(self, width: int) -> None:
         """Compact labels, DB strip and short titles below ``WIDE_FROM`` columns (the CSS moves the panels)."""
         wide = width >= WIDE_FROM
-        self.query_one("#nodes", NodeTable).set_compact(not wide)
-        self.query_one("#db", DbPanel).set_compact(not wide)
+        self.cluster.set_compact(not wide)
         self.query_one("#steps", Checklist).set_wide(wide)
 
-    # ---------------------------------------------------------------- polling (re-armed after each poll)
+    @property
+    def cluster(self) -> ClusterView:
+        return self.query_one("#cluster", ClusterView)
 
-    def _spawn(self, poll: Callable[[], Awaitable[None]], group: str) -> None:
-        self.run_worker(poll(), group=group, exit_on_error=False)
+    @property
+    def activity(self) -> Activity:
+        return self.query_one("#activity", Activity)
 
-    def _rearm(self, delay: float, poll: Callable[[], Awaitable[None]], group: str) -> None:
+    # ---------------------------------------------------------------- workers (re-armed after each run)
+
+    def _spawn(self, work: Callable[[], Awaitable[None]], group: str, what: str, **kw: Any) -> None:
+        self.run_worker(work(), group=group, description=what, exit_on_error=False, **kw)
+
+    def _rearm(self, delay: float, work: Callable[[], Awaitable[None]], group: str, what: str) -> None:
         if self.is_attached:
-            self.set_timer(delay, lambda: self._spawn(poll, group))
-
-    async def _poll_lb(self) -> None:
-        try:
-            self.apply_lb(await self.engine.cluster.probe_lb())
-        finally:
-            self._rearm(self.config.policy.lb_poll_interval, self._poll_lb, "lb")
-
-    async def _poll_nodes(self) -> None:
-        try:
-            await self.refresh_nodes()
-        finally:
-            self._rearm(self.config.policy.node_poll_interval, self._poll_nodes, "nodes")
+            self.set_timer(delay, lambda: self._spawn(work, group, what))
 
     async def _gate_cycle(self) -> None:
         try:
-            if not self.busy:
-                await self.reevaluate()
+            if not self.busy and not self.continuing:
+                await self.reevaluate(max_age=self.config.policy.node_poll_interval)
         except GlanceTuiError as exc:
             self.notify(exc.message, severity="error", markup=False)
         finally:
-            self._rearm(self.gate_interval, self._gate_cycle, "gates")
-
-    def apply_lb(self, lb: LBFacts) -> None:
-        self.query_one("#lb-status", LBStatus).record(lb)
-        stale = bool(lb.error)
-        if not stale:
-            self.last_lb = lb
-        table = self.query_one("#nodes", NodeTable)
-        for node in self.config.nodes:
-            stats = self.last_lb.servers.get(node.lb_server) if self.last_lb else None
-            table.set_cells(node.name, lb_cells(stats, stale))
-
-    async def refresh_nodes(self) -> None:
-        facts = await self.engine.cluster.probe_nodes()
-        table = self.query_one("#nodes", NodeTable)
-        target = self.config.policy.target_release
-        for node in self.config.nodes:
-            table.set_cells(node.name, node_cells(facts.get(node.name), target))
-        self.refresh_roles()
-        panel = self.query_one("#db", DbPanel)
-        panel.show(await self.engine.cluster.probe_db())
-        if not self.busy:  # db check runs glance-manage on a node: not while a step works
-            try:
-                panel.show(check=await self.engine.db_check(), checked=True)
-            except GlanceTuiError as exc:
-                self.notify(f"db check: {exc.message}", severity="warning", markup=False)
+            self._rearm(self.gate_interval, self._gate_cycle, "gates", "gate check")
 
     def refresh_roles(self) -> None:
-        table = self.query_one("#nodes", NodeTable)
-        for node in self.config.nodes:
-            table.set_cells(node.name, {"role": self.engine.role_of(node.name)})
+        self.cluster.refresh_roles()
 
     # ---------------------------------------------------------------- gates and states
 
@@ -197,20 +169,21 @@ class MainScreen(Screen[None]):
             step = next((s for s in self.engine.plan.steps if self.engine.states.get(s.id) != DONE), None)
         return step
 
-    async def reevaluate(self) -> None:
-        """Which step is next, and do its gates (and the selected step's) pass right now?"""
+    async def reevaluate(self, max_age: float = 0.0) -> None:
+        """Which step is next, and do its gates (and the selected step's) pass right now?
+        (``max_age``: a look, not a decision; reads at most that old may be reused.)"""
         async with self._probe_lock:
             nxt = await self._next_step()
             if self.dry_run and self.engine.states.get("upgrade-new") == DONE:
                 nxt, self.dry_run_over = None, True  # later steps depend on effects a dry run never makes
             self.next_id = nxt.id if nxt else None
             if nxt is not None:
-                self.gates[nxt.id] = self.next_gates = list(await self.engine.evaluate(nxt))
+                self.gates[nxt.id] = self.next_gates = list(await self.engine.evaluate(nxt, max_age=max_age))
             else:
                 self.next_gates = []
             selected = self.selected_step()
             if selected is not None and selected.id != self.next_id and self.engine.states.get(selected.id) != DONE:
-                self.gates[selected.id] = list(await self.engine.evaluate(selected))
+                self.gates[selected.id] = list(await self.engine.evaluate(selected, max_age=max_age))
         self.refresh_states()
 
     def refresh_states(self) -> None:
@@ -229,7 +202,8 @@ class MainScreen(Screen[None]):
 
     @property
     def can_continue(self) -> bool:
-        return not self.busy and self.next_id is not None and self.next_gates is not None and not hard_failures(self.next_gates)
+        return (not self.busy and not self.continuing and self.next_id is not None and self.next_gates is not None
+                and not hard_failures(self.next_gates))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "continue":
@@ -266,14 +240,14 @@ class MainScreen(Screen[None]):
             log.write(line)
         step = self.selected_step()
         if step is not None and step.id not in self.gates and not self.busy:
-            self._spawn(self._evaluate_selected, "select")
+            self._spawn(self._evaluate_selected, "select", "gate check of the selected step")
 
     async def _evaluate_selected(self) -> None:
         step = self.selected_step()
         if step is None or self.busy:
             return
         async with self._probe_lock:
-            self.gates[step.id] = list(await self.engine.evaluate(step))
+            self.gates[step.id] = list(await self.engine.evaluate(step, max_age=self.config.policy.node_poll_interval))
         self.refresh_states()
 
     # ---------------------------------------------------------------- engine events
@@ -324,29 +298,43 @@ class MainScreen(Screen[None]):
     # ---------------------------------------------------------------- actions
 
     def action_continue(self) -> None:
-        if not self.can_continue:
-            self.action_explain_blocked()
-            return
-        self.busy = True
-        self.sync_bindings()
-        self.run_worker(self._run_next(), group="step", exclusive=True, exit_on_error=False)
+        self.press_continue()
+
+    def action_explain_blocked(self) -> None:
+        self.press_continue()
 
     def request_continue(self) -> None:
         """From the palette: run, or explain why not (the footer binding is dimmed then)."""
-        self.action_continue()
+        self.press_continue()
 
-    def action_explain_blocked(self) -> None:
+    def press_continue(self) -> None:
+        """Run the next step or say why not: at once when the gates are known, else as soon as
+        they are (with "checking gates…" on screen meanwhile). Never nothing."""
         if self.busy:
             self.notify(f"step {self.running_step or ''} is running; wait for it to finish", markup=False)
             return
-        if self.next_gates is None:
-            self.notify("the gates of the next step are being checked…", markup=False)
+        if self.continuing:
+            self.notify("continue is on its way: the gates are being checked…", markup=False)
             return
-        if self.next_id is None:
-            msg = ("dry run complete: later steps depend on effects a dry run does not produce; each step's panel shows its commands"
-                   if self.dry_run_over else "nothing left to run: the upgrade is complete")
-            self.notify(msg, markup=False)
-            return
+        if not self._probe_lock.locked() and self.next_gates is not None:
+            if self.next_id is None:
+                self.say_nothing_left()
+                return
+            if hard_failures(self.next_gates):
+                self.explain_blocked()
+                return
+        self.continuing = True
+        self.activity.start("checking gates…")
+        self.sync_bindings()
+        self._spawn(self._run_next, "step", "the step", exclusive=True)
+
+    def say_nothing_left(self) -> None:
+        msg = ("dry run complete: later steps depend on effects a dry run does not produce; each step's panel shows its commands"
+               if self.dry_run_over else "nothing left to run: the upgrade is complete")
+        self.notify(msg, markup=False)
+
+    def explain_blocked(self) -> None:
+        """Which hard gates of the next step fail, and how to fix them."""
         step = self.engine.plan.step(self.next_id)
         self.query_one("#steps", Checklist).select(step.id)
         failing = hard_failures(self.next_gates)
@@ -357,18 +345,22 @@ class MainScreen(Screen[None]):
         self.notify("\n".join(lines), severity="warning", timeout=12, markup=False)
 
     async def _run_next(self) -> None:
+        """Wait for a gate check under way, check the next step, then run it or explain."""
         try:
             async with self._probe_lock:
                 step = await self._next_step()
-                results = list(await self.engine.evaluate(step)) if step else []
+                results = list(await self.engine.evaluate(step, max_age=self.config.policy.node_poll_interval)) if step else []
+                self.next_id, self.next_gates = (step.id if step else None), results
+            self.refresh_states()
             if step is None:
-                self.notify("nothing left to run: the upgrade is complete", markup=False)
+                self.say_nothing_left()
                 return
-            self.next_id, self.next_gates = step.id, results
             if hard_failures(results):
-                self.busy = False
-                self.action_explain_blocked()
+                self.explain_blocked()
                 return
+            self.continuing, self.busy = False, True
+            self.activity.stop()  # the checklist shows the step running from here on
+            self.sync_bindings()
             self.query_one("#steps", Checklist).select(step.id)
             self.running_step = step.id
             outcome = await self.engine.run_step(step, self.operator)
@@ -376,13 +368,12 @@ class MainScreen(Screen[None]):
             self.notify(f"step {step.number}: {outcome}", severity=severity, markup=False)  # type: ignore[arg-type]
         except GlanceTuiError as exc:
             self.app.push_screen(MessageScreen("The step could not run", exc.message))
-        except Exception as exc:  # an engine bug must not kill the operator's session
-            self.app.push_screen(MessageScreen("Unexpected error (please report it)", f"{exc.__class__.__name__}: {exc}"))
-        finally:
-            self.busy = False
+        finally:  # anything else reaches the operator through the app's failed-worker handler
+            self.busy = self.continuing = False
             self.current_action = ""
+            self.activity.stop()
             self.sync_bindings()
-            self._spawn(self._gate_cycle_once, "gates-now")
+            self._spawn(self._gate_cycle_once, "gates-now", "gate check")
 
     async def _gate_cycle_once(self) -> None:
         if not self.busy:
@@ -392,12 +383,16 @@ class MainScreen(Screen[None]):
         if self.busy:
             self.notify("a step is running; gates are rechecked before each of its actions", markup=False)
             return
-        self._spawn(self._recheck, "recheck")
+        self.activity.start("re-checking the cluster and the gates…")
+        self._spawn(self._recheck, "recheck", "re-check")
 
     async def _recheck(self) -> None:
-        self.apply_lb(await self.engine.cluster.probe_lb())
-        await self.refresh_nodes()
-        await self.reevaluate()
+        try:
+            await self.cluster.recheck()
+            await self.reevaluate()
+        finally:
+            if not self.busy and not self.continuing:
+                self.activity.stop()
 
     def action_select_next(self) -> None:
         if self.next_id:
@@ -423,7 +418,7 @@ class MainScreen(Screen[None]):
 
     def quit_explanation(self) -> Text:
         """What is running and what state the cluster is left in, from the latest probes."""
-        table = self.query_one("#nodes", NodeTable)
+        table = self.cluster.table
         step = next((s for s in self.engine.plan.steps if s.id == self.running_step), None)
         text = Text()
         if step is not None:
@@ -437,7 +432,7 @@ class MainScreen(Screen[None]):
         text.append(f"  out of rotation: {', '.join(out) or 'none'}\n")
         text.append(f"  Glance stopped on: {', '.join(stopped) or 'none'}\n")
         text.append(f"  on the target release: {', '.join(target) or 'none'}\n")
-        check = self.query_one("#db", DbPanel).check
+        check = self.cluster.db.check
         text.append(f"  database: {check.meaning if check else 'db check not known'}\n")
         text.append("\nThe journal keeps the run: start glance-tui with the same config to resume from what the probes show.")
         return text

@@ -18,10 +18,11 @@ from glance_tui.adapters.database import DatabaseFacts
 from glance_tui.api import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, Action, ActionFinished, ActionStarted, Config, DBState, DbCheck,
     DrainProgress, GateResult, GatesEvaluated, Journal, LBFacts, NodeFacts, Notice, OutputLine, Plan, PlanChanged,
-    RunState, ServerStats, Step, StepChanged,
+    RunState, ServerStats, Step,
 )
 from glance_tui.config import parse_config
 from glance_tui.gates import Gate
+from glance_tui.step_states import StepStates
 
 OLD, TARGET = ("2023.1", "26.1.0"), ("2024.1", "28.2.0")
 
@@ -130,6 +131,7 @@ class ScriptedEngine:
         self.fail_once: dict[tuple[str, str], tuple[str, list[str]]] = {}
         self.drain_script: list[int] = [2, 1, 0]
         self.drain_tick = 1.0
+        self.gate_delay = 0.0  # seconds each evaluation takes (a slow probe)
         self.preflight_ok = False
         self.closed = False
         self.calls: list[str] = []
@@ -137,7 +139,8 @@ class ScriptedEngine:
         self._listeners: list[Callable[[Any], None]] = []
         self._lock = asyncio.Lock()
         self.plan = self._build()
-        self.states = {s.id: PENDING for s in self.plan.steps}
+        self.book = StepStates(self.emit, (s.id for s in self.plan.steps))  # the real engine's bookkeeping
+        self.states = self.book.states
 
     # ---------------------------------------------------------------- model
 
@@ -224,30 +227,28 @@ class ScriptedEngine:
 
     # ---------------------------------------------------------------- public shape of Engine
 
-    def subscribe(self, listener: Callable[[Any], None]) -> None:
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def emit(self, event: Any) -> None:
         for listener in list(self._listeners):
             listener(event)
 
     def _set(self, step: Step, state: str, detail: str = "") -> None:
-        if self.states.get(step.id) != state:
-            self.states[step.id] = state
-            self.emit(StepChanged(step.id, state, detail))
+        self.book.set(step.id, state, detail)
 
     def role_of(self, node: str) -> str:
-        if node == self.state.new_node:
-            return "NEW NODE"
-        state = self.states.get(f"node:{node}")
-        return "upgraded" if state == DONE else "current" if state in (RUNNING, FAILED, BLOCKED, READY) else "pending"
+        return self.book.role_of(node, self.state.new_node)
 
     async def db_check(self) -> DbCheck | None:
         meaningful = self.state.new_node or self.config.nodes[0].name
         return DbCheck(meaningful, self.db_code, TARGET[0], tuple(self.heads()))
 
-    async def evaluate(self, step: Step, action: Action | None = None) -> list[GateResult]:
+    async def evaluate(self, step: Step, action: Action | None = None, *, max_age: float = 0.0) -> list[GateResult]:
         self.calls.append(f"evaluate:{step.id}")
+        if self.gate_delay:
+            await asyncio.sleep(self.gate_delay)
         gates = tuple(step.gates) + (tuple(action.gates) if action else ())
         results = [self.failing.get(g.id) or GateResult(g.id, g.title, True, "ok") for g in gates]
         self.emit(GatesEvaluated(step.id, tuple(results)))
@@ -277,7 +278,11 @@ class ScriptedEngine:
     async def run_step(self, step: Step, operator: Any) -> str:
         async with self._lock:
             self.calls.append(f"run:{step.id}")
-            return await self._run_step(step, operator)
+            self.book.active = step.id
+            try:
+                return await self._run_step(step, operator)
+            finally:
+                self.book.active = None
 
     async def _run_step(self, step: Step, operator: Any) -> str:
         if step.id == "new-node" and not self.state.new_node:
@@ -287,8 +292,7 @@ class ScriptedEngine:
                 return "blocked"
             self.state.new_node = choice
             self.plan = self._build()
-            for s in self.plan.steps:
-                self.states.setdefault(s.id, PENDING)
+            self.book.add(s.id for s in self.plan.steps)
             self.emit(PlanChanged(f"NEW NODE is {choice}"))
             step = self.plan.step("new-node")
         self._set(step, RUNNING)
