@@ -32,7 +32,7 @@ def _guard(handler):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    lab = _lab(args, nodes=args.nodes)
+    lab = _lab(args, nodes=args.nodes, autostart=args.autostart)
     lab.up()
     print(status_text(lab.status()))
     return 0
@@ -60,12 +60,15 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from glance_tui.lab.load import DEFAULT_SIZES, parse_size, run_load, write_json
 
-    url = args.url
-    if not url:
-        status = _lab(args).status()
-        if not status.get("created") or not status["haproxy"]["running"]:
+    urls, token = [args.url] if args.url else [], None
+    if not urls:
+        lab = _lab(args)
+        status = lab.status()
+        if not status.get("created") or not all(lb["running"] for lb in status["haproxies"]):
             raise GlanceTuiError("the lab is not running", where=status["dir"], fix="run `glance-tui lab up` (or pass --url)")
-        url = status["haproxy"]["frontend"]
+        urls = [url for lb in status["haproxies"] for url in lb["frontends"].values()]
+        token = lab.token()
+    url = ", ".join(urls)
     sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
     print(f"load: {args.clients} clients for {args.duration:.0f}s through {url} (Ctrl-C stops early)", flush=True)
@@ -73,7 +76,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     async def load():
         stop = asyncio.Event()  # Ctrl-C: let in-flight requests finish, then report
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-        return await run_load(url, clients=args.clients, duration=args.duration, sizes=sizes, stop_event=stop,
+        return await run_load(urls, clients=args.clients, duration=args.duration, sizes=sizes, stop_event=stop, token=token,
                               max_requests=args.max_requests, upload_rate=rate, cleanup=not args.keep_images)
 
     report = asyncio.run(load())
@@ -114,15 +117,21 @@ def status_text(status: dict) -> str:
     if not status.get("created"):
         return f"no lab in {status['dir']} (run `glance-tui lab up`)"
     up = lambda flag: "running" if flag else "stopped"  # noqa: E731
-    db, lb = status["mariadb"], status["haproxy"]
+    db = status["mariadb"]
     lines = [
         f"lab {status['dir']}",
         f"  MariaDB   {db['address']:<24} {up(db['running'])}",
-        f"  HAProxy   {lb['frontend']:<24} {up(lb['running'])}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}",
     ]
+    if status.get("keystone"):
+        lines.append(f"  Keystone  {status['keystone']['url']:<24} {up(status['keystone']['running'])}")
+    for lb in status["haproxies"]:
+        fronts = "  ".join(f"{backend} {url}" for backend, url in lb["frontends"].items())
+        lines.append(f"  HAProxy {lb['name']:<5} {up(lb['running'])}  {fronts}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}")
     for n in status["nodes"]:
         lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']})"
                      f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+    if status.get("autostart"):
+        lines.append("  autostart a node's upgrade starts its service (as a Debian/Ubuntu postinst does)")
     lines.append(f"  config    glance-tui -c {status['config']}")
     return "\n".join(lines)
 
@@ -141,13 +150,15 @@ def add_lab_parser(subparsers) -> None:
 
     p = command("up", cmd_up, "start the lab (idempotent; the first run installs Glance 2023.1 and 2024.1)")
     p.add_argument("--nodes", type=int, default=None, metavar="N", help="number of glance-api nodes (default 3)")
+    p.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
+                   help="a node's upgrade starts its service, as a Debian/Ubuntu postinst does (default: as before, else off)")
     command("down", cmd_down, "stop everything the lab started")
     p = command("status", cmd_status, "what runs where, and each node's release")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("reset", cmd_reset, "all nodes back to 2023.1, a fresh database and file store")
     p.add_argument("--no-up", action="store_true", help="leave the lab stopped after the reset")
     p = command("load", cmd_load, "drive image traffic through HAProxy and verify every byte")
-    p.add_argument("--url", help="the Glance endpoint (default: the lab's HAProxy frontend)")
+    p.add_argument("--url", help="the Glance endpoint (default: every frontend of the lab's HAProxy instances, with a Keystone token)")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size, e.g. 64K or 4M; repeat for a mix (default 64K 1M 4M)")
