@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 
-from glance_tui.errors import GlanceTuiError
+from glance_tui.errors import GlanceTuiError, UsageError
 
 
 def _lab(args: argparse.Namespace, **kwargs):
@@ -91,26 +91,37 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from glance_tui.lab.load import parse_size
-    from glance_tui.lab.rehearse import rehearse, report_text, write_reports
+    from glance_tui.lab.rehearse import rehearse, report_text, scenario_names, write_reports
 
+    names = scenario_names(args.scenario)
+    if args.naive and names != ["default"]:
+        raise UsageError("--naive runs only with the default scenario", fix="drop --naive, or drop --scenario")
     lab = _lab(args)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
 
-    async def both():
+    async def each():
         kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose)
-        reports = [await rehearse(lab, naive=False, **kw)]
-        if args.naive:
-            reports.append(await rehearse(lab, naive=True, **kw))
+        reports = []
+        for name in names:
+            report = await rehearse(lab, naive=False, scenario=name, **kw)
+            reports.append(report)
+            path = Path(args.json) if args.json and len(names) == 1 else lab.dir / f"rehearsal-{name}.json"
+            runs = [report]
+            if args.naive:
+                runs.append(await rehearse(lab, naive=True, **kw))
+                reports.append(runs[-1])
+            write_reports(runs, path)
+            print(f"report for {name} written to {path}", flush=True)
         return reports
 
-    reports = asyncio.run(both())
+    reports = asyncio.run(each())
     print()
     print(report_text(reports))
-    path = Path(args.json) if args.json else lab.dir / "rehearsal.json"
-    write_reports(reports, path)
-    print(f"report written to {path}")
-    return 0 if reports[0].ok else 1
+    failed = [r.scenario for r in reports if r.mode == "drain" and not r.ok]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def status_text(status: dict) -> str:
@@ -166,10 +177,12 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests (default 100000)")
     p.add_argument("--keep-images", action="store_true", help="do not delete the verified images afterwards")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load; report failures")
+    p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load, with a hazard; report")
+    p.add_argument("--scenario", default="default", metavar="NAME",
+                   help="default, prestaged, autostart, failover, stats-outage, long-request, or all (each with its own report)")
     p.add_argument("--naive", action="store_true", help="also run the no-drain restart procedure under the same load, side by side")
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
     p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")
     p.add_argument("--verbose", action="store_true", help="print every command's output")
-    p.add_argument("--json", metavar="FILE", help="where to write the JSON report (default <lab dir>/rehearsal.json)")
+    p.add_argument("--json", metavar="FILE", help="where to write the JSON report of one scenario (default <lab dir>/rehearsal-NAME.json)")
