@@ -15,18 +15,21 @@ from glance_tui.commands import NodeCommands
 from glance_tui.config import load_config
 from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.lab import envs, glance
-from glance_tui.lab.lab import Lab, Layout, NodeLayout
+from glance_tui.lab.lab import BalancerLayout, Lab, Layout, NodeLayout
 from glance_tui.lab.load import Failure, LoadReport, parse_size
 
 
-def make_layout(bin_dir: str = "/opt/none/bin") -> Layout:
+def make_layout(bin_dir: str = "/opt/none/bin", *, two: bool = False) -> Layout:
     nodes = [NodeLayout(f"glance-{i}", f"127.0.0.{10 + i}", 9292, 2222) for i in (1, 2, 3)]
-    return Layout(nodes=nodes, lb_host="127.0.0.10", frontend_port=9292, stats_port=8404, runtime_tcp_port=9999, db_port=13306,
-                  envs={"2023.1": bin_dir, "2024.1": bin_dir})
+    balancers = [BalancerLayout("lb", "127.0.0.10", 9292, 8404, 9999)]
+    if two:
+        balancers = [BalancerLayout("lb-a", "127.0.0.10", 9292, 8404, 9999, external_port=9293),
+                     BalancerLayout("lb-b", "127.0.0.9", 9292, 8404, 9999, external_port=9293)]
+    return Layout(nodes=nodes, balancers=balancers, db_port=13306, envs={"2023.1": bin_dir, "2024.1": bin_dir})
 
 
 def test_generated_config_loads_and_renders_nodectl_commands(tmp_path: Path) -> None:
-    lab = Lab(tmp_path / "lab")
+    lab = Lab(tmp_path / "lab", envs={"2023.1": "/opt/none/bin", "2024.1": "/opt/none/bin"})
     lab.dir.mkdir()
     lab._password()
     path = lab.write_config(make_layout())
@@ -45,6 +48,42 @@ def test_generated_config_loads_and_renders_nodectl_commands(tmp_path: Path) -> 
     assert cmds.upgrade().command.endswith("-m glance_tui.lab.nodectl upgrade 2024.1")
     assert cmds.db_check().command.endswith("-m glance_tui.lab.nodectl manage db check")
     assert lab.password_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_config_lists_both_instances_with_both_backends(tmp_path: Path) -> None:
+    """The production-shaped lab: two HAProxy instances, internal and external backend on each."""
+    lab = Lab(tmp_path / "lab")
+    lab.dir.mkdir()
+    lab._password()
+    config = load_config(lab.write_config(make_layout(two=True)))
+    assert config.load_balancer is None
+    assert [(lb.name, lb.stats_url, lb.backends) for lb in config.lbs] == [
+        ("lb-a", "http://127.0.0.10:8404/stats", ["glance_api", "glance_api_external"]),
+        ("lb-b", "http://127.0.0.9:8404/stats", ["glance_api", "glance_api_external"])]
+    assert [lb.runtime_socket for lb in config.lbs] == [f"unix:{lab.dir}/haproxy/admin.sock", f"unix:{lab.dir}/haproxy-lb-b/admin.sock"]
+    assert all(lb.admin == "http" for lb in config.lbs)
+    assert config.policy.health_paths == ["/healthcheck", "/versions"]  # the tool's default must pass on the lab
+
+
+def test_layout_of_a_lab_made_before_two_instances_still_loads() -> None:
+    old = {"nodes": [{"name": "glance-1", "host": "127.0.0.11", "api_port": 9292, "ssh_port": 2222}], "lb_host": "127.0.0.10",
+           "frontend_port": 9292, "stats_port": 8404, "runtime_tcp_port": 9999, "db_port": 13306, "workers": 1, "envs": {}}
+    layout = Layout.from_json(old)
+    assert (layout.lb_host, layout.frontend_port, layout.stats_port) == ("127.0.0.10", 9292, 8404)
+    assert layout.keystone_url is None and layout.frontend_urls == ["http://127.0.0.10:9292"]
+    assert Layout.from_json(json.loads(json.dumps(make_layout(two=True).to_json()))).frontend_urls == [
+        "http://127.0.0.10:9292", "http://127.0.0.10:9293", "http://127.0.0.9:9292", "http://127.0.0.9:9293"]
+
+
+def test_api_conf_behind_keystone() -> None:
+    from glance_tui.lab.keystone import authtoken_section
+
+    section = authtoken_section(auth_url="http://127.0.0.5:5000", password="s3cret")
+    text = glance.api_conf(host="127.0.0.11", port=9292, database="mysql+pymysql://g:p@h:1/glance", store_dir=Path("/s"),
+                           node_dir=Path("/n1"), authtoken=section)
+    assert "flavor = keystone\n" in text and "[keystone_authtoken]\n" in text
+    for line in ("auth_url = http://127.0.0.5:5000", "username = glance", "project_name = service", "password = s3cret", "auth_type = password"):
+        assert line + "\n" in text
 
 
 def test_api_conf_follows_the_notes() -> None:
@@ -83,6 +122,14 @@ def test_env_is_adopted_only_when_it_matches_the_lock(tmp_path: Path, monkeypatc
     assert envs.glance_version(good / "bin") == "26.1.0"
 
 
+def test_keystone_lock_pins_keystone_gunicorn_and_the_constraints() -> None:
+    pins = envs.read_lock(envs.KEYSTONE)
+    assert pins["keystone"] == envs.KEYSTONE_VERSION == "23.0.0"
+    # from upper-constraints-2023.1, as shared/NOTES.md lists them
+    assert pins["gunicorn"] == "20.1.0" and pins["keystonemiddleware"] == "10.2.0" and "pymysql" in pins
+    assert envs.env_dir(envs.KEYSTONE).name == "keystone-2023.1"
+
+
 def test_both_locks_pin_glance_and_pymysql() -> None:
     assert envs.read_lock("2024.1")["glance"] == "28.2.0"
     assert {"glance", "pymysql", "oslo-db", "sqlalchemy"} <= set(envs.read_lock("2024.1"))
@@ -99,7 +146,7 @@ def test_failed_install_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.M
     lines: list[str] = []
     with pytest.raises(GlanceTuiError) as err:
         envs.ensure_env("2023.1", progress=lines.append)
-    assert "installing Glance 2023.1 failed" in err.value.what
+    assert "installing Glance 2023.1 (26.1.0) failed" in err.value.what
     assert "rerun `glance-tui lab up`" in err.value.fix and "install.log" in err.value.fix
     assert lines[0].startswith("installing Glance 2023.1 (26.1.0)")
     assert not (envs.env_dir("2023.1") / envs.STAMP).exists()

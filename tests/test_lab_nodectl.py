@@ -148,3 +148,38 @@ def test_errors_without_node_dir_or_verb(tmp_path: Path) -> None:
     assert res.returncode == 1 and "GLANCE_LAB_NODE_DIR is not set" in res.stderr
     res = ctl(tmp_path, "frobnicate")
     assert res.returncode == 1 and "cannot read node.json" in res.stderr
+
+
+def test_autostart_upgrade_starts_the_service_like_a_postinst(node_dir: Path) -> None:
+    """With ``autostart`` an upgrade (re)starts the service on the new code, as Debian's postinst does."""
+    from glance_tui.lab.monitor import ProcessMonitor
+
+    node = nodectl.Node.load(node_dir)
+    node.data["autostart"] = True
+    node.save()
+    assert ctl(node_dir, "start").returncode == 0
+    monitor = ProcessMonitor({"n1": node_dir})
+    monitor.sample()
+    old = nodectl.running_pid(node)
+    up = ctl(node_dir, "upgrade", "2024.1")
+    assert up.returncode == 0, up.stderr
+    assert "postinst: glance-api started" in up.stdout and "keeps the old code" not in up.stdout
+    new = nodectl.running_pid(node)
+    assert new and new != old and not procs.pid_alive(old)
+    assert b"env-2024.1/bin/glance-api" in Path(f"/proc/{new}/cmdline").read_bytes()
+    monitor.sample()  # the witness tells both processes apart by the environment they run from
+    assert {(s.pid, s.release) for s in monitor.spans.values()} == {(old, "2023.1"), (new, "2024.1")}
+    span = next(s for s in monitor.spans.values() if s.pid == new)
+    assert monitor.running_during(span.started, span.last_seen, not_release="2024.1")[0].pid == old
+    assert ctl(node_dir, "stop").returncode == 0
+    up = ctl(node_dir, "downgrade")  # stopped before: a postinst starts an enabled service too
+    assert up.returncode == 0 and "postinst: glance-api started" in up.stdout and nodectl.running_pid(node)
+
+
+def test_without_autostart_the_old_process_keeps_running(node_dir: Path) -> None:
+    node = nodectl.Node.load(node_dir)
+    assert ctl(node_dir, "start").returncode == 0
+    pid = nodectl.running_pid(node)
+    up = ctl(node_dir, "upgrade", "2024.1")
+    assert up.returncode == 0 and "keeps the old code until restarted" in up.stdout
+    assert nodectl.running_pid(node) == pid and b"env-2023.1" in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 
-from glance_tui.errors import GlanceTuiError
+from glance_tui.errors import GlanceTuiError, UsageError
 
 
 def _lab(args: argparse.Namespace, **kwargs):
@@ -32,7 +32,7 @@ def _guard(handler):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    lab = _lab(args, nodes=args.nodes)
+    lab = _lab(args, nodes=args.nodes, autostart=args.autostart)
     lab.up()
     print(status_text(lab.status()))
     return 0
@@ -60,12 +60,15 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from glance_tui.lab.load import DEFAULT_SIZES, parse_size, run_load, write_json
 
-    url = args.url
-    if not url:
-        status = _lab(args).status()
-        if not status.get("created") or not status["haproxy"]["running"]:
+    urls, token = [args.url] if args.url else [], None
+    if not urls:
+        lab = _lab(args)
+        status = lab.status()
+        if not status.get("created") or not all(lb["running"] for lb in status["haproxies"]):
             raise GlanceTuiError("the lab is not running", where=status["dir"], fix="run `glance-tui lab up` (or pass --url)")
-        url = status["haproxy"]["frontend"]
+        urls = [url for lb in status["haproxies"] for url in lb["frontends"].values()]
+        token = lab.token()
+    url = ", ".join(urls)
     sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
     print(f"load: {args.clients} clients for {args.duration:.0f}s through {url} (Ctrl-C stops early)", flush=True)
@@ -73,7 +76,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     async def load():
         stop = asyncio.Event()  # Ctrl-C: let in-flight requests finish, then report
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-        return await run_load(url, clients=args.clients, duration=args.duration, sizes=sizes, stop_event=stop,
+        return await run_load(urls, clients=args.clients, duration=args.duration, sizes=sizes, stop_event=stop, token=token,
                               max_requests=args.max_requests, upload_rate=rate, cleanup=not args.keep_images)
 
     report = asyncio.run(load())
@@ -88,41 +91,58 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from glance_tui.lab.load import parse_size
-    from glance_tui.lab.rehearse import rehearse, report_text, write_reports
+    from glance_tui.lab.rehearse import rehearse, report_text, scenario_names, write_reports
 
+    names = scenario_names(args.scenario)
+    if args.naive and names != ["default"]:
+        raise UsageError("--naive runs only with the default scenario", fix="drop --naive, or drop --scenario")
     lab = _lab(args)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
 
-    async def both():
+    async def each():
         kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose)
-        reports = [await rehearse(lab, naive=False, **kw)]
-        if args.naive:
-            reports.append(await rehearse(lab, naive=True, **kw))
+        reports = []
+        for name in names:
+            report = await rehearse(lab, naive=False, scenario=name, **kw)
+            reports.append(report)
+            path = Path(args.json) if args.json and len(names) == 1 else lab.dir / f"rehearsal-{name}.json"
+            runs = [report]
+            if args.naive:
+                runs.append(await rehearse(lab, naive=True, **kw))
+                reports.append(runs[-1])
+            write_reports(runs, path)
+            print(f"report for {name} written to {path}", flush=True)
         return reports
 
-    reports = asyncio.run(both())
+    reports = asyncio.run(each())
     print()
     print(report_text(reports))
-    path = Path(args.json) if args.json else lab.dir / "rehearsal.json"
-    write_reports(reports, path)
-    print(f"report written to {path}")
-    return 0 if reports[0].ok else 1
+    failed = [r.scenario for r in reports if r.mode == "drain" and not r.ok]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def status_text(status: dict) -> str:
     if not status.get("created"):
         return f"no lab in {status['dir']} (run `glance-tui lab up`)"
     up = lambda flag: "running" if flag else "stopped"  # noqa: E731
-    db, lb = status["mariadb"], status["haproxy"]
+    db = status["mariadb"]
     lines = [
         f"lab {status['dir']}",
         f"  MariaDB   {db['address']:<24} {up(db['running'])}",
-        f"  HAProxy   {lb['frontend']:<24} {up(lb['running'])}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}",
     ]
+    if status.get("keystone"):
+        lines.append(f"  Keystone  {status['keystone']['url']:<24} {up(status['keystone']['running'])}")
+    for lb in status["haproxies"]:
+        fronts = "  ".join(f"{backend} {url}" for backend, url in lb["frontends"].items())
+        lines.append(f"  HAProxy {lb['name']:<5} {up(lb['running'])}  {fronts}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}")
     for n in status["nodes"]:
         lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']})"
                      f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+    if status.get("autostart"):
+        lines.append("  autostart a node's upgrade starts its service (as a Debian/Ubuntu postinst does)")
     lines.append(f"  config    glance-tui -c {status['config']}")
     return "\n".join(lines)
 
@@ -141,13 +161,15 @@ def add_lab_parser(subparsers) -> None:
 
     p = command("up", cmd_up, "start the lab (idempotent; the first run installs Glance 2023.1 and 2024.1)")
     p.add_argument("--nodes", type=int, default=None, metavar="N", help="number of glance-api nodes (default 3)")
+    p.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
+                   help="a node's upgrade starts its service, as a Debian/Ubuntu postinst does (default: as before, else off)")
     command("down", cmd_down, "stop everything the lab started")
     p = command("status", cmd_status, "what runs where, and each node's release")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("reset", cmd_reset, "all nodes back to 2023.1, a fresh database and file store")
     p.add_argument("--no-up", action="store_true", help="leave the lab stopped after the reset")
     p = command("load", cmd_load, "drive image traffic through HAProxy and verify every byte")
-    p.add_argument("--url", help="the Glance endpoint (default: the lab's HAProxy frontend)")
+    p.add_argument("--url", help="the Glance endpoint (default: every frontend of the lab's HAProxy instances, with a Keystone token)")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size, e.g. 64K or 4M; repeat for a mix (default 64K 1M 4M)")
@@ -155,10 +177,12 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests (default 100000)")
     p.add_argument("--keep-images", action="store_true", help="do not delete the verified images afterwards")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load; report failures")
+    p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load, with a hazard; report")
+    p.add_argument("--scenario", default="default", metavar="NAME",
+                   help="default, prestaged, autostart, failover, stats-outage, long-request, or all (each with its own report)")
     p.add_argument("--naive", action="store_true", help="also run the no-drain restart procedure under the same load, side by side")
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
     p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")
     p.add_argument("--verbose", action="store_true", help="print every command's output")
-    p.add_argument("--json", metavar="FILE", help="where to write the JSON report (default <lab dir>/rehearsal.json)")
+    p.add_argument("--json", metavar="FILE", help="where to write the JSON report of one scenario (default <lab dir>/rehearsal-NAME.json)")

@@ -1,9 +1,9 @@
-"""The lab's two Glance environments (2023.1 and 2024.1), installed from committed lock files.
+"""The lab's Python environments (Glance 2023.1 and 2024.1, Keystone 2023.1), installed from committed lock files.
 
-Old Glance breaks on new libraries, so each environment is installed from the exact pins in
-``locks/glance-<release>.txt`` (a ``pip freeze`` of glance + PyMySQL resolved under the
-OpenStack upper-constraints). Environments are cached under ``$XDG_CACHE_HOME`` and reused
-while their stamp (hash of the lock + Python version) matches. Stdlib only: nodectl uses it.
+Old OpenStack code breaks on new libraries, so each environment is installed from the exact
+pins in ``locks/<name>.txt`` (a ``pip freeze`` resolved under the OpenStack upper-constraints
+of its release). Environments are cached under ``$XDG_CACHE_HOME`` and reused while their
+stamp (hash of the lock + Python version) matches. Stdlib only: nodectl uses it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from glance_tui.errors import GlanceTuiError
 GLANCE_VERSIONS: dict[str, str] = {"2023.1": "26.1.0", "2024.1": "28.2.0"}
 BASE_RELEASE = "2023.1"
 TARGET_RELEASE = "2024.1"
+# The lab's identity service: Keystone of the base release, from the same upper-constraints.
+KEYSTONE = "keystone-2023.1"
+KEYSTONE_VERSION = "23.0.0"
 LOCK_DIR = Path(__file__).with_name("locks")
 STAMP = ".glance-tui-stamp"
 
@@ -37,8 +40,18 @@ def _release(release: str) -> str:
     return release
 
 
+def _name(release: str) -> str:
+    """The environment's name: ``glance-<release>``, or :data:`KEYSTONE` itself."""
+    return release if release == KEYSTONE else f"glance-{_release(release)}"
+
+
+def _marker(release: str) -> str:
+    """A binary every usable environment of this kind has."""
+    return "keystone-manage" if release == KEYSTONE else "glance-api"
+
+
 def lock_file(release: str) -> Path:
-    return LOCK_DIR / f"glance-{_release(release)}.txt"
+    return LOCK_DIR / f"{_name(release)}.txt"
 
 
 def cache_root() -> Path:
@@ -47,7 +60,7 @@ def cache_root() -> Path:
 
 
 def env_dir(release: str) -> Path:
-    return cache_root() / f"glance-{_release(release)}"
+    return cache_root() / _name(release)
 
 
 def stamp_for(release: str) -> str:
@@ -93,7 +106,7 @@ def _matches_lock(path: Path, release: str) -> bool:
 
 def _usable(path: Path, release: str) -> bool:
     stamp = path / STAMP
-    if not (path / "bin" / "glance-api").exists():
+    if not (path / "bin" / _marker(release)).exists():
         return False
     if stamp.exists():
         return stamp.read_text().strip() == stamp_for(release)
@@ -105,22 +118,29 @@ def _usable(path: Path, release: str) -> bool:
 
 
 def ensure_env(release: str, *, progress: Progress = print) -> Path:
-    """The ``bin`` directory of the cached environment for ``release``, installing it on first use."""
+    """The ``bin`` directory of the cached environment for ``release`` (a Glance release, or
+    :data:`KEYSTONE`), installing it on first use."""
     path = env_dir(release)
     if _usable(path, release):
         return path / "bin"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f"glance-{release}.lock", "w") as guard:
+    with open(path.parent / f"{_name(release)}.lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)  # another `lab up` may be installing the same env
         if not _usable(path, release):
             _install(path, release, progress)
     return path / "bin"
 
 
+def _title(release: str) -> str:
+    if release == KEYSTONE:
+        return f"Keystone {BASE_RELEASE} ({KEYSTONE_VERSION})"
+    return f"Glance {release} ({GLANCE_VERSIONS[release]})"
+
+
 def _install(path: Path, release: str, progress: Progress) -> None:
-    version = GLANCE_VERSIONS[release]
-    log = path.parent / f"glance-{release}.install.log"
-    progress(f"installing Glance {release} ({version}) into {path} (first run, ~1-4 min, ~250 MB)…")
+    title = _title(release)
+    log = path.parent / f"{_name(release)}.install.log"
+    progress(f"installing {title} into {path} (first run, ~1-4 min, ~250 MB)…")
     if path.exists():
         shutil.rmtree(path)
     started = time.monotonic()
@@ -129,10 +149,10 @@ def _install(path: Path, release: str, progress: Progress) -> None:
         _run([str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
               "-r", str(lock_file(release))], out, progress, release, log)
     if not _matches_lock(path, release):
-        raise GlanceTuiError(f"Glance {release} environment does not match its lock after installing", where=str(path),
+        raise GlanceTuiError(f"{title} environment does not match its lock after installing", where=str(path),
                              fix=f"see {log}; remove {path} and rerun `glance-tui lab up`")
     (path / STAMP).write_text(stamp_for(release) + "\n")
-    progress(f"Glance {release} ({version}) installed in {time.monotonic() - started:.0f}s")
+    progress(f"{title} installed in {time.monotonic() - started:.0f}s")
 
 
 def _run(argv: list[str], out, progress: Progress, release: str, log: Path) -> None:
@@ -149,7 +169,7 @@ def _run(argv: list[str], out, progress: Progress, release: str, log: Path) -> N
         tail = (tail + [line])[-3:]
     if proc.wait() != 0:
         raise GlanceTuiError(
-            f"installing Glance {release} failed ({' | '.join(t for t in tail if t)})",
+            f"installing {_title(release)} failed ({' | '.join(t for t in tail if t)})",
             where=argv[0],
             fix=f"check access to PyPI and free disk space (~250 MB per environment), then rerun `glance-tui lab up`; full log: {log}",
         )

@@ -1,4 +1,4 @@
-"""glance-api / glance-manage configuration for lab nodes (no Keystone, file store, MariaDB).
+"""glance-api / glance-manage configuration for lab nodes (Keystone or none, file store, MariaDB).
 
 Follows the verified recipe in shared/NOTES.md. The paste config differs between releases,
 so the conf points at ``<node dir>/glance-api-paste.ini``, which nodectl copies from the
@@ -26,8 +26,14 @@ def _write_private(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1) -> str:
-    """glance-api.conf for one node: Images API v2 only, no Keystone, shared file store."""
+def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1,
+             authtoken: str | None = None) -> str:
+    """glance-api.conf for one node: Images API v2 only, shared file store; behind Keystone when
+    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated."""
+    if authtoken:
+        paste = "# Behind Keystone: every request but /healthcheck and /versions needs a token.\nflavor = keystone"
+    else:
+        paste = "# No Keystone: the default pipeline with an unauthenticated (admin) context.\nflavor ="
     return f"""\
 # Written by glance-tui's staging lab. Images API v2 only: the v1 API and the registry are left unset.
 [DEFAULT]
@@ -43,8 +49,7 @@ max_retries = 10
 retry_interval = 1
 
 [paste_deploy]
-# No Keystone: the default pipeline with an unauthenticated (admin) context.
-flavor =
+{paste}
 config_file = {node_dir / 'glance-api-paste.ini'}
 
 [glance_store]
@@ -65,7 +70,7 @@ lock_path = {node_dir / 'locks'}
 [oslo_policy]
 enforce_scope = false
 enforce_new_defaults = false
-"""
+""" + (f"\n{authtoken}" if authtoken else "")
 
 
 def write_api_conf(path: Path, **kwargs) -> None:

@@ -55,6 +55,8 @@ class HAProxyLab:
     # More frontend/backend pairs over the same servers, as Kolla-Ansible and OpenStack-Ansible
     # give Glance an internal and an external one: [backend name, frontend port (0 = free)].
     extra_backends: list[list] = field(default_factory=list)
+    # A response header naming the server that answered (``%s``), so a client knows which node served it.
+    served_by_header: str | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -152,6 +154,8 @@ class HAProxyLab:
                 "    http-check expect status 200",
                 f"    default-server check inter {self.check_inter_ms} fall 2 rise 2",
             ]
+            if self.served_by_header:
+                lines.append(f"    http-response set-header {self.served_by_header} %s")
             lines += [f"    server {s.name} {s.host}:{s.port}" for s in self.servers]
         lines += [
             "",

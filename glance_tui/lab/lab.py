@@ -1,4 +1,10 @@
-"""The staging lab: a real Glance cluster on loopback (MariaDB, N glance-api nodes, HAProxy, sshd per node).
+"""The staging lab: a real Glance cluster on loopback shaped like a production cloud.
+
+MariaDB, Keystone (fernet, a ``glance`` service user, the image service in the catalog), N
+glance-api nodes behind Keystone, two HAProxy instances (as Kolla-Ansible and
+OpenStack-Ansible run one per controller) each with an internal and an external Glance
+backend, one sshd per node. Keystone and the second instance are options: the simulated
+cluster of the tests (no auth in its Glance) runs without them.
 
 Everything runs as detached processes with pid files under one lab directory, so ``down()``
 stops exactly what the lab started, and ``up()`` is idempotent (it starts only what is not
@@ -26,13 +32,19 @@ from glance_tui.errors import GlanceTuiError
 from glance_tui.lab import envs as lab_envs
 from glance_tui.lab import glance, nodectl, procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
+from glance_tui.lab.keystone import KeystoneLab, authtoken_section
 from glance_tui.lab.mariadb import MariaDB
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
 
 BACKEND = "glance_api"
+EXTERNAL_BACKEND = "glance_api_external"
 DB_SCHEMA = "glance"
 DB_USER = "glance"
+KEYSTONE_SCHEMA = "keystone"
+KEYSTONE_DB_USER = "keystone"
+# Header the lab's HAProxy adds to every Glance response: which server answered (for the rehearsals).
+SERVED_BY = "X-Lab-Served-By"
 # Debian packages the lab needs, checked up front so a fresh machine gets one line with the fix.
 BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen")
 
@@ -67,26 +79,71 @@ class NodeLayout:
 
 
 @dataclass
+class BalancerLayout:
+    """One HAProxy instance: its address, the internal (and external) frontend, stats, runtime API."""
+
+    name: str
+    host: str
+    frontend_port: int
+    stats_port: int
+    runtime_tcp_port: int
+    external_port: int | None = None  # None: only the internal backend
+
+    @property
+    def frontend_url(self) -> str:
+        return f"http://{self.host}:{self.frontend_port}"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """backend -> the frontend URL routing to it."""
+        urls = {BACKEND: self.frontend_url}
+        if self.external_port:
+            urls[EXTERNAL_BACKEND] = f"http://{self.host}:{self.external_port}"
+        return urls
+
+
+@dataclass
 class Layout:
     """Every address and port of one lab (resolved: no 0 left), persisted as lab.json."""
 
     nodes: list[NodeLayout]
-    lb_host: str
-    frontend_port: int
-    stats_port: int
-    runtime_tcp_port: int
+    balancers: list[BalancerLayout]
     db_port: int
     workers: int = 1
-    envs: dict[str, str] = field(default_factory=dict)  # release -> bin dir
+    envs: dict[str, str] = field(default_factory=dict)  # release -> bin dir (and the Keystone env)
+    keystone_host: str | None = None  # None: Glance without Keystone
+    keystone_port: int | None = None
+    autostart: bool = False  # a node's `upgrade` starts its service, as a Debian postinst does
+
+    # Instance A: where `lab load` and the single-instance callers look.
+    lb_host = property(lambda self: self.balancers[0].host)
+    frontend_port = property(lambda self: self.balancers[0].frontend_port)
+    stats_port = property(lambda self: self.balancers[0].stats_port)
+    runtime_tcp_port = property(lambda self: self.balancers[0].runtime_tcp_port)
+
+    @property
+    def keystone_url(self) -> str | None:
+        return f"http://{self.keystone_host}:{self.keystone_port}" if self.keystone_host else None
+
+    @property
+    def frontend_urls(self) -> list[str]:
+        """Every frontend of every instance: the load is spread over all of them."""
+        return [url for b in self.balancers for url in b.urls.values()]
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)
         data["nodes"] = [n.__dict__ for n in self.nodes]
+        data["balancers"] = [b.__dict__ for b in self.balancers]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Layout":
-        return cls(**{**data, "nodes": [NodeLayout(**n) for n in data["nodes"]]})
+        data = dict(data)
+        if "balancers" not in data:  # lab.json written before there were two instances
+            data["balancers"] = [{"name": "lb", "host": data.pop("lb_host"), "frontend_port": data.pop("frontend_port"),
+                                  "stats_port": data.pop("stats_port"), "runtime_tcp_port": data.pop("runtime_tcp_port")}]
+        return cls(**{**data, "nodes": [NodeLayout(**n) for n in data["nodes"]],
+                      "balancers": [BalancerLayout(**b) for b in data["balancers"]]})
 
 
 class Lab:
@@ -99,13 +156,20 @@ class Lab:
         ip_base: str = "127.0.0.",
         first_ip: int = 11,
         lb_ip: int = 10,
+        lb_b_ip: int = 9,
+        keystone_ip: int = 5,
         api_port: int = 9292,
         frontend_port: int = 9292,
+        external_port: int = 9293,
         stats_port: int = 8404,
         runtime_tcp_port: int = 9999,
         ssh_port: int = 2222,
         db_port: int = 13306,
+        keystone_port: int = 5000,
         workers: int = 1,
+        keystone: bool | None = None,  # None: on for the real Glance environments, off for simulated ones (envs=)
+        second_lb: bool | None = None,  # instance B and the external backends; None: like keystone
+        autostart: bool | None = None,  # None: as the existing lab has, else off
         progress: Callable[[str], None] = print,
     ) -> None:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
@@ -113,15 +177,22 @@ class Lab:
         self.dir = Path(workdir or default_dir()).absolute()
         self.n_nodes = nodes
         self.envs = {k: str(Path(v).absolute()) for k, v in envs.items()} if envs else None
-        self.ip_base, self.first_ip, self.lb_ip = ip_base, first_ip, lb_ip
-        self.ports = dict(api=api_port, frontend=frontend_port, stats=stats_port, runtime=runtime_tcp_port, ssh=ssh_port, db=db_port)
+        self.ip_base, self.first_ip, self.lb_ip, self.lb_b_ip, self.keystone_ip = ip_base, first_ip, lb_ip, lb_b_ip, keystone_ip
+        self.ports = dict(api=api_port, frontend=frontend_port, external=external_port, stats=stats_port, runtime=runtime_tcp_port,
+                          ssh=ssh_port, db=db_port, keystone=keystone_port)
         self.workers = workers
+        real = envs is None
+        self.with_keystone = real if keystone is None else keystone
+        self.with_second_lb = real if second_lb is None else second_lb
+        self.autostart = autostart
         self.progress = progress
 
     # ------------------------------------------------------------------ paths
     layout_file = property(lambda self: self.dir / "lab.json")
     config_path = property(lambda self: self.dir / "glance-tui.toml")
     password_file = property(lambda self: self.dir / "db-password")
+    admin_password_file = property(lambda self: self.dir / "keystone-admin-password")
+    glance_password_file = property(lambda self: self.dir / "keystone-glance-password")
     operator_key = property(lambda self: self.dir / "keys" / "operator")
     known_hosts = property(lambda self: self.dir / "keys" / "known_hosts")
     store_dir = property(lambda self: self.dir / "images")
@@ -154,36 +225,77 @@ class Lab:
                 return wanted
             return previous if previous else procs.free_port(host)
 
-        lb_host = f"{self.ip_base}{self.lb_ip}"
         prev_nodes = {n.name: n for n in old.nodes} if old else {}
         nodes = []
         for i in range(self.n_nodes):
             name, host = f"glance-{i + 1}", f"{self.ip_base}{self.first_ip + i}"
             prev = prev_nodes.get(name)
             nodes.append(NodeLayout(name, host, pick("api", host, prev and prev.api_port), pick("ssh", host, prev and prev.ssh_port)))
+        wanted = [("lb-a", self.lb_ip), ("lb-b", self.lb_b_ip)] if self.with_second_lb else [("lb", self.lb_ip)]
+        prev_lbs = {b.name: b for b in old.balancers} if old else {}
+        balancers = []
+        for name, ip in wanted:
+            host, prev = f"{self.ip_base}{ip}", prev_lbs.get(name)
+            balancers.append(BalancerLayout(
+                name, host,
+                frontend_port=pick("frontend", host, prev and prev.frontend_port),
+                stats_port=pick("stats", host, prev and prev.stats_port),
+                runtime_tcp_port=pick("runtime", host, prev and prev.runtime_tcp_port),
+                external_port=pick("external", host, prev and prev.external_port) if self.with_second_lb else None,
+            ))
+        keystone_host = f"{self.ip_base}{self.keystone_ip}" if self.with_keystone else None
+        autostart = self.autostart if self.autostart is not None else bool(old and old.autostart)
         return Layout(
             nodes=nodes,
-            lb_host=lb_host,
-            frontend_port=pick("frontend", lb_host, old and old.frontend_port),
-            stats_port=pick("stats", lb_host, old and old.stats_port),
-            runtime_tcp_port=pick("runtime", lb_host, old and old.runtime_tcp_port),
+            balancers=balancers,
             db_port=pick("db", "127.0.0.1", old and old.db_port),
             workers=self.workers,
             envs=env_bins,
+            keystone_host=keystone_host,
+            keystone_port=pick("keystone", keystone_host, old and old.keystone_port) if keystone_host else None,
+            autostart=autostart,
         )
 
     # ------------------------------------------------------------------ services
     def mariadb(self, layout: Layout) -> MariaDB:
         return MariaDB(self.dir / "mariadb", host="127.0.0.1", port=layout.db_port)
 
+    def haproxies(self, layout: Layout) -> list[HAProxyLab]:
+        """Every HAProxy instance (A first)."""
+        return [self._haproxy(layout, b, i) for i, b in enumerate(layout.balancers)]
+
     def haproxy(self, layout: Layout) -> HAProxyLab:
+        """Instance A."""
+        return self.haproxies(layout)[0]
+
+    def _haproxy(self, layout: Layout, b: BalancerLayout, index: int) -> HAProxyLab:
         return HAProxyLab(
-            self.dir / "haproxy", backend=BACKEND,
+            self.dir / ("haproxy" if index == 0 else f"haproxy-{b.name}"), backend=BACKEND,
             servers=[HAProxyServer(n.name, n.host, n.api_port) for n in layout.nodes],
-            frontend_host=layout.lb_host, frontend_port=layout.frontend_port,
-            stats_host=layout.lb_host, stats_port=layout.stats_port, runtime_tcp_port=layout.runtime_tcp_port,
-            stats_admin=True, health_path="/versions", check_inter_ms=500,
+            frontend_host=b.host, frontend_port=b.frontend_port,
+            stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port,
+            stats_admin=True, check_inter_ms=500, served_by_header=SERVED_BY,
+            # Behind Keystone /versions still answers without a token, but /healthcheck is what a
+            # production LB checks (and what disable_by_file_path switches off).
+            health_path="/healthcheck" if layout.keystone_host else "/versions",
+            extra_backends=[[EXTERNAL_BACKEND, b.external_port]] if b.external_port else [],
         )
+
+    def keystone(self, layout: Layout) -> KeystoneLab | None:
+        if not layout.keystone_host:
+            return None
+        from glance_tui.lab.envs import KEYSTONE
+
+        return KeystoneLab(self.dir / "keystone", Path(layout.envs[KEYSTONE]), layout.keystone_host, int(layout.keystone_port or 0),
+                           glance.db_url(user=KEYSTONE_DB_USER, password=self._password(), host="127.0.0.1", port=layout.db_port,
+                                         schema=KEYSTONE_SCHEMA),
+                           admin_password=self._secret(self.admin_password_file), glance_password=self._secret(self.glance_password_file))
+
+    def token(self) -> str | None:
+        """A token for the load clients (admin in project admin); None when the lab has no Keystone."""
+        layout = self.load_layout()
+        ks = self.keystone(layout) if layout else None
+        return ks.token() if ks else None
 
     def sshd(self, node: NodeLayout) -> SSHD:
         package_root = str(Path(glance_tui.__file__).resolve().parent.parent)
@@ -195,7 +307,9 @@ class Lab:
         return nodectl.Node.load(self.node_dir(node.name))
 
     def _anything_running(self, layout: Layout) -> bool:
-        if self.mariadb(layout).is_running() or self.haproxy(layout).is_running():
+        if self.mariadb(layout).is_running() or any(lb.is_running() for lb in self.haproxies(layout)):
+            return True
+        if layout.keystone_host and procs.is_running(self.dir / "keystone" / "keystone.pid"):
             return True
         for n in layout.nodes:
             if self.sshd(n).is_running() or (self.node_dir(n.name) / "node.json").exists() and nodectl.running_pid(self.node(n)):
@@ -207,7 +321,9 @@ class Lab:
         """Start whatever is not running; create database, configs and keys on first use."""
         started = time.monotonic()
         require_packages()
-        env_bins = self.envs or {rel: str(lab_envs.ensure_env(rel, progress=self.progress)) for rel in lab_envs.GLANCE_VERSIONS}
+        env_bins = dict(self.envs or {rel: str(lab_envs.ensure_env(rel, progress=self.progress)) for rel in lab_envs.GLANCE_VERSIONS})
+        if self.with_keystone:
+            env_bins[lab_envs.KEYSTONE] = str(lab_envs.ensure_env(lab_envs.KEYSTONE, progress=self.progress))
         self.dir.mkdir(parents=True, exist_ok=True)
         layout = self._resolve_layout(env_bins)
         self._check_ports(layout)
@@ -218,11 +334,12 @@ class Lab:
         database = glance.db_url(user=DB_USER, password=password, host="127.0.0.1", port=layout.db_port, schema=DB_SCHEMA)
 
         self._up_database(layout, password, database)
+        authtoken = self._up_keystone(layout)
         self.store_dir.mkdir(exist_ok=True)
         self.backup_dir.mkdir(exist_ok=True)
         pending = []
         for n in layout.nodes:
-            node = self._write_node(layout, n, database)
+            node = self._write_node(layout, n, database, authtoken)
             if nodectl.running_pid(node) is None:
                 self.progress(f"starting glance-api {n.name} ({node.release}) on {n.api_url}")
                 pending.append((node, nodectl.start(node, wait=False)))
@@ -233,12 +350,17 @@ class Lab:
             if not s.is_running():
                 s.start()
         write_known_hosts(self.known_hosts, sshds)
-        lb = self.haproxy(layout)
-        if not lb.is_running():
-            self.progress(f"starting HAProxy on {lb.frontend_url} (stats {lb.stats_url})")
-            lb.start()
+        for lb in self.haproxies(layout):
+            if not lb.is_running():
+                self.progress(f"starting HAProxy on {', '.join(lb.frontend_urls.values())} (stats {lb.stats_url})")
+                lb.start()
+        ks = self.keystone(layout)
+        if ks:
+            ks.register_glance({"internal": layout.balancers[0].urls[BACKEND], "admin": layout.balancers[0].urls[BACKEND],
+                                "public": list(layout.balancers[0].urls.values())[-1]})
         self.write_config(layout)
-        self._wait_ready(f"http://{layout.lb_host}:{layout.frontend_port}/versions")
+        for url in layout.frontend_urls:
+            self._wait_ready(f"{url}/versions")
         self.progress(f"lab up in {time.monotonic() - started:.1f}s: glance-tui -c {self.config_path}")
         return layout
 
@@ -247,10 +369,15 @@ class Lab:
         needed = []
         if not self.mariadb(layout).is_running():
             needed.append(("127.0.0.1", layout.db_port, "MariaDB"))
-        if not self.haproxy(layout).is_running():
-            needed += [(layout.lb_host, layout.frontend_port, "the HAProxy frontend"),
-                       (layout.lb_host, layout.stats_port, "the HAProxy stats page"),
-                       (layout.lb_host, layout.runtime_tcp_port, "the HAProxy runtime API")]
+        ks = self.keystone(layout)
+        if ks and not ks.is_running():
+            needed.append((ks.host, ks.port, "Keystone"))
+        for b, lb in zip(layout.balancers, self.haproxies(layout)):
+            if not lb.is_running():
+                needed += [(b.host, port, f"HAProxy {b.name}'s frontend of {backend}") for backend, port in
+                           [(BACKEND, b.frontend_port), (EXTERNAL_BACKEND, b.external_port)] if port]
+                needed += [(b.host, b.stats_port, f"HAProxy {b.name}'s stats page"),
+                           (b.host, b.runtime_tcp_port, f"HAProxy {b.name}'s runtime API")]
         for n in layout.nodes:
             if not self.sshd(n).is_running():
                 needed.append((n.host, n.ssh_port, f"sshd of {n.name}"))
@@ -264,13 +391,32 @@ class Lab:
             procs.require_free_port(host, port, what)
 
     def _password(self) -> str:
-        if not self.password_file.exists():
-            self.password_file.touch(mode=0o600)
-            self.password_file.write_text(secrets.token_urlsafe(18) + "\n")
-        self.password_file.chmod(0o600)
-        password = self.password_file.read_text().strip()
+        return self._secret(self.password_file)
+
+    def _secret(self, path: Path) -> str:
+        """A lab password from its file (made on first use, mode 600), registered for redaction."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(18) + "\n")
+        path.chmod(0o600)
+        password = path.read_text().strip()
         register(password)
         return password
+
+    def _up_keystone(self, layout: Layout) -> str | None:
+        """Keystone's database, bootstrap and server; the ``[keystone_authtoken]`` for the nodes (None without)."""
+        ks = self.keystone(layout)
+        if ks is None:
+            return None
+        self.mariadb(layout).create_database(KEYSTONE_SCHEMA, KEYSTONE_DB_USER, self._password())
+        if not ks.marker.exists():
+            self.progress(f"bootstrapping Keystone {lab_envs.KEYSTONE_VERSION} (fernet tokens, admin)")
+        ks.bootstrap()
+        if not ks.is_running():
+            self.progress(f"starting Keystone (gunicorn) on {ks.url}")
+            ks.start()
+        return authtoken_section(auth_url=ks.url, password=ks.glance_password)
 
     def _up_database(self, layout: Layout, password: str, database: str) -> None:
         db = self.mariadb(layout)
@@ -286,18 +432,24 @@ class Lab:
             glance.db_sync(Path(layout.envs[lab_envs.BASE_RELEASE]), conf)
             marker.write_text("synced by glance-tui lab\n")
 
-    def _write_node(self, layout: Layout, n: NodeLayout, database: str) -> nodectl.Node:
+    def _write_node(self, layout: Layout, n: NodeLayout, database: str, authtoken: str | None = None) -> nodectl.Node:
         d = self.node_dir(n.name)
         d.mkdir(parents=True, exist_ok=True)
         try:
             release = self.node(n).release  # keep a node's upgrade across `lab up`
         except GlanceTuiError:
             release = lab_envs.BASE_RELEASE
-        node = nodectl.Node(d, {"name": n.name, "host": n.host, "port": n.api_port, "release": release,
-                                "envs": layout.envs, "target": lab_envs.TARGET_RELEASE})
+        try:
+            installed = self.node(n).data.get("installed_at")
+        except GlanceTuiError:
+            installed = None
+        envs = {k: v for k, v in layout.envs.items() if k in lab_envs.GLANCE_VERSIONS}
+        node = nodectl.Node(d, {"name": n.name, "host": n.host, "port": n.api_port, "release": release, "envs": envs,
+                                "target": lab_envs.TARGET_RELEASE, "autostart": layout.autostart,
+                                **({"installed_at": installed} if installed else {})})
         node.save()
         glance.write_api_conf(node.conf, host=n.host, port=n.api_port, database=database, store_dir=self.store_dir,
-                              node_dir=d, workers=layout.workers)
+                              node_dir=d, workers=layout.workers, authtoken=authtoken)
         return node
 
     def _wait_ready(self, url: str, timeout: float = 60) -> None:
@@ -316,7 +468,6 @@ class Lab:
     # ------------------------------------------------------------------ config for glance-tui
     def write_config(self, layout: Layout) -> Path:
         """The ready glance-tui.toml for this lab (loads with ``glance_tui.config.load_config``)."""
-        lb = self.haproxy(layout)
         nodectl_cmd = f"{shlex.quote(sys.executable)} -m glance_tui.lab.nodectl"
         q = json.dumps  # TOML basic strings are JSON-compatible for these values
         lines = [
@@ -325,8 +476,17 @@ class Lab:
             f"schema = {q(DB_SCHEMA)}", f"password_file = {q(str(self.password_file))}", "",
             "[backup]", 'where = "local"', f"directory = {q(str(self.backup_dir))}",
             f"mysqldump = {q(procs.require_binary('mysqldump'))}", "",
-            "[load_balancer]", 'kind = "haproxy"', f"stats_url = {q(lb.stats_url)}", f"backend = {q(BACKEND)}",
-            'admin = "http"', f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", "",
+        ]
+        lbs = self.haproxies(layout)
+        if len(lbs) == 1 and len(lbs[0].backends) == 1:  # the simulated cluster: the single-instance form
+            lines += ["[load_balancer]", 'kind = "haproxy"', f"stats_url = {q(lbs[0].stats_url)}", f"backend = {q(BACKEND)}",
+                      'admin = "http"', f"runtime_socket = {q('unix:' + str(lbs[0].runtime_socket))}", ""]
+        else:
+            for b, lb in zip(layout.balancers, lbs):
+                lines += ["[[load_balancers]]", f"name = {q(b.name)}", 'kind = "haproxy"', f"stats_url = {q(lb.stats_url)}",
+                          f"backends = [{', '.join(q(x) for x in lb.backends)}]", 'admin = "http"',
+                          f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", ""]
+        lines += [
             "[ssh]", 'user = "root"', f"identity_file = {q(str(self.operator_key))}", f"known_hosts = {q(str(self.known_hosts))}", "",
             "[commands]",
             f"stop = {q(nodectl_cmd + ' stop')}",
@@ -349,14 +509,15 @@ class Lab:
         return self.config_path
 
     # ------------------------------------------------------------------ down / status / reset
-    def down(self) -> list[str]:
+    def down(self, *, keep_database: bool = False) -> list[str]:
         """Stop everything this lab started (by pid files); returns what was stopped."""
         layout = self.load_layout()
         if layout is None:
             return []
         stopped = []
-        if self.haproxy(layout).stop():
-            stopped.append("haproxy")
+        for b, lb in zip(layout.balancers, self.haproxies(layout)):
+            if lb.stop():
+                stopped.append("haproxy" if len(layout.balancers) == 1 else f"haproxy {b.name}")
         for n in layout.nodes:
             if self.sshd(n).stop():
                 stopped.append(f"sshd {n.name}")
@@ -367,7 +528,9 @@ class Lab:
                     raise GlanceTuiError(f"glance-api on {n.name} does not stop", where=str(node.pidfile), fix=f"kill it by hand (pid {was})")
                 if was:
                     stopped.append(f"glance-api {n.name}")
-        if self.mariadb(layout).stop():
+        if procs.stop_pid(self.dir / "keystone" / "keystone.pid"):
+            stopped.append("keystone")
+        if not keep_database and self.mariadb(layout).stop():
             stopped.append("mariadb")
         return stopped
 
@@ -376,7 +539,7 @@ class Lab:
         layout = self.load_layout()
         if layout is None:
             return {"dir": str(self.dir), "created": False}
-        db, lb = self.mariadb(layout), self.haproxy(layout)
+        db, lbs = self.mariadb(layout), self.haproxies(layout)
         nodes = []
         for n in layout.nodes:
             try:
@@ -389,16 +552,33 @@ class Lab:
         return {
             "dir": str(self.dir), "created": True, "config": str(self.config_path),
             "mariadb": {"address": f"127.0.0.1:{layout.db_port}", "running": db.is_running()},
-            "haproxy": {"frontend": lb.frontend_url, "stats_url": lb.stats_url, "runtime_socket": str(lb.runtime_socket),
-                        "runtime_tcp": f"{layout.lb_host}:{layout.runtime_tcp_port}", "running": lb.is_running()},
+            # instance A (what `lab load` uses by default), then every instance
+            "haproxy": self._lb_status(layout.balancers[0], lbs[0]),
+            "haproxies": [self._lb_status(b, lb) for b, lb in zip(layout.balancers, lbs)],
+            "keystone": {"url": layout.keystone_url, "running": procs.is_running(self.dir / "keystone" / "keystone.pid")}
+            if layout.keystone_host else None,
+            "autostart": layout.autostart,
             "nodes": nodes,
         }
 
+    @staticmethod
+    def _lb_status(b: BalancerLayout, lb: HAProxyLab) -> dict:
+        return {"name": b.name, "frontend": lb.frontend_url, "frontends": lb.frontend_urls, "stats_url": lb.stats_url,
+                "runtime_socket": str(lb.runtime_socket), "runtime_tcp": f"{b.host}:{b.runtime_tcp_port}", "running": lb.is_running()}
+
     def reset(self, *, up: bool = True) -> Layout | None:
-        """Back to a fresh lab: all nodes on 2023.1, a new database, an empty file store (keys kept)."""
+        """Back to a fresh lab: all nodes on 2023.1, a new Glance database, an empty file store (keys
+        and Keystone's database kept: bootstrapping Keystone again would cost half a minute)."""
         layout = self.load_layout()
-        self.down()
-        for d in (self.dir / "mariadb", self.store_dir, self.backup_dir):
+        self.down(keep_database=True)
+        db = self.mariadb(layout) if layout else None
+        if db is not None and db.is_running():
+            db.drop_database(DB_SCHEMA)
+            (db.workdir / ".glance-synced").unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.dir / "mariadb", ignore_errors=True)
+            shutil.rmtree(self.dir / "keystone", ignore_errors=True)  # its database went with MariaDB's
+        for d in (self.store_dir, self.backup_dir):
             shutil.rmtree(d, ignore_errors=True)
         if layout:
             for n in layout.nodes:

@@ -5,6 +5,10 @@ upload is still in flight when a node is drained), and download + verify them ag
 checksums computed locally and reported by Glance (``checksum`` = md5, ``os_hash_value`` =
 sha512). Bounded by time and request count. At the end every image the run created is
 re-read: any that is not ``active`` (or vanished) is reported.
+
+Requests are spread over every frontend given (both HAProxy instances, internal and external);
+:class:`Targets` can be switched mid-run, as a moving VIP switches clients to another instance.
+Behind Keystone every request carries the token (``X-Auth-Token``).
 """
 
 from __future__ import annotations
@@ -92,6 +96,24 @@ class LoadReport:
         return "\n".join(lines)
 
 
+class Targets:
+    """The frontends new requests go to; requests already sent finish where they are."""
+
+    def __init__(self, urls: list[str] | str) -> None:
+        self.urls = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
+        if not self.urls:
+            raise GlanceTuiError("load needs at least one URL", fix="pass --url or start the lab")
+        self.moved_at: float | None = None
+
+    def pick(self, rng: random.Random) -> str:
+        return rng.choice(self.urls)
+
+    def move_to(self, urls: list[str]) -> None:
+        """Every new request goes to ``urls`` from now on (a VIP moving to another instance)."""
+        self.urls = [u.rstrip("/") for u in urls]
+        self.moved_at = time.monotonic()
+
+
 @dataclass
 class _Image:
     id: str
@@ -102,14 +124,16 @@ class _Image:
 
 
 class _Run:
-    def __init__(self, url: str, clients: int, sizes: tuple[int, ...], upload_rate: int | None) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, targets: Targets, clients: int, sizes: tuple[int, ...], upload_rate: int | None, token: str | None) -> None:
+        self.targets = targets
         self.sizes = sizes
         self.upload_rate = upload_rate
-        self.report = LoadReport(url=self.url, clients=clients)
+        self.headers = {"X-Auth-Token": token} if token else {}
+        self.report = LoadReport(url=", ".join(targets.urls), clients=clients)
         self.images: dict[str, _Image] = {}
         self.started = time.monotonic()
         self.count = 0
+        self.rng = random.Random()  # which frontend each request goes to
 
     def _done(self, kind: str) -> None:
         self.report.requests[kind] = self.report.requests.get(kind, 0) + 1
@@ -117,11 +141,15 @@ class _Run:
     def _fail(self, kind: str, reason: str, image: str | None = None) -> None:
         self.report.failures.append(Failure(kind, reason, round(time.monotonic() - self.started, 3), image))
 
+    @property
+    def url(self) -> str:
+        return self.targets.urls[0]
+
     async def _request(self, http: httpx.AsyncClient, kind: str, method: str, path: str, expect: int, image: str | None = None,
                        **kwargs) -> httpx.Response | None:
         self.count += 1
         try:
-            resp = await http.request(method, self.url + path, **kwargs)
+            resp = await http.request(method, self.targets.pick(self.rng) + path, **kwargs)
         except httpx.HTTPError as exc:
             self._done(kind)
             self._fail(kind, _reason(exc), image)
@@ -168,7 +196,7 @@ class _Run:
         self.count += 1
         md5, sha512, size = hashlib.md5(), hashlib.sha512(), 0
         try:
-            async with http.stream("GET", f"{self.url}/v2/images/{image.id}/file") as resp:
+            async with http.stream("GET", f"{self.targets.pick(rng)}/v2/images/{image.id}/file") as resp:
                 if resp.status_code != 200:
                     self._done("download")
                     return self._fail("download", f"HTTP {resp.status_code} {resp.reason_phrase}", image.id)
@@ -188,7 +216,7 @@ class _Run:
     async def client(self, index: int, deadline: float, max_requests: int | None, stop: asyncio.Event) -> None:
         rng = random.Random(index * 7919 + int(self.started))
         timeout = httpx.Timeout(120.0, connect=10.0)
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        async with httpx.AsyncClient(timeout=timeout, headers=self.headers) as http:
             while not stop.is_set() and time.monotonic() < deadline and (max_requests is None or self.count < max_requests):
                 roll = rng.random()
                 if roll < 0.3:
@@ -200,7 +228,7 @@ class _Run:
 
     async def verify(self, cleanup: bool) -> None:
         """Re-read every image this run created; report non-active/missing ones and checksum drift."""
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as http:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), headers=self.headers) as http:
             for image in self.images.values():
                 try:
                     resp = await http.get(f"{self.url}/v2/images/{image.id}")
@@ -227,7 +255,7 @@ class _Run:
 
 
 async def run_load(
-    url: str,
+    url: str | list[str] | Targets,
     *,
     clients: int = 4,
     duration: float = 30.0,
@@ -236,12 +264,14 @@ async def run_load(
     max_requests: int | None = 100_000,
     upload_rate: int | None = 4 * MiB,  # bytes/s per upload; None = as fast as possible
     cleanup: bool = True,
+    token: str | None = None,  # Keystone token sent with every request
 ) -> LoadReport:
-    """Drive traffic at ``url`` (the LB frontend) until ``duration`` passes, ``stop_event`` is set or
-    ``max_requests`` were sent; in-flight requests always finish. Returns the report."""
+    """Drive traffic at ``url`` (LB frontends: one, several, or switchable :class:`Targets`) until
+    ``duration`` passes, ``stop_event`` is set or ``max_requests`` were sent; in-flight requests
+    always finish. Returns the report."""
     if clients < 1 or duration <= 0 or not sizes:
         raise GlanceTuiError("load needs at least one client, a positive duration and one size", fix="check --clients/--duration/--size")
-    run = _Run(url, clients, tuple(sizes), upload_rate)
+    run = _Run(url if isinstance(url, Targets) else Targets(url), clients, tuple(sizes), upload_rate, token)
     stop = stop_event or asyncio.Event()
     deadline = run.started + duration
     await asyncio.gather(*(run.client(i, deadline, max_requests, stop) for i in range(clients)))

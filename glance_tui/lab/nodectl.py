@@ -2,7 +2,9 @@
 
 Each node's sshd sets ``GLANCE_LAB_NODE_DIR``; the node dir holds ``node.json``
 (name, host, port, release, envs, target), ``glance-api.conf``, the pid file and the log.
-"Upgrading" a node switches it to the 2024.1 environment, like a package upgrade would.
+"Upgrading" a node switches it to the 2024.1 environment, like a package upgrade would; with
+``autostart`` in node.json it then (re)starts the service, as a Debian/Ubuntu postinst does
+(``deb-systemd-invoke restart``), else the running service keeps the old code.
 Stdlib only and quick to start: the engine runs it for every probe.
 
     python -m glance_tui.lab.nodectl start|stop|is-running|processes|installed-at|upgrade [REL]|downgrade|version|manage ARGS…|read-config
@@ -209,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
             release = (rest[0] if rest else node.data.get("target", envs.TARGET_RELEASE)) if verb == "upgrade" else envs.BASE_RELEASE
             old = set_release(node, release)
             print(f"{node.name}: Glance {old} -> {release} ({version(node)}) installed"
-                  + (" (the running service keeps the old code until restarted)" if running_pid(node) else ""))
+                  + (" (the running service keeps the old code until restarted)" if running_pid(node) and not node.data.get("autostart") else ""))
+            if node.data.get("autostart"):
+                if not stop(node):
+                    print(f"{node.name}: postinst: the old glance-api does not stop", file=sys.stderr)
+                    return 1
+                pid = start(node)
+                print(f"{node.name}: postinst: glance-api started (pid {pid}, release {node.release})")
         elif verb == "version":
             print(version(node))
         elif verb == "processes":

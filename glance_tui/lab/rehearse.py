@@ -1,8 +1,11 @@
-"""``glance-tui lab rehearse``: the whole upgrade on the lab, under live image traffic.
+"""``glance-tui lab rehearse``: the whole upgrade on the lab, under live image traffic, with hazards.
 
 The drained procedure is the engine's own unattended run (what ``run --yes`` and the TUI
 drive). ``--naive`` also runs what common deployment tools do — restart node after node
 behind health checks, no drain — under the same load, so the report compares both.
+``--scenario`` injects one hazard of a real cloud (see :mod:`glance_tui.lab.hazards`); an
+independent witness (:mod:`glance_tui.lab.monitor`) checks which code ran when, and the
+journal tells where the time went (:mod:`glance_tui.lab.timesplit`).
 """
 
 from __future__ import annotations
@@ -16,18 +19,22 @@ from typing import Any, Callable
 
 from glance_tui.config import Config, load_config
 from glance_tui.engine import Engine
-from glance_tui.errors import GlanceTuiError
+from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.events import ActionFinished, Notice, RunFinished
 from glance_tui.journal import read_records
+from glance_tui.lab import nodectl
 from glance_tui.lab.envs import GLANCE_VERSIONS, TARGET_RELEASE
-from glance_tui.lab.lab import Lab
-from glance_tui.lab.load import MiB, LoadReport, run_load
+from glance_tui.lab.hazards import MAY_STOP, OUTAGE_SECONDS, SCENARIOS, LongDownload, is_drain, lb_states, wait_for_record
+from glance_tui.lab.lab import BACKEND, EXTERNAL_BACKEND, Lab
+from glance_tui.lab.load import MiB, LoadReport, Targets, run_load
+from glance_tui.lab.monitor import ProcessMonitor
+from glance_tui.lab.statsproxy import StatsProxy
+from glance_tui.lab.timesplit import CATEGORIES, split_journal
 from glance_tui.operator import Unattended
 from glance_tui.probes import Cluster
 from glance_tui.report import EventPrinter
 
 FINAL_HEAD = "2024_1_contract01"
-
-
 @dataclass
 class ProcedureReport:
     mode: str  # "drain" (the guide, via the engine) | "naive" (restart behind health checks)
@@ -39,29 +46,76 @@ class ProcedureReport:
     final_heads: list[str] = field(default_factory=list)
     node_versions: dict[str, str | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    scenario: str = "default"
+    hazard: list[str] = field(default_factory=list)  # what was injected, and when (seconds into the run)
+    stopped: str = ""  # the tool's own reason when it stopped before the end
+    out_of_rotation: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> {lb/backend: status} at the end
+    time_split: dict[str, Any] = field(default_factory=dict)  # timesplit.split_journal, or the naive equivalent
+    witness: dict[str, Any] = field(default_factory=dict)  # process spans seen, samples taken
+    long_request: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
-        return self.finished and not self.problems
+        return not self.problems and (self.finished or bool(self.stopped))
 
 
-def _judge(report: ProcedureReport, load: LoadReport) -> None:
-    """The rehearsal's pass criteria: nothing failed, nothing lost, the final state is right."""
+def _windows(records: list[dict[str, Any]], action: str) -> list[tuple[float, float]]:
+    """[start, end] of every run of ``action`` (an unfinished one ends at the last record)."""
+    found, open_at = [], None
+    for rec in records:
+        if rec.get("event") == "action.start" and rec.get("action") == action:
+            open_at = rec["ts"]
+        elif rec.get("event") == "action.end" and rec.get("action") == action and open_at is not None:
+            found.append((open_at, rec["ts"]))
+            open_at = None
+    if open_at is not None and records:
+        found.append((open_at, records[-1]["ts"]))
+    return found
+
+
+def _judge_witness(report: ProcedureReport, records: list[dict[str, Any]], monitor: ProcessMonitor) -> None:
+    """From the journal's action windows and the processes seen: contract never under old code,
+    the NEW NODE never running during expand/migrate (the guide keeps it stopped)."""
+    for start, end in _windows(records, "contract"):
+        old = monitor.running_during(start, end, not_release=TARGET_RELEASE)
+        if old:
+            who = ", ".join(sorted({f"{s.node} (pid {s.pid}, {s.release or '?'} code)" for s in old}))
+            report.problems.append(f"db contract ran while old code was serving: {who}")
+    new_node = next((r.get("new_node") for r in reversed(records) if r.get("event") == "state" and r.get("new_node")), None)
+    for kind in ("expand", "migrate"):
+        for start, end in _windows(records, kind):
+            running = monitor.running_during(start, end, node=new_node) if new_node else []
+            if running:
+                report.problems.append(f"db {kind} ran while the NEW NODE {new_node} was running "
+                                       f"(pid {running[0].pid}, {running[0].release or '?'} code); the guide keeps it stopped")
+
+
+def _judge(report: ProcedureReport, load: LoadReport, said: list[str]) -> None:
+    """The rehearsal's pass criteria: nothing failed, nothing lost, and either the final state is
+    right or the tool stopped with a reason that names every node it left out of rotation."""
     report.load = load.to_json()
-    if not report.finished:
-        report.problems.append("the procedure did not finish")
     if load.failures:
         report.problems.append(f"{len(load.failures)} request(s) failed")
     if load.checksum_mismatches:
         report.problems.append(f"{len(load.checksum_mismatches)} checksum mismatch(es)")
     if load.images_not_active:
         report.problems.append(f"{len(load.images_not_active)} image(s) lost or stuck")
-    if report.final_heads != [FINAL_HEAD]:
-        report.problems.append(f"final database revision {report.final_heads}, expected [{FINAL_HEAD!r}]")
-    want = GLANCE_VERSIONS[TARGET_RELEASE]
-    behind = {n: v for n, v in report.node_versions.items() if v != want}
-    if behind:
-        report.problems.append(f"nodes not on {want}: {behind}")
+    if report.finished:
+        if report.final_heads != [FINAL_HEAD]:
+            report.problems.append(f"final database revision {report.final_heads}, expected [{FINAL_HEAD!r}]")
+        want = GLANCE_VERSIONS[TARGET_RELEASE]
+        behind = {n: v for n, v in report.node_versions.items() if v != want}
+        if behind:
+            report.problems.append(f"nodes not on {want}: {behind}")
+        return
+    if report.scenario not in MAY_STOP or not report.stopped:
+        report.problems.append(f"the procedure did not finish{': ' + report.stopped if report.stopped else ''}")
+        return
+    text = "\n".join(said)
+    for node, places in report.out_of_rotation.items():
+        if node not in text:
+            report.problems.append(f"{node} is out of rotation ({', '.join(f'{p} {s}' for p, s in places.items())}) "
+                                   "but the tool did not say so")
 
 
 async def _final_state(config: Config, report: ProcedureReport) -> None:
@@ -72,6 +126,13 @@ async def _final_state(config: Config, report: ProcedureReport) -> None:
         report.final_heads = sorted(db)
     finally:
         await cluster.close()
+
+
+def _out_of_rotation(lab: Lab) -> dict[str, dict[str, str]]:
+    layout = lab.load_layout()
+    urls = {b.name: lb.stats_url for b, lb in zip(layout.balancers, lab.haproxies(layout))}
+    states = lb_states(urls, [BACKEND, EXTERNAL_BACKEND])
+    return {node: places for node, places in states.items() if any(not s.startswith("UP") for s in places.values())}
 
 
 def _journal_timings(journal: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -91,34 +152,53 @@ def _journal_timings(journal: Path) -> tuple[list[dict[str, Any]], dict[str, flo
 
 
 class _Timer:
+    """The naive procedure's steps, split like the journal's (commands, LB/health waits, overhead)."""
+
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
+        self.current: dict[str, float] = {}
 
     async def step(self, step: str, title: str, work: Callable[[], Any]) -> None:
+        self.current = {c: 0.0 for c in CATEGORIES}
         started = time.monotonic()
         await work()
-        self.steps.append({"step": step, "title": title, "seconds": round(time.monotonic() - started, 2)})
+        wall = time.monotonic() - started
+        self.current["overhead"] = max(0.0, wall - sum(self.current.values()))
+        self.steps.append({"step": step, "title": title, "seconds": round(wall, 2), "wall": round(wall, 2),
+                           "split": {k: round(v, 2) for k, v in self.current.items()}, "actions": []})
+
+    def add(self, category: str, seconds: float) -> None:
+        self.current[category] = self.current.get(category, 0.0) + seconds
+
+    def split(self) -> dict[str, Any]:
+        total = {c: round(sum(s["split"][c] for s in self.steps), 2) for c in CATEGORIES}
+        return {"steps": self.steps, "total": {"wall": round(sum(s["wall"] for s in self.steps), 2), "split": total}}
 
 
-async def _naive(config: Config, say: Callable[[str], None]) -> list[dict[str, Any]]:
+async def _naive(config: Config, say: Callable[[str], None], timer: _Timer) -> list[dict[str, Any]]:
     """Restart node after node relying on health checks: no drain, no wait for in-flight requests."""
     cluster = Cluster(config)
-    timer = _Timer()
     first, *rest = [n.name for n in config.nodes]
 
     async def sh(node: str, cmd) -> None:
+        started = time.monotonic()
         result = await cluster.run(cmd)
+        timer.add("commands", time.monotonic() - started)
         if not result.ok:
             raise GlanceTuiError(f"naive: `{cmd.command}` on {node} exited {result.exit_status}: {' | '.join(result.tail(3))}")
 
     async def wait_up(node: str) -> None:
-        deadline = time.monotonic() + config.policy.up_timeout
-        while time.monotonic() < deadline:
-            stats = (await cluster.lb.servers()).get(config.node(node).lb_server)
-            if stats and stats.state == "UP":
-                return
-            await asyncio.sleep(config.policy.lb_poll_interval)
-        raise GlanceTuiError(f"naive: {node} never came back UP")
+        started = time.monotonic()
+        deadline = started + config.policy.up_timeout
+        try:
+            while time.monotonic() < deadline:
+                stats = (await cluster.probe_lb()).servers.get(config.node(node).lb_server)
+                if stats and stats.state == "UP":
+                    return
+                await asyncio.sleep(config.policy.lb_poll_interval)
+            raise GlanceTuiError(f"naive: {node} never came back UP")
+        finally:
+            timer.add("lb_health", time.monotonic() - started)
 
     async def restart(node: str, *, manage: bool = False) -> None:
         cmds = cluster.commands(node)
@@ -141,53 +221,187 @@ async def _naive(config: Config, say: Callable[[str], None]) -> list[dict[str, A
     return timer.steps
 
 
-async def rehearse(lab: Lab, *, naive: bool, clients: int = 8, sizes: tuple[int, ...] = (256 * 1024, 1 * MiB, 2 * MiB),
-                   upload_rate: int | None = 1 * MiB, warmup: float = 3.0, say: Callable[[str], None] = print,
-                   verbose: bool = False) -> ProcedureReport:
-    """Reset the lab, start the load, run one procedure, stop the load, judge the result."""
-    say(f"rehearsal ({'naive: restart behind health checks' if naive else 'drain: the guide, via the engine'}): resetting the lab")
+def _variant(lab: Lab, scenario: str, replace: dict[str, str]) -> Path:
+    """The lab's config with some values replaced, for one scenario (its own journal directory too)."""
+    text = lab.config_path.read_text()
+    for old, new in replace.items():
+        if old not in text:
+            raise GlanceTuiError(f"the lab's config has no {old!r} to replace", where=str(lab.config_path), fix="run `glance-tui lab up`")
+        text = text.replace(old, new)
+    path = lab.dir / f"glance-tui-{scenario}.toml"
+    path.write_text(text)
+    return path
+
+
+async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients: int = 8,
+                   sizes: tuple[int, ...] = (256 * 1024, 1 * MiB, 2 * MiB), upload_rate: int | None = 1 * MiB,
+                   warmup: float = 3.0, say: Callable[[str], None] = print, verbose: bool = False,
+                   long_size: int = 48 * MiB, long_rate: int = 1 * MiB) -> ProcedureReport:
+    """Reset the lab, inject the scenario's hazard, start the load, run one procedure, stop the
+    load, judge the result."""
+    if scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}", fix=f"use one of {', '.join(SCENARIOS)} or all")
+    if naive and scenario != "default":
+        raise UsageError("--naive runs only with the default scenario", fix="drop --naive or --scenario")
+    mode = "naive" if naive else "drain"
+    say(f"rehearsal {scenario} ({'naive: restart behind health checks' if naive else 'drain: the guide, via the engine'}): "
+        f"{SCENARIOS[scenario]}; resetting the lab")
+    lab.autostart = scenario == "autostart"
     lab.reset()
-    config = load_config(lab.config_path)
     layout = lab.load_layout()
-    url = f"http://{layout.lb_host}:{layout.frontend_port}"
+    if scenario in ("failover", "stats-outage") and len(layout.balancers) < 2:
+        raise UsageError(f"scenario {scenario} needs the lab's second HAProxy instance", fix="use the real lab (`glance-tui lab up`)")
+    hazard: list[str] = []
+    t0 = time.monotonic()
+
+    def note(text: str) -> None:
+        hazard.append(f"{time.monotonic() - t0:6.1f}s  {text}")
+        say(f"hazard: {text}")
+
+    if scenario == "prestaged":
+        for n in layout.nodes:
+            nodectl.set_release(lab.node(n), TARGET_RELEASE)
+        note(f"every node's package upgraded to {TARGET_RELEASE}; the running 2023.1 processes were left alone")
+    token = lab.token()
+    config_path = lab.config_path
+    proxy: StatsProxy | None = None
+    if scenario == "stats-outage":
+        b = layout.balancers[1]
+        proxy = StatsProxy(b.host, b.host, b.stats_port)
+        await proxy.start()
+        config_path = _variant(lab, scenario, {f"http://{b.host}:{b.stats_port}/stats": proxy.url()})
+    elif scenario != "default":
+        config_path = _variant(lab, scenario, {})
+    config = load_config(config_path)
+    targets = Targets(layout.frontend_urls)
+    monitor = ProcessMonitor({n.name: lab.node_dir(n.name) for n in layout.nodes})
+    monitor.start()
+    long: LongDownload | None = None
+    long_task: asyncio.Task | None = None
+    new_node = None
+    if scenario == "long-request":
+        long = LongDownload(layout.frontend_urls[0], token, long_size, long_rate)
+        await long.prepare()
+        served: asyncio.Future = asyncio.get_running_loop().create_future()
+        long_task = asyncio.create_task(long.run(served))
+        new_node = await served
+        note(f"{long_size / MiB:.0f} MiB image downloading at {long_rate / MiB:g} MiB/s from {new_node or '?'}; it is the NEW NODE")
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load(url, clients=clients, duration=3600, sizes=sizes, stop_event=stop,
-                                        max_requests=None, upload_rate=upload_rate))
+    load = asyncio.create_task(run_load(targets, clients=clients, duration=3600, sizes=sizes, stop_event=stop,
+                                        max_requests=None, upload_rate=upload_rate, token=token))
     await asyncio.sleep(warmup)
-    say(f"load running: {clients} clients through {url}")
+    say(f"load running: {clients} clients over {', '.join(targets.urls)}" + (" with a Keystone token" if token else ""))
     started = time.monotonic()
     finished = False
+    stopped = ""
+    said: list[str] = []
     steps: list[dict[str, Any]] = []
     drains: dict[str, float] = {}
+    split: dict[str, Any] = {}
+    injector: asyncio.Task | None = None
+    records: list[dict[str, Any]] = []
+
+    def listen(event) -> None:
+        if isinstance(event, RunFinished):
+            said.append(event.detail)
+        elif isinstance(event, Notice):
+            said.append(event.text)
+        elif isinstance(event, ActionFinished) and not event.ok:
+            said.append(event.detail)
+
     try:
         if naive:
-            steps = await _naive(config, say)
+            timer = _Timer()
+            steps = await _naive(config, say, timer)
+            split = timer.split()
             finished = True
         else:
             engine = Engine.open(config, resume=False)
             engine.subscribe(EventPrinter(verbose=verbose))
+            engine.subscribe(listen)
+            journal = engine.journal.path
+            if scenario == "failover":
+                async def failover() -> None:
+                    rec = await wait_for_record(journal, is_drain)
+                    await asyncio.sleep(0.5)
+                    b = layout.balancers[1]
+                    targets.move_to(list(b.urls.values()))
+                    note(f"drain of {rec.get('node')} issued; every client moved from {layout.balancers[0].name} to {b.name} "
+                         f"({', '.join(b.urls.values())})")
+                injector = asyncio.create_task(failover())
+            elif scenario == "stats-outage" and proxy is not None:
+                async def outage() -> None:
+                    rec = await wait_for_record(journal, is_drain)
+                    note(f"drain of {rec.get('node')} issued; {layout.balancers[1].name}'s stats endpoint stops answering "
+                         f"for {OUTAGE_SECONDS:g}s")
+                    await proxy.outage(OUTAGE_SECONDS)
+                    note(f"{layout.balancers[1].name}'s stats endpoint answers again")
+                injector = asyncio.create_task(outage())
             try:
-                finished = await engine.run(Unattended())
+                finished = await engine.run(Unattended(new_node=new_node or None))
             finally:
                 await engine.close()
-            steps, drains = _journal_timings(engine.journal.path)
+            records = list(read_records(journal))
+            steps, drains = _journal_timings(journal)
+            split = split_journal(records)
+            if not finished:
+                stopped = said[-1] if said else "stopped without a reason"
     except GlanceTuiError as exc:
-        say(f"error: {exc.message}")
+        stopped = f"error: {exc.message}"
+        say(stopped)
     finally:
         total = time.monotonic() - started
+        if injector is not None:
+            if not injector.done():
+                note("the hazard's trigger never came (no drain was issued)")
+            injector.cancel()
         await asyncio.sleep(warmup)  # traffic keeps flowing on the upgraded cluster
         stop.set()
         report_load = await load
-    report = ProcedureReport("naive" if naive else "drain", finished, round(total, 2), steps, drains)
-    await _final_state(config, report)
-    _judge(report, report_load)
+        if long_task is not None:
+            await long_task
+        await monitor.stop()
+        if proxy is not None:
+            await proxy.close()
+    report = ProcedureReport(mode, finished, round(total, 2), steps, drains, scenario=scenario, hazard=hazard, stopped=stopped,
+                             time_split=split)
+    report.witness = {"samples": monitor.samples, "processes": [s.to_json() for s in monitor.spans.values()]}
+    await _final_state(load_config(lab.config_path), report)
+    if not finished:
+        report.out_of_rotation = await asyncio.to_thread(_out_of_rotation, lab)
+    _judge(report, report_load, said)
+    if not naive:
+        _judge_witness(report, records, monitor)
+    if long is not None:
+        report.long_request = long.to_json()
+        _judge_long(report, long, records)
     return report
 
 
+def _judge_long(report: ProcedureReport, long: LongDownload, records: list[dict[str, Any]]) -> None:
+    if not long.ok:
+        report.problems.append(f"the long download failed: {long.detail}")
+    drained = next((r["ts"] for r in records if is_drain(r) and r.get("node") == long.server), None)
+    overlap = (long.finished - drained) if drained and long.finished else 0.0
+    report.long_request["drained_while_in_flight_seconds"] = round(max(0.0, overlap), 2)
+    if overlap <= 0:
+        report.problems.append(f"the hazard was not exercised: {long.server or 'its node'} was not drained while the long download ran")
+
+
+def _label(r: ProcedureReport) -> str:
+    return r.mode if r.scenario == "default" else r.scenario
+
+
 def report_text(reports: list[ProcedureReport]) -> str:
-    """One column per procedure, side by side."""
+    """One column per procedure (or scenario), side by side; then where each one's time went."""
+    def split_of(r: ProcedureReport, step: str | None = None) -> dict[str, float]:
+        if step is None:
+            return r.time_split.get("total", {}).get("split", {})
+        return next((s["split"] for s in r.time_split.get("steps", []) if s["step"] == step), {})
+
     rows: list[tuple[str, list[str]]] = [
         ("result", ["PASS" if r.ok else "FAIL" for r in reports]),
+        ("outcome", ["finished" if r.finished else "stopped" for r in reports]),
         ("total time", [f"{r.total_seconds:.1f}s" for r in reports]),
         ("requests", [str(r.load.get("total", 0)) for r in reports]),
         ("failed requests", [str(len(r.load.get("failures", []))) for r in reports]),
@@ -196,21 +410,62 @@ def report_text(reports: list[ProcedureReport]) -> str:
         ("final db revision", [", ".join(r.final_heads) or "?" for r in reports]),
         ("node versions", [", ".join(sorted({str(v) for v in r.node_versions.values()})) for r in reports]),
     ]
+    for c in CATEGORIES:
+        rows.append((f"time: {c.replace('_', '/')}", [f"{split_of(r).get(c, 0):.1f}s" if r.time_split else "-" for r in reports]))
     names = list(dict.fromkeys(s["step"] for r in reports for s in r.steps))  # first report's order first
     for name in names:
         rows.append((f"  {name}", [next((f"{s['seconds']:.1f}s" for s in r.steps if s["step"] == name), "-") for r in reports]))
     for node in sorted({n for r in reports for n in r.drain_waits}):
         rows.append((f"  drain wait {node}", [f"{r.drain_waits[node]:.1f}s" if node in r.drain_waits else "-" for r in reports]))
     width = max(len(label) for label, _ in rows)
-    header = " " * width + "  " + "  ".join(f"{r.mode:>14}" for r in reports)
+    header = " " * width + "  " + "  ".join(f"{_label(r):>14}" for r in reports)
     lines = [header] + [f"{label:<{width}}  " + "  ".join(f"{v:>14}" for v in values) for label, values in rows]
     for r in reports:
+        for text in r.hazard:
+            lines.append(f"{_label(r)}: hazard at {text.strip()}")
+        if r.stopped:
+            lines.append(f"{_label(r)}: stopped: {r.stopped}")
+        for node, places in r.out_of_rotation.items():
+            lines.append(f"{_label(r)}: out of rotation at the end: {node} ({', '.join(f'{p} {st}' for p, st in places.items())})")
+        if r.long_request:
+            lr = r.long_request
+            lines.append(f"{_label(r)}: long download from {lr.get('server') or '?'}: {lr.get('seconds')}s, drained while in flight "
+                         f"{lr.get('drained_while_in_flight_seconds')}s, then {lr.get('second_request') or 'no'} on the same connection")
         for reason, n in r.load.get("failures_by_reason", {}).items():
-            lines.append(f"{r.mode}: {n} × {reason}")
+            lines.append(f"{_label(r)}: {n} × {reason}")
         for problem in r.problems:
-            lines.append(f"{r.mode}: {problem}")
+            lines.append(f"{_label(r)}: PROBLEM: {problem}")
+    for r in reports:
+        lines += ["", time_text(r)]
+    return "\n".join(lines)
+
+
+def time_text(r: ProcedureReport) -> str:
+    """Per step and per action: wall time = node commands + drain waits + LB/health waits + the tool's overhead."""
+    head = "".join(f"{c.replace('_', '/'):>11}" for c in CATEGORIES)
+    lines = [f"where the time went ({_label(r)})", f"  {'step / action':<34}{'wall':>8}{head}"]
+
+    def row(label: str, wall: float, split: dict[str, float]) -> str:
+        return f"  {label[:34]:<34}{wall:>7.1f}s" + "".join(f"{split.get(c, 0):>10.1f}s" for c in CATEGORIES)
+
+    for s in r.time_split.get("steps", []):
+        lines.append(row(s["step"], s["wall"], s["split"]))
+        for a in s.get("actions", []):
+            lines.append(row(f"  {a['action']}" + (f" {a['node']}" if a.get("node") else ""), a["wall"], a["split"]))
+    total = r.time_split.get("total")
+    if total:
+        lines.append(row("total (incl. preflight, planning)", total["wall"], total["split"]))
     return "\n".join(lines)
 
 
 def write_reports(reports: list[ProcedureReport], path: Path) -> None:
     path.write_text(json.dumps([{**asdict(r), "ok": r.ok} for r in reports], indent=2) + "\n")
+
+
+def scenario_names(name: str) -> list[str]:
+    """``all`` -> every scenario; else the one named (checked)."""
+    if name == "all":
+        return list(SCENARIOS)
+    if name not in SCENARIOS:
+        raise UsageError(f"unknown scenario {name!r}", fix=f"use one of {', '.join(SCENARIOS)} or all")
+    return [name]

@@ -1,0 +1,142 @@
+"""The hazards a rehearsal injects into the lab while the tool runs, as a real cloud would.
+
+Each hazard is timed from the tool's own journal (e.g. "the first drain was issued"), so it
+lands mid-drain whatever the machine's speed. Everything here acts from outside the tool:
+the load clients, the lab's nodes, one instance's stats listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from glance_tui.journal import read_records
+from glance_tui.lab.lab import SERVED_BY
+
+SCENARIOS: dict[str, str] = {
+    "default": "no hazard: the guide's procedure under load",
+    "prestaged": "every node's package upgraded before the run, its old process still running",
+    "autostart": "a node's upgrade starts its service, as a Debian/Ubuntu postinst does",
+    "failover": "mid-drain, every client moves from instance A to instance B (a VIP moving)",
+    "stats-outage": "one instance's stats endpoint stops answering for several seconds during a drain wait",
+    "long-request": "a large image downloaded slowly over a keep-alive connection while its node is drained",
+}
+# Where halting (node out of rotation, a clear reason) is as good an answer as finishing.
+MAY_STOP = frozenset({"stats-outage"})
+OUTAGE_SECONDS = 8.0
+
+
+async def wait_for_record(journal: Path, match: Callable[[dict[str, Any]], bool], *, interval: float = 0.2) -> dict[str, Any]:
+    """The first journal record that ``match``es, as soon as it is written."""
+    while True:
+        for rec in read_records(journal):
+            if match(rec):
+                return rec
+        await asyncio.sleep(interval)
+
+
+def is_drain(rec: dict[str, Any]) -> bool:
+    return rec.get("event") == "lb" and rec.get("action") == "drain"
+
+
+def lb_states(stats_urls: dict[str, str], backends: list[str], timeout: float = 5.0) -> dict[str, dict[str, str]]:
+    """node (server) -> {"lb/backend": status} read straight from every instance's stats CSV."""
+    found: dict[str, dict[str, str]] = {}
+    for lb, url in stats_urls.items():
+        try:
+            text = httpx.get(url + ";csv", timeout=timeout).text
+        except httpx.HTTPError as exc:
+            for server in found:
+                found[server][lb] = f"unreadable ({type(exc).__name__})"
+            continue
+        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+        for row in rows:
+            if row.get("pxname") in backends and row.get("svname") not in ("FRONTEND", "BACKEND"):
+                found.setdefault(row["svname"], {})[f"{lb}/{row['pxname']}"] = row.get("status", "?")
+    return found
+
+
+@dataclass
+class LongDownload:
+    """One large image, downloaded slowly through the LB over a keep-alive connection, then a
+    second request on the same connection. Its server is read from the LB's response header."""
+
+    url: str
+    token: str | None
+    size: int
+    rate: int  # bytes/s the client reads
+    image: str = ""
+    server: str = ""
+    started: float = 0.0  # epoch seconds
+    finished: float = 0.0
+    ok: bool = False
+    detail: str = ""
+    second_request: str = ""  # status of the follow-up request on the same connection
+    _md5: str = field(default="", repr=False)
+
+    async def prepare(self) -> None:
+        """Create and upload the image at full speed (before the run)."""
+        headers = {"X-Auth-Token": self.token} if self.token else {}
+        data = os.urandom(self.size)
+        self._md5 = hashlib.md5(data).hexdigest()
+        async with httpx.AsyncClient(timeout=httpx.Timeout(300.0), headers=headers) as http:
+            resp = await http.post(f"{self.url}/v2/images", json={"name": "glance-tui-long-request", "disk_format": "raw",
+                                                                   "container_format": "bare"})
+            resp.raise_for_status()
+            self.image = resp.json()["id"]
+            resp = await http.put(f"{self.url}/v2/images/{self.image}/file", content=data,
+                                  headers={"Content-Type": "application/octet-stream"})
+            resp.raise_for_status()
+
+    async def run(self, served: asyncio.Future) -> None:
+        """Download slowly; resolve ``served`` with the server's name as soon as the headers arrive."""
+        headers = {"X-Auth-Token": self.token} if self.token else {}
+        md5, size = hashlib.md5(), 0
+        self.started = time.time()
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers,
+                                         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as http:
+                async with http.stream("GET", f"{self.url}/v2/images/{self.image}/file") as resp:
+                    self.server = resp.headers.get(SERVED_BY, "")
+                    if not served.done():
+                        served.set_result(self.server)
+                    if resp.status_code != 200:
+                        self.detail = f"HTTP {resp.status_code}"
+                        return
+                    async for chunk in resp.aiter_bytes(64 * 1024):
+                        md5.update(chunk)
+                        size += len(chunk)
+                        await asyncio.sleep(len(chunk) / self.rate)
+                self.finished = time.time()
+                again = await http.get(f"{self.url}/v2/images/{self.image}")  # same keep-alive connection
+                self.second_request = f"HTTP {again.status_code} from {again.headers.get(SERVED_BY, '?')}"
+                if again.status_code != 200:
+                    self.detail = f"the follow-up request on the same connection answered {again.status_code}"
+                    return
+        except httpx.HTTPError as exc:
+            self.finished = time.time()
+            self.detail = f"{type(exc).__name__}: {exc}"[:200]
+            if not served.done():
+                served.set_result("")
+            return
+        if size != self.size or md5.hexdigest() != self._md5:
+            self.detail = f"checksum mismatch ({size} of {self.size} bytes)"
+            return
+        self.ok = True
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("token", None)
+        data.pop("_md5", None)
+        data["seconds"] = round(self.finished - self.started, 2) if self.finished else None
+        return data
