@@ -1,24 +1,32 @@
 """``glance-tui``: the TUI by default, plus headless ``check``, ``plan``, ``status``, ``run`` and ``lab``.
 
-Exit codes: 0 success, 1 a gate or step failed, 2 bad config or usage. Expected failures
-print one line (``error: what — fix: how``), never a traceback.
+Exit codes: 0 success, 1 a gate or step failed, 2 bad config or usage, 130 interrupted.
+Expected failures print one line (``error: what — fix: how``), never a traceback; so does
+Ctrl-C, even while the heavy modules are still importing (they are imported inside
+:func:`main`), and nothing is printed after the answer: every task and connection is ended
+before the event loop closes.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glance_tui import __version__
-from glance_tui.config import DEFAULT_CONFIG, Config, load_config
 from glance_tui.errors import GlanceTuiError, UsageError
+
+if TYPE_CHECKING:
+    from glance_tui.config import Config
+
+INTERRUPTED = "interrupted: the journal records where the run stands; `glance-tui run` resumes from the cluster's state"
 
 
 def _add_config(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    from glance_tui.config import DEFAULT_CONFIG
+
     p.add_argument("-c", "--config", metavar="FILE", default=str(DEFAULT_CONFIG) if top else argparse.SUPPRESS,
                    help=f"the deployment's TOML config (default ./{DEFAULT_CONFIG})")
 
@@ -82,7 +90,27 @@ async def _with_context(config: Config, body: Callable[[Any], Awaitable[int]]) -
     try:
         return await body(Context(config, cluster, NullJournal(), state, lambda e: None))
     finally:
+        await _end_other_tasks()
         await cluster.close()
+
+
+async def _end_other_tasks() -> None:
+    """Cancel and await every task but this one (probes a gate no longer waits for, shared connects).
+
+    Left to ``asyncio.run``'s shutdown, a task that ends with an error there prints "unhandled
+    exception during asyncio.run() shutdown" after the answer; awaited here, its outcome is read
+    and dropped (the answer already holds it).
+    """
+    import asyncio
+
+    me = asyncio.current_task()
+    for _ in range(3):  # a cancelled task may start a clean-up task of its own
+        others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if not others:
+            return
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def cmd_check(config: Config, as_json: bool) -> int:
@@ -152,6 +180,7 @@ async def cmd_run(config: Config, *, dry_run: bool, new_node: str | None, resume
     try:
         ok = await engine.run(Unattended(new_node))
     finally:
+        await _end_other_tasks()
         await engine.close()
     return 0 if ok else 1
 
@@ -160,6 +189,10 @@ async def cmd_run(config: Config, *, dry_run: bool, new_node: str | None, resume
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from glance_tui.config import load_config
+
     if getattr(args, "lab_handler", None):
         return args.lab_handler(args)
     config = load_config(args.config)
@@ -178,31 +211,41 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         return _dispatch(args)
     except GlanceTuiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: the journal records where the run stands; `glance-tui run` resumes from the cluster's state", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except Exception:  # a bug: keep the operator's screen clean, keep the details
-        import traceback
+    except Exception:  # a bug: keep the operator's screen clean, keep the details (redacted)
+        crash = write_crash_log()
+        print(f"error: internal error in glance-tui (a bug) — details in {crash}; the journal keeps the run resumable", file=sys.stderr)
+        return 70
 
-        from glance_tui.journal import state_home
-        from glance_tui.secrets import redact
 
+def write_crash_log() -> str:
+    """Append the current exception's traceback, redacted, to ``crash.log``; return where it went."""
+    import traceback
+
+    from glance_tui.journal import state_home
+    from glance_tui.secrets import redact
+
+    text = redact(traceback.format_exc()) + "\n"
+    try:
         crash = state_home() / "crash.log"
         crash.parent.mkdir(parents=True, exist_ok=True)
         with open(crash, "a", encoding="utf-8") as fh:
-            fh.write(redact(traceback.format_exc()) + "\n")
-        print(f"error: internal error in glance-tui (a bug) — details in {crash}; the journal keeps the run resumable", file=sys.stderr)
-        return 70
+            fh.write(text)
+        return str(crash)
+    except OSError as exc:
+        return f"nowhere (cannot write crash.log: {exc.strerror or exc})"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,203 @@
+"""The real CLI in a subprocess against hostile networks: silent and refusing services, an
+unknown host key, Ctrl-C at any moment, credentials in a URL.
+
+For every case: the exit code, output without a traceback or asyncio shutdown noise, a bound
+on time, and no secret in stdout, stderr, the journal or crash.log. Cases that used to fail
+one run in six are run many times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glance_tui.lab.procs import free_port
+from tests.test_fuzz_config import to_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "Cli-fuzz-s3cret"
+SHORT_SECRET = "q7"
+NOISE = ("Traceback", "unhandled exception", "never awaited", "Task was destroyed", "Exception ignored", "Unclosed", "ResourceWarning")
+TIMEOUT = 1  # every network timeout in these configs
+BOUND = 25.0  # seconds per run: Python start-up and imports on a loaded 2-core machine, plus ~2 timeouts
+
+
+@pytest.fixture
+def silent():
+    """A TCP service that accepts and never answers (held open by a thread in this process)."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    for s in held:
+        s.close()
+    sock.close()
+
+
+def config(tmp_path: Path, *, ssh_host: str = "127.0.0.1", ssh_port: int, db_port: int, lb_port: int, known_hosts: Path,
+           identity: Path | None = None, stats_url: str | None = None) -> Path:
+    data: dict[str, Any] = {
+        "database": {"host": "127.0.0.1", "port": db_port, "password_env": "CLI_FUZZ_PW", "connect_timeout": TIMEOUT, "query_timeout": 2 * TIMEOUT},
+        "load_balancer": {"stats_url": stats_url or f"http://127.0.0.1:{lb_port}/stats", "backend": "glance_api", "timeout": TIMEOUT,
+                          "username": "admin", "password_env": "CLI_FUZZ_LB_PW"},
+        "ssh": {"known_hosts": str(known_hosts), "connect_timeout": TIMEOUT, **({"identity_file": str(identity)} if identity else {})},
+        "nodes": [{"name": f"g{i}", "ssh_host": ssh_host, "ssh_port": ssh_port, "lb_server": f"g{i}", "api_url": f"http://127.0.0.1:{lb_port}"}
+                  for i in (1, 2)],
+        "policy": {"target_release": "2024.1"},
+    }
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(data))
+    return path
+
+
+async def cli(path: Path, *args: str, state: Path, interrupt_after: float | None = None) -> tuple[int, str, str, float]:
+    env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=SHORT_SECRET, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default")
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "glance_tui", *args, "-c", str(path), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    if interrupt_after is not None:
+        await asyncio.sleep(interrupt_after)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), BOUND + 30)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{args} still running after {BOUND + 30}s")
+    return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
+
+
+def assert_clean(out: str, err: str, state: Path) -> None:
+    for noise in NOISE:
+        assert noise not in err and noise not in out, f"{noise!r} in output:\n{err}\n{out}"
+    texts = [out, err] + [f.read_text(errors="replace") for f in state.rglob("*") if f.is_file()]
+    for text in texts:
+        assert SECRET not in text
+        assert f"={SHORT_SECRET}" not in text and f" {SHORT_SECRET} " not in text
+
+
+async def run_many(cases: list[tuple[Path, tuple[str, ...], Path]], parallel: int = 3) -> list[tuple[int, str, str, float]]:
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(path: Path, args: tuple[str, ...], state: Path) -> tuple[int, str, str, float]:
+        async with gate:
+            return await cli(path, *args, state=state)
+
+    return await asyncio.gather(*(one(*c) for c in cases))
+
+
+# ---------------------------------------------------------------- silent and refusing services
+
+
+@pytest.mark.parametrize(("args", "code"), [(("check",), 1), (("check", "--json"), 1), (("status",), 0), (("status", "--json"), 0),
+                                             (("run", "--yes"), 1)])
+async def test_silent_services_answer_within_the_timeouts(tmp_path, silent, args, code):
+    """SSH and MariaDB accept and never speak; the stats page refuses: a clear answer, in time."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=silent, db_port=silent, lb_port=free_port(), known_hosts=kh)
+    state = tmp_path / "state"
+    rc, out, err, elapsed = await cli(path, *args, state=state)
+    assert rc == code, (rc, out, err)
+    assert elapsed < BOUND
+    assert_clean(out, err, state)
+    text = out + err
+    assert "within 1s" in text or "within 2s" in text, text
+
+
+async def test_refusing_services_many_times(tmp_path):
+    """Everything refuses: run `check` and `status` repeatedly; not one run may print noise after the answer."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    cases = [(path, args, tmp_path / f"state{i}") for i in range(4) for args in (("check",), ("status",))]
+    for (_, args, state), (rc, out, err, elapsed) in zip(cases, await run_many(cases)):
+        assert rc == (1 if args == ("check",) else 0), (rc, err)
+        assert elapsed < BOUND
+        assert_clean(out, err, state)
+
+
+@pytest.mark.services
+async def test_unknown_host_key_and_refused_ssh_many_times(tmp_path, sshd_factory, ssh_operator_key):
+    """The 1-in-6 "unhandled exception during asyncio.run() shutdown": 10 runs each, against a real sshd."""
+    sshd = sshd_factory("127.0.0.28")
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")  # the node's key is unknown
+    (tmp_path / "u").mkdir()
+    (tmp_path / "r").mkdir()
+    unknown = config(tmp_path / "u", ssh_host=sshd.host, ssh_port=sshd.port, db_port=free_port(), lb_port=free_port(),
+                     known_hosts=kh, identity=ssh_operator_key)
+    refused = config(tmp_path / "r", ssh_host=sshd.host, ssh_port=free_port(sshd.host), db_port=free_port(), lb_port=free_port(),
+                     known_hosts=kh, identity=ssh_operator_key)
+    cases = [(p, ("check",), tmp_path / f"state-{kind}{i}") for i in range(10) for kind, p in (("u", unknown), ("r", refused))]
+    for (p, _, state), (rc, out, err, elapsed) in zip(cases, await run_many(cases)):
+        assert rc == 1 and elapsed < BOUND, (rc, err)
+        assert_clean(out, err, state)
+        if p == unknown:
+            assert "unknown" in out and "SHA256:" in out
+        else:
+            assert "refused" in out
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+@pytest.mark.parametrize("after", [0.8, 1.5, 2.5, 3.5])  # from when our code runs (not the interpreter's own start-up)
+async def test_sigint_prints_one_line(tmp_path, silent, after):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=silent, db_port=silent, lb_port=silent, known_hosts=kh)
+    state = tmp_path / "state"
+    rc, out, err, _ = await cli(path, "check", state=state, interrupt_after=after)
+    assert_clean(out, err, state)
+    if rc == 130:
+        assert err.count("\n") == 1 and err.startswith("interrupted"), err
+    else:  # the answer came first: the normal, complete output (the signal may then end the exiting interpreter)
+        assert rc in (1, -signal.SIGINT) and "gates pass" in out and err == "", (rc, out, err)
+
+
+# ---------------------------------------------------------------- credentials in a URL
+
+
+@pytest.mark.parametrize("args", [("check",), ("check", "--json"), ("status", "--json"), ("plan",), ("run", "--yes")])
+async def test_credentials_in_the_stats_url_are_refused_and_never_printed(tmp_path, args):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh,
+                  stats_url=f"http://admin:{SECRET}@127.0.0.1:{free_port()}/stats")
+    state = tmp_path / "state"
+    rc, out, err, elapsed = await cli(path, *args, state=state)
+    assert rc == 2 and out == "" and err.count("\n") == 1, (rc, out, err)
+    assert "load_balancer.stats_url: credentials in the URL are refused" in err and "password_env" in err
+    assert elapsed < BOUND
+    assert_clean(out, err, state)
+    assert not any(state.rglob("*.jsonl")), "nothing may be journaled for a config that does not load"
