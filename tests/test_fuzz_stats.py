@@ -329,7 +329,7 @@ def test_status_and_check_name_the_problem(fake: FakeStats, tmp_path: Path, case
     assert code == 0 and "Traceback" not in out and "field larger than field limit" not in out, out
     lb_lines = [ln for ln in out.splitlines() if ln.startswith("load balancer:")]
     assert len(lb_lines) == 1 and "ctl1: " in lb_lines[0] and fragment in lb_lines[0], out
-    assert took < TIMEOUT + 8, took  # SSH and database fail fast here; the LB read is bounded by its timeout
+    assert took < TIMEOUT + 15, took  # was: killed at 60 s (issue 9); SSH and database fail fast here, the LB read is bounded
     code, out, took = glance_tui("check", "-c", str(cfg))
     assert code == 1 and "Traceback" not in out, out
     lb_gates = [ln for ln in out.splitlines() if "cannot read the load balancer" in ln]

@@ -17,6 +17,7 @@ import pytest
 
 from glance_tui.adapters.haproxy import ServerStats
 from glance_tui.adapters.lbset import LBRead, LoadBalancers, ServerView
+from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.lab.procs import free_port
@@ -25,8 +26,6 @@ from tests.fixtures.haproxy import BACKEND, EXTERNAL, SlowBackends, kolla_lab, m
 
 SERVERS = ["glance-1", "glance-2", "glance-3"]
 BOTH = [BACKEND, EXTERNAL]
-
-pytestmark = pytest.mark.services
 
 
 def lbs_for(labs: dict[str, HAProxyLab], admin: dict[str, str] | None = None, **kwargs: object) -> LoadBalancers:
@@ -53,6 +52,7 @@ def all_up(read: LBRead) -> bool:
     return not read.errors and all(read.view(s).state == "UP" and read.view(s).admin_state == "READY" for s in SERVERS)
 
 
+@pytest.mark.services
 async def test_in_flight_is_the_sum_over_every_instance_and_backend(haproxy_pair: list[HAProxyLab], slow_backends: SlowBackends) -> None:
     labs = {"ctl1": haproxy_pair[0], "ctl2": haproxy_pair[1]}
     sent = {"ctl1/glance_api": 1, "ctl1/glance_api_external": 2, "ctl2/glance_api": 3, "ctl2/glance_api_external": 4}
@@ -98,6 +98,7 @@ async def test_in_flight_is_the_sum_over_every_instance_and_backend(haproxy_pair
         await lbs.aclose()
 
 
+@pytest.mark.services
 async def test_maint_and_ready_act_on_every_place(haproxy_pair: list[HAProxyLab]) -> None:
     lbs = lbs_for({"ctl1": haproxy_pair[0], "ctl2": haproxy_pair[1]}, {"ctl1": "runtime"})
     try:
@@ -114,6 +115,7 @@ async def test_maint_and_ready_act_on_every_place(haproxy_pair: list[HAProxyLab]
         await lbs.aclose()
 
 
+@pytest.mark.services
 async def test_stopped_instance_is_named_and_nothing_is_known_for_certain(tmp_path: Path, slow_backends: SlowBackends) -> None:
     labs = {"ctl1": kolla_lab(tmp_path / "ctl1", slow_backends.servers), "ctl2": kolla_lab(tmp_path / "ctl2", slow_backends.servers)}
     for lab in labs.values():
@@ -153,6 +155,7 @@ async def test_stopped_instance_is_named_and_nothing_is_known_for_certain(tmp_pa
             lab.stop()
 
 
+@pytest.mark.services
 async def test_server_missing_from_one_backend_is_named(tmp_path: Path, haproxy_pair: list[HAProxyLab], slow_backends: SlowBackends) -> None:
     partial = kolla_lab(tmp_path / "ctl3", slow_backends.servers[:2])  # ctl3 lacks glance-3
     partial.start()
@@ -179,6 +182,7 @@ async def test_server_missing_from_one_backend_is_named(tmp_path: Path, haproxy_
         await nope.aclose()
 
 
+@pytest.mark.services
 async def test_drained_server_that_a_health_check_marks_down(tmp_path: Path, slow_backends: SlowBackends) -> None:
     """HAProxy 2.6 shows DOWN, not DRAIN, for a drained server whose check fails: only the
     runtime API's srv_admin_state tells drained from READY-but-DOWN."""
@@ -209,6 +213,7 @@ async def test_drained_server_that_a_health_check_marks_down(tmp_path: Path, slo
         lab.stop()
 
 
+@pytest.mark.services
 async def test_one_silent_instance_costs_one_deadline(haproxy_pair: list[HAProxyLab]) -> None:
     with socket.socket() as listener:  # accepts (kernel backlog) and never answers
         listener.bind(("127.0.0.1", 0))
@@ -254,3 +259,23 @@ def test_view_of_unknown_counters_is_unknown() -> None:
     assert half.admin_state == "MIXED" and not half.admin_out and not half.combined().admin_out  # type: ignore[union-attr]
     down = ServerStats("s", "DOWN", "DOWN", 0, 0, 0, "L4CON", 1, "b")
     assert down.admin_state == "UNKNOWN" and not ServerView("s", {"a/b": down}).admin_out
+
+
+async def test_one_stats_request_per_instance_whatever_the_number_of_backends() -> None:
+    header = "# pxname,svname,qcur,scur,status,weight,rate,check_status,"
+    rows = [f"{b},glance-{i},0,{i},UP,1,0,L7OK," for b in BOTH for i in (1, 2)] + [f"{b},BACKEND,0,3,UP,2,0,," for b in BOTH]
+    body = "\n".join([header, *rows]) + "\n"
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.host}")
+        return httpx.Response(200, text=body)
+
+    configs = [LoadBalancerConfig(name=f"ctl{n}", stats_url=f"http://10.0.0.{n}:8404/stats", backends=BOTH) for n in (1, 2)]
+    lbs = LoadBalancers(configs, transport=httpx.MockTransport(handler))
+    try:
+        read = await lbs.read()
+    finally:
+        await lbs.aclose()
+    assert sorted(seen) == ["GET 10.0.0.1", "GET 10.0.0.2"]
+    assert read.view("glance-2").in_flight == 8 and read.view("glance-1").in_flight == 4  # 4 places each
