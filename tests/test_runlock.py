@@ -132,3 +132,29 @@ def test_second_run_yes_and_tui_fail_with_one_line(config_file, capsys):
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_a_new_run_owes_the_binlog_restore_a_superseded_run_left(config_file):
+    """The remedy set log_bin_trust_function_creators = 1, then the run was killed before saving
+    its state; neither resuming it nor starting a new run may forget to restore the variable."""
+    config = load_config(config_file)
+    first = Engine.open(config, resume=False)
+    first.journal.write("db.variable", name="log_bin_trust_function_creators", old=False, new=True)
+    first.journal.write("command.start", node="glance-1", tag="glance-tui-0123456789abcdef", command="glance-manage db expand")
+    await first.close()  # as a kill -9 would leave it: no state record, an expand without an end
+    resumed = Engine.open(config, resume=True)
+    assert resumed.journal.path == first.journal.path and resumed.state.log_bin_trust_old is False
+    await resumed.close()
+    time.sleep(1.1)  # run ids are per second
+    new = Engine.open(config, resume=False)
+    try:
+        assert new.journal.path != first.journal.path and new.state.log_bin_trust_old is False
+        restore = new.plan.step("contract").action("restore-binlog")
+        assert await restore.needed(new.ctx)  # the new run restores it after contract
+        records = list(new.journal.records())
+        assert any(r["event"] == "state" and r["log_bin_trust_old"] is False for r in records)
+        carried = [r for r in records if r["event"] == "command.start"]
+        assert [(r["tag"], r["carried_from"]) for r in carried] == [("glance-tui-0123456789abcdef", first.journal.run_id)]
+        assert first.journal.finished  # superseded
+    finally:
+        await new.close()
