@@ -7,6 +7,7 @@ and lets the UI tests drive a scripted engine with the same shapes.
 from glance_tui.adapters.haproxy import ServerStats
 from glance_tui.config import Config, load_config
 from glance_tui.context import RunState
+from glance_tui.crash import bug_line
 from glance_tui.engine import Engine, Outcome
 from glance_tui.errors import ConfigError, GlanceTuiError
 from glance_tui.events import (
@@ -26,6 +27,6 @@ __all__ = [
     "DB_CHECK_MEANING", "DBState", "DONE", "DbCheck", "DrainDecision", "DrainProgress", "Engine", "Event", "FAILED",
     "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "LBFacts", "NodeFacts", "Notice",
     "Operator", "Outcome", "OutputLine", "PENDING", "Plan", "PlanChanged", "READY", "RUNNING", "Remedy", "RunFinished",
-    "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "Snapshot", "Step", "StepChanged", "Unattended", "load_config",
-    "read_records", "redact",
+    "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
+    "load_config", "read_records", "redact",
 ]

@@ -225,27 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception:  # a bug: keep the operator's screen clean, keep the details (redacted)
-        crash = write_crash_log()
-        print(f"error: internal error in glance-tui (a bug) — details in {crash}; the journal keeps the run resumable", file=sys.stderr)
+        from glance_tui.crash import bug_line
+
+        print(f"error: {bug_line()}", file=sys.stderr)
         return 70
-
-
-def write_crash_log() -> str:
-    """Append the current exception's traceback, redacted, to ``crash.log``; return where it went."""
-    import traceback
-
-    from glance_tui.journal import state_home
-    from glance_tui.secrets import redact
-
-    text = redact(traceback.format_exc()) + "\n"
-    try:
-        crash = state_home() / "crash.log"
-        crash.parent.mkdir(parents=True, exist_ok=True)
-        with open(crash, "a", encoding="utf-8") as fh:
-            fh.write(text)
-        return str(crash)
-    except OSError as exc:
-        return f"nowhere (cannot write crash.log: {exc.strerror or exc})"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,9 @@ def _seconds(most: float) -> Any:
 
 
 Seconds = _seconds(DAY)
+MinuteSeconds = _seconds(MINUTE)
+HourSeconds = _seconds(HOUR)
+WeekSeconds = _seconds(7 * DAY)
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -233,7 +236,7 @@ class SSHConfig(_Strict):
     identity_file: PlainText | None = None
     known_hosts: PlainText = "~/.ssh/known_hosts"
     sudo: bool = False
-    connect_timeout: _seconds(HOUR) = 10.0  # the whole connect: TCP, key exchange, host key check, auth
+    connect_timeout: HourSeconds = 10.0  # the whole connect: TCP, key exchange, host key check, auth
     command_timeout: Seconds = 900.0
     max_channels: Annotated[int, Field(ge=1, le=64)] = 4
 
@@ -263,7 +266,7 @@ class CommandsConfig(_Strict):
     # before it still runs the old code.
     installed_at: str = "stat -L -c %Z \"$(command -v glance-api)\""
     glance_manage: str = "glance-manage"
-    manage_timeout: _seconds(7 * DAY) | None = None  # db expand/migrate/contract: none by default (never killed mid-DDL)
+    manage_timeout: WeekSeconds | None = None  # db expand/migrate/contract: none by default (never killed mid-DDL)
     read_config: str = "cat /etc/glance/glance-api.conf"
     rollback: str = ""  # reinstalls the old release on a node; empty = rollback not offered
 
@@ -300,13 +303,13 @@ class PolicyConfig(_Strict):
     target_version: Version | None = None
     new_node: NodeName | None = None
     drain_timeout: Seconds = 600.0
-    lb_poll_interval: _seconds(MINUTE) = 1.0
-    node_poll_interval: _seconds(HOUR) = 5.0
+    lb_poll_interval: MinuteSeconds = 1.0
+    node_poll_interval: HourSeconds = 5.0
     min_in_rotation: Annotated[int, Field(ge=1, le=1000)] = 1
     up_timeout: Seconds = 120.0
     # Zero in flight is trusted only after consecutive zero readings spanning this long (at least one
     # HAProxy health-check interval), on every instance and backend, with the server in DRAIN or MAINT.
-    drain_quiet_period: _seconds(HOUR) = 5.0
+    drain_quiet_period: HourSeconds = 5.0
     # The node's own health endpoints, each must answer 200 (300 for /versions); no token needed
     # (/healthcheck is oslo.middleware's, in Glance's default pipeline, before authtoken).
     health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$"), AfterValidator(_plain_text)]], Field(min_length=1)] = Field(

@@ -17,7 +17,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
-from glance_tui.api import DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, load_config
+from glance_tui.api import DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, bug_line, load_config
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
 from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, WorkerSucceeded
 from screens.main import WIDE_FROM, MainScreen, hard_failures
@@ -133,6 +133,13 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
     def on_worker_succeeded(self, message: WorkerSucceeded) -> None:
         if self.failures.recovered(message.group):
             self.notify(f"the {message.group} check works again", severity="information", markup=False)
+
+    def _fatal_error(self) -> None:
+        """A bug: Textual would print a traceback with local variables (secrets among them); record it
+        redacted in crash.log and leave one line on the screen."""
+        self.bell()
+        self._exit_renderables.append(Text(f"glance-tui: {bug_line(sys.exc_info()[1] or self._exception)}"))
+        self._close_messages_no_wait()
 
     def action_request_quit(self) -> None:
         self.run_worker(self._quit(), group="quit", exclusive=True)

@@ -117,3 +117,94 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
 def test_usage_error_exit_2(capsys):
     assert main(["check", "--bogus"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- secrets, templates, files
+
+
+def test_redact_scrubs_url_userinfo_and_short_secrets():
+    from glance_tui.secrets import REDACTED, register
+
+    assert redact("GET http://admin:hunter2@lb:8404/stats;csv failed") == f"GET http://{REDACTED}@lb:8404/stats;csv failed"
+    assert redact("mysql+pymysql://glance:p@ss@db:3306/glance") == f"mysql+pymysql://{REDACTED}@db:3306/glance"
+    assert redact("https://token@host/x and mail a@b") == f"https://{REDACTED}@host/x and mail a@b"
+    register("z9")  # a two-character password: redacted wherever it stands as a token
+    assert redact("password=z9 user@z9 'z9'") == f"password={REDACTED} user@{REDACTED} '{REDACTED}'"
+    assert redact("z99 az9") == "z99 az9"  # inside a longer word it is not the secret
+
+
+def test_error_messages_are_redacted_and_one_line():
+    from glance_tui.errors import AdapterError
+
+    err = AdapterError("GET http://u:leak-me@h/ said\nsomething", where="lb", fix="x")
+    assert "leak-me" not in err.message and "\n" not in err.message and "\\n" in err.message
+
+
+def test_crash_log_is_redacted(tmp_path, monkeypatch, capsys):
+    """An unexpected exception (a bug) prints one line; the traceback goes to crash.log without any secret."""
+    import glance_tui.cli as cli
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def boom(args):
+        raise RuntimeError("connect to mysql://glance:s3cret-example-pw@db/glance with s3cret-example-pw")
+
+    monkeypatch.setattr(cli, "_dispatch", boom)
+    assert main(["check", "-c", "x"]) == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" in err and "Traceback" not in err
+    crash = (tmp_path / "glance-tui" / "crash.log").read_text()
+    assert "RuntimeError" in crash and "s3cret-example-pw" not in crash and "glance:" not in crash
+
+
+def test_templates_render_only_plain_placeholders():
+    from glance_tui.templates import TemplateError, check_template, render
+
+    values = {"node": "g'1", "target_release": "2024.1", "target_version": "", "services": ["glance-api", "glance scrubber"]}
+    assert render("systemctl stop {services} # {{x}} {node}", values) == "systemctl stop glance-api 'glance scrubber' # {x} 'g'\"'\"'1'"
+    assert render("v={target_version}", values) == "v=''"
+    for bad in ("{node.upper}", "{node[0]}", "{node:>10}", "{node!s}", "{}", "{1}", "{nodes}", "a { b", "a } b", "{{node}"):
+        with pytest.raises(TemplateError):
+            check_template(bad)
+    check_template("awk '{{print $1}}' {node}")
+
+
+def test_rollback_template_is_checked_at_load(tmp_path):
+    msg = error_of(write(tmp_path, EXAMPLE.replace('rollback = ""', 'rollback = "apt-get install glance={node.__class__}"')))
+    assert "commands.rollback: placeholder {node.__class__} uses format syntax" in msg and "write plain {node}" in msg
+
+
+def test_strict_types_and_bounds(tmp_path):
+    assert "database.port: input should be a valid integer (got '3306')" in error_of(write(tmp_path, EXAMPLE.replace("port = 3306 ", 'port = "3306" ')))
+    assert "ssh.connect_timeout" in error_of(write(tmp_path, EXAMPLE.replace("connect_timeout = 10 ", 'connect_timeout = "10" ')))
+    assert "ssh.sudo" in error_of(write(tmp_path, EXAMPLE.replace("sudo = false ", 'sudo = "yes" ')))
+    msg = error_of(write(tmp_path, EXAMPLE.replace("drain_timeout = 600 ", "drain_timeout = inf ")))
+    assert "policy.drain_timeout" in msg and "finite" in msg
+    msg = error_of(write(tmp_path, EXAMPLE.replace("min_in_rotation = 1 ", "min_in_rotation = 3 ")))
+    assert "policy.min_in_rotation: 3 is not below the number of nodes (3)" in msg and "use at most 2" in msg
+
+
+def test_names_that_reach_a_command_line_or_haproxy(tmp_path):
+    msg = error_of(write(tmp_path, EXAMPLE.replace('schema = "glance" ', 'schema = "../etc" ')))
+    assert "database.schema: '../etc' is not a valid schema name" in msg
+    msg = error_of(write(tmp_path, EXAMPLE.replace('lb_server = "glance-2"', 'lb_server = "glance-2;disable server x"')))
+    assert "nodes[1].lb_server" in msg and "HAProxy name" in msg
+
+
+def test_stats_url_credentials_and_invalid_urls(tmp_path):
+    url = 'stats_url = "http://10.0.0.2:8404/stats"'
+    msg = error_of(write(tmp_path, EXAMPLE.replace(url, 'stats_url = "http://admin:s3cret-example-pw@10.0.0.2:8404/stats"')))
+    assert "load_balancers[0].stats_url: credentials in the URL are refused" in msg and "password_env or password_file" in msg
+    assert "s3cret-example-pw" not in msg
+    assert "1 to 65535" in error_of(write(tmp_path, EXAMPLE.replace(url, 'stats_url = "http://10.0.0.2:99999/stats"')))
+    assert "not a valid URL" in error_of(write(tmp_path, EXAMPLE.replace(url, 'stats_url = "http://[::1"')))
+
+
+def test_bom_and_bounded_reads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + EXAMPLE.encode())
+    msg = error_of(path)
+    assert "starts with a UTF-8 byte-order mark; save it without BOM" in msg
+    assert "not a regular file" in error_of(Path("/dev/zero"))
+    msg = error_of(write(tmp_path, EXAMPLE.replace('password_env = "GLANCE_DB_PASSWORD"', 'password_file = "/dev/urandom"')))
+    assert "database" in msg and "/dev/urandom is not a regular file" in msg

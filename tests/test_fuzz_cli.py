@@ -201,3 +201,29 @@ async def test_credentials_in_the_stats_url_are_refused_and_never_printed(tmp_pa
     assert elapsed < BOUND
     assert_clean(out, err, state)
     assert not any(state.rglob("*.jsonl")), "nothing may be journaled for a config that does not load"
+
+
+# ---------------------------------------------------------------- a bug inside the TUI
+
+
+async def test_tui_crash_is_one_redacted_line_and_a_redacted_crash_log(tmp_path, monkeypatch, capsys):
+    """Textual would print a traceback with local variables; the app records it redacted instead."""
+    from glance_tui.secrets import register
+    from tests.ui_helpers import make, ready
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    register(SECRET)
+    app, _ = make(tmp_path)
+    with pytest.raises(RuntimeError):  # run_test hands the app's exception to the test framework
+        async with app.run_test() as pilot:
+            await ready(pilot)
+            password = SECRET  # noqa: F841 - a local that a traceback with locals would print
+            try:
+                raise RuntimeError(f"driver said: access denied for glance:{SECRET}@db")
+            except RuntimeError as exc:
+                app._handle_exception(exc)
+            await pilot.pause()
+    shown = " ".join(capsys.readouterr().err.split())  # Textual wraps it at the console width
+    assert "internal error in glance-tui (a bug)" in shown and SECRET not in shown and "Traceback" not in shown
+    crash = (tmp_path / "state" / "glance-tui" / "crash.log").read_text()
+    assert "RuntimeError" in crash and SECRET not in crash

@@ -199,10 +199,13 @@ class NodeSSH:
             fix = f"verify {status.fingerprint} out of band (on the node: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then {scan}"
         return HostKeyError(status.detail, where=self.where, fix=fix)
 
-    async def _refuse_host_key(self, fallback: str, deadline: float | None = None) -> AdapterError:
+    async def _refuse_host_key(self, fallback: str, deadline: float | None = None, *, reached: bool = False) -> AdapterError:
+        """The error for a refused host key, with the fingerprint when the rest of the deadline allows a look."""
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.01)
         status = await self.host_key_check(timeout)
-        if status.ok:  # the key matches now, yet asyncssh refused it: report asyncssh's reason
+        # The key matches now, yet asyncssh refused it; or the server (reached a moment ago) gave no key in
+        # the time left: report asyncssh's own reason.
+        if status.ok or (reached and status.state == "unreachable"):
             return HostKeyError(f"host key not accepted: {fallback}", where=self.where, fix=f"check the entries for {self.known_hosts_name} in {self.known_hosts}")
         return self.host_key_error(status)
 
@@ -253,9 +256,9 @@ class NodeSSH:
                 self.connect_timeout,
             )
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise await self._refuse_host_key(exc.reason, deadline) from None
+            raise await self._refuse_host_key(exc.reason, deadline, reached=True) from None
         except asyncssh.KeyExchangeFailed as exc:  # e.g. the node no longer offers the trusted key type
-            raise await self._refuse_host_key(exc.reason, deadline) from None
+            raise await self._refuse_host_key(exc.reason, deadline, reached=True) from None
         except asyncssh.PermissionDenied:
             using = f"key {self.identity_file}" if self.identity_file else "ssh-agent and ~/.ssh keys"
             raise AdapterError(f"SSH authentication failed for {self.user} ({using})", where=self.where, fix=f"add the operator's public key to ~{self.user}/.ssh/authorized_keys on the node, or set ssh_user / identity_file") from None
