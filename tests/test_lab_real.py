@@ -1,5 +1,7 @@
-"""The staging lab with REAL Glance 2023.1/2024.1 (``-m lab``): up, traffic through HAProxy,
-one node upgraded over SSH exactly as the engine would do it, reset, down."""
+"""The staging lab with REAL Glance 2023.1/2024.1 behind a REAL Keystone (``-m lab``): up,
+authenticated traffic through both HAProxy instances and both frontends, 401 without a token,
+health checks without one, one node upgraded over SSH exactly as the engine would do it (and
+once more with autostart), reset, down."""
 
 from __future__ import annotations
 
@@ -16,14 +18,15 @@ from glance_tui.config import Config, load_config
 from glance_tui.lab import procs
 from glance_tui.lab.lab import Lab
 from glance_tui.lab.load import run_load
+from glance_tui.processes import parse_processes
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    lab = Lab(tmp_path_factory.mktemp("lab"), nodes=2, lb_ip=30, first_ip=31, api_port=0, frontend_port=0, stats_port=0,
-              runtime_tcp_port=0, ssh_port=0, db_port=0, progress=lambda line: None)
+    lab = Lab(tmp_path_factory.mktemp("lab"), nodes=2, lb_ip=30, lb_b_ip=29, keystone_ip=28, first_ip=31, api_port=0, frontend_port=0,
+              external_port=0, stats_port=0, runtime_tcp_port=0, ssh_port=0, db_port=0, keystone_port=0, progress=lambda line: None)
     try:
         yield lab
     finally:
@@ -37,9 +40,16 @@ def ssh(config: Config, node: str, command: str) -> subprocess.CompletedProcess[
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
-def roundtrip(upload_url: str, download_url: str) -> None:
+def running(config: Config, node: str) -> bool:
+    """Is a Glance service running on ``node``, read as the engine reads it (the processes command)?"""
+    out = ssh(config, node, NodeCommands(config, node).processes().command)
+    assert out.returncode == 0, out.stderr
+    return bool(parse_processes(out.stdout, config.commands.services)[1])
+
+
+def roundtrip(upload_url: str, download_url: str, token: str) -> None:
     data = os.urandom(300_000)
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=60, headers={"X-Auth-Token": token}) as http:
         image = http.post(f"{upload_url}/v2/images", json={"name": "lab-test", "disk_format": "raw", "container_format": "bare"})
         assert image.status_code == 201, image.text
         image_id = image.json()["id"]
@@ -59,10 +69,33 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert [n["release"] for n in status["nodes"]] == ["2023.1", "2023.1"]
     assert all(n["running"] and n["sshd_running"] for n in status["nodes"]) and status["haproxy"]["running"]
     frontend = status["haproxy"]["frontend"]
+    frontends = [url for lb in status["haproxies"] for url in lb["frontends"].values()]
+    assert len(frontends) == 4 and status["keystone"]["running"]
+    assert [lb.name for lb in config.lbs] == ["lb-a", "lb-b"]
+    assert all(lb.backends == ["glance_api", "glance_api_external"] for lb in config.lbs)
 
-    report = await run_load(frontend, clients=2, duration=3, sizes=[256 * 1024, 2 * 1024 * 1024])
+    # Keystone: no token, no images (through every frontend and on the node itself); health checks need none.
+    for url in frontends + [n.api_url for n in layout.nodes]:
+        assert httpx.get(f"{url}/v2/images", timeout=10).status_code == 401, url
+        for path in config.policy.health_paths:  # the tool's own health check passes on this lab
+            assert httpx.get(f"{url}{path}", timeout=10).status_code == 200, (url, path)
+    token = lab.token()
+    keystone = lab.keystone(layout)
+    assert keystone.catalog(token) == {"internal": frontend, "admin": frontend, "public": frontends[1]}
+    assert keystone.token("glance", keystone.glance_password, "service")  # the service user exists
+    assert httpx.get(f"{frontends[3]}/v2/images", headers={"X-Auth-Token": token}, timeout=10).status_code == 200
+    assert httpx.get(f"{frontend}/v2/images", headers={"X-Auth-Token": "not-a-token"}, timeout=10).status_code == 401
+
+    # bounded by requests, not time: the machine may be slow
+    report = await run_load(frontends, clients=4, duration=300, max_requests=40, sizes=[256 * 1024, 2 * 1024 * 1024], token=token)
     assert report.ok, report.summary()
     assert report.requests.get("upload", 0) > 0 and report.requests.get("download", 0) > 0
+    # the load was spread over both instances and both frontends
+    for lb in lab.haproxies(layout):
+        csv = httpx.get(lb.stats_url + ";csv", timeout=10).text
+        for backend in ("glance_api", "glance_api_external"):
+            row = next(line for line in csv.splitlines() if line.startswith(f"{backend},BACKEND,"))
+            assert int(row.split(",")[7]) > 0, (lb.stats_url, backend)  # stot: sessions served
 
     pids = [n["pid"] for n in status["nodes"]]
     started = time.monotonic()
@@ -71,7 +104,7 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
 
     one, two = NodeCommands(config, "glance-1"), NodeCommands(config, "glance-2")
     assert ssh(config, "glance-1", one.stop().command).returncode == 0
-    assert ssh(config, "glance-1", one.is_running().command).returncode == 1
+    assert not running(config, "glance-1")
     assert ssh(config, "glance-1", one.upgrade().command).returncode == 0
     assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "28.2.0"
     assert ssh(config, "glance-2", two.installed_version().command).stdout.strip() == "26.1.0"  # only that node changed
@@ -80,25 +113,37 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert ssh(config, "glance-1", one.db_migrate().command).returncode == 0
     assert ssh(config, "glance-1", one.db_check().command).returncode == 5  # contract next
     assert ssh(config, "glance-1", one.start().command).returncode == 0
-    assert ssh(config, "glance-1", one.is_running().command).returncode == 0
+    assert running(config, "glance-1")
     assert "bind_port" in ssh(config, "glance-1", one.read_config().command).stdout
 
     # A 2024.1 node and a 2023.1 node serve the same database and store, directly and through HAProxy.
-    roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url)
-    roundtrip(layout.nodes[1].api_url, layout.nodes[0].api_url)
-    report = await run_load(frontend, clients=2, duration=3, sizes=[256 * 1024])
+    roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url, token)
+    roundtrip(layout.nodes[1].api_url, layout.nodes[0].api_url, token)
+    report = await run_load(frontends, clients=2, duration=3, sizes=[256 * 1024], token=token)
     assert report.ok, report.summary()
+
+    # Packaged-service behaviour on demand: with autostart the upgrade starts the service (postinst).
+    lab.autostart = True
+    lab.up()
+    assert lab.status()["autostart"]
+    assert ssh(config, "glance-2", two.stop().command).returncode == 0
+    started = ssh(config, "glance-2", two.upgrade().command)
+    assert started.returncode == 0 and "postinst: glance-api started" in started.stdout, started.stdout + started.stderr
+    assert running(config, "glance-2")
+    lab.autostart = False
 
     lab.reset()
     status = lab.status()
     assert [n["release"] for n in status["nodes"]] == ["2023.1", "2023.1"] and all(n["running"] for n in status["nodes"])
-    assert httpx.get(f"{frontend}/v2/images").json()["images"] == []  # fresh database
+    token = lab.token()  # Keystone's database survives a reset
+    assert httpx.get(f"{frontend}/v2/images", headers={"X-Auth-Token": token}).json()["images"] == []  # fresh database
     assert ssh(config, "glance-1", one.db_check().command).returncode == 0  # 2023.1 code, schema up to date
 
     pids = [n["pid"] for n in status["nodes"]]
     stopped = lab.down()
-    assert {"haproxy", "mariadb", "glance-api glance-1", "sshd glance-2"} <= set(stopped)
+    assert {"haproxy lb-a", "haproxy lb-b", "keystone", "mariadb", "glance-api glance-1", "sshd glance-2"} <= set(stopped)
     assert not any(procs.pid_alive(p) for p in pids)
     status = lab.status()
-    assert not status["mariadb"]["running"] and not status["haproxy"]["running"]
+    assert not status["mariadb"]["running"] and not any(lb["running"] for lb in status["haproxies"])
+    assert not status["keystone"]["running"]
     assert not any(n["running"] or n["sshd_running"] for n in status["nodes"])

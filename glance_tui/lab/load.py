@@ -226,32 +226,39 @@ class _Run:
                 else:
                     await self.download(http, rng)
 
-    async def verify(self, cleanup: bool) -> None:
-        """Re-read every image this run created; report non-active/missing ones and checksum drift."""
+    async def verify(self, cleanup: bool, concurrency: int = 8) -> None:
+        """Re-read every image this run created (a few at a time); report non-active/missing ones and checksum drift."""
+        gate = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), headers=self.headers) as http:
-            for image in self.images.values():
-                try:
-                    resp = await http.get(f"{self.url}/v2/images/{image.id}")
-                except httpx.HTTPError as exc:
-                    self.report.images_not_active[image.id] = f"unreadable ({type(exc).__name__})"
-                    continue
-                if resp.status_code == 404:
-                    self.report.images_not_active[image.id] = "missing"
-                    continue
-                if resp.status_code != 200:
-                    self.report.images_not_active[image.id] = f"unreadable (HTTP {resp.status_code})"
-                    continue
-                meta = resp.json()
-                if meta.get("status") != "active":
-                    self.report.images_not_active[image.id] = str(meta.get("status"))
-                elif meta.get("checksum") != image.md5 or meta.get("os_hash_value") not in (None, image.sha512):
-                    if image.id not in self.report.checksum_mismatches:
-                        self.report.checksum_mismatches.append(image.id)
-                if cleanup and image.id not in self.report.images_not_active and image.id not in self.report.checksum_mismatches:
-                    try:
-                        await http.delete(f"{self.url}/v2/images/{image.id}")
-                    except httpx.HTTPError:
-                        pass  # cleanup only; the image was verified
+            async def one(image: _Image) -> None:
+                async with gate:
+                    await self._verify_one(http, image, cleanup)
+
+            await asyncio.gather(*(one(image) for image in self.images.values()))
+
+    async def _verify_one(self, http: httpx.AsyncClient, image: _Image, cleanup: bool) -> None:
+        try:
+            resp = await http.get(f"{self.url}/v2/images/{image.id}")
+        except httpx.HTTPError as exc:
+            self.report.images_not_active[image.id] = f"unreadable ({type(exc).__name__})"
+            return
+        if resp.status_code == 404:
+            self.report.images_not_active[image.id] = "missing"
+            return
+        if resp.status_code != 200:
+            self.report.images_not_active[image.id] = f"unreadable (HTTP {resp.status_code})"
+            return
+        meta = resp.json()
+        if meta.get("status") != "active":
+            self.report.images_not_active[image.id] = str(meta.get("status"))
+        elif meta.get("checksum") != image.md5 or meta.get("os_hash_value") not in (None, image.sha512):
+            if image.id not in self.report.checksum_mismatches:
+                self.report.checksum_mismatches.append(image.id)
+        if cleanup and image.id not in self.report.images_not_active and image.id not in self.report.checksum_mismatches:
+            try:
+                await http.delete(f"{self.url}/v2/images/{image.id}")
+            except httpx.HTTPError:
+                pass  # cleanup only; the image was verified
 
 
 async def run_load(

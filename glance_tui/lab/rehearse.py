@@ -288,7 +288,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         note(f"{long_size / MiB:.0f} MiB image downloading at {long_rate / MiB:g} MiB/s from {new_node or '?'}; it is the NEW NODE")
     stop = asyncio.Event()
     load = asyncio.create_task(run_load(targets, clients=clients, duration=3600, sizes=sizes, stop_event=stop,
-                                        max_requests=None, upload_rate=upload_rate, token=token))
+                                        max_requests=None, upload_rate=upload_rate, token=token,
+                                        cleanup=False))  # the next rehearsal resets the lab anyway
     await asyncio.sleep(warmup)
     say(f"load running: {clients} clients over {', '.join(targets.urls)}" + (" with a Keystone token" if token else ""))
     started = time.monotonic()
