@@ -30,6 +30,7 @@ from screens.dialogs import MessageScreen
 from screens.drain import DrainView
 from screens.journal import JournalScreen
 from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells
+from screens.summary import SummaryScreen
 
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 WIDE_FROM = 100  # columns; below it the layout is the compact one (CSS: the screen's "-narrow" class)
@@ -320,6 +321,7 @@ class MainScreen(Screen[None]):
             self.notify(ev.text, severity=SEVERITY.get(ev.level, "information"), markup=False)  # type: ignore[arg-type]
         elif isinstance(ev, RunFinished):
             self.notify(ev.detail, title="run finished" if ev.ok else "run stopped", severity="information" if ev.ok else "warning", markup=False)
+            self.show_run_summary("finished" if ev.ok else "failed", ev.detail)
 
     # ---------------------------------------------------------------- actions
 
@@ -374,6 +376,7 @@ class MainScreen(Screen[None]):
             outcome = await self.engine.run_step(step, self.operator)
             severity = "information" if outcome == "done" else "warning"
             self.notify(f"step {step.number}: {outcome}", severity=severity, markup=False)  # type: ignore[arg-type]
+            await self.end_run_if_over(step, outcome)
         except GlanceTuiError as exc:
             self.app.push_screen(MessageScreen("The step could not run", exc.message))
         except Exception as exc:  # an engine bug must not kill the operator's session
@@ -383,6 +386,21 @@ class MainScreen(Screen[None]):
             self.current_action = ""
             self.sync_bindings()
             self._spawn(self._gate_cycle_once, "gates-now")
+
+    # ---------------------------------------------------------------- the end of a run (summary screen)
+
+    async def end_run_if_over(self, step: Step, outcome: str) -> None:
+        """A stopped step ends the run here; the last step done finishes it (journaled ``run.end``)."""
+        if self.dry_run:
+            return
+        if outcome != "done":
+            self.show_run_summary(outcome, f"stopped at step {step.number} ({step.title}): {outcome}")
+        elif step.id == self.engine.plan.steps[-1].id and await self._next_step() is None:
+            self.engine.finish(True, "upgrade complete")  # emits RunFinished: the summary follows
+
+    def show_run_summary(self, outcome: str, detail: str) -> None:
+        if not isinstance(self.app.screen, SummaryScreen):
+            self.app.push_screen(SummaryScreen(self.engine, self.config, outcome, detail))
 
     async def _gate_cycle_once(self) -> None:
         if not self.busy:
