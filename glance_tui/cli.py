@@ -231,6 +231,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config, secrets=False)
         if args.format != "text":
             return cmd_plan_record(config, args.new_node, args.format, args.output)
+        if args.output:
+            raise UsageError("-o writes a document: it needs --format md, html or json", where="plan", fix="add --format md")
         return cmd_plan(config, args.new_node)
     config = load_config(args.config)
     if command == "check":

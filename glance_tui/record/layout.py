@@ -139,7 +139,7 @@ def gate_line(g: dict[str, Any]) -> str:
 
 
 def action_heading(a: ActionRecord) -> str:
-    where = f" on {a.node}" if a.node else ""
+    where = f" on {a.node}" if a.node and a.node not in a.title else ""
     if a.status == "planned":
         marks = " [changes the cluster; confirmed first, journaled before and after]" if a.changes else ""
         if a.confirm_word:

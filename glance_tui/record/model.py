@@ -6,6 +6,7 @@ the journal does not hold are ``None`` and shown as "not recorded", never guesse
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,14 @@ ACTION_TITLES = {
 OUT_ACTIONS = ("drain", "maint")  # journaled ``lb`` actions that take a node out of rotation
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean_lines(lines: Any) -> list[str]:
+    """Output tails as journaled, without terminal escapes and control characters (a report is a document)."""
+    return [_ANSI.sub("", str(line)) for line in lines or []]
+
+
 def action_title(action_id: str, node: str | None) -> str:
     return ACTION_TITLES.get(action_id, action_id).format(node=node or "the NEW NODE")
 
@@ -46,8 +55,19 @@ class CommandRun:
     tail: list[str] = field(default_factory=list)
 
 
+class _Timed:
+    """``duration`` from ``started``/``ended`` (either may be missing after a crash)."""
+
+    started: float | None
+    ended: float | None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.started is None or self.ended is None else self.ended - self.started
+
+
 @dataclass
-class ActionRecord:
+class ActionRecord(_Timed):
     id: str
     title: str
     node: str | None
@@ -63,13 +83,9 @@ class ActionRecord:
     confirm_word: str | None = None
     note: str = ""
 
-    @property
-    def duration(self) -> float | None:
-        return None if self.started is None or self.ended is None else self.ended - self.started
-
 
 @dataclass
-class StepRecord:
+class StepRecord(_Timed):
     id: str
     number: str
     title: str
@@ -79,10 +95,6 @@ class StepRecord:
     gates: list[dict[str, Any]] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     why: str = ""
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.started is None or self.ended is None else self.ended - self.started
 
 
 @dataclass
@@ -120,7 +132,7 @@ class NodeRecord:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(_Timed):
     run_id: str
     journal: str
     planned: bool = False
@@ -144,10 +156,6 @@ class RunRecord:
     decisions: list[Decision] = field(default_factory=list)
     nodes: list[NodeRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.started is None or self.ended is None else self.ended - self.started
 
     def node(self, name: str) -> NodeRecord:
         for n in self.nodes:
@@ -189,6 +197,7 @@ class _Replay:
     def on_run_start(self, r: dict[str, Any]) -> None:
         rec = self.rec
         rec.started = r.get("ts")
+        rec.run_id = str(r.get("run") or rec.run_id)  # the file may have been copied and renamed
         for key in ("user", "sudo_user", "host", "tool_version", "config", "config_sha256", "target_release"):
             if r.get(key) is not None:
                 setattr(rec, key, r[key])
@@ -271,11 +280,11 @@ class _Replay:
         action.ended = r.get("ts")
         action.status = "done" if r.get("ok") else ("aborted" if r.get("aborted") else "failed")
         action.error = str(r.get("error") or "")
-        action.tail = list(r.get("tail") or [])
+        action.tail = clean_lines(r.get("tail"))
         self.action = None
 
     def on_command(self, r: dict[str, Any]) -> None:
-        run = CommandRun(str(r.get("node", "")), str(r.get("command", "")), r.get("exit"), bool(r.get("timed_out")), r.get("duration"), list(r.get("tail") or []))
+        run = CommandRun(str(r.get("node", "")), str(r.get("command", "")), r.get("exit"), bool(r.get("timed_out")), r.get("duration"), clean_lines(r.get("tail")))
         if self.action is not None:
             self.action.runs.append(run)
         elif self.rec.steps:
