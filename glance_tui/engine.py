@@ -231,7 +231,7 @@ class Engine:
             self.preflight_ok = True
             await self._record_start_release()
             if not self.dry_run:
-                await journal_versions(self.ctx, "before")  # the report's "before" (versions, revisions)
+                await journal_versions(self.ctx, "before", fresh=False)  # the report's "before" (versions, revisions)
             self._set(step, DONE)
             self.journal.write("step.end", step=step.id, ok=True)
             return "done"

@@ -29,12 +29,14 @@ class DrainSampler:
         self.journal.write("drain.sample", node=self.node, in_flight=in_flight, t=round(elapsed, 2))
 
 
-async def journal_versions(ctx: "Context", when: str) -> dict[str, Any]:
-    """Probe and journal every node's version and the database heads; a failed probe is recorded as
-    an error (the record says "unknown"), it never stops the run."""
+async def journal_versions(ctx: "Context", when: str, *, fresh: bool = True) -> dict[str, Any]:
+    """Journal every node's version and the database heads (probed again unless ``fresh=False``:
+    right after preflight the gates' probes are current). A failed probe is recorded as an error
+    (the record says "not recorded"); it never stops the run."""
     fields: dict[str, Any] = {"when": when}
     try:
-        ctx.invalidate("nodes", "db")
+        if fresh:
+            ctx.invalidate("nodes", "db")
         facts = await ctx.node_facts()
         fields["nodes"] = {name: (f.version if not f.error else None) for name, f in facts.items()}
         db = await ctx.db_state()
