@@ -4,6 +4,7 @@ upgrade (run.end journaled; ``w`` writes the report and shows its path)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from glance_tui.api import DONE, read_records
@@ -12,11 +13,10 @@ from screens.summary import SummaryScreen
 from tests.ui_helpers import answer_routine, make, ready, wait_for
 
 
-async def _until_summary(pilot, timeout: float = 15.0) -> SummaryScreen:
+async def _until_summary(pilot, timeout: float = 60.0) -> SummaryScreen:
+    """Drive the wizard (aborting whatever fails) until the run's summary is up and probed."""
     app = pilot.app
     main = app.main
-    import time
-
     deadline = time.monotonic() + timeout
     while not isinstance(app.screen, SummaryScreen):
         assert time.monotonic() < deadline, f"no summary; screen {app.screen!r}, states {main.engine.states}"
@@ -66,7 +66,7 @@ async def test_summary_after_the_whole_upgrade_writes_the_report(tmp_path):
     app, engine = make(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        summary = await _until_summary(pilot, timeout=30)
+        summary = await _until_summary(pilot, timeout=120)
         assert engine.states["contract"] == DONE and summary.end.outcome == "finished"
         assert "The upgrade is complete" in str(summary.query_one("#summary-body").render())
         assert "Nothing is left to run" in summary.end.next_action and summary.end.out_of_rotation == []

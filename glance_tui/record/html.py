@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from glance_tui.record import layout as L
-from glance_tui.record.charts import svg_chart
+from glance_tui.record.charts import sparkline, svg_chart
 from glance_tui.record.model import RunRecord
 
 CSS = """
@@ -21,7 +21,7 @@ code { font-size: 12px; } .why { font-style: italic; color: #444; }
 .step { border-left: 3px solid #999; padding-left: .8rem; margin: 1rem 0; break-inside: avoid; page-break-inside: avoid; }
 .step-done { border-color: #2a7a2a; } .step-failed, .step-aborted, .step-blocked, .step-verify, .step-interrupted { border-color: #a00; }
 ol.actions > li { margin-bottom: .4rem; }
-.chart { display: block; margin: .3rem 0 1rem; } .chart .series { fill: none; stroke: #1b5fa8; stroke-width: 2; }
+figure { margin: 0; } .chart { display: block; margin: .3rem 0 1rem; max-width: 100%; height: auto; } .chart .series { fill: none; stroke: #1b5fa8; stroke-width: 2; }
 .chart .axis { stroke: #555; stroke-width: 1; } .chart text { font: 10px sans-serif; fill: #333; } .chart .unknown { fill: #a00; }
 .still-out { color: #a00; font-weight: 700; } footer { margin-top: 2rem; color: #555; font-size: 12px; }
 @media print {
@@ -41,14 +41,9 @@ def _pairs(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f'<tr><td class="k">{_e(k)}</td><td>{_e(v)}</td></tr>' for k, v in rows) + "</table>"
 
 
-def _table(headers: list[str], rows: list[list[str]], raw_last: bool = False) -> str:
+def _table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = ""
-    for row in rows:
-        cells = [f"<td>{_e(c)}</td>" for c in row]
-        if raw_last:
-            cells[-1] = f"<td>{row[-1]}</td>"
-        body += "<tr>" + "".join(cells) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -67,8 +62,11 @@ def render_html(rec: RunRecord) -> str:
 
     rows = L.node_rows(rec)
     for row, node in zip(rows, rec.nodes):
-        row[-1] = svg_chart(node.samples, title=f"{node.name}: requests in flight during the drain wait") if node.samples else "—"
-    parts += ["<h2>Nodes</h2>", _table(L.NODE_HEADERS, rows, raw_last=True)]
+        row[-1] = sparkline(node.samples) if node.samples else ("drawn in the report" if rec.planned else "—")
+    parts += ["<h2>Nodes</h2>", _table(L.NODE_HEADERS, rows)]
+    charts = [f"<figure>{svg_chart(n.samples, title=f'{n.name}: requests in flight during the drain wait')}</figure>" for n in rec.nodes if n.samples]
+    if charts:
+        parts += ["<h3>In flight while draining</h3>", *charts]
     stuck = [n.name for n in rec.nodes if n.still_out]
     if stuck:
         parts.append(f'<p class="still-out">Still out of rotation at the end of the record: {_e(", ".join(stuck))}</p>')

@@ -388,8 +388,21 @@ def read_run(path: Path) -> RunRecord:
     replay.finish(last_ts)
     if count == 0:
         rec.notes.append("the journal holds no readable record")
+    _note_unrecorded_steps(rec)
     _number_node_steps(rec)
     return rec
+
+
+GUIDE_STEPS = ("preflight", "backup", "new-node", "upgrade-new", "expand", "migrate", "start-new", "contract")
+
+
+def _note_unrecorded_steps(rec: RunRecord) -> None:
+    """A step the engine found already done (by probing) is skipped without a record: say so."""
+    seen = {s.id for s in rec.steps}
+    last = max((GUIDE_STEPS.index(i) for i in seen if i in GUIDE_STEPS), default=-1)
+    for step_id in GUIDE_STEPS[:last]:
+        if step_id not in seen:
+            rec.notes.append(f"step {step_number(step_id)} ({step_id}) has no record: the cluster already showed it done, so this run did not run it")
 
 
 def _number_node_steps(rec: RunRecord) -> None:
