@@ -8,9 +8,9 @@ because the journal says it started.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
-import getpass
 import os
 import socket
 import time
