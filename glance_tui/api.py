@@ -20,6 +20,8 @@ from glance_tui.journal import Journal, read_records
 from glance_tui.operator import BlockedDecision, DrainDecision, FailureDecision, Operator, Unattended
 from glance_tui.plan import Action, Plan, Step
 from glance_tui.probes import DB_CHECK_MEANING, Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
+from glance_tui.record.aftermath import RunEnd, run_end
+from glance_tui.record.render import write_report
 from glance_tui.secrets import redact
 
 __all__ = [
@@ -27,6 +29,6 @@ __all__ = [
     "DB_CHECK_MEANING", "DBState", "DONE", "DbCheck", "DrainDecision", "DrainProgress", "Engine", "Event", "FAILED",
     "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "LBFacts", "NodeFacts", "Notice",
     "Operator", "Outcome", "OutputLine", "PENDING", "Plan", "PlanChanged", "READY", "RUNNING", "Remedy", "RunFinished",
-    "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
-    "load_config", "read_records", "redact",
+    "RunEnd", "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
+    "load_config", "read_records", "redact", "run_end", "write_report",
 ]

@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="list every step and the exact commands it would run (changes nothing)")
     _add_config(p)
     p.add_argument("--new-node", metavar="NODE", help="the NEW NODE to plan with (default: policy.new_node or the first node)")
+    p.add_argument("--format", choices=("text", "md", "html", "json"), default="text",
+                   help="text (default), or the run report's layout for a change request: md, html, json")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+
+    p = sub.add_parser("report", help="the record of a run, from its journal alone (no cluster, no secret)")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run id from `glance-tui runs` (or a prefix), or a journal file path")
+    p.add_argument("--latest", action="store_true", help="the most recent run (the default without RUN)")
+    p.add_argument("--format", choices=("md", "html", "json"), default="md", help="md (default), html (one printable file), json")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+
+    p = sub.add_parser("runs", help="list past runs (id, start, outcome, target, config)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("status", help="one snapshot of the nodes, the load balancer and the database")
     _add_config(p)
@@ -140,16 +152,23 @@ async def cmd_status(config: Config, as_json: bool) -> int:
     return await _with_context(config, body)
 
 
-def cmd_plan(config: Config, new_node: str | None) -> int:
+def _plan_context(config: Config, new_node: str | None) -> Any:
+    """A context for previews only: nothing is probed, no secret is read (``plan`` loads without them)."""
     from glance_tui.context import Context, RunState
     from glance_tui.journal import NullJournal
-    from glance_tui.plan import build_plan
     from glance_tui.probes import Cluster
 
     chosen = new_node or config.policy.new_node or config.nodes[0].name
     if chosen not in [n.name for n in config.nodes]:
         raise UsageError(f"--new-node {chosen!r} is not a configured node", fix=f"use one of: {', '.join(n.name for n in config.nodes)}")
-    ctx = Context(config, Cluster(config), NullJournal(), RunState(new_node=chosen), lambda e: None)
+    return Context(config, Cluster(config), NullJournal(), RunState(new_node=chosen), lambda e: None)
+
+
+def cmd_plan(config: Config, new_node: str | None) -> int:
+    from glance_tui.plan import build_plan
+
+    ctx = _plan_context(config, new_node)
+    chosen = ctx.state.new_node
     plan = build_plan(ctx)
     how = "--new-node" if new_node else ("policy.new_node" if config.policy.new_node else "the first node; choose with --new-node")
     print(f"Plan: Glance → {config.policy.target_release}, NEW NODE {chosen} ({how}). Nothing is run.\n")
@@ -166,6 +185,47 @@ def cmd_plan(config: Config, new_node: str | None) -> int:
                 print(f"            {cmd}")
         print()
     print("! = changes the cluster (confirmed before it runs, journaled before and after)")
+    return 0
+
+
+def _emit_text(text: str, output: str | None) -> int:
+    """Print ``text``, or write it to ``output`` and say where."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    from pathlib import Path
+
+    from glance_tui.record.render import write_text
+
+    print(f"written: {write_text(Path(output), text)}")
+    return 0
+
+
+def cmd_plan_record(config: Config, new_node: str | None, fmt: str, output: str | None) -> int:
+    """``plan --format md|html|json``: the report's layout before the run (no probe, no secret)."""
+    from glance_tui.plan import build_plan
+    from glance_tui.record.planned import planned_record
+    from glance_tui.record.render import render
+
+    ctx = _plan_context(config, new_node)
+    return _emit_text(render(planned_record(ctx, build_plan(ctx)), fmt), output)
+
+
+def cmd_report(run: str | None, latest: bool, fmt: str, output: str | None) -> int:
+    from glance_tui.record.model import read_run
+    from glance_tui.record.render import render
+    from glance_tui.record.runs import find_journal
+
+    if run and latest:
+        raise UsageError("give RUN or --latest, not both", where="report", fix="drop one of them")
+    return _emit_text(render(read_run(find_journal(run)), fmt), output)
+
+
+def cmd_runs(as_json: bool) -> int:
+    from glance_tui.record.runs import list_runs, runs_json, runs_text
+
+    runs = list_runs()
+    print(runs_json(runs) if as_json else runs_text(runs))
     return 0
 
 
@@ -195,14 +255,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if getattr(args, "lab_handler", None):
         return args.lab_handler(args)
-    config = load_config(args.config)
     command = args.command
+    if command == "report":
+        return cmd_report(args.run, args.latest, args.format, args.output)
+    if command == "runs":
+        return cmd_runs(args.json)
+    if command == "plan":  # a plan needs no secret: a change request is written before anyone has access
+        config = load_config(args.config, secrets=False)
+        if args.format != "text":
+            return cmd_plan_record(config, args.new_node, args.format, args.output)
+        if args.output:
+            raise UsageError("-o writes a document: it needs --format md, html or json", where="plan", fix="add --format md")
+        return cmd_plan(config, args.new_node)
+    config = load_config(args.config)
     if command == "check":
         return asyncio.run(cmd_check(config, args.json))
     if command == "status":
         return asyncio.run(cmd_status(config, args.json))
-    if command == "plan":
-        return cmd_plan(config, args.new_node)
     if command == "run" and args.yes:
         return asyncio.run(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
     from screens.app import run_tui  # the UI is imported only when it is needed

@@ -28,6 +28,7 @@ from glance_tui.probes import Cluster, DbCheck
 from glance_tui.runlock import RunLock
 from glance_tui.step_states import StepStates
 from glance_tui.timing import timed
+from glance_tui.record.sampling import journal_versions
 
 Outcome = Literal["done", "blocked", "failed", "aborted"]
 
@@ -271,6 +272,8 @@ class Engine:
                 return "blocked"
             self.preflight_ok = True
             await self._record_start_release()
+            if not self.dry_run:
+                await journal_versions(self.ctx, "before", fresh=False)  # the report's "before" (versions, revisions)
             self._set(step, DONE)
             self.journal.write("step.end", step=step.id, ok=True)
             return "done"
@@ -372,6 +375,7 @@ class Engine:
             self._emit(Notice("error", f"rollback of {node} failed: {exc.message}"))
             return
         self.journal.write("rollback.end", node=node, ok=True)
+        await journal_versions(self.ctx, "rollback")
         self._emit(Notice("info", f"{node} is back on the old release and in rotation"))
 
     async def run(self, operator: Operator) -> bool:
@@ -381,9 +385,12 @@ class Engine:
             if step is None:
                 if self.dry_run:
                     return self.finish(True, "dry run complete: nothing was changed", end=False)
+                await journal_versions(self.ctx, "end")
                 return self.finish(True, "upgrade complete")
             outcome = await self.run_step(step, operator)
             if outcome != "done":
+                if not self.dry_run:
+                    await journal_versions(self.ctx, "end")
                 detail = f"stopped at step {step.number} ({step.title}): {outcome}"
                 self.journal.write("run.pause", step=step.id, outcome=outcome)
                 self._emit(RunFinished(False, detail))

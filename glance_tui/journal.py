@@ -8,9 +8,11 @@ because the journal says it started.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +31,30 @@ def config_key(config_path: Path | None) -> str:
     """Journals are grouped per config file, so each deployment resumes its own run."""
     text = str(config_path.resolve()) if config_path else "<no config>"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path | None) -> str | None:
+    """The config's digest, so the run's record names exactly which file drove it."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
+
+
+def run_origin(config_path: Path | None) -> dict[str, Any]:
+    """Who started the run and where (``run.start``): a change record must name them."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER
+        user = f"uid {os.getuid()}"
+    origin: dict[str, Any] = {"user": user, "host": socket.gethostname()}
+    if os.environ.get("SUDO_USER"):
+        origin["sudo_user"] = os.environ["SUDO_USER"]
+    origin["config_sha256"] = file_sha256(config_path)
+    from glance_tui import __version__
+
+    origin["tool_version"] = __version__
+    return origin
 
 
 def _scrub(value: Any) -> Any:
@@ -51,7 +77,7 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         journal = cls(directory / f"{run_id}.jsonl", run_id)
-        journal.write("run.start", config=str(config_path or ""), target_release=target_release, pid=os.getpid())
+        journal.write("run.start", config=str(config_path or ""), target_release=target_release, pid=os.getpid(), **run_origin(config_path))
         return journal
 
     @classmethod

@@ -17,6 +17,7 @@ import httpx
 from glance_tui import gates as G
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import DrainProgress
+from glance_tui.record.sampling import DrainSampler
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
@@ -163,11 +164,13 @@ def wait_drained_action(node: str) -> Action:
         policy = ctx.config.policy
         started = time.monotonic()
         budget = policy.drain_timeout
+        sample = DrainSampler(ctx.journal, node)  # the report's in-flight chart (drain.sample records)
         while True:
             stats = await _stats(ctx, node)
             in_flight = stats.in_flight if stats else 0
             elapsed = time.monotonic() - started
             ctx.emit(DrainProgress(node, in_flight, elapsed, budget, stats.state if stats else "absent"))
+            sample(in_flight, elapsed)
             if stats is not None and stats.in_rotation:
                 raise StepFailed(f"{node} went back into rotation while draining (state {stats.state})", fix="drain it again; someone re-enabled it")
             if in_flight == 0:

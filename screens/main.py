@@ -34,6 +34,7 @@ from screens.dialogs import MessageScreen
 from screens.drain import DrainView
 from screens.failures import ReportsFailedWorkers
 from screens.journal import JournalScreen
+from screens.summary import SummaryScreen
 
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 WIDE_FROM = 100  # columns; below it the layout is the compact one (CSS: the screen's "-narrow" class)
@@ -294,6 +295,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
             self.notify(ev.text, severity=SEVERITY.get(ev.level, "information"), markup=False)  # type: ignore[arg-type]
         elif isinstance(ev, RunFinished):
             self.notify(ev.detail, title="run finished" if ev.ok else "run stopped", severity="information" if ev.ok else "warning", markup=False)
+            self.show_run_summary("finished" if ev.ok else "failed", ev.detail)
 
     # ---------------------------------------------------------------- actions
 
@@ -366,6 +368,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
             outcome = await self.engine.run_step(step, self.operator)
             severity = "information" if outcome == "done" else "warning"
             self.notify(f"step {step.number}: {outcome}", severity=severity, markup=False)  # type: ignore[arg-type]
+            await self.end_run_if_over(step, outcome)
         except GlanceTuiError as exc:
             self.app.push_screen(MessageScreen("The step could not run", exc.message))
         finally:  # anything else reaches the operator through the app's failed-worker handler
@@ -374,6 +377,21 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
             self.activity.stop()
             self.sync_bindings()
             self._spawn(self._gate_cycle_once, "gates-now", "gate check")
+
+    # ---------------------------------------------------------------- the end of a run (summary screen)
+
+    async def end_run_if_over(self, step: Step, outcome: str) -> None:
+        """A stopped step ends the run here; the last step done finishes it (journaled ``run.end``)."""
+        if self.dry_run:
+            return
+        if outcome != "done":
+            self.show_run_summary(outcome, f"stopped at step {step.number} ({step.title}): {outcome}")
+        elif step.id == self.engine.plan.steps[-1].id and await self._next_step() is None:
+            self.engine.finish(True, "upgrade complete")  # emits RunFinished: the summary follows
+
+    def show_run_summary(self, outcome: str, detail: str) -> None:
+        if not isinstance(self.app.screen, SummaryScreen):
+            self.app.push_screen(SummaryScreen(self.engine, self.config, outcome, detail))
 
     async def _gate_cycle_once(self) -> None:
         if not self.busy:

@@ -10,6 +10,7 @@ from screens.checklist import Checklist
 from screens.dialogs import BlockedScreen, ConfirmScreen, DrainTimeoutScreen, FailureScreen, QuitScreen
 from screens.drain import DrainView
 from screens.journal import JournalScreen
+from screens.summary import SummaryScreen
 from tests.ui_helpers import answer_routine, drive_until, make, ready, wait_for
 
 
@@ -48,6 +49,8 @@ async def test_whole_wizard_from_preflight_to_contract(tmp_path):
         assert main.query_one("#nodes").cell("glance-1", "role") == "NEW NODE"
         assert main.query_one("#nodes").cell("glance-3", "release") == "target 28.2.0"
         await wait_for(pilot, lambda: not main.can_continue and main.next_id is None)
+        await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))  # the run ends on its summary
+        await pilot.press("escape")
         await pilot.press("c")
         await wait_for(pilot, lambda: "upgrade is complete" in notes(app))
 

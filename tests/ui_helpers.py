@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from screens.app import GlanceApp
 from screens.dialogs import ChooseNodeScreen, ConfirmScreen
+from screens.summary import SummaryScreen
 from tests.ui_scripted import ScriptedEngine, scripted_config
 
 FROZEN = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -45,6 +46,8 @@ async def answer_routine(pilot: Any) -> bool:
             await pilot.press(*screen.word, "enter")
         else:
             await pilot.press("y")
+    elif isinstance(screen, SummaryScreen):  # a stopped run's summary: back to the checklist
+        await pilot.press("escape")
     else:
         return False
     return True

@@ -18,7 +18,7 @@ from glance_tui.adapters.database import DatabaseFacts
 from glance_tui.api import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, Action, ActionFinished, ActionStarted, Config, DBState, DbCheck,
     DrainProgress, GateResult, GatesEvaluated, Journal, LBFacts, NodeFacts, Notice, OutputLine, Plan, PlanChanged,
-    RunState, ServerStats, Step,
+    RunFinished, RunState, ServerStats, Step, StepChanged,
 )
 from glance_tui.config import parse_config
 from glance_tui.gates import Gate
@@ -268,6 +268,12 @@ class ScriptedEngine:
             results = await self.evaluate(step)
             self._set(step, READY if all(r.ok for r in results) else BLOCKED)
         return step
+
+    def finish(self, ok: bool, detail: str, *, end: bool = True) -> bool:
+        if end:
+            self.journal.write("run.end", ok=ok, detail=detail)
+        self.emit(RunFinished(ok, detail))
+        return ok
 
     def preview(self, step: Step) -> list[tuple[Action, list[str]]]:
         return [(a, a.preview(None)) for a in step.actions]

@@ -1,0 +1,93 @@
+"""The end of every run (finished, aborted or failed): outcome, what changed, what is left, the
+cluster as probed now, the next safe action, and a key that writes the run's report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from glance_tui.api import RunEnd, run_end, write_report
+
+HEADLINE = {"finished": ("The upgrade is complete", "bold green"), "aborted": ("The run was aborted", "bold yellow"),
+            "failed": ("The run failed", "bold red"), "blocked": ("The run stopped at a gate", "bold yellow")}
+
+
+def summary_text(end: RunEnd) -> Text:
+    """Plain words first (never colour alone), in the order an operator reads them."""
+    words, style = HEADLINE.get(end.outcome, (f"The run ended: {end.outcome}", "bold"))
+    text = Text()
+    text.append(f"{words}. ", style=style)
+    text.append(f"{end.detail}\n")
+
+    def section(title: str, lines: list[str]) -> None:
+        text.append(f"\n{title}\n", style="bold")
+        for line in lines:
+            text.append(f"  • {line}\n")
+
+    section("Now (probed)", [f"out of rotation: {', '.join(end.out_of_rotation) or 'none'}",
+                             f"Glance stopped on: {', '.join(end.stopped) or 'none'}", *end.unknown])
+    text.append("\nNext safe action\n", style="bold")
+    text.append(f"  {end.next_action}\n")
+    if end.outcome != "finished" and end.left:
+        later = [line.split(":")[0].removeprefix("step ") for line in end.left[1:]]
+        section(f"What is left ({len(end.left)} steps)", [f"next {end.left[0]}" + (f"; then {', '.join(later)}" if later else "")])
+    section("What changed", end.changed or ["nothing"])
+    return text
+
+
+class SummaryScreen(Screen[None]):
+    """Shown by the main screen when a run ends; ``w`` writes the HTML report, escape goes back."""
+
+    DEFAULT_CSS = """
+    SummaryScreen #summary-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
+    SummaryScreen #summary-scroll { height: 1fr; padding: 0 1; }
+    SummaryScreen #summary-report { height: auto; padding: 0 1; }
+    """
+    BINDINGS = [Binding("w", "write_report", "Write report"), Binding("escape,b", "app.pop_screen", "Back to checklist")]
+
+    def __init__(self, engine: Any, config: Any, outcome: str, detail: str) -> None:
+        super().__init__()
+        self.engine, self.config, self.outcome, self.detail = engine, config, outcome, detail
+        self.end: RunEnd | None = None
+        self.report_path: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"Run summary · Glance → {self.config.policy.target_release}"), id="summary-title")
+        with VerticalScroll(id="summary-scroll"):
+            yield Static(Text("Probing the cluster for where it stands…"), id="summary-body")
+        yield Static(Text("w writes the run's report (HTML, printable) next to its journal."), id="summary-report")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._gather(), group="summary", exit_on_error=False)
+
+    async def _gather(self) -> None:
+        cluster = self.engine.cluster
+        lb, nodes = await asyncio.gather(cluster.probe_lb(), cluster.probe_nodes(), return_exceptions=True)
+        journal = getattr(self.engine.journal, "path", None)
+        self.end = await asyncio.to_thread(
+            run_end, self.outcome, self.detail, config=self.config, plan_steps=list(self.engine.plan.steps), states=dict(self.engine.states),
+            new_node=self.engine.state.new_node, journal=journal if journal and journal.is_file() else None,
+            lb=None if isinstance(lb, BaseException) else lb, nodes=None if isinstance(nodes, BaseException) else nodes)
+        self.query_one("#summary-body", Static).update(summary_text(self.end))
+
+    async def action_write_report(self) -> None:
+        journal = getattr(self.engine.journal, "path", None)
+        if journal is None or not journal.is_file():
+            self.notify("this run has no journal (dry run): there is nothing to report", severity="warning", markup=False)
+            return
+        try:
+            self.report_path = await asyncio.to_thread(write_report, journal, "html")
+        except Exception as exc:  # a full disk must not end the operator's session
+            self.notify(f"cannot write the report: {exc}", severity="error", markup=False)
+            return
+        self.query_one("#summary-report", Static).update(Text(f"Report written: {self.report_path}", style="bold"))
+        self.notify(f"report written: {self.report_path}", markup=False)
