@@ -21,11 +21,12 @@ from glance_tui.adapters.ssh import CommandResult
 from glance_tui.command_tags import run_journaled
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import Config
-from glance_tui.dbverdict import DbVerdicts, Heads
+from glance_tui.dbverdict import CLEAR, DbVerdicts, Heads
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import Event, OutputLine
 from glance_tui.journal import Journal, read_records
 from glance_tui.probes import Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
+from glance_tui.secrets import redact
 
 
 @dataclass
@@ -126,10 +127,19 @@ class Context:
             heads: Heads | None = await self.db_heads()
         except GlanceTuiError:
             heads = None
-        ask = lambda: self.cluster.db_check(node, facts.release)  # noqa: E731
-        if heads is None:  # the database cannot be read directly: only Glance can say
-            return await ask()
-        return await self.verdicts.get((heads, facts.release, facts.version), ask, self._heads_or_none)
+        if heads is None:  # the database cannot be read directly: Glance says both (db check + db version)
+            return await self.cluster.db_check(node, facts.release)
+        return await self.verdicts.get((heads, facts.release, facts.version),
+                                       lambda: self._ask_glance(node, facts.release, heads), self._heads_or_none)
+
+    async def _ask_glance(self, node: str, release: str | None, heads: Heads) -> DbCheck:
+        """``glance-manage db check`` alone: the heads were just read from the database."""
+        try:
+            check = await self.run(self.commands(node).db_check())
+        except GlanceTuiError as exc:
+            return DbCheck(node, None, release, error=exc.message)
+        error = redact(" | ".join(check.tail(2))) if check.exit_status not in CLEAR else ""
+        return DbCheck(node, check.exit_status, release, heads=heads, error=error)
 
     async def target_db_check(self) -> DbCheck | None:
         """``db check`` with the target release's code (the NEW NODE preferred), or None."""

@@ -351,7 +351,13 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
         try:
             async with self._probe_lock:
                 step = await self._next_step()
-                results = list(await self.engine.evaluate(step, max_age=self.config.policy.node_poll_interval)) if step else []
+                known = self.next_gates if step is not None and step.id == self.next_id else None
+                if step is None:
+                    results = []
+                elif known is not None and not hard_failures(known):
+                    results = known  # they passed; the engine checks them again, fresh, before each action
+                else:
+                    results = list(await self.engine.evaluate(step, max_age=self.config.policy.node_poll_interval))
                 self.next_id, self.next_gates = (step.id if step else None), results
             self.refresh_states()
             if step is None:

@@ -30,9 +30,9 @@ async def wait_for(pilot: Any, cond: Callable[[], Any], timeout: float = 5.0, wh
         await pilot.pause(0.02)
 
 
-async def ready(pilot: Any) -> Any:
+async def ready(pilot: Any, timeout: float = 5.0) -> Any:
     app = pilot.app
-    await wait_for(pilot, lambda: app.main is not None and app.screen is app.main and app.main.next_gates is not None, what="main screen")
+    await wait_for(pilot, lambda: app.main is not None and app.screen is app.main and app.main.next_gates is not None, timeout, what="main screen")
     return app.main
 
 

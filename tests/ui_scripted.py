@@ -34,10 +34,14 @@ CONFIG_TOML = {
 }
 
 
-def scripted_config(tmp: Path, **policy: Any) -> Config:
+def scripted_config(tmp: Path, *, nodes: int = 3, **policy: Any) -> Config:
+    """The scripted cluster's config: ``nodes`` nodes glance-1…glance-N, policy overrides."""
     secret = tmp / "db-password"
     secret.write_text("pw-scripted\n")
     data = {**CONFIG_TOML, "database": {"host": "127.0.0.1", "password_file": str(secret)}, "policy": {**CONFIG_TOML["policy"], **policy}}
+    if nodes != 3:
+        data["nodes"] = [{"name": f"glance-{i}", "ssh_host": f"10.0.{i // 250}.{i % 250 + 1}", "lb_server": f"glance-{i}",
+                          "api_url": f"http://10.0.{i // 250}.{i % 250 + 1}:9292"} for i in range(1, nodes + 1)]
     return parse_config(data, where="scripted")
 
 
