@@ -29,6 +29,7 @@ from glance_tui.engine import Engine
 from glance_tui.events import ActionFinished, DrainProgress, Event
 from glance_tui.journal import Journal, binlog_trust_to_restore, carry_over, read_records, unfinished_commands
 from glance_tui.lab.lab import Lab
+from glance_tui.lab.procs import processes, read_pid
 from glance_tui.operator import Unattended
 from glance_tui.probes import Cluster
 
@@ -289,6 +290,7 @@ def test_sshd_killed_mid_command_halts_out_of_rotation_and_resume_completes(sim_
         while not stopping_glance2(events(state)) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         time.sleep(0.5)
+        kill_sshd_sessions(sim_lab.sshd(node2).pidfile)  # the connection dies; the command it started does not
         sim_lab.sshd(node2).stop()
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -309,6 +311,27 @@ def test_sshd_killed_mid_command_halts_out_of_rotation_and_resume_completes(sim_
     assert any(r["event"] == "command.settled" and r["tag"] == lost[0]["tag"] for r in records)
     assert_safe(records)
     assert_upgraded(sim_lab, capsys)
+
+
+def kill_sshd_sessions(pidfile: Path) -> None:
+    """SIGKILL every sshd process under the listener (its sessions), sparing the commands they run."""
+    def sshd_children(pid: int) -> list[int]:
+        found = []
+        for child in processes(parent=pid):
+            try:
+                if Path(f"/proc/{child}/comm").read_text().strip() == "sshd":
+                    found += [child, *sshd_children(child)]
+            except OSError:
+                continue
+        return found
+
+    listener = read_pid(pidfile)
+    assert listener is not None, f"no sshd pid in {pidfile}"
+    for pid in reversed(sshd_children(listener)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 async def _lb_states(config) -> dict[str, str]:
@@ -471,10 +494,10 @@ async def test_mariadb_down_at_expand_fails_cleanly_and_resume_completes(sim_lab
         assert await cluster.db.alembic_heads() == ["2023_1_contract01"]  # nothing changed in the schema
     finally:
         await cluster.close()
-    assert main(["run", "--yes", "--quiet", "-c", str(path)]) == 0, capsys.readouterr().out[-3000:]
+    assert await asyncio.to_thread(main, ["run", "--yes", "--quiet", "-c", str(path)]) == 0, capsys.readouterr().out[-3000:]
     capsys.readouterr()
     assert_safe([r for p in sorted(engine.journal.path.parent.glob("*.jsonl")) for r in read_records(p)])
-    assert_upgraded(sim_lab, capsys)
+    await asyncio.to_thread(assert_upgraded, sim_lab, capsys)
 
 
 @pytest.mark.services
