@@ -168,6 +168,8 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
         step = await self.engine.next_step()
         if self.dry_run and step is not None and self.engine.states.get(step.id) == DONE:
             step = next((s for s in self.engine.plan.steps if self.engine.states.get(s.id) != DONE), None)
+        if self.dry_run and self.engine.states.get("upgrade-new") == DONE:
+            step, self.dry_run_over = None, True  # later steps depend on effects a dry run never makes
         return step
 
     async def reevaluate(self, max_age: float = 0.0) -> None:
@@ -175,8 +177,6 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
         (``max_age``: a look, not a decision; reads at most that old may be reused.)"""
         async with self._probe_lock:
             nxt = await self._next_step()
-            if self.dry_run and self.engine.states.get("upgrade-new") == DONE:
-                nxt, self.dry_run_over = None, True  # later steps depend on effects a dry run never makes
             self.next_id = nxt.id if nxt else None
             if nxt is not None:
                 self.gates[nxt.id] = self.next_gates = list(await self.engine.evaluate(nxt, max_age=max_age))

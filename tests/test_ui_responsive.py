@@ -17,8 +17,9 @@ def notes(app) -> str:
 
 async def _checking(pilot, main, engine) -> None:
     """Make the gates slow and wait until a check is under way."""
-    engine.gate_delay = 1.0
-    await wait_for(pilot, lambda: main._probe_lock.locked(), what="a gate check under way")
+    engine.gate_delay = 2.0
+    calls = len(engine.calls)  # an evaluation that starts from now on is slow
+    await wait_for(pilot, lambda: len(engine.calls) > calls and main._probe_lock.locked(), what="a slow gate check under way")
 
 
 async def test_continue_while_gates_are_checked_runs_the_step_when_they_pass(tmp_path):
