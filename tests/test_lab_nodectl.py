@@ -169,8 +169,11 @@ def test_autostart_upgrade_starts_the_service_like_a_postinst(node_dir: Path) ->
     assert b"env-2024.1/bin/glance-api" in Path(f"/proc/{new}/cmdline").read_bytes()
     monitor.sample()  # the witness tells both processes apart by the environment they run from
     assert {(s.pid, s.release) for s in monitor.spans.values()} == {(old, "2023.1"), (new, "2024.1")}
-    span = next(s for s in monitor.spans.values() if s.pid == new)
-    assert monitor.running_during(span.started, span.last_seen, not_release="2024.1")[0].pid == old
+    old_span = next(s for s in monitor.spans.values() if s.pid == old)
+    assert [s.pid for s in monitor.running_during(old_span.last_seen - 0.1, old_span.last_seen, not_release="2024.1")] == [old]
+    # the postinst stopped the old process before starting the new one: never both at once
+    new_span = next(s for s in monitor.spans.values() if s.pid == new)
+    assert monitor.running_during(new_span.last_seen, new_span.last_seen + 1, not_release="2024.1") == []
     assert ctl(node_dir, "stop").returncode == 0
     up = ctl(node_dir, "downgrade")  # stopped before: a postinst starts an enabled service too
     assert up.returncode == 0 and "postinst: glance-api started" in up.stdout and nodectl.running_pid(node)

@@ -49,6 +49,11 @@ def is_drain(rec: dict[str, Any]) -> bool:
     return rec.get("event") == "lb" and rec.get("action") == "drain"
 
 
+def is_drain_wait(rec: dict[str, Any]) -> bool:
+    """The tool starts waiting for a drained node's in-flight requests to finish."""
+    return rec.get("event") == "action.start" and rec.get("action") == "wait-drained"
+
+
 def lb_states(stats_urls: dict[str, str], backends: list[str], timeout: float = 5.0) -> dict[str, dict[str, str]]:
     """node (server) -> {"lb/backend": status} read straight from every instance's stats CSV."""
     found: dict[str, dict[str, str]] = {}

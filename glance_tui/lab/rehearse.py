@@ -24,7 +24,8 @@ from glance_tui.events import ActionFinished, Notice, RunFinished
 from glance_tui.journal import read_records
 from glance_tui.lab import nodectl
 from glance_tui.lab.envs import GLANCE_VERSIONS, TARGET_RELEASE
-from glance_tui.lab.hazards import MAY_STOP, OUTAGE_SECONDS, SCENARIOS, LongDownload, is_drain, lb_states, wait_for_record
+from glance_tui.lab.hazards import (MAY_STOP, OUTAGE_SECONDS, SCENARIOS, LongDownload, is_drain, is_drain_wait, lb_states,
+                                    wait_for_record)
 from glance_tui.lab.lab import BACKEND, EXTERNAL_BACKEND, Lab
 from glance_tui.lab.load import MiB, LoadReport, Targets, run_load
 from glance_tui.lab.monitor import ProcessMonitor
@@ -300,6 +301,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     drains: dict[str, float] = {}
     split: dict[str, Any] = {}
     injector: asyncio.Task | None = None
+    triggered: list[bool] = []  # the hazard's trigger came
     records: list[dict[str, Any]] = []
 
     def listen(event) -> None:
@@ -324,6 +326,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
             if scenario == "failover":
                 async def failover() -> None:
                     rec = await wait_for_record(journal, is_drain)
+                    triggered.append(True)
                     await asyncio.sleep(0.5)
                     b = layout.balancers[1]
                     targets.move_to(list(b.urls.values()))
@@ -332,8 +335,9 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
                 injector = asyncio.create_task(failover())
             elif scenario == "stats-outage" and proxy is not None:
                 async def outage() -> None:
-                    rec = await wait_for_record(journal, is_drain)
-                    note(f"drain of {rec.get('node')} issued; {layout.balancers[1].name}'s stats endpoint stops answering "
+                    rec = await wait_for_record(journal, is_drain_wait)
+                    triggered.append(True)
+                    note(f"waiting for {rec.get('node')} to drain; {layout.balancers[1].name}'s stats endpoint stops answering "
                          f"for {OUTAGE_SECONDS:g}s")
                     await proxy.outage(OUTAGE_SECONDS)
                     note(f"{layout.balancers[1].name}'s stats endpoint answers again")
@@ -353,8 +357,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     finally:
         total = time.monotonic() - started
         if injector is not None:
-            if not injector.done():
-                note("the hazard's trigger never came (no drain was issued)")
+            if not triggered:
+                note("the hazard's trigger never came: it was not injected")
             injector.cancel()
         await asyncio.sleep(warmup)  # traffic keeps flowing on the upgraded cluster
         stop.set()
