@@ -260,7 +260,7 @@ def test_expand_still_running_after_kill_is_waited_for_never_sent_twice(sim_lab,
         time.sleep(1)
         assert resume.poll() is None and running(tag), "the resumed run did not wait for the running expand"
         release.touch()
-        out, _ = resume.communicate(timeout=600)
+        out, _ = resume.communicate(timeout=1800)  # the rest of a whole run; slow on a loaded 2-core machine
     finally:
         release.touch()
         if resume.poll() is None:
@@ -292,7 +292,7 @@ def test_sshd_killed_mid_command_halts_out_of_rotation_and_resume_completes(sim_
         time.sleep(0.5)
         kill_sshd_sessions(sim_lab.sshd(node2).pidfile)  # the connection dies; the command it started does not
         sim_lab.sshd(node2).stop()
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
