@@ -343,8 +343,8 @@ class Engine:
         try:
             for action in (drain_action(node), wait_drained_action(node), stop_action(node)):
                 if await action.needed(self.ctx):
-                    results = await evaluate_all(action.gates, self.ctx) if action.gates else []
                     self.ctx.invalidate()
+                    results = await evaluate_all(action.gates, self.ctx) if action.gates else []
                     blocking = [r for r in results if not r.ok]
                     if blocking:
                         raise StepFailed(f"rollback of {node} refused before {action.id}: " + "; ".join(r.reason for r in blocking), fix=blocking[0].fix)

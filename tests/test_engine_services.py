@@ -204,11 +204,11 @@ async def test_drain_waits_for_in_flight_requests(sim_lab, sim_config):
             # three slow requests: leastconn gives each server one
             slow = [asyncio.create_task(client.get(f"{url}/slow", params={"s": 3})) for _ in range(3)]
             for _ in range(100):
-                servers = await engine.cluster.lb.servers()
-                if servers["glance-1"].in_flight:
+                views = (await engine.cluster.probe_lb()).views
+                if views["glance-1"].in_flight:
                     break
                 await asyncio.sleep(0.05)
-            assert servers["glance-1"].in_flight >= 1
+            assert views["glance-1"].in_flight >= 1
             started = time.monotonic()
             assert await engine.run_step(engine.plan.step("new-node"), operator) == "done"
             waited = time.monotonic() - started
@@ -234,12 +234,12 @@ async def test_drain_timeout_fails_unattended_and_restores_rotation(sim_lab, sim
                 assert await engine.run_step(engine.plan.step(step), operator) == "done"
             slow = [asyncio.create_task(client.get(f"{url}/slow", params={"s": 6})) for _ in range(3)]
             for _ in range(100):
-                if (await engine.cluster.lb.servers())["glance-1"].in_flight:
+                if (await engine.cluster.probe_lb()).views["glance-1"].in_flight:
                     break
                 await asyncio.sleep(0.05)
             assert await engine.run_step(engine.plan.step("new-node"), operator) == "aborted"
-            servers = await engine.cluster.lb.servers()
-            assert servers["glance-1"].in_rotation  # put back, not left drained
+            view = (await engine.cluster.probe_lb()).views["glance-1"]
+            assert view.in_rotation is True  # put back, not left drained
             facts = await engine.cluster.probe_node("glance-1")
             assert facts.running  # never stopped with requests in flight
             assert [r.status_code for r in await asyncio.gather(*slow)] == [200, 200, 200]
