@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from glance_tui import gates as G
 from glance_tui.cli import main
 from glance_tui.config import load_config
 from glance_tui.context import Context, RunState
@@ -366,16 +366,10 @@ async def test_every_lb_and_backend_is_mapped_drained_and_an_unknown_server_bloc
         gates = {g["gate"]: g for g in json.loads(capsys.readouterr().out)["gates"]}
         assert not gates["lb-mapping"]["ok"] and "lb2:" in gates["lb-mapping"]["reason"]
         engine.ctx.invalidate()
-        result = await G_min_rotation("glance-2").evaluate(engine.ctx)
+        result = await G.min_in_rotation_gate("glance-2").evaluate(engine.ctx)
         assert not result.ok and "lb2" in result.reason
     finally:
         await engine.close()
-
-
-def G_min_rotation(node: str):
-    from glance_tui import gates as G
-
-    return G.min_in_rotation_gate(node)
 
 
 async def test_an_lb_lost_while_draining_halts_out_of_rotation_without_offering_rollback(sim_lab, sim_config, tmp_path, two_lbs):
