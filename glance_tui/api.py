@@ -15,7 +15,7 @@ from glance_tui.events import (
     ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, PlanChanged,
     RunFinished, StepChanged,
 )
-from glance_tui.gates import GateResult, Remedy
+from glance_tui.gate_types import GateResult, Remedy
 from glance_tui.journal import Journal, read_records
 from glance_tui.operator import BlockedDecision, DrainDecision, FailureDecision, Operator, Unattended
 from glance_tui.plan import Action, Plan, Step

@@ -19,11 +19,11 @@ from glance_tui.events import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING,
     ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished,
 )
-from glance_tui.gates import GateResult
+from glance_tui.gates import Gate, GateResult, evaluate_all
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, unfinished_journal
 from glance_tui.operator import Operator
-from glance_tui.plan import Action, ActionIO, Plan, Step, StepAborted, StepFailed, build_plan
+from glance_tui.plan import Action, ActionIO, LBUnknown, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck
 from glance_tui.runlock import RunLock
 from glance_tui.step_states import StepStates
@@ -54,6 +54,7 @@ class Engine:
         self.resumed = state is not None
         self._resume_noted = False  # "run.resume" is written when the resumed run first acts
         self._lock = asyncio.Lock()
+        self.dry_run_blockers: list[str] = []  # preflight gates that fail in a dry run
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -158,12 +159,18 @@ class Engine:
         """Evaluate a step's gates (and an action's), concurrently, against fresh probes
         (``max_age``: for a look only, reuse reads at most that many seconds old)."""
         self.ctx.invalidate(older_than=max_age or None)
-        gates = tuple(step.gates) + (tuple(action.gates) if action else ())
-        timings = await asyncio.gather(*(timed(g.evaluate(self.ctx)) for g in gates))
+        timings = await asyncio.gather(*(timed(g.evaluate(self.ctx)) for g in self.gates_of(step, action)))
         results = [r for r, _ in timings]
         self.gate_durations = {r.gate: round(t, 4) for r, t in timings}
         self._emit(GatesEvaluated(step.id, tuple(results)))
         return results
+
+    @staticmethod
+    def gates_of(step: Step, action: Action | None = None) -> tuple[Gate, ...]:
+        """The gates guarding ``action`` of ``step``: a step's forward-only gates (they guard
+        taking capacity away) never hold back an action that brings a node back."""
+        step_gates = tuple(g for g in step.gates if action is None or action.forward or not g.forward_only)
+        return step_gates + (tuple(action.gates) if action else ())
 
     async def next_step(self) -> Step | None:
         """The first step that is not done, judged by probing the cluster now."""
@@ -218,6 +225,8 @@ class Engine:
                 return True
             if self.dry_run:
                 self._emit(Notice("warning", f"dry run: {len(blocking)} gate(s) would block {step.number}: " + "; ".join(r.reason for r in blocking)))
+                if step.id == "preflight":  # what must hold now; later steps' gates wait for earlier steps
+                    self.dry_run_blockers = [f"{r.title}: {r.reason}" for r in blocking]
                 return True
             self._set(step, BLOCKED, blocking[0].reason)
             remedied = False
@@ -312,6 +321,8 @@ class Engine:
                 if action.changes and not await io.operator.confirm(step, action, commands):
                     self.journal.write("decision", what="confirm", step=step.id, action=action.id, choice="declined")
                     return "aborted"
+                if action.changes and not await self._still_allowed(step, action):
+                    continue  # the cluster changed while the dialog was open: back to the gates
                 self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), False))
                 self.journal.write("action.start", step=step.id, action=action.id, node=action.node, commands=commands)
                 await action.run(self.ctx, io)
@@ -325,7 +336,7 @@ class Engine:
                 self.journal.write("action.end", step=step.id, action=action.id, ok=False, error=exc.message, tail=output)
                 self._emit(ActionFinished(step.id, action.id, False, exc.message))
                 self._set(step, FAILED, exc.message)
-                can_rollback = self._can_rollback(action)
+                can_rollback = self._can_rollback(action) and not isinstance(exc, LBUnknown)
                 decision = await io.operator.action_failed(step, action, exc.message, output, can_rollback)
                 self.journal.write("decision", what="failure", step=step.id, action=action.id, choice=decision.choice)
                 if decision.choice == "retry":
@@ -337,6 +348,18 @@ class Engine:
             self.journal.write("action.end", step=step.id, action=action.id, ok=True)
             self._emit(ActionFinished(step.id, action.id, True))
             return "done"
+
+    async def _still_allowed(self, step: Step, action: Action) -> bool:
+        """Re-check the gates right before the change: a confirmation dialog can sit open for
+        minutes (capacity before a drain, no old service before contract)."""
+        results = await self.evaluate(step, action)
+        overridden = {g for o in self.ctx.state.overrides if o.get("step") == step.id for g in o.get("gates", [])}
+        blocking = [r for r in results if not r.ok and not (r.soft and r.gate in overridden)]
+        self.journal.write("gates", step=step.id, action=action.id, when="after confirm", results=[r.as_dict() for r in results])
+        if blocking:
+            self._emit(Notice("warning", f"not running {action.title}: while it waited for confirmation, " + "; ".join(f"{r.title}: {r.reason}" for r in blocking)))
+            return False
+        return True
 
     async def _record_start_release(self) -> None:
         if self.ctx.state.start_release:
@@ -354,21 +377,32 @@ class Engine:
         return self.states.get("contract") not in (RUNNING, DONE)
 
     async def _rollback(self, node: str, io: ActionIO) -> None:
-        """Put the old release back on ``node`` and into rotation (valid until contract)."""
-        from glance_tui.plan import health_action, ready_action, start_action, stop_action, wait_up_action
+        """Put the old release back on ``node`` and into rotation (valid until contract).
+
+        The node is drained and waited for with the same gates as a forward step before it is
+        stopped: a rollback never cuts in-flight requests or takes the last node out."""
+        from glance_tui.plan import drain_action, health_action, ready_action, start_action, stop_action, wait_drained_action, wait_up_action
 
         cmd = self.cluster.commands(node).rollback()
         assert cmd is not None
         self.journal.write("rollback.start", node=node, command=cmd.command)
         try:
-            for action in (stop_action(node),):
+            for action in (drain_action(node), wait_drained_action(node), stop_action(node)):
                 if await action.needed(self.ctx):
+                    self.ctx.invalidate()
+                    results = await evaluate_all(action.gates, self.ctx) if action.gates else []
+                    blocking = [r for r in results if not r.ok]
+                    if blocking:
+                        raise StepFailed(f"rollback of {node} refused before {action.id}: " + "; ".join(r.reason for r in blocking), fix=blocking[0].fix)
+                    self.journal.write("rollback.action", node=node, action=action.id)
                     await action.run(self.ctx, io)
             result = await self.ctx.run(cmd, stream=True)
+            self.journal.write("command", node=node, command=cmd.command, exit=result.exit_status, timed_out=result.timed_out, tail=result.tail(20))
             if not result.ok:
                 raise StepFailed(f"rollback on {node} exited {result.exit_status}", output=result.tail(30))
             for action in (start_action(node), health_action(node), ready_action(node), wait_up_action(node)):
                 if await action.needed(self.ctx):
+                    self.journal.write("rollback.action", node=node, action=action.id)
                     await action.run(self.ctx, io)
         except GlanceTuiError as exc:
             self.journal.write("rollback.end", node=node, ok=False, error=exc.message)
@@ -383,6 +417,9 @@ class Engine:
         while True:
             step = await self.next_step()
             if step is None:
+                if self.dry_run and self.dry_run_blockers:
+                    detail = f"dry run: {len(self.dry_run_blockers)} preflight gate(s) would block the run: " + "; ".join(self.dry_run_blockers)
+                    return self.finish(False, detail, end=False)
                 if self.dry_run:
                     return self.finish(True, "dry run complete: nothing was changed", end=False)
                 await journal_versions(self.ctx, "end")

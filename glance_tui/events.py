@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from glance_tui.gates import GateResult
+from glance_tui.gate_types import GateResult
 
 # Step states shown in the checklist.
 PENDING, BLOCKED, READY, RUNNING, DONE, FAILED, SKIPPED = (
@@ -57,11 +57,18 @@ class OutputLine:
 
 @dataclass(frozen=True)
 class DrainProgress:
+    """One reading while draining. ``in_flight`` is None when unknown (an instance, backend or
+    counter could not be read); ``state`` is the LB state, UNKNOWN/MIXED included."""
+
     node: str
-    in_flight: int
+    in_flight: int | None
     elapsed: float
     timeout: float
     state: str = ""
+
+    @property
+    def in_flight_text(self) -> str:
+        return "unknown" if self.in_flight is None else str(self.in_flight)
 
 
 @dataclass(frozen=True)

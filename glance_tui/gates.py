@@ -9,66 +9,17 @@ from __future__ import annotations
 import asyncio
 import configparser
 import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from glance_tui.errors import GlanceTuiError
+from glance_tui.gate_types import Gate, GateFn, GateResult, Remedy, fail, ok
+
+# Gate, GateFn, GateResult, Remedy, ok and fail live in gate_types (a leaf); re-exported here.
+__all__ = ["Gate", "GateFn", "GateResult", "Remedy", "fail", "ok"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
-
-
-@dataclass(frozen=True)
-class Remedy:
-    """A fix the engine can apply itself, after the operator agrees (e.g. set a DB variable)."""
-
-    title: str
-    command: str
-    apply: Callable[["Context"], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class GateResult:
-    gate: str
-    title: str
-    ok: bool
-    reason: str = ""
-    fix: str = ""
-    soft: bool = False
-    remedy: Remedy | None = field(default=None, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate, "title": self.title, "ok": self.ok, "reason": self.reason, "fix": self.fix, "soft": self.soft}
-
-
-GateFn = Callable[["Context"], Awaitable[GateResult]]
-
-
-@dataclass(frozen=True)
-class Gate:
-    id: str
-    title: str
-    check: GateFn
-    soft: bool = False
-
-    async def evaluate(self, ctx: "Context") -> GateResult:
-        try:
-            result = await self.check(ctx)
-        except GlanceTuiError as exc:
-            result = GateResult(self.id, self.title, False, exc.what, exc.fix)
-        except Exception as exc:  # a gate that crashes blocks; it never passes
-            result = GateResult(self.id, self.title, False, f"the check itself failed: {exc.__class__.__name__}: {exc}", "report this; the step stays blocked")
-        return GateResult(result.gate or self.id, self.title, result.ok, result.reason, result.fix, self.soft, result.remedy)
-
-
-def ok(gate: str, reason: str = "") -> GateResult:
-    return GateResult(gate, "", True, reason)
-
-
-def fail(gate: str, reason: str, fix: str, remedy: Remedy | None = None) -> GateResult:
-    return GateResult(gate, "", False, reason, fix, remedy=remedy)
 
 
 async def evaluate_all(gates: list[Gate] | tuple[Gate, ...], ctx: "Context") -> list[GateResult]:
@@ -170,10 +121,25 @@ async def _node_count(ctx: "Context") -> GateResult:
     return ok("node-count", f"{n} nodes")
 
 
+def unknown_servers(ctx: "Context", lb) -> list[str]:
+    """Servers of the listed backends that are neither a configured node nor excluded there
+    (an unknown Glance server would keep serving old code through contract)."""
+    mine = {n.lb_server for n in ctx.config.nodes}
+    excluded = {c.name: set(c.exclude_servers) for c in ctx.config.lbs}
+    found = []
+    for server, view in sorted(lb.views.items()):
+        if server in mine:
+            continue
+        for where in sorted(view.rows):
+            if server not in excluded.get(where.split("/", 1)[0], set()):
+                found.append(f"{server} in {where}")
+    return found
+
+
 async def _lb_mapping(ctx: "Context") -> GateResult:
     lb = await ctx.lb_facts()
     if lb.error:
-        return fail("lb-mapping", f"cannot read the load balancer stats: {lb.error}", "check each load balancer's stats_url, backends and credentials")
+        return fail("lb-mapping", f"cannot read every load balancer: {lb.error}", "check each load balancer's stats_url, backends and credentials; an unreachable instance blocks")
     missing = []
     for n in ctx.config.nodes:
         view = lb.views.get(n.lb_server)
@@ -185,6 +151,10 @@ async def _lb_mapping(ctx: "Context") -> GateResult:
         return fail("lb-mapping", f"not a server of every backend: {', '.join(missing)} (servers there: {known})",
                     "set each node's lb_server to its server name in the backends; add a newly provisioned node as a server "
                     "in maintenance (`disabled`) so step 6 can put it into rotation")
+    strangers = unknown_servers(ctx, lb)
+    if strangers:
+        return fail("lb-mapping", f"unknown server(s) in the Glance backends: {', '.join(strangers)}",
+                    "add each as a [[nodes]] entry, or list it in that load balancer's exclude_servers if it is not a Glance node of this deployment")
     probes = await ctx.cluster.lb.probe_admin()
     bad = [f"{name} ({p.channel}): {p.detail}" for name, p in sorted(probes.items()) if not p.ok]
     if bad:
@@ -217,18 +187,24 @@ async def _ssh_reachable(ctx: "Context") -> GateResult:
 async def _same_release(ctx: "Context") -> GateResult:
     facts = await ctx.node_facts()
     target = ctx.config.policy.target_release
-    unknown = [f"{n}: {f.error or f.version_error or 'unknown release ' + str(f.version)}" for n, f in facts.items() if f.error or not f.release]
-    unknown = [u for u in unknown if ctx.config.node(u.split(":")[0]).role == "existing"]
+    existing = {n: f for n, f in facts.items() if ctx.config.node(n).role == "existing"}
+    unknown = [f"{n}: {f.error or f.version_error or 'unknown release ' + str(f.version)}" for n, f in existing.items() if f.error or not f.release]
     if unknown:
         return fail("same-release", "cannot tell the release of " + "; ".join(unknown), "check the installed_version command template on those nodes")
-    old = {f.release for n, f in facts.items() if f.release and f.release != target and ctx.config.node(n).role == "existing"}
+    code = [f"{n}: {f.service}" for n, f in existing.items() if f.fresh is None]
+    if code:
+        return fail("same-release", "cannot tell which code runs on " + "; ".join(code),
+                    "check the processes and installed_at command templates on those nodes (unknown blocks)")
+    old = {f.release for n, f in existing.items() if f.release and f.release != target}
     if len(old) > 1:
         detail = ", ".join(f"{n}={f.version}" for n, f in sorted(facts.items()))
         return fail("same-release", f"nodes run different releases ({detail})", "bring every node to the same starting release before a rolling upgrade")
     if ctx.state.start_release and old and old != {ctx.state.start_release}:
         return fail("same-release", f"nodes run {old.pop()}, but this run started from {ctx.state.start_release}", "start a new run")
     start = next(iter(old), ctx.state.start_release or target)
-    return ok("same-release", f"starting release {start}, target {target}")
+    stale = [f"{n}: {f.stale_text}" for n, f in sorted(existing.items()) if f.stale_text]
+    note = f"; {'; '.join(stale)} (the plan drains, stops and restarts them)" if stale else ""
+    return ok("same-release", f"starting release {start}, target {target}{note}")
 
 
 async def _db_check_consistent(ctx: "Context") -> GateResult:
@@ -244,7 +220,7 @@ async def _db_check_consistent(ctx: "Context") -> GateResult:
     if check.code is None or check.code == 1:
         return fail("db-check", f"db check with the {target} code failed: {check.error}", "check the database connection in glance-api.conf on the upgraded node")
     facts = await ctx.node_facts()
-    old_running = [n for n, f in facts.items() if f.release and f.release != target and f.running]
+    old_running = [n for n, f in facts.items() if f.running is not False and not f.on(target)]
     if check.code == 0 and old_running:
         return fail("db-check", f"the schema is contracted but {', '.join(old_running)} still run the old release", "stop those nodes now: the old code cannot use the contracted schema")
     return ok("db-check", f"db check on {check.node}: {check.meaning}")
@@ -296,8 +272,11 @@ async def _new_node_stopped(ctx: "Context") -> GateResult:
     f = (await ctx.node_facts()).get(name or "")
     if not f or f.error:
         return fail("new-node-stopped", f"cannot probe {name}: {f.error if f else 'not chosen'}", "check SSH to the node")
+    if f.running is None:
+        return fail("new-node-stopped", f"cannot tell whether Glance runs on {name}: {f.service}", "check the processes command on the node; unknown blocks")
     if f.running:
-        return fail("new-node-stopped", f"Glance still runs on {name}", "complete step 2 (drain and stop the NEW NODE)")
+        return fail("new-node-stopped", f"Glance still runs on {name} (pids {', '.join(map(str, f.pids)) or '?'})",
+                    "stop it: complete step 2, or stop the service the package upgrade started (see README: policy-rc.d)")
     return ok("new-node-stopped", f"no Glance process on {name}")
 
 
@@ -353,15 +332,15 @@ def min_in_rotation_gate(node: str) -> Gate:
     async def check(ctx: "Context") -> GateResult:
         lb = await ctx.lb_facts()
         if lb.error:
-            return fail("min-rotation", f"cannot read the load balancer: {lb.error}", "fix the LB stats endpoint")
+            return fail("min-rotation", f"cannot read every load balancer: {lb.error}", "fix the LB stats endpoint")
         server = ctx.config.node(node).lb_server
-        mine = lb.servers.get(server)
-        others = [s for name, s in lb.servers.items() if name != server and s.in_rotation and s.state == "UP"]
+        mine = lb.views.get(server)
+        others = [name for name, v in lb.views.items() if name != server and v.in_rotation is True and v.state == "UP"]
         need = ctx.config.policy.min_in_rotation
-        if mine is not None and not mine.in_rotation:
+        if mine is not None and mine.admin_out:
             return ok("min-rotation", f"{node} is already out of rotation; {len(others)} others serve")
         if len(others) < need:
-            up = ", ".join(sorted(s.server for s in others)) or "none"
+            up = ", ".join(sorted(others)) or "none"
             return fail("min-rotation", f"taking {node} out would leave {len(others)} node(s) in rotation ({up}); policy needs {need}", "bring another node UP (or lower policy.min_in_rotation deliberately)")
         return ok("min-rotation", f"{len(others)} other node(s) stay in rotation")
 
@@ -372,28 +351,32 @@ async def _new_node_serving(ctx: "Context") -> GateResult:
     name = ctx.state.new_node or ""
     lb = await ctx.lb_facts()
     f = (await ctx.node_facts()).get(name)
-    stats = lb.servers.get(ctx.config.node(name).lb_server) if name else None
-    if not f or f.release != ctx.config.policy.target_release or not f.running or stats is None or stats.state != "UP":
-        return fail("new-node-serving", f"the NEW NODE {name or '?'} is not serving the new release (state {stats.state if stats else '?'})", "complete step 6 (start the NEW NODE and put it in rotation)")
+    view = lb.views.get(ctx.config.node(name).lb_server) if name else None
+    state = view.state if view else "?"
+    if not f or not f.on(ctx.config.policy.target_release) or not f.running or view is None or state != "UP":
+        what = f.stale_text or f.service if f else "not probed"
+        return fail("new-node-serving", f"the NEW NODE {name or '?'} is not serving the new release (LB {state}; service {what})", "complete step 6 (start the NEW NODE and put it in rotation)")
     return ok("new-node-serving", f"{name} UP on {f.version}")
 
 
 async def _all_nodes_target(ctx: "Context") -> GateResult:
     facts = await ctx.node_facts()
     target = ctx.config.policy.target_release
-    behind = [f"{n} ({f.version or f.error or '?'})" for n, f in sorted(facts.items()) if f.release != target]
+    behind = [f"{n} ({f.stale_text or f.version or f.error or '?'}{'' if f.fresh is not None else '; ' + f.service})"
+              for n, f in sorted(facts.items()) if not f.on(target)]
     if behind:
-        return fail("all-upgraded", f"not on {target}: {', '.join(behind)}", "finish step 7 for those nodes")
+        return fail("all-upgraded", f"not running {target}: {', '.join(behind)}", "finish step 7 for those nodes (drain, stop, upgrade, start)")
     return ok("all-upgraded", f"every node on {target}")
 
 
 async def _no_old_process(ctx: "Context") -> GateResult:
     facts = await ctx.node_facts()
     target = ctx.config.policy.target_release
-    old = [n for n, f in sorted(facts.items()) if f.running is not False and f.release != target]
+    old = [f"{n} ({f.stale_text or f.service}{', installed ' + f.version if f.version and not f.stale_text else ''})"
+           for n, f in sorted(facts.items()) if f.running is not False and not f.on(target)]
     if old:
-        return fail("no-old-service", f"old Glance services may still run on {', '.join(old)}", "stop and upgrade them; contract breaks the old code")
-    return ok("no-old-service", "no node runs an old Glance service")
+        return fail("no-old-service", f"old Glance services may still run on {', '.join(old)}", "stop and upgrade them (or restart them on the new code); contract breaks the old code")
+    return ok("no-old-service", f"no node runs an old Glance service ({', '.join(ctx.config.commands.services)})")
 
 
 async def _contract_next(ctx: "Context") -> GateResult:
@@ -410,7 +393,7 @@ NEW_NODE_STOPPED = Gate("new-node-stopped", "Glance is stopped on the NEW NODE",
 BINLOG_TRIGGERS = Gate("binlog", "Triggers allowed (binary log / SUPER / log_bin_trust_function_creators)", _binlog_triggers)
 EXPAND_DONE = Gate("expanded", "The database is expanded", _expand_done)
 MIGRATE_DONE = Gate("migrated", "Data migrations are complete (db check 5 or 0)", _migrate_done)
-NEW_NODE_SERVING = Gate("new-node-serving", "The NEW NODE serves the new release", _new_node_serving)
+NEW_NODE_SERVING = Gate("new-node-serving", "The NEW NODE serves the new release", _new_node_serving, forward_only=True)
 ALL_NODES_TARGET = Gate("all-upgraded", "Every node reports the target release", _all_nodes_target)
 NO_OLD_PROCESS = Gate("no-old-service", "No node runs an old Glance service", _no_old_process)
 CONTRACT_NEXT = Gate("contract-next", "db check says contract is next", _contract_next)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.config import Config
-    from glance_tui.gates import GateResult
+    from glance_tui.gate_types import GateResult
     from glance_tui.plan import Action, Step
 
 

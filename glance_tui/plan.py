@@ -16,12 +16,14 @@ import httpx
 
 from glance_tui import gates as G
 from glance_tui.errors import GlanceTuiError
-from glance_tui.events import DrainProgress
+from glance_tui.adapters.lbset import ServerView
+from glance_tui.events import DrainProgress, Notice
 from glance_tui.record.sampling import DrainSampler
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
     from glance_tui.operator import Operator
+    from glance_tui.probes import NodeFacts
 
 
 class StepFailed(GlanceTuiError):
@@ -30,6 +32,21 @@ class StepFailed(GlanceTuiError):
     def __init__(self, what: str, *, fix: str = "", output: list[str] | None = None) -> None:
         super().__init__(what, fix=fix)
         self.output = output or []
+
+
+class LBUnknown(StepFailed):
+    """A load balancer could not be read or acted on: what the node's rotation is, is unknown.
+    Rollback is not offered (it would need the same load balancers to drain the node)."""
+
+
+async def lb_act(ctx: "Context", node: str, action: str, why: str = "") -> None:
+    """drain/ready/maint ``node`` on every instance × backend, journaled; a failure is LBUnknown."""
+    try:
+        await getattr(ctx.cluster.lb, action)(_server(ctx, node))
+    except GlanceTuiError as exc:
+        ctx.journal.write("lb", node=node, action=action, ok=False, error=exc.message)
+        raise LBUnknown(f"{action} of {node} failed: {exc.message}", fix=exc.fix or "check each load balancer's admin channel, then retry") from None
+    ctx.journal.write("lb", node=node, action=action, **({"why": why} if why else {}))
 
 
 class StepAborted(GlanceTuiError):
@@ -55,6 +72,9 @@ class Action:
     run: Callable[["Context", ActionIO], Awaitable[None]]
     gates: tuple[G.Gate, ...] = ()
     confirm_word: str | None = None  # the word the operator must type (contract)
+    # False for actions that bring a node back (start, health, ready, wait-up, and the upgrade of a
+    # node already out): the step's forward-only gates never hold those back.
+    forward: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,22 +121,47 @@ def _lb_cmd(ctx: "Context", node: str, action: str) -> str:
     return "\n".join(lines)
 
 
-async def _facts(ctx: "Context", node: str):
+async def _facts(ctx: "Context", node: str) -> "NodeFacts":
     ctx.invalidate("nodes")
     return (await ctx.node_facts())[node]
 
 
-async def _stats(ctx: "Context", node: str):
+async def _known_facts(ctx: "Context", node: str) -> "NodeFacts":
+    """Fresh facts whose ``running`` is known; unknown is a failure, never "stopped"."""
+    f = await _facts(ctx, node)
+    if f.running is None:
+        raise StepFailed(f"cannot tell whether Glance runs on {node}: {f.service}", fix="check SSH to the node and its processes command, then retry")
+    return f
+
+
+async def _view(ctx: "Context", node: str) -> "ServerView":
+    """A fresh read of the node's server on every load balancer × backend (may be incomplete)."""
     ctx.invalidate("lb")
     lb = await ctx.lb_facts()
-    if lb.error:
-        raise StepFailed(f"cannot read the load balancer: {lb.error}", fix="check the stats endpoint, then retry")
-    return lb.servers.get(_server(ctx, node))
+    server = _server(ctx, node)
+    view = lb.views.get(server)
+    if view is None:  # in no backend that could be read: unknown, never "0 in flight"
+        places = tuple(ctx.cluster.lb.places)
+        view = ServerView(server, {}, () if lb.error else places, places if lb.error else ())
+    return view
 
 
-def _on_target(ctx: "Context", f) -> bool:
+async def _complete_view(ctx: "Context", node: str) -> "ServerView":
+    view = await _view(ctx, node)
+    if not view.complete:
+        raise LBUnknown(f"cannot read {view.server} on every load balancer ({view.status or 'no reading'})", fix="check each stats endpoint and the node's lb_server, then retry; the node is left as it is")
+    return view
+
+
+def _on_target(ctx: "Context", f: "NodeFacts") -> bool:
+    """On the target: the target is installed AND no process runs older code (stopped, or started after the install)."""
     p = ctx.config.policy
-    return f.release == p.target_release and (not p.target_version or f.version == p.target_version)
+    return f.on(p.target_release, p.target_version)
+
+
+def _installed_target(ctx: "Context", f: "NodeFacts") -> bool:
+    p = ctx.config.policy
+    return f.installed(p.target_release, p.target_version)
 
 
 async def _run_checked(ctx: "Context", cmd, what: str, fix: str) -> None:
@@ -137,20 +182,54 @@ async def _poll_until(check: Callable[[], Awaitable[bool]], timeout: float, inte
         await asyncio.sleep(interval)
 
 
+def _drain_override(ctx: "Context", node: str) -> dict | None:
+    """The operator's typed "stop with requests in flight" for ``node``, not yet used by a stop."""
+    return next((o for o in ctx.state.overrides if o.get("gate") == "drain-timeout" and o.get("node") == node and not o.get("used")), None)
+
+
+async def _assert_drained(ctx: "Context", node: str) -> None:
+    """Re-read every LB right before a stop: out of rotation everywhere and nothing in flight."""
+    view = await _complete_view(ctx, node)
+    if not view.admin_out:
+        raise StepFailed(f"refusing to stop {node}: not drained on every load balancer ({view.status})", fix="drain it first (the step's drain action), then retry")
+    in_flight = view.in_flight
+    if in_flight is None:
+        raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({view.status})", fix="check the stats endpoints, then retry")
+    if in_flight:
+        override = _drain_override(ctx, node)
+        if override is None:
+            raise StepFailed(f"refusing to stop {node}: {in_flight} request(s) still in flight", fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
+        override["used"] = True
+        ctx.save_state()
+        ctx.journal.write("override.used", gate="drain-timeout", node=node, in_flight=in_flight)
+
+
+async def _stop_and_verify(ctx: "Context", node: str, what: str) -> None:
+    await _assert_drained(ctx, node)
+    await _run_checked(ctx, ctx.commands(node).stop(), what, "look at the output; fix the service, then retry")
+
+    async def stopped() -> bool:
+        return (await _facts(ctx, node)).running is False  # unknown is not stopped
+
+    if not await _poll_until(stopped, 30, 1):
+        f = await _facts(ctx, node)
+        raise StepFailed(f"Glance is not (known to be) stopped on {node} after stop: {f.service}", fix="find the process (ps -ef | grep glance) and stop it, then retry")
+
+
 # ---------------------------------------------------------------- node actions
 
 
 def drain_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        stats = await _stats(ctx, node)
-        return stats is not None and stats.in_rotation
+        # A server a health check marked DOWN while its admin state is READY is not in rotation
+        # now, but would be the moment it answers again: drain unless DRAIN/MAINT everywhere.
+        return not (await _complete_view(ctx, node)).admin_out
 
     async def run(ctx: "Context", io: ActionIO) -> None:
-        await ctx.cluster.lb.drain(_server(ctx, node))
-        ctx.journal.write("lb", node=node, action="drain")
-        stats = await _stats(ctx, node)
-        if stats is None or stats.in_rotation:
-            raise StepFailed(f"{node} is still in rotation after drain (state {stats.state if stats else '?'})", fix="check the load balancer's admin channel")
+        await lb_act(ctx, node, "drain")
+        view = await _complete_view(ctx, node)
+        if view.in_rotation is not False:
+            raise StepFailed(f"{node} is still in rotation after drain ({view.status})", fix="check the load balancer's admin channel")
 
     return Action("drain", f"Drain {node} (take it out of rotation)", node, True, lambda ctx: _lb_cmd(ctx, node, "drain").splitlines(), needed, run, gates=(G.min_in_rotation_gate(node),))
 
@@ -158,25 +237,45 @@ def drain_action(node: str) -> Action:
 def wait_drained_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
         f = await _facts(ctx, node)
-        return bool(f.running)
+        return f.running is not False  # running or unknown: wait (an SSH error never skips the wait)
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         policy = ctx.config.policy
         started = time.monotonic()
         budget = policy.drain_timeout
+        quiet_since: float | None = None
+        zeros = 0
         sample = DrainSampler(ctx.journal, node)  # the report's in-flight chart (drain.sample records)
         while True:
-            stats = await _stats(ctx, node)
-            in_flight = stats.in_flight if stats else 0
-            elapsed = time.monotonic() - started
-            ctx.emit(DrainProgress(node, in_flight, elapsed, budget, stats.state if stats else "absent"))
+            view = await _view(ctx, node)
+            in_flight = view.in_flight
+            now = time.monotonic()
+            elapsed = now - started
+            ctx.emit(DrainProgress(node, in_flight, elapsed, budget, view.state))
             sample(in_flight, elapsed)
-            if stats is not None and stats.in_rotation:
-                raise StepFailed(f"{node} went back into rotation while draining (state {stats.state})", fix="drain it again; someone re-enabled it")
-            if in_flight == 0:
-                ctx.journal.write("drained", node=node, waited=round(elapsed, 2))
-                return
+            if view.in_rotation is True:
+                raise StepFailed(f"{node} went back into rotation while draining ({view.status})", fix="drain it again; someone re-enabled it")
+            if view.complete and not view.admin_out:
+                # out of rotation only because a health check marks it DOWN: pin it with MAINT
+                await lb_act(ctx, node, "maint", f"not DRAIN/MAINT everywhere ({view.status})")
+                quiet_since, zeros = None, 0
+            elif in_flight == 0 and view.admin_out:
+                zeros += 1
+                quiet_since = now if quiet_since is None else quiet_since
+                if zeros >= 2 and now - quiet_since >= policy.drain_quiet_period:
+                    await lb_act(ctx, node, "maint", "drained")
+                    ctx.journal.write("drained", node=node, waited=round(elapsed, 2), quiet=round(now - quiet_since, 2), readings=zeros)
+                    return
+            else:
+                quiet_since, zeros = None, 0
             if elapsed >= budget:
+                if in_flight is None:
+                    raise LBUnknown(f"cannot tell whether {node} is drained after {elapsed:.0f}s: {view.status or 'no reading'}",
+                                     fix=f"{node} stays out of rotation; fix the stats endpoint(s), then retry")
+                if in_flight == 0:  # still inside the quiet period
+                    budget += policy.drain_quiet_period
+                    await asyncio.sleep(policy.lb_poll_interval)
+                    continue
                 decision = await io.operator.drain_timeout(node, in_flight, elapsed)
                 ctx.journal.write("decision", gate="drain-timeout", node=node, choice=decision.choice, reason=decision.reason, in_flight=in_flight, waited=round(elapsed, 1))
                 if decision.choice == "wait":
@@ -187,72 +286,99 @@ def wait_drained_action(node: str) -> Action:
                         raise StepAborted("stopping with requests in flight needs a typed reason", fix="type why, or keep waiting")
                     ctx.state.overrides.append({"gate": "drain-timeout", "node": node, "reason": decision.reason, "in_flight": in_flight})
                     ctx.save_state()
+                    await lb_act(ctx, node, "maint", "drain timeout override")
                     return
-                await ctx.cluster.lb.ready(_server(ctx, node))
-                ctx.journal.write("lb", node=node, action="ready", why="drain aborted")
+                await lb_act(ctx, node, "ready", "drain aborted")
                 raise StepAborted(f"drain of {node} timed out with {in_flight} request(s) in flight; it is back in rotation", fix="retry later, or raise policy.drain_timeout")
             await asyncio.sleep(policy.lb_poll_interval)
 
-    return Action("wait-drained", f"Wait until {node} has no request in flight", node, False, lambda ctx: [f"[lb] poll scur+qcur of {_server(ctx, node)} every {ctx.config.policy.lb_poll_interval:g}s (timeout {ctx.config.policy.drain_timeout:g}s)"], needed, run)
+    def preview(ctx: "Context") -> list[str]:
+        p = ctx.config.policy
+        return [f"[lb] poll scur+qcur of {_server(ctx, node)} on every backend every {p.lb_poll_interval:g}s until 0 for {p.drain_quiet_period:g}s (timeout {p.drain_timeout:g}s)",
+                *_lb_cmd(ctx, node, "maint").splitlines()]
+
+    return Action("wait-drained", f"Wait until {node} has no request in flight", node, False, preview, needed, run)
 
 
 def stop_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        f = await _facts(ctx, node)
-        if f.error:
-            raise StepFailed(f"cannot probe {node}: {f.error}", fix="check SSH to the node")
+        f = await _known_facts(ctx, node)
         return bool(f.running)
 
     async def run(ctx: "Context", io: ActionIO) -> None:
-        await _run_checked(ctx, ctx.commands(node).stop(), f"stopping Glance on {node} failed", "look at the output; fix the service, then retry")
-
-        async def stopped() -> bool:
-            return (await _facts(ctx, node)).running is False
-
-        if not await _poll_until(stopped, 30, 1):
-            raise StepFailed(f"a Glance process is still running on {node} after stop", fix="find it (pgrep -a glance) and stop it, then retry")
+        await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed")
 
     return Action("stop", f"Stop Glance on {node}", node, True, lambda ctx: [ctx.commands(node).stop().display(), ctx.commands(node).processes().display() + "   # must list no Glance service"], needed, run)
 
 
 def upgrade_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        return not _on_target(ctx, await _facts(ctx, node))
+        return not _installed_target(ctx, await _facts(ctx, node))  # a stale node is installed already
 
     async def run(ctx: "Context", io: ActionIO) -> None:
-        f = await _facts(ctx, node)
+        f = await _known_facts(ctx, node)
         if f.running:
             raise StepFailed(f"Glance is running on {node}; the guide upgrades stopped nodes only", fix="stop it first (the step's previous action)")
         await _run_checked(ctx, ctx.commands(node).upgrade(), f"upgrading {node} failed", "look at the package manager output, fix, then retry")
-        f = await _facts(ctx, node)
-        if not _on_target(ctx, f):
+        f = await _known_facts(ctx, node)
+        if f.running:  # the package's postinst started the service again
+            ctx.journal.write("restarted-by-upgrade", node=node, pids=list(f.pids))
+            ctx.emit(Notice("warning", f"the upgrade started Glance on {node} again (package postinst); stopping it, it stays drained "
+                                       "(prevent this with policy-rc.d or systemctl mask, see README)"))
+            await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed")
+            ctx.journal.write("stopped-again", node=node)
+            f = await _facts(ctx, node)
+        if not _installed_target(ctx, f):
             p = ctx.config.policy
             raise StepFailed(f"{node} reports {f.version or f.error or '?'} after the upgrade, not {p.target_version or p.target_release}", fix="check the package source for the target release")
         ctx.journal.write("upgraded", node=node, version=f.version)
 
-    return Action("upgrade", f"Upgrade {node} to the target release", node, True, lambda ctx: [ctx.commands(node).upgrade().display(), ctx.commands(node).installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}"], needed, run)
+    def preview(ctx: "Context") -> list[str]:
+        cmds = ctx.commands(node)
+        return [cmds.upgrade().display(), cmds.installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}",
+                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)"]
+
+    return Action("upgrade", f"Upgrade {node} to the target release", node, True, preview, needed, run, forward=False)
+
+
+# A process must start clearly after the install to count as running the new code (ps and the
+# installed_at command both report whole seconds).
+INSTALL_MARGIN = 3.0
 
 
 def start_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        return not (await _facts(ctx, node)).running
+        f = await _known_facts(ctx, node)
+        return f.running is False
 
     async def run(ctx: "Context", io: ActionIO) -> None:
+        f = await _facts(ctx, node)
+        if f.clock is not None and f.installed_at is not None and f.clock - f.installed_at < INSTALL_MARGIN:
+            await asyncio.sleep(INSTALL_MARGIN - (f.clock - f.installed_at))
         await _run_checked(ctx, ctx.commands(node).start(), f"starting Glance on {node} failed", "look at the output and the node's Glance log, then retry")
 
-    return Action("start", f"Start Glance on {node}", node, True, lambda ctx: [ctx.commands(node).start().display()], needed, run)
+        async def running() -> bool:
+            return (await _facts(ctx, node)).running is True
+
+        if not await _poll_until(running, ctx.config.policy.up_timeout, 1):
+            f = await _facts(ctx, node)
+            raise StepFailed(f"Glance does not run on {node} after start ({f.service})", fix="read the node's Glance log; fix, then retry (or roll back)")
+
+    return Action("start", f"Start Glance on {node}", node, True, lambda ctx: [ctx.commands(node).start().display()], needed, run, forward=False)
 
 
-async def api_healthy(url: str, timeout: float) -> str:
-    """'' when the node's own API answers /versions and /v2/images, else the reason."""
+async def api_healthy(url: str, paths: list[str] | tuple[str, ...], timeout: float) -> str:
+    """'' when each health path of the node's own API answers 200 (300 for /versions), else the reason.
+
+    These need no token (/healthcheck is before authtoken in Glance's pipelines), so they work
+    behind Keystone, where an unauthenticated /v2/images answers 401."""
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
-            versions = await client.get(f"{url}/versions")
-            if versions.status_code not in (200, 300):
-                return f"/versions answered {versions.status_code}"
-            images = await client.get(f"{url}/v2/images", params={"limit": 1})
-            if images.status_code != 200:
-                return f"/v2/images answered {images.status_code}"
+            for path in paths:
+                resp = await client.get(f"{url}{path}")
+                allowed = (200, 300) if path.rstrip("/") in ("/versions", "") else (200,)
+                if resp.status_code not in allowed:
+                    return f"{path} answered {resp.status_code}"
     except httpx.HTTPError as exc:
         return f"{exc.__class__.__name__} on {url}"
     return ""
@@ -268,49 +394,48 @@ def health_action(node: str) -> Action:
 
         async def healthy() -> bool:
             nonlocal last
-            last = await api_healthy(url, ctx.config.http_timeout)
+            last = await api_healthy(url, ctx.config.policy.health_paths, ctx.config.http_timeout)
             return not last
 
         if not await _poll_until(healthy, ctx.config.policy.up_timeout, 1):
             raise StepFailed(f"{node}'s API is not healthy: {last}", fix="read the node's Glance log; fix, then retry (or roll back)")
 
-    return Action("health", f"Health-check {node}'s own API", node, False, lambda ctx: [f"GET {ctx.config.node(node).api_url}/versions and /v2/images   # 200"], needed, run)
+    def preview(ctx: "Context") -> list[str]:
+        return [f"GET {ctx.config.node(node).api_url}{p}   # 200" for p in ctx.config.policy.health_paths]
+
+    return Action("health", f"Health-check {node}'s own API", node, False, preview, needed, run, forward=False)
 
 
 def ready_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
         # "ready" is idempotent, and a drained server that is also failing its health check
-        # reports DOWN, hiding the admin state: so anything but UP gets a ready.
-        stats = await _stats(ctx, node)
-        if stats is None:
-            raise StepFailed(f"{_server(ctx, node)} is not in the load balancer backend", fix="check the node's lb_server")
-        return stats.state != "UP"
+        # reports DOWN, hiding the admin state: so anything but UP everywhere gets a ready.
+        view = await _complete_view(ctx, node)
+        return any(r.state != "UP" for r in view.rows.values())
 
     async def run(ctx: "Context", io: ActionIO) -> None:
-        await ctx.cluster.lb.ready(_server(ctx, node))
-        ctx.journal.write("lb", node=node, action="ready")
+        await lb_act(ctx, node, "ready")
 
-    return Action("ready", f"Put {node} back into rotation", node, True, lambda ctx: _lb_cmd(ctx, node, "ready").splitlines(), needed, run)
+    return Action("ready", f"Put {node} back into rotation", node, True, lambda ctx: _lb_cmd(ctx, node, "ready").splitlines(), needed, run, forward=False)
 
 
 def wait_up_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        stats = await _stats(ctx, node)
-        return stats is None or stats.state != "UP"
+        return (await _view(ctx, node)).state != "UP"
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         state = "?"
 
         async def up() -> bool:
             nonlocal state
-            stats = await _stats(ctx, node)
-            state = stats.state if stats else "absent"
-            return state == "UP"
+            view = await _view(ctx, node)
+            state = view.status or view.state
+            return view.state == "UP"
 
         if not await _poll_until(up, ctx.config.policy.up_timeout, ctx.config.policy.lb_poll_interval):
-            raise StepFailed(f"the load balancer does not report {node} UP (state {state})", fix="check the LB health check against the node, then retry")
+            raise StepFailed(f"the load balancers do not report {node} UP everywhere ({state})", fix="check the LB health check against the node, then retry")
 
-    return Action("wait-up", f"Wait until the load balancer reports {node} UP", node, False, lambda ctx: [f"[lb] poll status of {_server(ctx, node)} until UP (timeout {ctx.config.policy.up_timeout:g}s)"], needed, run)
+    return Action("wait-up", f"Wait until every load balancer reports {node} UP", node, False, lambda ctx: [f"[lb] poll status of {_server(ctx, node)} on every backend until UP (timeout {ctx.config.policy.up_timeout:g}s)"], needed, run, forward=False)
 
 
 # ---------------------------------------------------------------- database actions
@@ -401,9 +526,8 @@ def _node_actions(node: str) -> tuple[Action, ...]:
 
 async def _serving(ctx: "Context", node: str) -> bool:
     f = (await ctx.node_facts()).get(node)
-    lb = await ctx.lb_facts()
-    stats = lb.servers.get(_server(ctx, node))
-    return bool(f and _on_target(ctx, f) and f.running and stats is not None and stats.state == "UP")
+    view = (await ctx.lb_facts()).views.get(_server(ctx, node))
+    return bool(f and _on_target(ctx, f) and f.running and view is not None and view.state == "UP")
 
 
 async def _db_code(ctx: "Context") -> int | None:
@@ -428,15 +552,16 @@ def build_plan(ctx: "Context") -> Plan:
 
     if new:
         async def new_stopped(c: "Context") -> bool:
+            # stopped, or already running the target (a stale process is neither)
             f = (await c.node_facts()).get(new)
-            return bool(f and not f.error and (f.running is False or _on_target(c, f)))
+            return bool(f and not f.error and (f.running is False or (f.running and _on_target(c, f))))
 
         steps.append(Step("new-node", "2", f"Drain and stop the NEW NODE ({new})", WHY["new-node"], (G.NEW_NODE_CHOSEN,),
                           (drain_action(new), wait_drained_action(new), stop_action(new)), new_stopped, node=new))
 
         async def new_upgraded(c: "Context") -> bool:
             f = (await c.node_facts()).get(new)
-            return bool(f and _on_target(c, f))
+            return bool(f and _installed_target(c, f))
 
         steps.append(Step("upgrade-new", "3", f"Upgrade the NEW NODE ({new}), do not start it", WHY["upgrade-new"], (G.NEW_NODE_STOPPED,),
                           (upgrade_action(new),), new_upgraded, node=new))
@@ -450,9 +575,9 @@ def build_plan(ctx: "Context") -> Plan:
     async def migrated(c: "Context") -> bool:
         return (await _db_code(c)) in (0, 5)
 
-    steps.append(Step("expand", "4", "Expand the database (on the NEW NODE)", WHY["expand"], (G.BACKUP_VERIFIED, G.NEW_NODE_UPGRADED, G.BINLOG_TRIGGERS),
+    steps.append(Step("expand", "4", "Expand the database (on the NEW NODE)", WHY["expand"], (G.BACKUP_VERIFIED, G.NEW_NODE_UPGRADED, G.NEW_NODE_STOPPED, G.BINLOG_TRIGGERS),
                       (_manage_action("expand", "glance-manage db expand", (0, 4, 5)),), expanded))
-    steps.append(Step("migrate", "5", "Migrate the data (on the NEW NODE)", WHY["migrate"], (G.NEW_NODE_UPGRADED, G.EXPAND_DONE),
+    steps.append(Step("migrate", "5", "Migrate the data (on the NEW NODE)", WHY["migrate"], (G.NEW_NODE_UPGRADED, G.NEW_NODE_STOPPED, G.EXPAND_DONE),
                       (_manage_action("migrate", "glance-manage db migrate", (0, 5)),), migrated))
 
     if new:

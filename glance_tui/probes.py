@@ -74,10 +74,47 @@ class NodeFacts:
     stale_error: str = ""  # why ``stale`` is unknown
     pids: tuple[int, ...] = ()
     probed_at: float = field(default_factory=time.time)
+    clock: float | None = None  # the node's own clock when probed (from ``processes``)
 
     @property
     def reachable(self) -> bool:
         return not self.error
+
+    def installed(self, release: str, version: str | None = None) -> bool:
+        """The installed package is ``release`` (and ``version``, if one is required)."""
+        return self.release == release and (not version or self.version == version)
+
+    @property
+    def fresh(self) -> bool | None:
+        """No Glance process runs code older than the installed one: True when stopped or every
+        process started after the install, False when one is older (stale), None = unknown."""
+        if self.running is False:
+            return True
+        if self.running is None or self.stale is None:
+            return None
+        return not self.stale
+
+    def on(self, release: str, version: str | None = None) -> bool:
+        """The node runs ``release``: installed, and stopped or restarted since (never when unknown)."""
+        return self.installed(release, version) and self.fresh is True
+
+    @property
+    def service(self) -> str:
+        """The service state in words, for gate reasons and the status table."""
+        if self.running is None:
+            return f"unknown ({self.running_error or self.error or 'no answer'})"
+        if self.running is False:
+            return "stopped"
+        if self.stale:
+            return f"running code started before the install of {self.version or '?'}"
+        if self.stale is None:
+            return f"running (code age unknown: {self.stale_error or 'no answer'})"
+        return "running"
+
+    @property
+    def stale_text(self) -> str:
+        """``installed 28.2.0, still running code started before the upgrade`` for a stale node."""
+        return f"installed {self.version or '?'}, still running code started before the upgrade" if self.running and self.stale else ""
 
 
 @dataclass(frozen=True)
@@ -171,11 +208,12 @@ class Cluster:
         running: bool | None = None
         running_error = ""
         found = []
+        clock: float | None = None
         if not procs.ok:
             running_error = f"processes command failed (exit {procs.exit_status}): {' | '.join(procs.tail(2))}"
         else:
             try:
-                _, found = parse_processes(procs.stdout, self.config.commands.services)
+                clock, found = parse_processes(procs.stdout, self.config.commands.services)
                 running = bool(found)
             except ValueError as exc:
                 running_error = str(exc)
@@ -222,6 +260,7 @@ class Cluster:
             stale=stale,
             stale_error=stale_error if stale is None else "",
             pids=tuple(p.pid for p in found),
+            clock=clock,
         )
 
     async def probe_nodes(self) -> dict[str, NodeFacts]:

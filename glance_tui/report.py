@@ -8,7 +8,7 @@ import time
 from typing import Any, TextIO
 
 from glance_tui.events import ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, RunFinished, StepChanged
-from glance_tui.gates import GateResult
+from glance_tui.gate_types import GateResult
 from glance_tui.probes import DbCheck, Snapshot
 
 
@@ -37,13 +37,17 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
     for name, f in snap.nodes.items():
         nodes.append({
             "name": name, "address": f.address, "version": f.version, "release": f.release, "running": f.running,
-            "error": f.error or f.version_error or None, "role": (roles or {}).get(name),
+            "stale": f.stale, "service": f.service, "error": f.error or f.version_error or f.running_error or None,
+            "role": (roles or {}).get(name),
         })
-    lb = {
-        name: {"status": s.status, "state": s.state, "in_flight": s.in_flight, "scur": s.scur, "qcur": s.qcur,
-               "rate": s.rate, "check_status": s.check_status, "weight": s.weight}
-        for name, s in snap.lb.servers.items()
-    }
+    lb = {}
+    for name, v in snap.lb.views.items():
+        s = v.combined()
+        lb[name] = {"status": v.status, "state": v.state, "in_flight": v.in_flight, "admin_out": v.admin_out,
+                    "in_rotation": v.in_rotation, "scur": s.scur if s else None, "qcur": s.qcur if s else None,
+                    "rate": v.rate, "check_status": s.check_status if s else None, "weight": s.weight if s else None,
+                    "missing": list(v.missing), "unreachable": list(v.unreachable),
+                    "places": {p: {"status": r.status, "state": r.state, "in_flight": r.in_flight} for p, r in sorted(v.rows.items())}}
     db: dict[str, Any] = {"error": snap.db.error or None}
     if snap.db.facts:
         f = snap.db.facts
@@ -54,22 +58,41 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
     return {"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db}
 
 
-def _known(value: int | None) -> str:
-    """A counter, or "?" when the load balancer did not give a usable value."""
-    return "?" if value is None else str(value)
+def _service_cell(f) -> str:
+    if f.running is None:
+        return "UNKNOWN"
+    if f.running and f.stale:
+        return "running OLD code (stale)"
+    if f.running and f.stale is None:
+        return "running (code age ?)"
+    return "running" if f.running else "stopped"
 
 
 def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]) -> str:
     rows = []
+    notes = []
     for name, f in snap.nodes.items():
-        s = snap.lb.servers.get(server_of[name])
+        v = snap.lb.views.get(server_of[name])
+        if v is None:
+            lb_cell, flight = ("UNKNOWN" if snap.lb.error else "not in backend"), "?"
+        else:
+            lb_cell = v.state if v.state not in ("MIXED", "UNKNOWN") else f"{v.state}: {v.status}"
+            flight = "?" if v.in_flight is None else str(v.in_flight)
+        rate = "-" if v is None or v.rate is None else str(v.rate)
         rows.append([
-            name, f.address, s.status if s else ("?" if snap.lb.error else "not in backend"),
-            _known(s.in_flight) if s else "-", _known(s.rate) if s else "-",
+            name, f.address, lb_cell, flight, rate,
             f"{f.version} ({f.release})" if f.version else (f.error or f.version_error or "?")[:40],
-            {True: "running", False: "stopped", None: "?"}[f.running],
+            _service_cell(f),
         ])
+        if f.stale_text:
+            notes.append(f"{name}: {f.stale_text}")
+        elif f.running is None:
+            notes.append(f"{name}: service state unknown: {f.running_error or f.error}")
+        elif f.running and f.stale is None:
+            notes.append(f"{name}: cannot tell when the running code was installed: {f.stale_error}")
     out = table(rows, ["NODE", "ADDRESS", "LB STATUS", "IN-FLIGHT", "RATE/s", "RELEASE", "SERVICE"])
+    if notes:
+        out += "\n\n" + "\n".join(notes)
     if snap.lb.error:
         out += f"\n\nload balancer: {snap.lb.error}"
     if snap.db.facts:
@@ -112,7 +135,7 @@ class EventPrinter:
             case DrainProgress(node=n, in_flight=i, elapsed=e, timeout=t):
                 if e - self._last_drain.get(n, -10) >= 5 or i == 0:
                     self._last_drain[n] = e
-                    self._p(f"    drain {n}: {i} in flight, {e:.0f}s of {t:.0f}s")
+                    self._p(f"    drain {n}: {event.in_flight_text} in flight (LB {event.state or '?'}), {e:.0f}s of {t:.0f}s")
             case Notice(level=lvl, text=text):
                 self._p(f"{lvl}: {text}")
             case RunFinished(ok=ok, detail=d):

@@ -16,7 +16,7 @@ def drain_text(p: DrainProgress) -> Text:
     """Two short lines (they fit the 80-column layout); the node is in the panel's title."""
     left = max(0.0, p.timeout - p.elapsed)
     text = Text()
-    text.append(f"in flight: {p.in_flight}", style="bold")
+    text.append(f"in flight: {p.in_flight_text}", style="bold")
     text.append(f" (LB {p.state or '?'})")
     if left == 0:
         text.append("  TIMEOUT", style="bold red")
@@ -41,7 +41,8 @@ class DrainView(Vertical):
         if p.node != self.node:
             self.node = p.node
             self.samples.clear()
-        self.samples.append(float(p.in_flight))
+        if p.in_flight is not None:  # an unknown reading is shown as text, not plotted as 0
+            self.samples.append(float(p.in_flight))
         self.last = p
         self.border_title = f"Draining {p.node}"
         self.query_one("#drain-figures", Static).update(drain_text(p))

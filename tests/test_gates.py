@@ -44,10 +44,11 @@ def facts(version: str = "5.5.5-10.11.6-MariaDB", *, log_bin=False, trust=False,
     return DatabaseFacts(version, flavour, ver, grants or ["GRANT USAGE ON *.* TO `glance`@`%`"], sup, log_bin, trust, ["2023_1_contract01"], 20)
 
 
-def node(name: str, version: str | None = "26.1.0", running: bool | None = True, error: str = "") -> NodeFacts:
+def node(name: str, version: str | None = "26.1.0", running: bool | None = True, error: str = "", stale: bool | None = False) -> NodeFacts:
+    """A probed node; a running one runs its installed code unless ``stale``."""
     from glance_tui.releases import release_of
 
-    return NodeFacts(name, name, version, release_of(version), running, error)
+    return NodeFacts(name, name, version, release_of(version), running, error, stale=stale if running else (None if running is None else False))
 
 
 class FakeShell:
@@ -357,3 +358,94 @@ async def test_a_newly_provisioned_node_is_not_held_to_the_old_release():
     ctx.lb = LBFacts({"g1": stats("g1"), "g2": stats("g2")})
     r = await check(gate("lb-mapping"), ctx)
     assert not r.ok and "fresh → fresh" in r.reason and "maintenance" in r.fix
+
+
+# ---------------------------------------------------------------- running code, unknown, every LB
+
+
+async def test_a_stale_node_is_reported_and_never_counts_as_upgraded():
+    target = {f"g{i}": node(f"g{i}", "28.2.0") for i in (1, 2, 3)}
+    target["g2"] = node("g2", "28.2.0", stale=True)
+    ctx = FakeCtx(nodes=target, check=DbCheck("g1", 5, "2024.1"))
+    r = await check(gate("same-release"), ctx)
+    assert r.ok and "g2: installed 28.2.0, still running code started before the upgrade" in r.reason
+    for g in (G.ALL_NODES_TARGET, G.NO_OLD_PROCESS):
+        r = await check(g, ctx)
+        assert not r.ok and "g2 (installed 28.2.0, still running code started before the upgrade)" in r.reason, g.id
+    ctx.nodes["g2"] = node("g2", "28.2.0", running=False)  # stopped: nothing old runs
+    assert (await check(G.NO_OLD_PROCESS, ctx)).ok and (await check(G.ALL_NODES_TARGET, ctx)).ok
+    ctx.nodes["g2"] = node("g2", "28.2.0", stale=None)  # running, code age unknown: blocks
+    assert not (await check(G.NO_OLD_PROCESS, ctx)).ok
+    r = await check(gate("same-release"), ctx)
+    assert not r.ok and "cannot tell which code runs on g2" in r.reason
+
+
+async def test_unknown_running_blocks_and_is_named():
+    ctx = FakeCtx()
+    ctx.state.new_node = "g1"
+    ctx.nodes["g1"] = NodeFacts("g1", "g1", "28.2.0", "2024.1", None, running_error="processes command failed (exit 255)")
+    r = await check(G.NEW_NODE_STOPPED, ctx)
+    assert not r.ok and "cannot tell whether Glance runs on g1" in r.reason and "exit 255" in r.reason
+    r = await check(G.NO_OLD_PROCESS, FakeCtx(nodes={**FakeCtx().nodes, "g3": ctx.nodes["g1"]}))
+    assert not r.ok and "g3 (unknown (processes command failed (exit 255))" in r.reason
+
+
+def test_a_stale_node_describes_itself():
+    f = node("g2", "28.2.0", stale=True)
+    assert f.fresh is False and not f.on("2024.1") and f.installed("2024.1")
+    assert f.service == "running code started before the install of 28.2.0"
+    assert node("g2", "28.2.0").on("2024.1") and node("g2", "28.2.0", running=False).on("2024.1")
+    assert not node("g2", "28.2.0", running=None).on("2024.1")
+
+
+def make_lb_config(exclude: list[str]):
+    import os
+
+    os.environ["GATE_TEST_DB_PW"] = "pw-gates"
+    return parse_config({
+        "database": {"password_env": "GATE_TEST_DB_PW"},
+        "load_balancers": [{"name": "lb", "stats_url": "http://lb:8404/stats", "backends": ["glance_api"], "exclude_servers": exclude}],
+        "nodes": [{"name": f"g{i}", "ssh_host": f"10.0.0.{i}", "lb_server": f"g{i}", "api_url": f"http://10.0.0.{i}:9292"} for i in (1, 2, 3)],
+        "policy": {"target_release": "2024.1"},
+    })
+
+
+async def test_lb_mapping_refuses_an_unknown_server_unless_excluded():
+    lb = LBFacts({**{f"g{i}": stats(f"g{i}") for i in (1, 2, 3)}, "old-glance": stats("old-glance")})
+    r = await check(gate("lb-mapping"), FakeCtx(config=make_lb_config([]), lb=lb))
+    assert not r.ok and "unknown server(s) in the Glance backends: old-glance in lb/backend" in r.reason and "exclude_servers" in r.fix
+    assert (await check(gate("lb-mapping"), FakeCtx(config=make_lb_config(["old-glance"]), lb=lb))).ok
+
+
+async def test_min_in_rotation_counts_a_down_but_ready_server_as_still_to_drain():
+    # g1 DOWN by health check with admin READY: draining it is still needed, and it takes nothing out
+    lb = LBFacts({"g1": stats("g1", "DOWN"), "g2": stats("g2"), "g3": stats("g3", "MAINT")})
+    assert (await check(G.min_in_rotation_gate("g1"), FakeCtx(lb=lb))).ok
+    lb = LBFacts({"g1": stats("g1"), "g2": stats("g2", "DOWN"), "g3": stats("g3", "MAINT")})
+    r = await check(G.min_in_rotation_gate("g1"), FakeCtx(lb=lb))
+    assert not r.ok and "leave 0 node(s)" in r.reason
+
+
+def test_forward_only_gates_never_hold_back_restoring_capacity():
+    from glance_tui.engine import Engine
+    from glance_tui.plan import _node_actions, Step
+
+    acts = {a.id: a for a in _node_actions("g2")}
+    step = Step("node:g2", "7.1", "Upgrade g2", "", (G.NEW_NODE_SERVING, G.MIGRATE_DONE), tuple(acts.values()), None, node="g2")  # type: ignore[arg-type]
+    assert G.NEW_NODE_SERVING.forward_only and not G.MIGRATE_DONE.forward_only
+    for forward in ("drain", "wait-drained", "stop"):
+        assert G.NEW_NODE_SERVING in Engine.gates_of(step, acts[forward]), forward
+    for back in ("upgrade", "start", "health", "ready", "wait-up"):
+        gates = Engine.gates_of(step, acts[back])
+        assert G.NEW_NODE_SERVING not in gates and G.MIGRATE_DONE in gates, back
+    assert G.NEW_NODE_SERVING in Engine.gates_of(step)  # the step itself still shows it
+
+
+def test_gate_types_are_a_leaf():
+    import glance_tui.events as events
+    from glance_tui import api, gate_types
+
+    assert G.GateResult is gate_types.GateResult is api.GateResult and G.Remedy is api.Remedy
+    assert events.GateResult is gate_types.GateResult
+    source = open(events.__file__).read()
+    assert "glance_tui.gates " not in source and "from glance_tui.gates import" not in source
