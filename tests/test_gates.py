@@ -121,6 +121,9 @@ class FakeCtx:
 
     newest_db_check = Context.newest_db_check  # the real fallback logic, over these scripted probes
 
+    async def db_check_on(self, node: str, facts: NodeFacts) -> DbCheck:
+        return await self.cluster.db_check(node, facts.release)
+
     async def backup_still_valid(self):
         return self.backup_valid
 
