@@ -8,9 +8,7 @@ on the target nor stopped with every out-of-rotation node named. Its own lab dir
 free ports on 127.0.5.x: it never touches an operator's lab.
 
 Until the engine fixes of issue 7 are on main, some rehearsals fail for reasons this lab was
-built to expose; ``ENGINE_GAPS`` names each such reason precisely, and a run whose *only*
-problems are those is reported as an expected failure (xfail) with the reason — any other
-problem fails the test. Once the engine handles the hazard, the test passes outright.
+built to expose; every one must pass outright: the engine handles each hazard.
 """
 
 from __future__ import annotations
@@ -23,10 +21,6 @@ from glance_tui.lab.rehearse import FINAL_HEAD, ProcedureReport, rehearse, repor
 pytestmark = pytest.mark.lab
 
 # problem text (start) -> the engine change that removes it (issue 7)
-ENGINE_GAPS = {
-    "the procedure did not finish: stopped at step 6": "issue 7 #10: the health check asks /v2/images, which answers 401 behind Keystone",
-    "db contract ran while old code was serving": "issue 7 #1: a node counts as upgraded when its package is, not its running code",
-}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +40,6 @@ def check(report: ProcedureReport) -> None:
     assert report.load["checksum_mismatches"] == []
     assert report.load["images_not_active"] == {}
     assert report.witness["samples"] > 10 and report.time_split["steps"], "the witness and the time split must have data"
-    gaps = [next((why for start, why in ENGINE_GAPS.items() if p.startswith(start)), None) for p in report.problems]
-    if report.problems and all(gaps):
-        pytest.xfail("engine not fixed yet — " + "; ".join(dict.fromkeys(gaps)) + f" (problems: {report.problems})")
     assert report.ok, report.problems
     assert report.finished and report.final_heads == [FINAL_HEAD]
     assert set(report.node_versions.values()) == {"28.2.0"}

@@ -202,9 +202,6 @@ def assert_upgraded(lab: Lab, capsys) -> None:
 
 
 @pytest.mark.services
-@pytest.mark.xfail(strict=False, reason="needs issue 7 item 1 (engine branch): killed after a node's upgrade+start, the resumed "
-                   "run stops that node again because `stop.needed` reads any running process as old; it must count a process "
-                   "started after the target was installed as upgraded (seen 2026-11-25: ('node:glance-2', 'stop') repeated)")
 @pytest.mark.parametrize("boundary", ["action.start", "action.end"])
 def test_kill_at_every_action_boundary_then_resume(sim_lab, sim_config, tmp_path, capsys, boundary):
     """One chain through a whole run: the tool is killed right after each new ``boundary`` record
