@@ -7,8 +7,7 @@ stuck, any checksum differs, contract ran while old code served, or the run neit
 on the target nor stopped with every out-of-rotation node named. Its own lab directory and
 free ports on 127.0.5.x: it never touches an operator's lab.
 
-Until the engine fixes of issue 7 are on main, some rehearsals fail for reasons this lab was
-built to expose; every one must pass outright: the engine handles each hazard.
+Each scenario must pass outright: the engine handles every hazard this lab injects.
 """
 
 from __future__ import annotations
