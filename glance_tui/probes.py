@@ -221,7 +221,8 @@ class Cluster:
             if flag.exit_status == 0:
                 running = True if running is not False else None
             elif flag.exit_status == 1:
-                running = False if running is not True else None
+                # "stopped" needs both readings: the override alone never turns an unknown into stopped
+                running = False if running is False else None
             else:
                 running = None
             if running is None and not running_error:

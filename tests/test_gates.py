@@ -452,3 +452,36 @@ def test_gate_types_are_a_leaf():
     assert events.GateResult is gate_types.GateResult
     source = open(events.__file__).read()
     assert "glance_tui.gates " not in source and "from glance_tui.gates import" not in source
+
+
+@pytest.mark.parametrize(("processes_ok", "flag_exit", "expected"), [
+    (True, 1, False),    # both say stopped
+    (False, 1, None),    # the processes reading failed: the override alone never makes it "stopped"
+    (True, 0, None),     # they disagree: unknown
+    (False, 0, True),    # running is the safe side
+    (True, 7, None),     # an unexpected exit code is unknown
+])
+async def test_is_running_override_never_turns_unknown_into_stopped(processes_ok, flag_exit, expected):
+    import dataclasses
+
+    from glance_tui.probes import Cluster
+
+    base = make_config()
+    config = base.model_copy(update={"commands": base.commands.model_copy(update={"is_running": "my-check"})})
+    cluster = Cluster(config)
+
+    async def run(cmd, **kw):
+        if cmd.command == "my-check":
+            return CommandResult(cmd.command, flag_exit, "", "", 0.01, False)
+        if "ps -eo" in cmd.command:
+            return CommandResult(cmd.command, 0 if processes_ok else 255, "1700000000\n" if processes_ok else "", "", 0.01, False)
+        if "stat" in cmd.command:
+            return CommandResult(cmd.command, 0, "1600000000\n", "", 0.01, False)
+        return CommandResult(cmd.command, 0, "glance-api\t2:26.1.0-0ubuntu1\n", "", 0.01, False)
+
+    cluster.run = run  # type: ignore[method-assign]
+    try:
+        facts = await cluster.probe_node("g1")
+    finally:
+        await cluster.close()
+    assert facts.running is expected, dataclasses.asdict(facts)

@@ -184,18 +184,15 @@ class HAProxy:
     # ------------------------------------------------------------------ admin
     async def drain(self, server: str) -> None:
         """Stop sending new requests to ``server``; in-flight ones finish."""
-        await self._admin(server, "drain")
+        await self.admin(server, "drain")
 
     async def ready(self, server: str) -> None:
         """Put ``server`` back into rotation (from DRAIN or MAINT)."""
-        await self._admin(server, "ready")
+        await self.admin(server, "ready")
 
     async def maint(self, server: str) -> None:
         """Maintenance: no new requests and no health checks."""
-        await self._admin(server, "maint")
-
-    async def _admin(self, server: str, action: str) -> None:
-        await self.admin(server, action)
+        await self.admin(server, "maint")
 
     async def admin(self, server: str, action: str, backend: str | None = None) -> None:
         """drain / ready / maint ``server`` in ``backend`` (default ``cfg.backend``)."""
