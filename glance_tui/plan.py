@@ -122,8 +122,9 @@ def _lb_cmd(ctx: "Context", node: str, action: str) -> str:
 
 
 async def _facts(ctx: "Context", node: str) -> "NodeFacts":
-    ctx.invalidate("nodes")
-    return (await ctx.node_facts())[node]
+    """A fresh probe of ``node`` alone (the other nodes' memoised facts are kept)."""
+    ctx.invalidate(f"nodes:{node}")
+    return await ctx.node_fact(node)
 
 
 async def _known_facts(ctx: "Context", node: str) -> "NodeFacts":
@@ -234,9 +235,19 @@ def drain_action(node: str) -> Action:
     return Action("drain", f"Drain {node} (take it out of rotation)", node, True, lambda ctx: _lb_cmd(ctx, node, "drain").splitlines(), needed, run, gates=(G.min_in_rotation_gate(node),))
 
 
-def wait_drained_action(node: str) -> Action:
+def _runs_target(ctx: "Context", f: "NodeFacts") -> bool:
+    """Running code started after the target's install: a resumed step 7 found it already started."""
+    return bool(f.running) and _on_target(ctx, f)
+
+
+def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
+    """``keep_target``: a node already running the target code needs no wait (it will not be
+    stopped); a rollback passes False, since it stops target-code nodes too."""
+
     async def needed(ctx: "Context") -> bool:
         f = await _facts(ctx, node)
+        if keep_target and _runs_target(ctx, f):
+            return False
         return f.running is not False  # running or unknown: wait (an SSH error never skips the wait)
 
     async def run(ctx: "Context", io: ActionIO) -> None:
@@ -300,9 +311,14 @@ def wait_drained_action(node: str) -> Action:
     return Action("wait-drained", f"Wait until {node} has no request in flight", node, False, preview, needed, run)
 
 
-def stop_action(node: str) -> Action:
+def stop_action(node: str, *, keep_target: bool = True) -> Action:
+    """Stop the old code. With ``keep_target`` a node that already runs the target code (a run
+    killed just after its start) is left running; a rollback passes False to stop it anyway."""
+
     async def needed(ctx: "Context") -> bool:
         f = await _known_facts(ctx, node)
+        if keep_target and _runs_target(ctx, f):
+            return False
         return bool(f.running)
 
     async def run(ctx: "Context", io: ActionIO) -> None:

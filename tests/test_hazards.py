@@ -429,6 +429,45 @@ async def test_an_ssh_failure_is_unknown_never_stopped(sim_lab, sim_config, tmp_
     assert re.search(r"glance-2 .* UNKNOWN", out) and "glance-2: service state unknown" in out
 
 
+async def test_a_resumed_step7_node_already_running_the_target_is_not_stopped_again(sim_lab, sim_config):
+    """Killed right after a node's start: the resumed step finds it drained and running the NEW
+    code. Nothing may stop it again (wait, stop, upgrade, start are not needed); only health,
+    ready and wait-up remain. A rollback of that node still drains, waits and stops it."""
+    from glance_tui.plan import drain_action, health_action, ready_action, upgrade_action
+
+    sim_lab.reset()
+    engine = Engine.open(sim_config, resume=False)
+    node = lab_node(sim_lab, "glance-2")
+    try:
+        await engine.cluster.lb.drain("glance-2")
+        await engine.cluster.lb.maint("glance-2")
+        nodectl.stop(node)
+        nodectl.set_release(node, "2024.1")
+        await asyncio.sleep(3.2)  # the new process starts clearly after the install
+        pid = nodectl.start(node)
+        ctx = engine.ctx
+        ctx.invalidate()
+        f = await engine.cluster.probe_node("glance-2")
+        assert f.running and f.stale is False and f.version == "28.2.0"
+        needed = {a.id: await a.needed(ctx) for a in (drain_action("glance-2"), wait_drained_action("glance-2"), stop_action("glance-2"),
+                                                      upgrade_action("glance-2"), start_action("glance-2"), health_action("glance-2"),
+                                                      ready_action("glance-2"))}
+        assert needed == {"drain": False, "wait-drained": False, "stop": False, "upgrade": False, "start": False, "health": True, "ready": True}
+        # the rollback path stops target code too
+        assert await wait_drained_action("glance-2", keep_target=False).needed(ctx) is True
+        assert await stop_action("glance-2", keep_target=False).needed(ctx) is True
+        assert nodectl.running_pid(node) == pid  # nothing above touched the process
+        # a stale node (target installed, old process) still needs the wait and the stop
+        nodectl.set_release(node, "2023.1")
+        await asyncio.sleep(1.1)
+        nodectl.set_release(node, "2024.1")
+        ctx.invalidate()
+        assert await stop_action("glance-2").needed(ctx) is True
+        assert await wait_drained_action("glance-2").needed(ctx) is True
+    finally:
+        await engine.close()
+
+
 # ---------------------------------------------------------------- 11. the default processes probe
 
 

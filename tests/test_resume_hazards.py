@@ -203,10 +203,6 @@ def assert_upgraded(lab: Lab, capsys) -> None:
 
 @pytest.mark.slow
 @pytest.mark.services
-@pytest.mark.xfail(strict=False, reason="known gap (issue 7, left open). Seen 2026-11-25 on the merged engine (action.start case): the chain "
-                   "finished the upgrade through 25 kills, but the journal shows step 7's stop and start started 2-3 times per node; "
-                   "likely cause: killed right after a node's `start` began, the resumed run finds it running the NEW code yet stops "
-                   "it again (stop.needed reads any running process as needing a stop; the node is out of rotation, so nothing is cut).")
 @pytest.mark.parametrize("boundary", ["action.start", "action.end"])
 def test_kill_at_every_action_boundary_then_resume(sim_lab, sim_config, tmp_path, capsys, boundary):
     """One chain through a whole run: the tool is killed right after each new ``boundary`` record
