@@ -66,6 +66,7 @@ class Context:
         self.emit = emit
         self.verdicts = DbVerdicts()
         self._memo: dict[str, tuple[float, asyncio.Future[Any]]] = {}
+        self._backup_verified: tuple[Any, str] | None = None  # (record, file signature) of the last full verify
 
     def invalidate(self, *keys: str, older_than: float | None = None) -> None:
         """Drop memoised probes: all, or those under ``keys``; with ``older_than``, only those
@@ -102,7 +103,14 @@ class Context:
         return await self._once("lb", self.cluster.probe_lb)
 
     async def node_facts(self) -> dict[str, NodeFacts]:
-        return await self._once("nodes", self.cluster.probe_nodes)
+        """Every node's facts; each node is memoised on its own (``nodes:<name>``), so an action
+        that re-probes its node does not probe the others, and the live view reuses fresh reads."""
+        names = [n.name for n in self.config.nodes]
+        facts = await asyncio.gather(*(self.node_fact(n) for n in names))
+        return dict(zip(names, facts))
+
+    async def node_fact(self, name: str) -> NodeFacts:
+        return await self._once(f"nodes:{name}", lambda: self.cluster.probe_node(name))
 
     async def db_state(self) -> DBState:
         return await self._once("db", self.cluster.probe_db)
@@ -178,13 +186,27 @@ class Context:
         return Snapshot(lb=lb, nodes=nodes, db=db)
 
     async def backup_still_valid(self) -> bool:
-        from glance_tui.backup import BackupRecord, verify_backup
+        """The recorded backup is there, unchanged. Its sha256 is read again (in this process:
+        at least once) only when the file's size/ctime/inode differ from its last verification —
+        a ``stat``, not a re-hash at every step of a dump that can be gigabytes. Any write to the
+        file changes its ctime, which no user can set back."""
+        from glance_tui.backup import BackupRecord, file_signature, verify_backup
 
         if not self.state.backup:
             return False
         record = BackupRecord(**self.state.backup)
         shell = self.cluster.local if record.where == "local" else self.cluster.ssh.get(record.where)
-        return await self._once("backup", lambda: verify_backup(shell, record))
+
+        async def check() -> bool:
+            if self._backup_verified is not None and self._backup_verified[0] == record:
+                if await file_signature(shell, record.path) == self._backup_verified[1]:
+                    return True
+            before = await file_signature(shell, record.path)
+            ok = await verify_backup(shell, record)
+            self._backup_verified = (record, before) if ok and before is not None else None
+            return ok
+
+        return await self._once("backup", check)
 
     # ---------------------------------------------------------------- commands
 

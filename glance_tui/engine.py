@@ -24,7 +24,7 @@ from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, LBUnknown, Plan, Step, StepAborted, StepFailed, build_plan
-from glance_tui.probes import Cluster, DbCheck
+from glance_tui.probes import Cluster, DbCheck, NodeFacts
 from glance_tui.runlock import RunLock
 from glance_tui.step_states import StepStates
 from glance_tui.timing import timed
@@ -150,6 +150,12 @@ class Engine:
     def role_of(self, node: str) -> str:
         """The node's role in the run, for the node list: NEW NODE, current, upgraded, pending."""
         return self.book.role_of(node, self.ctx.state.new_node)
+
+    async def node_facts(self, max_age: float = 0.0) -> dict[str, NodeFacts]:
+        """Every node's facts for the live view, sharing the gates' probes: a node read within
+        ``max_age`` seconds (by a gate, an action or the last poll) is not probed again."""
+        self.ctx.invalidate("nodes", older_than=max_age)
+        return await self.ctx.node_facts()
 
     async def db_check(self) -> DbCheck | None:
         """``db check`` with the newest code present on the nodes (for the database panel)."""
@@ -387,7 +393,7 @@ class Engine:
         assert cmd is not None
         self.journal.write("rollback.start", node=node, command=cmd.command)
         try:
-            for action in (drain_action(node), wait_drained_action(node), stop_action(node)):
+            for action in (drain_action(node), wait_drained_action(node, keep_target=False), stop_action(node, keep_target=False)):
                 if await action.needed(self.ctx):
                     self.ctx.invalidate()
                     results = await evaluate_all(action.gates, self.ctx) if action.gates else []

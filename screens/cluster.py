@@ -92,7 +92,8 @@ class ClusterView(ReportsFailedWorkers, Vertical):
             table.set_cells(node.name, lb_cells(stats, stale))
 
     async def refresh_nodes(self) -> None:
-        facts = await self.engine.cluster.probe_nodes()
+        # shared with the gates and actions: a node one of them probed within the poll interval is not probed again
+        facts = await self.engine.node_facts(max_age=self.config.policy.node_poll_interval / 2)
         table = self.table
         target = self.config.policy.target_release
         for node in self.config.nodes:

@@ -245,6 +245,9 @@ class ScriptedEngine:
     def role_of(self, node: str) -> str:
         return self.book.role_of(node, self.state.new_node)
 
+    async def node_facts(self, max_age: float = 0.0) -> dict[str, NodeFacts]:
+        return await self.cluster.probe_nodes()
+
     async def db_check(self) -> DbCheck | None:
         meaningful = self.state.new_node or self.config.nodes[0].name
         return DbCheck(meaningful, self.db_code, TARGET[0], tuple(self.heads()))
