@@ -11,6 +11,7 @@ re-verified on resume, so a gate can tell whether the backup still stands.
 from __future__ import annotations
 
 import posixpath
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -168,6 +169,17 @@ async def check_backup(shell: Shell, record: BackupRecord | None) -> BackupCheck
     if fields["images"] != "yes" or not record.has_images_table:
         return BackupCheck(False, f"backup {record.path} has no `images` table", redo)
     return BackupCheck(True, f"backup {record.path} on {record.where}: {record.size} bytes, sha256 {record.sha256[:12]}…")
+
+
+async def file_signature(shell: Shell, path: str) -> str | None:
+    """``size ctime inode`` of ``path`` (None if it cannot be read): any write, replace or chmod
+    changes it, and ctime cannot be set back by a user, so an equal signature means unchanged."""
+    try:
+        result = await shell.run(f"stat -L -c '%s %Z %i' -- {shlex.quote(path)}", timeout=30)
+    except GlanceTuiError:
+        return None
+    text = result.stdout.strip()
+    return text if result.ok and len(text.split()) == 3 else None
 
 
 async def verify_backup(shell: Shell, record: BackupRecord) -> bool:

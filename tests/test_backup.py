@@ -120,3 +120,39 @@ async def test_backup_on_a_node_over_ssh(glance_schema, ssh_config_factory, tmp_
         assert await verify_backup(node, record)
     finally:
         await node.close()
+
+
+async def test_a_verified_backup_is_not_hashed_again_until_the_file_changes(tmp_path, monkeypatch) -> None:
+    """Steps ask "is the backup still valid?" at every turn: after one full check a ``stat``
+    answers, and any write to the file (new ctime/size) brings the sha256 check back."""
+    from types import SimpleNamespace
+
+    import glance_tui.backup as backup_mod
+    from glance_tui.backup import BackupRecord
+    from glance_tui.context import Context, RunState
+    from glance_tui.journal import NullJournal
+
+    dump = tmp_path / "glance.sql"
+    dump.write_text("CREATE TABLE `images` (id int);\n-- Dump completed on 2026-11-25\n")
+    record = BackupRecord(str(dump), dump.stat().st_size, hashlib.sha256(dump.read_bytes()).hexdigest(), True, "local")
+    full_checks = []
+    real = backup_mod.verify_backup
+
+    async def counted(shell, rec):
+        full_checks.append(rec.path)
+        return await real(shell, rec)
+
+    monkeypatch.setattr(backup_mod, "verify_backup", counted)
+    ctx = Context(SimpleNamespace(), SimpleNamespace(local=LocalShell()), NullJournal(), RunState(backup=record.as_dict()), lambda e: None)
+    assert await ctx.backup_still_valid() is True
+    for _ in range(3):
+        ctx.invalidate()
+        assert await ctx.backup_still_valid() is True
+    assert len(full_checks) == 1
+    with dump.open("a") as f:  # changed: same path, new size and ctime
+        f.write("-- tampered\n")
+    ctx.invalidate()
+    assert await ctx.backup_still_valid() is False
+    assert len(full_checks) == 2
+    ctx.invalidate()
+    assert await ctx.backup_still_valid() is False  # a failed check is never cached as good
