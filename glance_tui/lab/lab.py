@@ -45,6 +45,14 @@ KEYSTONE_SCHEMA = "keystone"
 KEYSTONE_DB_USER = "keystone"
 # Header the lab's HAProxy adds to every Glance response: which server answered (for the rehearsals).
 SERVED_BY = "X-Lab-Served-By"
+# A lab node's read-only probes (see write_config): what a packaged node runs, for this node only.
+# The node dir is in every argv of the node's glance-api (--config-file), and sshd sets it.
+# (Templates: a literal brace is doubled.)
+LAB_PROCESSES = ("date +%s && ps -eo pid=,etimes=,comm=,args= "
+                 """| awk -v d="$GLANCE_LAB_NODE_DIR/" 'index($0, d) {{ print }} END {{ if (NR == 0) exit 3 }}'""")
+LAB_INSTALLED_AT = 'stat -c %Y "$GLANCE_LAB_NODE_DIR/package"'
+LAB_INSTALLED_VERSION = 'cat "$GLANCE_LAB_NODE_DIR/package"'
+LAB_READ_CONFIG = 'cat "$GLANCE_LAB_NODE_DIR/glance-api.conf"'
 # Debian packages the lab needs, checked up front so a fresh machine gets one line with the fix.
 BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen")
 
@@ -448,6 +456,7 @@ class Lab:
                                 "target": lab_envs.TARGET_RELEASE, "autostart": layout.autostart,
                                 **({"installed_at": installed} if installed else {})})
         node.save()
+        nodectl.write_package(node)
         glance.write_api_conf(node.conf, host=n.host, port=n.api_port, database=database, store_dir=self.store_dir,
                               node_dir=d, workers=layout.workers, authtoken=authtoken)
         return node
@@ -491,12 +500,15 @@ class Lab:
             "[commands]",
             f"stop = {q(nodectl_cmd + ' stop')}",
             f"start = {q(nodectl_cmd + ' start')}",
-            f"processes = {q(nodectl_cmd + ' processes')}",
-            f"installed_at = {q(nodectl_cmd + ' installed-at')}",
+            # The probes are the packaged-node defaults, narrowed to this node (every lab node shares
+            # one machine; sshd sets GLANCE_LAB_NODE_DIR): ps, cat and stat, no Python per probe.
+            # awk exits 3 on no input at all, so a failing ps is an error, never "stopped".
+            f"processes = {q(LAB_PROCESSES)}",
+            f"installed_at = {q(LAB_INSTALLED_AT)}",
             f"upgrade = {q(nodectl_cmd + ' upgrade {target_release}')}",
-            f"installed_version = {q(nodectl_cmd + ' version')}",
+            f"installed_version = {q(LAB_INSTALLED_VERSION)}",
             f"glance_manage = {q(nodectl_cmd + ' manage')}",
-            f"read_config = {q(nodectl_cmd + ' read-config')}",
+            f"read_config = {q(LAB_READ_CONFIG)}",
             f"rollback = {q(nodectl_cmd + ' downgrade')}", "",
         ]
         for n in layout.nodes:
