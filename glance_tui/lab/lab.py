@@ -306,10 +306,14 @@ class Lab:
         return ks.token() if ks else None
 
     def sshd(self, node: NodeLayout) -> SSHD:
+        """The node's sshd. HOME is the node's own dir: sshd runs every command through the login
+        shell, and bash then sources ~/.bashrc — the lab host's root dotfiles (a pyenv init there
+        costs ~90 ms of CPU per command) are not the node's."""
         package_root = str(Path(glance_tui.__file__).resolve().parent.parent)
+        home = str(self.node_dir(node.name))
         return SSHD(self.node_dir(node.name) / "sshd", node.host, node.ssh_port,
                     authorized_keys=[public_key_path(self.operator_key)],
-                    set_env={nodectl.NODE_DIR_ENV: str(self.node_dir(node.name)), "PYTHONPATH": package_root})
+                    set_env={nodectl.NODE_DIR_ENV: home, "PYTHONPATH": package_root, "HOME": home})
 
     def node(self, node: NodeLayout) -> nodectl.Node:
         return nodectl.Node.load(self.node_dir(node.name))
