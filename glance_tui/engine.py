@@ -30,7 +30,9 @@ from glance_tui.step_states import StepStates
 from glance_tui.timing import timed
 from glance_tui.record.sampling import journal_versions
 
-Outcome = Literal["done", "blocked", "failed", "aborted"]
+# "declined": the operator said no to a confirmation: nothing changed, and the run goes on
+# (the step can be continued again); "aborted": the step stopped part-way, the cluster left safe.
+Outcome = Literal["done", "blocked", "failed", "aborted", "declined"]
 
 
 class Engine:
@@ -326,7 +328,7 @@ class Engine:
                     return "done"
                 if action.changes and not await io.operator.confirm(step, action, commands):
                     self.journal.write("decision", what="confirm", step=step.id, action=action.id, choice="declined")
-                    return "aborted"
+                    return "declined"
                 if action.changes and not await self._still_allowed(step, action):
                     continue  # the cluster changed while the dialog was open: back to the gates
                 self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), False))

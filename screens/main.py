@@ -274,6 +274,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
                 self.next_gates = list(ev.results)
             self.refresh_states()
         elif isinstance(ev, ActionStarted):
+            self.activity.stop()  # the action's own output and the checklist take over
             self.running_step, self.current_action = ev.step_id, ev.title
             self._out(Text(f"▶ {ev.title}{'  (DRY RUN — not executed)' if ev.dry_run else ''}", style="bold"))
             for cmd in ev.commands:
@@ -298,6 +299,11 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
             self.show_run_summary("finished" if ev.ok else "failed", ev.detail)
 
     # ---------------------------------------------------------------- actions
+
+    def on_screen_suspend(self) -> None:
+        """A dialog covers the screen: it is the response now, so the spinner under it stops."""
+        if self.activity.active and self.busy:
+            self.activity.stop()
 
     def action_continue(self) -> None:
         self.press_continue()
@@ -367,13 +373,15 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
                 self.explain_blocked()
                 return
             self.continuing, self.busy = False, True
-            self.activity.stop()  # the checklist shows the step running from here on
+            # "checking gates…" stays until the first action starts (or a dialog asks): the engine
+            # checks the gates again, fresh, and probes whether the action is needed
             self.sync_bindings()
             self.query_one("#steps", Checklist).select(step.id)
             self.running_step = step.id
             outcome = await self.engine.run_step(step, self.operator)
-            severity = "information" if outcome == "done" else "warning"
-            self.notify(f"step {step.number}: {outcome}", severity=severity, markup=False)  # type: ignore[arg-type]
+            severity = "information" if outcome in ("done", "declined") else "warning"
+            said = "declined: nothing was changed; c runs it when you are ready" if outcome == "declined" else outcome
+            self.notify(f"step {step.number}: {said}", severity=severity, markup=False)  # type: ignore[arg-type]
             await self.end_run_if_over(step, outcome)
         except GlanceTuiError as exc:
             self.app.push_screen(MessageScreen("The step could not run", exc.message))
@@ -388,7 +396,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
 
     async def end_run_if_over(self, step: Step, outcome: str) -> None:
         """A stopped step ends the run here; the last step done finishes it (journaled ``run.end``)."""
-        if self.dry_run:
+        if self.dry_run or outcome == "declined":  # "not now": nothing changed, the run goes on
             return
         if outcome != "done":
             self.show_run_summary(outcome, f"stopped at step {step.number} ({step.title}): {outcome}")

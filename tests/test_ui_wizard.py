@@ -254,3 +254,20 @@ async def test_not_in_tmux_warns_in_the_banner(tmp_path):
     async with app.run_test() as pilot:
         main = await ready(pilot)
         assert "not inside tmux/screen" in str(main.query_one("#banner").render())
+
+
+async def test_declining_a_confirmation_changes_nothing_and_the_run_goes_on(tmp_path):
+    """"n" at a confirmation is "not now": no summary screen, the step is pending again, and
+    c asks again."""
+    app, engine = make(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = await ready(pilot)
+        await drive_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.action_.id == "backup")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is main and not main.busy and not main.activity.active)
+        assert not isinstance(app.screen, SummaryScreen)
+        assert engine.states["backup"] not in (DONE, FAILED)
+        assert "declined:backup:backup" in engine.calls
+        await wait_for(pilot, lambda: main.can_continue)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.action_.id == "backup")

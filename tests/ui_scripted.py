@@ -346,7 +346,7 @@ class ScriptedEngine:
             commands = action.preview(None)
             if action.changes and not await operator.confirm(step, action, commands):
                 self.calls.append(f"declined:{step.id}:{action.id}")
-                return "aborted"
+                return "declined"
             self.emit(ActionStarted(step.id, action.id, action.title, tuple(commands), self.dry_run))
             if self.dry_run:
                 self.emit(ActionFinished(step.id, action.id, True, "dry run: not executed"))
