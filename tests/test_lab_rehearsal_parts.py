@@ -3,6 +3,8 @@ black-hole in front of a real HAProxy, the LB state reader, the witness and the 
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import time
 
@@ -147,3 +149,29 @@ def test_scenario_names() -> None:
 
     with pytest.raises(UsageError, match="unknown scenario 'nope'"):
         scenario_names("nope")
+
+
+def test_witness_start_times_are_not_early(tmp_path) -> None:
+    """A process's start, as the witness computes it, is within clock-tick precision of the
+    real one: never a second early (btime is truncated), which put a NEW NODE started just
+    after expand inside the expand window."""
+    import subprocess
+    import sys
+    import time
+
+    from glance_tui.lab import nodectl
+
+    for _ in range(3):
+        before = time.time()
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+        try:
+            stat = open(f"/proc/{proc.pid}/stat").read()
+            started = nodectl._boot_time() + int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            from glance_tui.lab.monitor import _boot_time
+
+            assert abs(_boot_time() - nodectl._boot_time()) < 0.05
+            assert before - 0.05 <= started <= time.time() + 0.05, (before, started)
+        finally:
+            proc.kill()
+            proc.wait()
+        time.sleep(0.3)  # another fraction of a second
