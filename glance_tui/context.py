@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -38,6 +38,9 @@ class RunState:
     backup: dict[str, Any] | None = None
     log_bin_trust_old: bool | None = None
     overrides: list[dict[str, Any]] = field(default_factory=list)
+    # node -> {"installed_at", "stopped_at"} (node clock): this run saw the node stopped with that
+    # install before starting it; see Context.own_start
+    started: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +57,8 @@ class RunState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunState":
         known = {k: data.get(k) for k in ("new_node", "start_release", "backup", "log_bin_trust_old")}
-        return cls(**known, overrides=list(data.get("overrides") or []))
+        started = data.get("started") if isinstance(data.get("started"), dict) else {}
+        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started))
 
 
 class Context:
@@ -66,6 +70,7 @@ class Context:
         self.emit = emit
         self.verdicts = DbVerdicts()
         self._memo: dict[str, tuple[float, asyncio.Future[Any]]] = {}
+        self._early: tuple[str, Heads, asyncio.Future[DbCheck]] | None = None  # see newest_db_check(early=True)
         self._backup_verified: tuple[Any, str] | None = None  # (record, file signature) of the last full verify
 
     def invalidate(self, *keys: str, older_than: float | None = None) -> None:
@@ -73,6 +78,10 @@ class Context:
         read more than that many seconds ago. ``"dbcheck"`` also forgets Glance's verdicts."""
         if "dbcheck" in keys:
             self.verdicts.forget()
+            if self._early is not None:  # asked before the change: never adopted after it
+                self._early[2].cancel()
+                self.verdicts.asked += 1
+                self._early = None
             keys = keys + ("target-check", "heads")
         now = time.monotonic()
         for k, (at, _fut) in list(self._memo.items()):
@@ -110,7 +119,29 @@ class Context:
         return dict(zip(names, facts))
 
     async def node_fact(self, name: str) -> NodeFacts:
-        return await self._once(f"nodes:{name}", lambda: self.cluster.probe_node(name))
+        return await self._once(f"nodes:{name}", lambda: self._probe_node(name))
+
+    async def _probe_node(self, name: str) -> NodeFacts:
+        return self.own_start(await self.cluster.probe_node(name))
+
+    def own_start(self, f: NodeFacts) -> NodeFacts:
+        """Not stale after all: every Glance process on the node started after this run saw it
+        stopped with the same install in place (``note_stopped``), so it runs that install's code.
+        ps's whole seconds cannot tell a start just after an install from one just before; the
+        run's own record can, without waiting for the clock."""
+        seen = self.state.started.get(f.name)
+        if not (f.stale and seen and f.started_at is not None and f.installed_at is not None):
+            return f
+        if f.installed_at != seen.get("installed_at") or f.started_at < float(seen.get("stopped_at") or "inf"):
+            return f
+        return replace(f, stale=False, stale_pids=())
+
+    def note_stopped(self, f: NodeFacts) -> None:
+        """Journal that ``f``'s node was seen stopped at its clock ``f.clock`` with its install
+        at ``f.installed_at``: whatever starts there later (same install) runs that code."""
+        if f.running is False and f.clock is not None and f.installed_at is not None and f.installed_at <= f.clock:
+            self.state.started[f.name] = {"installed_at": f.installed_at, "stopped_at": f.clock}
+            self.save_state()
 
     async def db_state(self) -> DBState:
         return await self._once("db", self.cluster.probe_db)
@@ -137,15 +168,38 @@ class Context:
             heads = None
         if heads is None:  # the database cannot be read directly: Glance says both (db check + db version)
             return await self.cluster.db_check(node, facts.release)
-        return await self.verdicts.get((heads, facts.release, facts.version),
-                                       lambda: self._ask_glance(node, facts.release, heads), self._heads_or_none)
+        ask = lambda: self._ask_glance(node, facts.release, heads)  # noqa: E731
+        early, self._early = self._early, None
+        if early is not None:
+            if early[0] == node and early[1] == heads:
+                ask = lambda: self._adopt_early(early[2], node, facts)  # noqa: E731
+            else:
+                early[2].cancel()  # asked the wrong node: never used
+                self.verdicts.asked += 1  # (counted: Glance was asked, for nothing)
+        return await self.verdicts.get((heads, facts.release, facts.version), ask, self._heads_or_none)
+
+    def _start_early(self, node: str, heads: Heads) -> None:
+        self._early = (node, heads, asyncio.ensure_future(self._ask_glance(node, None, heads)))
+
+    async def _adopt_early(self, task: "asyncio.Future[DbCheck]", node: str, facts: NodeFacts) -> DbCheck:
+        """The early answer counts only if the node's code is still what its facts say (a
+        fresh version probe after the answer): else Glance is asked again with that code."""
+        check = await task
+        self.invalidate(f"nodes:{node}")
+        now = await self.node_fact(node)
+        if (now.release, now.version) != (facts.release, facts.version):
+            return await self._ask_glance(node, now.release, check.heads)
+        return replace(check, release=facts.release)
 
     async def _ask_glance(self, node: str, release: str | None, heads: Heads) -> DbCheck:
         """``glance-manage db check`` alone: the heads were just read from the database."""
+        started = time.monotonic()
         try:
             check = await self.run(self.commands(node).db_check())
         except GlanceTuiError as exc:
             return DbCheck(node, None, release, error=exc.message)
+        # journaled: a node command (the time split counts it), read-only and untagged
+        self.journal.write("db.check", node=node, exit=check.exit_status, duration=round(time.monotonic() - started, 2))
         error = redact(" | ".join(check.tail(2))) if check.exit_status not in CLEAR else ""
         return DbCheck(node, check.exit_status, release, heads=heads, error=error)
 
@@ -165,8 +219,17 @@ class Context:
 
         return await self._once("target-check", make)
 
-    async def newest_db_check(self) -> DbCheck | None:
-        """``db check`` with the target code if any node has it, else with the old code."""
+    async def newest_db_check(self, *, early: bool = False) -> DbCheck | None:
+        """``db check`` with the target code if any node has it, else with the old code.
+
+        ``early`` (preflight, ``check``): with no verdict known yet, Glance is asked on the likely
+        node (the NEW NODE, else the first) while the nodes are still being probed, instead of
+        after — the answer is used only if that is the node the facts pick and its code did not
+        change meanwhile. It takes the probes off ``check``'s critical path."""
+        if early and self._early is None and self.verdicts.empty:
+            heads = await self._heads_or_none()
+            if heads is not None:
+                self._start_early(self.state.new_node or self.config.nodes[0].name, heads)
         check = await self.target_db_check()
         if check is not None:
             return check

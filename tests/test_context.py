@@ -57,3 +57,27 @@ async def test_the_live_view_reuses_reads_younger_than_its_max_age():
     ctx.invalidate("nodes", older_than=0.005)
     await ctx.node_facts()
     assert cluster.calls == Counter({"a": 2, "b": 2, "c": 2})
+
+
+def test_a_process_started_after_the_run_saw_the_node_stopped_is_not_stale():
+    """ps's whole seconds make a start within a second of the install look stale; the run's own
+    journaled sighting of the node stopped (same install) settles it — and only that."""
+    from dataclasses import replace
+
+    ctx, _ = make_ctx()
+    stopped = NodeFacts("b", "b", version="28.2.0", release="2024.1", running=False, installed_at=1000.0, clock=1001.0)
+    ctx.note_stopped(stopped)
+    assert ctx.state.started["b"] == {"installed_at": 1000.0, "stopped_at": 1001.0}
+    ambiguous = NodeFacts("b", "b", version="28.2.0", release="2024.1", running=True, installed_at=1000.0, started_at=1001.0,
+                          stale=True, stale_pids=(42,), pids=(42,))
+    assert ctx.own_start(ambiguous).stale is False and ctx.own_start(ambiguous).on("2024.1", "28.2.0")
+    # started before the run saw the node stopped: not the run's own start
+    assert ctx.own_start(replace(ambiguous, started_at=1000.0)).stale is True
+    # installed again since: the record says nothing about this install
+    assert ctx.own_start(replace(ambiguous, installed_at=1000.5)).stale is True
+    # another node, or no sighting: unchanged
+    assert ctx.own_start(replace(ambiguous, name="c")).stale is True
+    # a node seen running, or with an unknown clock, is never noted as stopped
+    ctx.note_stopped(replace(stopped, name="c", running=None))
+    ctx.note_stopped(replace(stopped, name="c", clock=None))
+    assert "c" not in ctx.state.started
