@@ -41,7 +41,7 @@ def split_journal(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
             step = {"step": rec.get("step"), "title": rec.get("title", ""), "start": ts, "actions": [], "commands": 0.0}
         elif event == "action.start" and step is not None:
             action = {"action": rec.get("action"), "node": rec.get("node"), "start": ts, "commands": 0.0, "drained": None}
-        elif event == "command":
+        elif event in ("command", "db.check"):  # a node command (db.check: Glance asked, read-only)
             duration = float(rec.get("duration") or 0)
             if action is not None:
                 action["commands"] += duration
