@@ -33,6 +33,11 @@ class DbVerdicts:
         """Ask Glance again next time (the run just changed the schema, or is about to)."""
         self._done.clear()
 
+    @property
+    def empty(self) -> bool:
+        """Nothing kept and nothing being asked."""
+        return not self._done and not self._running
+
     def cached(self, key: VerdictKey) -> DbCheck | None:
         return self._done.get(key)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from glance_tui.errors import GlanceTuiError, HostKeyError
 from glance_tui.gate_types import Gate, GateFn, GateResult, Remedy, fail, ok
 
 # Gate, GateFn, GateResult, Remedy, ok and fail live in gate_types (a leaf); re-exported here.
@@ -164,19 +165,24 @@ async def _lb_mapping(ctx: "Context") -> GateResult:
 
 
 async def _ssh_reachable(ctx: "Context") -> GateResult:
+    """A trivial command on every node. The connection verifies the host key against
+    known_hosts; only when it is refused is the key fetched again, to name the state and the
+    fingerprint (a second key exchange per node on every check would cost for nothing)."""
     problems = []
 
     async def one(name: str) -> None:
         try:
-            status = await ctx.cluster.ssh.get(name).host_key_check()
-            if not status.ok:
-                problems.append(f"{name}: host key {status.state} ({status.fingerprint or 'no fingerprint'}): {status.detail}")
-                return
             result = await ctx.run_text(name, "true")
-            if not result.ok:
-                problems.append(f"{name}: a trivial command failed (exit {result.exit_status})")
+        except HostKeyError as exc:
+            status = await ctx.cluster.ssh.get(name).host_key_check()
+            problems.append(f"{name}: host key {status.state} ({status.fingerprint or 'no fingerprint'}): {status.detail}" if not status.ok
+                            else f"{name}: {exc.message}")
+            return
         except GlanceTuiError as exc:
             problems.append(f"{name}: {exc.message}")
+            return
+        if not result.ok:
+            problems.append(f"{name}: a trivial command failed (exit {result.exit_status})")
 
     await asyncio.gather(*(one(n.name) for n in ctx.config.nodes))
     if problems:
@@ -209,7 +215,7 @@ async def _same_release(ctx: "Context") -> GateResult:
 
 async def _db_check_consistent(ctx: "Context") -> GateResult:
     target = ctx.config.policy.target_release
-    check = await ctx.newest_db_check()
+    check = await ctx.newest_db_check(early=True)
     if check is None:
         return fail("db-check", "no node can run glance-manage", "fix SSH/version problems first")
     if check.release != target:

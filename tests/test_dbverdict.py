@@ -76,3 +76,29 @@ async def test_concurrent_gates_share_one_db_check_and_are_timed(sim_lab, sim_co
         unsubscribe()  # a second call is harmless
     finally:
         await engine.close()
+
+
+async def test_the_early_db_check_is_used_only_where_the_facts_point(sim_lab, sim_config):
+    """``check`` asks Glance on the likely node while the nodes are probed: adopted when that is
+    the node the facts pick, thrown away when another node has the target code, and never
+    adopted after the run dropped the verdicts (a schema change in between)."""
+    from glance_tui.lab import nodectl
+
+    sim_lab.reset()
+    cluster = Cluster(sim_config)
+    ctx = Context(sim_config, cluster, NullJournal(), RunState(), lambda e: None)
+    try:
+        check = await ctx.newest_db_check(early=True)  # every node on 2023.1: glance-1's early answer is it
+        assert (check.node, check.code, check.release) == ("glance-1", 0, "2023.1") and ctx.verdicts.asked == 1
+        nodectl.set_release(nodectl.Node.load(sim_lab.node_dir("glance-3")), "2024.1")  # a package pre-staged on glance-3
+        fresh = Context(sim_config, cluster, NullJournal(), RunState(), lambda e: None)
+        check = await fresh.newest_db_check(early=True)  # asked early on glance-1 (2023.1), but glance-3 has the target
+        assert (check.node, check.release, check.code) == ("glance-3", "2024.1", 3) and fresh.verdicts.asked == 2
+        again = Context(sim_config, cluster, NullJournal(), RunState(), lambda e: None)
+        await again.db_heads()
+        again._start_early("glance-3", await again.db_heads())
+        again.invalidate("dbcheck")  # the run changed the schema (or is about to): the early answer is dropped
+        assert again._early is None
+    finally:
+        await cluster.close()
+        sim_lab.reset()

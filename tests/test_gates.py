@@ -3,6 +3,8 @@ the same gates run against real services in test_engine_services.py)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +105,8 @@ class FakeCtx:
     confs: dict[str, str] = field(default_factory=dict)
     backup_valid: bool = True
     journal: Any = None
+    _early: Any = None  # newest_db_check(early=True) asks nothing early here: no verdict cache is empty
+    verdicts: Any = field(default_factory=lambda: SimpleNamespace(empty=False))
 
     def __post_init__(self) -> None:
         self.cluster = FakeCluster(self)
@@ -134,6 +138,11 @@ class FakeCtx:
         return CommandResult(cmd.command, 0, self.confs.get(cmd.node, GOOD_CONF), "", 0.01, False)
 
     async def run_text(self, name: str, text: str) -> CommandResult:
+        status = self.hostkeys.get(name)
+        if status is not None and not status.ok:  # as the real connect: the key is refused
+            from glance_tui.errors import HostKeyError
+
+            raise HostKeyError(f"host key not accepted: {status.detail}", where=name)
         return CommandResult(text, 0, "", "", 0.01, False)
 
 
@@ -192,6 +201,21 @@ async def test_lb_mapping():
     assert not r.ok and "admin channel" in r.reason
     r = await check(gate("lb-mapping"), FakeCtx(lb=LBFacts({}, error="connection refused")))
     assert not r.ok and "connection refused" in r.reason
+
+
+async def test_ssh_unreachable_node_is_named():
+    from glance_tui.errors import AdapterError
+
+    ctx = FakeCtx()
+
+    async def refused(name, text):
+        if name == "g2":
+            raise AdapterError("SSH connection to 10.0.0.2:22 refused", where="g2")
+        return CommandResult(text, 0, "", "", 0.01, False)
+
+    ctx.run_text = refused
+    r = await check(gate("ssh"), ctx)
+    assert not r.ok and r.reason.startswith("g2: ") and "SSH connection to 10.0.0.2:22 refused" in r.reason, r.reason
 
 
 async def test_ssh_host_keys():
