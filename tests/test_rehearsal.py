@@ -70,3 +70,25 @@ async def test_failover_mid_drain_loses_nothing(real_lab, tmp_path, monkeypatch)
     report = await rehearse(real_lab, naive=False, scenario="failover", clients=6)
     assert any("every client moved" in h for h in report.hazard), report.hazard
     check(report)
+
+
+@pytest.mark.benchmark
+async def test_benchmark_overhead_per_action_and_against_naive(real_lab, tmp_path, monkeypatch):
+    """Issue 10's run targets, measured (printed, not asserted): the tool's own overhead per
+    action (wall minus node commands, drain waits and LB/health waits) ≤ 1 s, and the whole
+    rehearsal ≤ 2 × (naive total + the drain waits)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    drain = await rehearse(real_lab, naive=False, clients=6)
+    naive = await rehearse(real_lab, naive=True, clients=6)
+    check(drain)
+    waits = sum(drain.drain_waits.values())
+    actions = [(s["step"], a["action"], a["node"], a["split"]["overhead"]) for s in drain.time_split["steps"] for a in s["actions"]]
+    worst = max(actions, key=lambda a: a[3])
+    between = [(s["step"], round(s["split"]["overhead"] - sum(a["split"]["overhead"] for a in s["actions"]), 2)) for s in drain.time_split["steps"]]
+    bound = 2 * (naive.total_seconds + waits)
+    print(f"\nrehearsal (drain) {drain.total_seconds:.1f}s; naive {naive.total_seconds:.1f}s; drain waits {waits:.1f}s; "
+          f"bound 2 x (naive + drains) = {bound:.1f}s -> {'within' if drain.total_seconds <= bound else 'OVER'}")
+    print(f"overhead per action: max {worst[3]:.2f}s ({worst[0]} {worst[1]} {worst[2] or ''}); "
+          f"over 1 s: {[a for a in actions if a[3] > 1.0]}")
+    print(f"overhead between actions, per step: {between}")
+    print(f"total overhead {drain.time_split['total']['split']['overhead']:.1f}s of {drain.time_split['total']['wall']:.1f}s")
