@@ -91,13 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _with_context(config: Config, body: Callable[[Any], Awaitable[int]]) -> int:
     """A read-only context (no journal writes) carrying the unfinished run's decisions, if any."""
-    from glance_tui.context import Context, RunState
+    from glance_tui.context import Context
     from glance_tui.engine import Engine
     from glance_tui.journal import NullJournal
     from glance_tui.probes import Cluster
 
-    pending = Engine.pending_journal(config)
-    state = RunState.from_journal(pending.path) if pending is not None else RunState()
+    state = Engine.known_state(config)
     cluster = Cluster(config)
     try:
         return await body(Context(config, cluster, NullJournal(), state, lambda e: None))

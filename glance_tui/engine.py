@@ -66,6 +66,18 @@ class Engine:
         return unfinished_journal(journal_dir(config.path, base))
 
     @classmethod
+    def known_state(cls, config: Config, base: Path | None = None) -> RunState:
+        """For a look without a run to resume: the unfinished run's decisions, else only what the
+        latest run saw of the nodes (``RunState.started``: what it started after seeing the node
+        stopped), so ``status`` right after an upgrade does not call its fresh starts stale."""
+        directory = journal_dir(config.path, base)
+        pending = unfinished_journal(directory)
+        if pending is not None:
+            return RunState.from_journal(pending.path)
+        latest = latest_journal(directory)
+        return RunState(started=RunState.from_journal(latest.path).started) if latest is not None else RunState()
+
+    @classmethod
     def open(cls, config: Config, *, resume: bool, journal_base: Path | None = None, cluster: Cluster | None = None, dry_run: bool = False, **kw) -> "Engine":
         """Resume the unfinished run (``resume=True``) or start a new one.
 
@@ -75,7 +87,7 @@ class Engine:
         directory = journal_dir(config.path, journal_base)
         if dry_run:  # a dry run records nothing, takes no lock and leaves every real journal alone
             pending = unfinished_journal(directory) if resume else None
-            state = RunState.from_journal(pending.path) if pending is not None else None
+            state = RunState.from_journal(pending.path) if pending is not None else cls.known_state(config, journal_base)
             return cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
         lock = RunLock(directory)
         lock.acquire()  # before any journal is read, resumed or superseded
@@ -102,6 +114,9 @@ class Engine:
         engine = cls(config, cluster=cluster, journal=journal, **kw)
         if carry_over(previous, journal) is False:  # the restore the previous run still owed
             engine.ctx.state.log_bin_trust_old = False
+            engine.ctx.save_state()
+        if previous is not None and (seen := RunState.from_journal(previous.path).started):
+            engine.ctx.state.started = seen  # nodes it saw stopped before starting them (valid while the install is the same)
             engine.ctx.save_state()
         return engine
 
@@ -440,6 +455,13 @@ class Engine:
                 self.journal.write("run.pause", step=step.id, outcome=outcome)
                 self._emit(RunFinished(False, detail))
                 return False
+
+    async def conclude(self, ok: bool, detail: str) -> bool:
+        """End the run as ``run()`` does: the final versions and revisions (the report's "after"),
+        then ``run.end``. For the TUI, whose last step ends the run."""
+        if not self.dry_run:
+            await journal_versions(self.ctx, "end")
+        return self.finish(ok, detail)
 
     def finish(self, ok: bool, detail: str, *, end: bool = True) -> bool:
         if end:

@@ -401,7 +401,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
         if outcome != "done":
             self.show_run_summary(outcome, f"stopped at step {step.number} ({step.title}): {outcome}")
         elif step.id == self.engine.plan.steps[-1].id and await self._next_step() is None:
-            self.engine.finish(True, "upgrade complete")  # emits RunFinished: the summary follows
+            await self.engine.conclude(True, "upgrade complete")  # final versions, run.end; RunFinished: the summary follows
 
     def show_run_summary(self, outcome: str, detail: str) -> None:
         if not isinstance(self.app.screen, SummaryScreen):

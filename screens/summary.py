@@ -71,7 +71,7 @@ class SummaryScreen(Screen[None]):
 
     async def _gather(self) -> None:
         cluster = self.engine.cluster
-        lb, nodes = await asyncio.gather(cluster.probe_lb(), cluster.probe_nodes(), return_exceptions=True)
+        lb, nodes = await asyncio.gather(cluster.probe_lb(), self.engine.node_facts(), return_exceptions=True)  # the run's own view of the nodes
         journal = getattr(self.engine.journal, "path", None)
         self.end = await asyncio.to_thread(
             run_end, self.outcome, self.detail, config=self.config, plan_steps=list(self.engine.plan.steps), states=dict(self.engine.states),

@@ -4,6 +4,8 @@ the tool either handles each correctly or halts with the node out of rotation an
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
@@ -159,7 +161,7 @@ async def test_autostarting_upgrades_are_stopped_again_and_capacity_is_restored(
     engine.subscribe(lambda e: notices.append(e.text) if isinstance(e, Notice) else None)
     try:
         assert await engine.run(operator) is True
-        facts = await engine.cluster.probe_nodes()
+        facts = await engine.node_facts()  # the run's view: it knows which processes it started after each install
         views = (await engine.cluster.probe_lb()).views
     finally:
         await engine.close()
@@ -184,6 +186,12 @@ async def test_autostarting_upgrades_are_stopped_again_and_capacity_is_restored(
             assert "new-node-serving" not in {g["gate"] for g in r["results"]}
     assert all(f.running and f.version == "28.2.0" and f.stale is False for f in facts.values())
     assert {v.state for v in views.values()} == {"UP"}
+    # `status` after the run knows it too (from the run's journal), though each start followed its
+    # install within a second or two, where ps's whole seconds alone would say "stale"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await asyncio.to_thread(main, ["status", "-c", str(config.path), "--json"]) == 0
+    assert {(n["version"], n["stale"]) for n in json.loads(out.getvalue())["nodes"]} == {("28.2.0", False)}
 
 
 # ---------------------------------------------------------------- 6. gates re-checked after the confirmation

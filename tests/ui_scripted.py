@@ -276,6 +276,9 @@ class ScriptedEngine:
             self._set(step, READY if all(r.ok for r in results) else BLOCKED)
         return step
 
+    async def conclude(self, ok: bool, detail: str) -> bool:
+        return self.finish(ok, detail)
+
     def finish(self, ok: bool, detail: str, *, end: bool = True) -> bool:
         if end:
             self.journal.write("run.end", ok=ok, detail=detail)
