@@ -106,8 +106,9 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert ssh(config, "glance-1", one.stop().command).returncode == 0
     assert not running(config, "glance-1")
     assert ssh(config, "glance-1", one.upgrade().command).returncode == 0
-    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "28.2.0"
-    assert ssh(config, "glance-2", two.installed_version().command).stdout.strip() == "26.1.0"  # only that node changed
+    # the node's "package database", as dpkg-query prints it
+    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t28.2.0"
+    assert ssh(config, "glance-2", two.installed_version().command).stdout.strip() == "glance-api\t26.1.0"  # only that node changed
     assert ssh(config, "glance-1", one.db_check().command).returncode == 3  # expand next
     assert ssh(config, "glance-1", one.db_expand().command).returncode == 0
     assert ssh(config, "glance-1", one.db_migrate().command).returncode == 0
