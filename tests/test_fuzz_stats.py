@@ -170,8 +170,10 @@ class FakeStats:
                 case = request.split(b" ", 2)[1].decode().split("/")[1]
                 if case in BAD_COUNTERS:
                     answer(BAD_COUNTERS[case][0])(conn, self.stop)
-                else:
+                elif case in BROKEN:
                     BROKEN[case][0](conn, self.stop)
+                else:  # a stray client (another test's probe reaching this port): not a case
+                    conn.sendall(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             except OSError:
                 pass  # the client gave up (size bound, deadline): that is the point
 
