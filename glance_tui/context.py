@@ -184,7 +184,13 @@ class Context:
     async def _adopt_early(self, task: "asyncio.Future[DbCheck]", node: str, facts: NodeFacts) -> DbCheck:
         """The early answer counts only if the node's code is still what its facts say (a
         fresh version probe after the answer): else Glance is asked again with that code."""
-        check = await task
+        try:
+            check = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves
+            return await self._ask_glance(node, facts.release, await self._read_heads())  # dropped meanwhile: ask now
         self.invalidate(f"nodes:{node}")
         now = await self.node_fact(node)
         if (now.release, now.version) != (facts.release, facts.version):

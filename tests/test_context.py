@@ -81,3 +81,25 @@ def test_a_process_started_after_the_run_saw_the_node_stopped_is_not_stale():
     ctx.note_stopped(replace(stopped, name="c", running=None))
     ctx.note_stopped(replace(stopped, name="c", clock=None))
     assert "c" not in ctx.state.started
+
+
+async def test_an_early_db_check_dropped_while_adopted_is_asked_again_not_a_cancellation():
+    from glance_tui.probes import DbCheck
+
+    ctx, _ = make_ctx()
+    asked: list[str] = []
+
+    async def ask(node, release, heads):
+        asked.append(node)
+        return DbCheck(node, 0, release, heads=heads)
+
+    async def heads():
+        return ("2024_1_expand01",)
+
+    ctx._ask_glance = ask
+    ctx._read_heads = heads
+    early = asyncio.ensure_future(asyncio.sleep(10))
+    early.cancel()  # invalidate("dbcheck") dropped it
+    facts = NodeFacts("a", "a", version="28.2.0", release="2024.1", running=False)
+    check = await ctx._adopt_early(early, "a", facts)
+    assert (check.node, check.code, check.release, asked) == ("a", 0, "2024.1", ["a"])
