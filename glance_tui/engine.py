@@ -21,7 +21,7 @@ from glance_tui.events import (
 )
 from glance_tui.gates import Gate, GateResult, evaluate_all
 from glance_tui.command_tags import settle
-from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, unfinished_journal
+from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, LBUnknown, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck, NodeFacts
@@ -282,7 +282,7 @@ class Engine:
 
     async def _run_step(self, step: Step, operator: Operator) -> Outcome:
         if self.resumed and not self._resume_noted:
-            self.journal.write("run.resume", pid=os.getpid())
+            self.journal.write("run.resume", pid=os.getpid(), **run_origin(self.config.path))  # who resumed, and where
             self._resume_noted = True
         self.active = step.id
         try:

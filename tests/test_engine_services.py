@@ -181,6 +181,7 @@ def test_resume_after_the_process_is_killed_mid_plan(sim_lab, sim_config, tmp_pa
     assert main(["run", "--yes", "--quiet", "-c", str(sim_lab.config_path)]) == 0, capsys.readouterr().out[-3000:]
     events = journal_events(tmp_path / "state")
     resumed = events[next(i for i, r in enumerate(events) if r["event"] == "run.resume"):]
+    assert resumed[0].get("user") and resumed[0].get("host")  # who resumed it, and where
     starts = [(r["step"], r["action"]) for r in resumed if r["event"] == "action.start"]
     steps = {s for s, _ in starts}
     assert not steps & {"backup", "new-node", "upgrade-new", "expand", "migrate", "start-new", "node:glance-1"}, starts
