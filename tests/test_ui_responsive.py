@@ -60,11 +60,11 @@ async def test_recheck_shows_activity_at_once(tmp_path):
     app, engine = make(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         main = await ready(pilot)
-        engine.gate_delay = 0.5
+        engine.gate_delay = 3.0  # far longer than a key press takes to be handled, even on a loaded CI machine
         await pilot.press("r")
         assert main.activity.display and "re-checking" in main.activity.what
         engine.gate_delay = 0.0
-        await wait_for(pilot, lambda: not main.activity.display, what="the re-check to finish")
+        await wait_for(pilot, lambda: not main.activity.display, timeout=15, what="the re-check to finish")
 
 
 async def test_a_failing_poller_reaches_the_operator_once(tmp_path):
