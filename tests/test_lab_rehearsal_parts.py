@@ -3,8 +3,6 @@ black-hole in front of a real HAProxy, the LB state reader, the witness and the 
 
 from __future__ import annotations
 
-import os
-
 import asyncio
 import time
 
@@ -159,17 +157,14 @@ def test_witness_start_times_are_not_early(tmp_path) -> None:
     import sys
     import time
 
-    from glance_tui.lab import nodectl
+    from glance_tui.lab import procs
 
     for _ in range(3):
         before = time.time()
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
         try:
             stat = open(f"/proc/{proc.pid}/stat").read()
-            started = nodectl._boot_time() + int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-            from glance_tui.lab.monitor import _boot_time
-
-            assert abs(_boot_time() - nodectl._boot_time()) < 0.05
+            started = procs.start_time(stat, procs.boot_time())  # what the witness and nodectl compute
             assert before - 0.05 <= started <= time.time() + 0.05, (before, started)
         finally:
             proc.kill()

@@ -11,7 +11,6 @@ serving while contract ran?", "was the NEW NODE running during expand?").
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,21 +33,13 @@ class ProcessSpan:
         return asdict(self)
 
 
-def _boot_time() -> float:
-    """Boot time in epoch seconds, to ~10 ms: now minus ``/proc/uptime`` (``btime`` in
-    ``/proc/stat`` is truncated to the second, which can put a process's start up to 1 s early)."""
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return time.time() - uptime
-
-
 class ProcessMonitor:
     def __init__(self, node_dirs: dict[str, Path], interval: float = 0.5) -> None:
         self.node_dirs = node_dirs
         self.interval = interval
         self.spans: dict[tuple[str, int, float], ProcessSpan] = {}
         self.samples = 0
-        self._boot = _boot_time()
-        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._boot = procs.boot_time()
         self._task: asyncio.Task | None = None
 
     def sample(self) -> None:
@@ -70,7 +61,7 @@ class ProcessMonitor:
                     continue
                 if not any("glance-api" in arg for arg in cmdline):
                     continue
-                started = round(self._boot + int(stat.rsplit(")", 1)[1].split()[19]) / self._ticks, 2)
+                started = round(procs.start_time(stat, self._boot), 2)
                 release = next((rel for rel, bin_dir in envs.items() for arg in cmdline if arg.startswith(bin_dir + "/")), None)
                 key = (name, member, started)
                 span = self.spans.get(key)

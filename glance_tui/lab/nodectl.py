@@ -164,13 +164,6 @@ def installed_at(node: Node) -> float:
     return node.bin("glance-api").parent.stat().st_ctime
 
 
-def _boot_time() -> float:
-    """Boot time in epoch seconds, to ~10 ms: now minus ``/proc/uptime`` (``btime`` in
-    ``/proc/stat`` is truncated to the second, which can put a process's start up to 1 s early)."""
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return time.time() - uptime
-
-
 def processes_text(node: Node) -> str:
     """What ``date +%s && ps -eo pid=,etimes=,comm=,args=`` prints on a real node, for this node's
     service only (every lab node shares one machine): the clock, then ``PID ETIMES COMM ARGS``."""
@@ -178,7 +171,7 @@ def processes_text(node: Node) -> str:
     lines = [str(int(now))]
     pid = procs.read_pid(node.pidfile)
     if pid is not None:
-        ticks, boot = os.sysconf("SC_CLK_TCK"), _boot_time()
+        boot = procs.boot_time()
         for member in sorted(procs.processes(group=pid)):
             try:
                 stat = Path(f"/proc/{member}/stat").read_text()
@@ -186,7 +179,7 @@ def processes_text(node: Node) -> str:
                 args = Path(f"/proc/{member}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:
                 continue  # it just ended
-            start = boot + int(stat.rsplit(")", 1)[1].split()[19]) / ticks
+            start = procs.start_time(stat, boot)
             lines.append(f"{member} {max(0, int(now - start))} {comm} {args or comm}")
     return "\n".join(lines)
 

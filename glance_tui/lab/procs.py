@@ -140,6 +140,18 @@ def is_running(pidfile: Path) -> bool:
     return pid is not None and pid_alive(pid)
 
 
+def boot_time() -> float:
+    """Boot time in epoch seconds, to ~10 ms: now minus ``/proc/uptime`` (``btime`` in
+    ``/proc/stat`` is truncated to the second, which can put a process's start up to 1 s early)."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - uptime
+
+
+def start_time(stat: str, boot: float) -> float:
+    """A process's start in epoch seconds, from its ``/proc/<pid>/stat`` text and :func:`boot_time`."""
+    return boot + int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+
+
 def processes(*, parent: int | None = None, group: int | None = None) -> list[int]:
     """Live (non-zombie) pids whose parent is ``parent`` or whose process group is ``group``."""
     found = []
