@@ -78,10 +78,7 @@ class Context:
         read more than that many seconds ago. ``"dbcheck"`` also forgets Glance's verdicts."""
         if "dbcheck" in keys:
             self.verdicts.forget()
-            if self._early is not None:  # asked before the change: never adopted after it
-                self._early[2].cancel()
-                self.verdicts.asked += 1
-                self._early = None
+            self._drop_early()  # asked before the change: never adopted after it
             keys = keys + ("target-check", "heads")
         now = time.monotonic()
         for k, (at, _fut) in list(self._memo.items()):
@@ -134,7 +131,7 @@ class Context:
             return f
         if f.installed_at != seen.get("installed_at") or f.started_at < float(seen.get("stopped_at") or "inf"):
             return f
-        return replace(f, stale=False, stale_pids=())
+        return replace(f, stale=False)
 
     def note_stopped(self, f: NodeFacts) -> None:
         """Journal that ``f``'s node was seen stopped at its clock ``f.clock`` with its install
@@ -169,17 +166,23 @@ class Context:
         if heads is None:  # the database cannot be read directly: Glance says both (db check + db version)
             return await self.cluster.db_check(node, facts.release)
         ask = lambda: self._ask_glance(node, facts.release, heads)  # noqa: E731
-        early, self._early = self._early, None
-        if early is not None:
-            if early[0] == node and early[1] == heads:
-                ask = lambda: self._adopt_early(early[2], node, facts)  # noqa: E731
-            else:
-                early[2].cancel()  # asked the wrong node: never used
-                self.verdicts.asked += 1  # (counted: Glance was asked, for nothing)
+        early = self._early
+        if early is not None and early[0] == node and early[1] == heads:
+            self._early = None
+            ask = lambda: self._adopt_early(early[2], node, facts)  # noqa: E731
+        else:
+            self._drop_early()  # asked the wrong node (or none): never used
         return await self.verdicts.get((heads, facts.release, facts.version), ask, self._heads_or_none)
 
     def _start_early(self, node: str, heads: Heads) -> None:
         self._early = (node, heads, asyncio.ensure_future(self._ask_glance(node, None, heads)))
+
+    def _drop_early(self) -> None:
+        """Cancel an early answer that will not be used (counted: Glance was asked, for nothing)."""
+        if self._early is not None:
+            self._early[2].cancel()
+            self.verdicts.asked += 1
+            self._early = None
 
     async def _adopt_early(self, task: "asyncio.Future[DbCheck]", node: str, facts: NodeFacts) -> DbCheck:
         """The early answer counts only if the node's code is still what its facts say (a
@@ -267,12 +270,11 @@ class Context:
         shell = self.cluster.local if record.where == "local" else self.cluster.ssh.get(record.where)
 
         async def check() -> bool:
-            if self._backup_verified is not None and self._backup_verified[0] == record:
-                if await file_signature(shell, record.path) == self._backup_verified[1]:
-                    return True
-            before = await file_signature(shell, record.path)
+            signature = await file_signature(shell, record.path)
+            if signature is not None and self._backup_verified == (record, signature):
+                return True
             ok = await verify_backup(shell, record)
-            self._backup_verified = (record, before) if ok and before is not None else None
+            self._backup_verified = (record, signature) if ok and signature is not None else None
             return ok
 
         return await self._once("backup", check)

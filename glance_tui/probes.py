@@ -73,8 +73,6 @@ class NodeFacts:
     stale: bool | None = None
     stale_error: str = ""  # why ``stale`` is unknown
     pids: tuple[int, ...] = ()
-    # the processes that make ``stale`` True: started before, or within a second of, the install
-    stale_pids: tuple[int, ...] = ()
     probed_at: float = field(default_factory=time.time)
     clock: float | None = None  # the node's own clock when probed (from ``processes``)
 
@@ -239,7 +237,6 @@ class Cluster:
         else:
             stale_error = f"installed_at command failed (exit {at.exit_status}): {' | '.join(at.tail(2))}"
         started = min((p.started_at for p in found), default=None)
-        stale_pids: tuple[int, ...] = ()
         stale: bool | None
         if running is False:
             stale = False
@@ -251,8 +248,7 @@ class Cluster:
             # ps reports whole seconds of elapsed time: a process younger than the install by less
             # than that rounding cannot be told apart, so it counts as stale (safe side) — unless
             # this run started it after the install (see Context.node_fact).
-            stale_pids = tuple(p.pid for p in found if p.started_at <= installed_at + 1)
-            stale = bool(stale_pids)
+            stale = started is not None and started <= installed_at + 1
         return NodeFacts(
             name,
             node.ssh_host,
@@ -266,7 +262,6 @@ class Cluster:
             stale=stale,
             stale_error=stale_error if stale is None else "",
             pids=tuple(p.pid for p in found),
-            stale_pids=stale_pids,
             clock=clock,
         )
 

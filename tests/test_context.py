@@ -69,7 +69,7 @@ def test_a_process_started_after_the_run_saw_the_node_stopped_is_not_stale():
     ctx.note_stopped(stopped)
     assert ctx.state.started["b"] == {"installed_at": 1000.0, "stopped_at": 1001.0}
     ambiguous = NodeFacts("b", "b", version="28.2.0", release="2024.1", running=True, installed_at=1000.0, started_at=1001.0,
-                          stale=True, stale_pids=(42,), pids=(42,))
+                          stale=True, pids=(42,))
     assert ctx.own_start(ambiguous).stale is False and ctx.own_start(ambiguous).on("2024.1", "28.2.0")
     # started before the run saw the node stopped: not the run's own start
     assert ctx.own_start(replace(ambiguous, started_at=1000.0)).stale is True
