@@ -35,6 +35,12 @@ from glance_tui.record.sampling import journal_versions
 Outcome = Literal["done", "blocked", "failed", "aborted", "declined"]
 
 
+def _seen_starts(journal: Journal | None) -> dict:
+    """``RunState.started`` of ``journal``'s run: the nodes it saw stopped before starting them,
+    valid while each node's install is the same (a new run, or a look after a run, reuses it)."""
+    return RunState.from_journal(journal.path).started if journal is not None else {}
+
+
 class Engine:
     """One upgrade run of one deployment."""
 
@@ -70,12 +76,10 @@ class Engine:
         """For a look without a run to resume: the unfinished run's decisions, else only what the
         latest run saw of the nodes (``RunState.started``: what it started after seeing the node
         stopped), so ``status`` right after an upgrade does not call its fresh starts stale."""
-        directory = journal_dir(config.path, base)
-        pending = unfinished_journal(directory)
+        pending = cls.pending_journal(config, base)
         if pending is not None:
             return RunState.from_journal(pending.path)
-        latest = latest_journal(directory)
-        return RunState(started=RunState.from_journal(latest.path).started) if latest is not None else RunState()
+        return RunState(started=_seen_starts(latest_journal(journal_dir(config.path, base))))
 
     @classmethod
     def open(cls, config: Config, *, resume: bool, journal_base: Path | None = None, cluster: Cluster | None = None, dry_run: bool = False, **kw) -> "Engine":
@@ -87,7 +91,7 @@ class Engine:
         directory = journal_dir(config.path, journal_base)
         if dry_run:  # a dry run records nothing, takes no lock and leaves every real journal alone
             pending = unfinished_journal(directory) if resume else None
-            state = RunState.from_journal(pending.path) if pending is not None else cls.known_state(config, journal_base)
+            state = RunState.from_journal(pending.path) if pending is not None else RunState(started=_seen_starts(latest_journal(directory)))
             return cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
         lock = RunLock(directory)
         lock.acquire()  # before any journal is read, resumed or superseded
@@ -115,8 +119,8 @@ class Engine:
         if carry_over(previous, journal) is False:  # the restore the previous run still owed
             engine.ctx.state.log_bin_trust_old = False
             engine.ctx.save_state()
-        if previous is not None and (seen := RunState.from_journal(previous.path).started):
-            engine.ctx.state.started = seen  # nodes it saw stopped before starting them (valid while the install is the same)
+        if seen := _seen_starts(previous):
+            engine.ctx.state.started = seen
             engine.ctx.save_state()
         return engine
 
@@ -445,8 +449,7 @@ class Engine:
                     return self.finish(False, detail, end=False)
                 if self.dry_run:
                     return self.finish(True, "dry run complete: nothing was changed", end=False)
-                await journal_versions(self.ctx, "end")
-                return self.finish(True, "upgrade complete")
+                return await self.conclude(True, "upgrade complete")
             outcome = await self.run_step(step, operator)
             if outcome != "done":
                 if not self.dry_run:
@@ -457,8 +460,8 @@ class Engine:
                 return False
 
     async def conclude(self, ok: bool, detail: str) -> bool:
-        """End the run as ``run()`` does: the final versions and revisions (the report's "after"),
-        then ``run.end``. For the TUI, whose last step ends the run."""
+        """End the run: the final versions and revisions (the report's "after"), then ``run.end``
+        (``run()``'s last step, and the TUI's)."""
         if not self.dry_run:
             await journal_versions(self.ctx, "end")
         return self.finish(ok, detail)
