@@ -1,11 +1,5 @@
-"""``python -m glance_tui``: Ctrl-C while the CLI is still importing is one line too, not a traceback."""
+"""``python -m glance_tui``: the same start as the console script (quiet warnings, one-line Ctrl-C)."""
 
-import sys
-
-try:
-    from glance_tui.cli import main
-except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    raise SystemExit(130) from None
+from glance_tui.entry import main
 
 raise SystemExit(main())

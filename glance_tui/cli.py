@@ -16,12 +16,12 @@ import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glance_tui import __version__
+from glance_tui.entry import INTERRUPTED
 from glance_tui.errors import GlanceTuiError, UsageError
 
 if TYPE_CHECKING:
     from glance_tui.config import Config
 
-INTERRUPTED = "interrupted: the journal records where the run stands; `glance-tui run` resumes from the cluster's state"
 
 
 def _add_config(p: argparse.ArgumentParser, *, top: bool = False) -> None:

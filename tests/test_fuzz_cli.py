@@ -97,8 +97,12 @@ async def cli(path: Path, *args: str, state: Path, interrupt_after: float | None
 
 
 def assert_clean(out: str, err: str, state: Path) -> None:
+    # The program keeps library warnings off the terminal (in warnings.log): its own warnings
+    # (a coroutine never awaited, an unclosed resource) are bugs wherever they land.
+    logged = "".join(f.read_text(errors="replace") for f in state.rglob("warnings.log"))
     for noise in NOISE:
         assert noise not in err and noise not in out, f"{noise!r} in output:\n{err}\n{out}"
+        assert noise not in logged, f"{noise!r} in warnings.log:\n{logged}"
     texts = [out, err] + [f.read_text(errors="replace") for f in state.rglob("*") if f.is_file()]
     for text in texts:
         assert SECRET not in text
