@@ -178,6 +178,10 @@ class LoadBalancerConfig(_Strict):
     runtime_socket: PlainText | None = None
     timeout: Seconds = 5.0
     verify_tls: bool = True
+    # HAProxy's own ``hard-stop-after``: after a reload, the old process serves its open transfers
+    # at most this long. Unset = unknown: a reload makes this instance's in-flight unknown until
+    # the operator decides at the drain timeout.
+    hard_stop_after: Seconds | None = None
 
     _username: str | None = PrivateAttr(None)
     _password: Secret | None = PrivateAttr(None)

@@ -41,6 +41,9 @@ class RunState:
     # node -> {"installed_at", "stopped_at"} (node clock): this run saw the node stopped with that
     # install before starting it; see Context.own_start
     started: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # node -> "drain" | "maint": what this run set on every load balancer and must keep set until
+    # its own "ready" (a HAProxy reload forgets it; see glance_tui.holds)
+    held: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +61,9 @@ class RunState:
     def from_dict(cls, data: dict[str, Any]) -> "RunState":
         known = {k: data.get(k) for k in ("new_node", "start_release", "backup", "log_bin_trust_old")}
         started = data.get("started") if isinstance(data.get("started"), dict) else {}
-        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started))
+        held = data.get("held") if isinstance(data.get("held"), dict) else {}
+        held = {str(n): a for n, a in held.items() if a in ("drain", "maint")}
+        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started), held=held)
 
 
 class Context:
@@ -71,6 +76,10 @@ class Context:
         self.verdicts = DbVerdicts()
         self._memo: dict[str, tuple[float, asyncio.Future[Any]]] = {}
         self._early: tuple[str, Heads, asyncio.Future[DbCheck]] | None = None  # see newest_db_check(early=True)
+        # every drain/maint/ready this run sends, and the hold guard's re-assertions, one at a time
+        self.lb_lock = asyncio.Lock()
+        self.restarts_journaled = 0  # HAProxy restarts already journaled (see glance_tui.holds)
+        self.hold_asserted: dict[str, int] = {}  # node -> restarts seen when the hold guard last re-asserted it
         self._backup_verified: tuple[Any, str] | None = None  # (record, file signature) of the last full verify
 
     def invalidate(self, *keys: str, older_than: float | None = None) -> None:

@@ -19,7 +19,9 @@ from glance_tui.events import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING,
     ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished,
 )
+from glance_tui.crash import bug_line
 from glance_tui.gates import Gate, GateResult, evaluate_all
+from glance_tui.holds import keep_out
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
 from glance_tui.operator import Operator
@@ -62,6 +64,7 @@ class Engine:
         self.resumed = state is not None
         self._resume_noted = False  # "run.resume" is written when the resumed run first acts
         self._lock = asyncio.Lock()
+        self._hold_guard: asyncio.Task[None] | None = None  # see _guard_holds
         self.dry_run_blockers: list[str] = []  # preflight gates that fail in a dry run
 
     # ---------------------------------------------------------------- lifecycle
@@ -130,6 +133,10 @@ class Engine:
         RunLock(journal_dir(config.path, base)).refuse_if_held()
 
     async def close(self) -> None:
+        if self._hold_guard is not None:
+            self._hold_guard.cancel()
+            await asyncio.gather(self._hold_guard, return_exceptions=True)
+            self._hold_guard = None
         try:
             await self.cluster.close()
         finally:
@@ -282,7 +289,26 @@ class Engine:
     async def run_step(self, step: Step, operator: Operator) -> Outcome:
         """Run one step to completion; refuses (returns "blocked") while a hard gate fails."""
         async with self._lock:
+            if self._hold_guard is None and not self.dry_run:
+                self._hold_guard = asyncio.create_task(self._guard_holds(), name="hold-guard")
             return await self._run_step(step, operator)
+
+    async def _guard_holds(self) -> None:
+        """For as long as the run is open, at every load-balancer poll: journal each HAProxy
+        restart and put back out of rotation every node the run holds out (glance_tui.holds).
+        A failure is told to the operator and retried at the next poll; the gates still see it."""
+        interval = self.config.policy.lb_poll_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not self.ctx.state.held and not self.ctx.cluster.lb.restarts_seen:
+                    continue
+                self.ctx.invalidate("lb", older_than=interval / 2)
+                await keep_out(self.ctx)
+            except GlanceTuiError as exc:
+                self._emit(Notice("error", f"could not keep held nodes out of rotation: {exc.message}"))
+            except Exception as exc:  # a bug must not end the guard silently: logged, told, retried
+                self._emit(Notice("error", f"the hold guard failed ({bug_line(exc)})"))
 
     async def _run_step(self, step: Step, operator: Operator) -> Outcome:
         if self.resumed and not self._resume_noted:

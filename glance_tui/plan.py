@@ -18,6 +18,7 @@ from glance_tui import gates as G
 from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
+from glance_tui.holds import keep_out
 from glance_tui.record.sampling import DrainSampler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,7 +41,23 @@ class LBUnknown(StepFailed):
 
 
 async def lb_act(ctx: "Context", node: str, action: str, why: str = "") -> None:
-    """drain/ready/maint ``node`` on every instance × backend, journaled; a failure is LBUnknown."""
+    """drain/ready/maint ``node`` on every instance × backend, journaled; a failure is LBUnknown.
+
+    The run holds what it set (drain/maint) until its own ready, so the hold guard can put it
+    back when a HAProxy reload forgets it; the hold is recorded before the change is sent."""
+    async with ctx.lb_lock:
+        held = None if action == "ready" else action
+        if ctx.state.held.get(node) != held:
+            if held is None:
+                ctx.state.held.pop(node, None)
+            else:
+                ctx.state.held[node] = held
+            ctx.save_state()
+        await send_lb_action(ctx, node, action, why)
+
+
+async def send_lb_action(ctx: "Context", node: str, action: str, why: str = "") -> None:
+    """The change itself (callers hold ``ctx.lb_lock``), journaled; a failure is LBUnknown."""
     try:
         await getattr(ctx.cluster.lb, action)(_server(ctx, node))
     except GlanceTuiError as exc:
@@ -194,9 +211,10 @@ async def _assert_drained(ctx: "Context", node: str) -> None:
     if not view.admin_out:
         raise StepFailed(f"refusing to stop {node}: not drained on every load balancer ({view.status})", fix="drain it first (the step's drain action), then retry")
     in_flight = view.in_flight
-    if in_flight is None:
-        raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({view.status})", fix="check the stats endpoints, then retry")
-    if in_flight:
+    if in_flight is None and not (view.unknown_only_from_reload and _drain_override(ctx, node)):
+        raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({'; '.join(view.problems) or view.status})",
+                        fix="check the stats endpoints, then retry")
+    if in_flight is None or in_flight:
         override = _drain_override(ctx, node)
         if override is None:
             raise StepFailed(f"refusing to stop {node}: {in_flight} request(s) still in flight", fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
@@ -224,7 +242,8 @@ def drain_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
         # A server a health check marked DOWN while its admin state is READY is not in rotation
         # now, but would be the moment it answers again: drain unless DRAIN/MAINT everywhere.
-        return not (await _complete_view(ctx, node)).admin_out
+        # Drained by someone else, it is drained again by this run, which then holds it out.
+        return not (await _complete_view(ctx, node)).admin_out or node not in ctx.state.held
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         await lb_act(ctx, node, "drain")
@@ -256,6 +275,7 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
         budget = policy.drain_timeout
         quiet_since: float | None = None
         zeros = 0
+        restarts = -1  # HAProxy restarts seen when the quiet period began
         sample = DrainSampler(ctx.journal, node)  # the report's in-flight chart (drain.sample records)
         while True:
             view = await _view(ctx, node)
@@ -264,8 +284,15 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
             elapsed = now - started
             ctx.emit(DrainProgress(node, in_flight, elapsed, budget, view.state))
             sample(in_flight, elapsed)
+            if view.restarts_seen != restarts:  # a reload: what the old process carried is not counted
+                quiet_since, zeros, restarts = None, 0, view.restarts_seen
             if view.in_rotation is True:
-                raise StepFailed(f"{node} went back into rotation while draining ({view.status})", fix="drain it again; someone re-enabled it")
+                if node not in ctx.state.held:
+                    raise StepFailed(f"{node} went back into rotation while draining ({view.status})", fix="drain it again; someone re-enabled it")
+                await keep_out(ctx)  # a HAProxy reload (or a person) put it back: this run holds it out
+                quiet_since, zeros = None, 0
+                await asyncio.sleep(policy.lb_poll_interval)
+                continue
             if view.complete and not view.admin_out:
                 # out of rotation only because a health check marks it DOWN: pin it with MAINT
                 await lb_act(ctx, node, "maint", f"not DRAIN/MAINT everywhere ({view.status})")
@@ -280,10 +307,14 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
             else:
                 quiet_since, zeros = None, 0
             if elapsed >= budget:
-                if in_flight is None:
+                reload_unknown = in_flight is None and view.unknown_only_from_reload
+                if reload_unknown:  # the operator decides, told what the current processes count
+                    in_flight = view.visible_in_flight
+                    ctx.emit(Notice("warning", f"{node}: {'; '.join(view.lingering.values())}"))
+                elif in_flight is None:
                     raise LBUnknown(f"cannot tell whether {node} is drained after {elapsed:.0f}s: {view.status or 'no reading'}",
                                      fix=f"{node} stays out of rotation; fix the stats endpoint(s), then retry")
-                if in_flight == 0:  # still inside the quiet period
+                if in_flight == 0 and not reload_unknown:  # still inside the quiet period
                     budget += policy.drain_quiet_period
                     await asyncio.sleep(policy.lb_poll_interval)
                     continue
@@ -422,7 +453,8 @@ def ready_action(node: str) -> Action:
         # "ready" is idempotent, and a drained server that is also failing its health check
         # reports DOWN, hiding the admin state: so anything but UP everywhere gets a ready.
         view = await _complete_view(ctx, node)
-        return any(r.state != "UP" for r in view.rows.values())
+        # held by this run: its own ready ends the hold, even where a reload already shows it UP
+        return node in ctx.state.held or any(r.state != "UP" for r in view.rows.values())
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         await lb_act(ctx, node, "ready")

@@ -16,7 +16,7 @@ import httpx
 
 from glance_tui.adapters.database import Database, DatabaseFacts
 from glance_tui.adapters.haproxy import ServerStats
-from glance_tui.adapters.lbset import LBRead, LoadBalancers, ServerView
+from glance_tui.adapters.lbset import LBRead, LBRestart, LoadBalancers, ServerView
 from glance_tui.adapters.local import LocalShell
 from glance_tui.adapters.ssh import CommandResult, SSHPool
 from glance_tui.commands import NodeCommands, RemoteCommand
@@ -126,6 +126,7 @@ class LBFacts:
     error: str = ""
     read_at: float = field(default_factory=time.time)
     views: dict[str, ServerView] = field(default_factory=dict)
+    restarts: tuple[LBRestart, ...] = ()  # HAProxy restarts seen so far (a reload forgets DRAIN/MAINT)
 
     def __post_init__(self) -> None:
         if self.servers and not self.views:  # built from plain rows (one backend on one instance)
@@ -135,7 +136,7 @@ class LBFacts:
     def from_read(cls, read: LBRead) -> "LBFacts":
         views = {s: read.view(s) for s in read.servers()}
         servers = {s: c for s, v in views.items() if (c := v.combined()) is not None}
-        return cls(servers, read.error, read.read_at, views)
+        return cls(servers, read.error, read.read_at, views, read.restarts)
 
     def server(self, name: str) -> ServerStats | None:
         return self.servers.get(name)

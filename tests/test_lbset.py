@@ -268,8 +268,9 @@ async def test_one_stats_request_per_instance_whatever_the_number_of_backends() 
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.method} {request.url.host}")
-        return httpx.Response(200, text=body)
+        csv = str(request.url).endswith(";csv")
+        seen.append(f"{request.method} {request.url.host}{' csv' if csv else ''}")
+        return httpx.Response(200, text=body if csv else process_page(4242, 3600))
 
     configs = [LoadBalancerConfig(name=f"ctl{n}", stats_url=f"http://10.0.0.{n}:8404/stats", backends=BOTH) for n in (1, 2)]
     lbs = LoadBalancers(configs, transport=httpx.MockTransport(handler))
@@ -277,5 +278,16 @@ async def test_one_stats_request_per_instance_whatever_the_number_of_backends() 
         read = await lbs.read()
     finally:
         await lbs.aclose()
-    assert sorted(seen) == ["GET 10.0.0.1", "GET 10.0.0.2"]
+    # one CSV per instance, plus the top of its page: which HAProxy process answered
+    assert sorted(seen) == ["GET 10.0.0.1", "GET 10.0.0.1 csv", "GET 10.0.0.2", "GET 10.0.0.2 csv"]
+    assert {n: p.pid for n, p in read.processes.items()} == {"ctl1": 4242, "ctl2": 4242}
     assert read.view("glance-2").in_flight == 8 and read.view("glance-1").in_flight == 4  # 4 places each
+
+
+def process_page(pid: int, uptime: int) -> str:
+    """The top of HAProxy 2.6's stats page: its process block (what identifies the process)."""
+    d, rest = divmod(uptime, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    return (f"<html><body><h1>Statistics Report</h1><p><b>pid = </b> {pid} (process #1, nbproc = 1, nbthread = 2)<br>\n"
+            f"<b>uptime = </b> {d}d {h}h{m:02d}m{sec:02d}s<br>\n</p></body></html>")

@@ -51,6 +51,54 @@ _POST_CODES: dict[str, tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
+class LBProcess:
+    """Which HAProxy process answered: its pid and how long it has run.
+
+    A reload (Kolla and OpenStack-Ansible reload on every configuration push) starts a new
+    process; without a ``server-state-file`` it has forgotten every DRAIN/MAINT, and the old
+    process keeps serving its open transfers, invisible in the new one's stats.
+    """
+
+    pid: int
+    uptime: float  # seconds, as HAProxy reports it (whole seconds)
+    read_at: float  # time.monotonic() of the read
+
+    @property
+    def started(self) -> float:
+        """When it started, on this machine's monotonic clock (± 1 s: HAProxy says whole seconds)."""
+        return self.read_at - self.uptime
+
+    def same_process(self, other: "LBProcess") -> bool:
+        return self.pid == other.pid and abs(self.started - other.started) <= 2.5
+
+    def describe(self) -> str:
+        return f"pid {self.pid}, up {self.uptime:.0f}s"
+
+
+_HTML_PID = re.compile(r"<b>pid = </b>\s*(\d{1,10})\s*\(process #")
+_HTML_UPTIME = re.compile(r"<b>uptime = </b>\s*(\d{1,6})d (\d{1,2})h(\d{1,2})m(\d{1,2})s")
+PROCESS_HEAD_BYTES = 256 * 1024  # the process block is at the top of the page, before any table
+
+
+def parse_process_html(text: str, read_at: float) -> LBProcess:
+    """The stats page's "pid = N (process #1, ...)" and "uptime = 0d 0h01m02s"; ValueError otherwise."""
+    pid, uptime = _HTML_PID.search(text), _HTML_UPTIME.search(text)
+    if not pid or not uptime:
+        raise ValueError(f"the stats page shows no {'pid' if not pid else 'uptime'} line")
+    d, h, m, sec = (int(g) for g in uptime.groups())
+    return LBProcess(int(pid.group(1)), float(((d * 24 + h) * 60 + m) * 60 + sec), read_at)
+
+
+def parse_show_info(text: str, read_at: float) -> LBProcess:
+    """The runtime API's ``show info``: ``Pid:`` and ``Uptime_sec:``; ValueError otherwise."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    pid, uptime = fields.get("Pid", "").strip(), fields.get("Uptime_sec", "").strip()
+    if not pid.isdigit() or not uptime.isdigit():
+        raise ValueError("`show info` has no numeric Pid and Uptime_sec")
+    return LBProcess(int(pid), float(uptime), read_at)
+
+
+@dataclass(frozen=True)
 class AdminProbe:
     ok: bool
     channel: str
@@ -123,6 +171,25 @@ class HAProxy:
             return parse_csv(text)
         except StatsFormatError as exc:
             raise AdapterError(f"not an HAProxy stats CSV: {exc}", where=shown_url(self.csv_url), fix=STATS_FIX) from None
+
+    async def process(self) -> LBProcess:
+        """Which HAProxy process serves this instance now: ``show info`` over the runtime API when
+        one is configured, else the top of the stats page (its process block)."""
+        import time
+
+        if self.cfg.runtime_socket:
+            answer = await self._runtime("show info")
+            where, parse = self.cfg.runtime_socket, parse_show_info
+        else:
+            where, parse = shown_url(self.cfg.stats_url), parse_process_html
+            response = await self._fetch("GET", self.cfg.stats_url, limit=PROCESS_HEAD_BYTES, until=_HTML_UPTIME)
+            self._raise_for_status(response, self.cfg.stats_url)
+            answer = response.content.decode("utf-8", errors="replace")
+        try:
+            return parse(answer, time.monotonic())
+        except ValueError as exc:
+            raise AdapterError(f"cannot tell which HAProxy process answers: {exc}", where=where,
+                               fix="point stats_url at HAProxy's own stats page (or set runtime_socket)") from None
 
     async def servers(self, backend: str | None = None) -> dict[str, ServerStats]:
         """The servers of ``backend`` (default ``cfg.backend``) keyed by name; AdapterError if it does not exist."""
@@ -269,8 +336,9 @@ class HAProxy:
     async def _request(self, method: str, url: str, **kwargs: object) -> "_Answer":
         return await self._fetch(method, url, limit=64 * 1024, **kwargs)
 
-    async def _fetch(self, method: str, url: str, *, limit: int, **kwargs: object) -> "_Answer":
-        """One request, read completely within ``cfg.timeout`` in total and at most ``limit`` bytes."""
+    async def _fetch(self, method: str, url: str, *, limit: int, until: "re.Pattern[str] | None" = None, **kwargs: object) -> "_Answer":
+        """One request, read completely within ``cfg.timeout`` in total and at most ``limit`` bytes
+        (with ``until``: read only up to where that pattern has appeared)."""
         timeout = self.cfg.timeout
         received = 0
         _check_url(url)
@@ -286,6 +354,8 @@ class HAProxy:
                                 f" {'MiB' if limit >= 1024 * 1024 else 'KiB'}; that is not an HAProxy answer", where=shown_url(url), fix=STATS_FIX,
                             )
                         chunks.append(chunk)
+                        if until is not None and until.search(b"".join(chunks).decode("utf-8", errors="replace")):
+                            break
                     body = b"".join(chunks)
         except (TimeoutError, httpx.TimeoutException):
             what = f"did not finish its answer within {timeout:g}s (only {received} byte{'s' if received != 1 else ''} came)" if received else f"did not answer within {timeout:g}s"

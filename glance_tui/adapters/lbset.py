@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import httpx
 
-from glance_tui.adapters.haproxy import AdminProbe, HAProxy, ServerStats, one_deadline, shown_url
+from glance_tui.adapters.haproxy import AdminProbe, HAProxy, LBProcess, ServerStats, one_deadline, shown_url
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 
@@ -37,6 +37,9 @@ class ServerView:
     rows: dict[str, ServerStats]  # place -> the server's row there
     missing: tuple[str, ...] = ()  # places whose backend was read but has no row for the server
     unreachable: tuple[str, ...] = ()  # places whose instance could not be read
+    # place -> why an old (reloaded) HAProxy process may still serve transfers there, unseen
+    lingering: dict[str, str] = field(default_factory=dict)
+    restarts_seen: int = 0  # HAProxy restarts seen so far by this client (see LBRead)
 
     @property
     def complete(self) -> bool:
@@ -44,8 +47,19 @@ class ServerView:
 
     @property
     def in_flight(self) -> int | None:
-        """Sum of scur+qcur everywhere; None (unknown) when any place or counter is unknown."""
+        """Sum of scur+qcur everywhere; None (unknown) when any place or counter is unknown, or
+        when an old HAProxy process may still carry transfers that no stats page counts."""
+        return None if self.lingering else self.visible_in_flight
+
+    @property
+    def visible_in_flight(self) -> int | None:
+        """What the current HAProxy processes count (the old process of a reload not included)."""
         return _sum([r.in_flight for r in self.rows.values()]) if self.complete else None
+
+    @property
+    def unknown_only_from_reload(self) -> bool:
+        """In-flight is unknown only because a reloaded instance's old process may still serve."""
+        return bool(self.lingering) and self.visible_in_flight is not None
 
     @property
     def in_rotation(self) -> bool | None:
@@ -91,6 +105,7 @@ class ServerView:
         """Why something about this server is unknown, per place."""
         out = [f"{p}: {why}" for p, r in sorted(self.rows.items()) for why in r.problems]
         out += [f"{p}: no row for {self.server}" for p in self.missing] + [f"{p}: unreachable" for p in self.unreachable]
+        out += [f"{p}: {why}" for p, why in sorted(self.lingering.items())]
         return tuple(out)
 
     def combined(self) -> ServerStats | None:
@@ -130,6 +145,14 @@ class LBRead:
     errors: dict[str, str]  # instance name (unreachable) or place (backend absent) -> one-line error
     places: tuple[str, ...]  # every configured place
     read_at: float = field(default_factory=time.time)
+    processes: dict[str, LBProcess] = field(default_factory=dict)  # instance -> the process that answered
+    restarts: tuple["LBRestart", ...] = ()  # every restart this client has seen so far, oldest first
+
+    @property
+    def restarts_seen(self) -> int:
+        """How many restarts so far: a drain's quiet period starts again when it grows."""
+        return len(self.restarts)
+    lingering: dict[str, str] = field(default_factory=dict)  # instance -> why its old process may still serve
 
     def view(self, server: str) -> ServerView:
         rows, missing, unreachable = {}, [], []
@@ -143,7 +166,8 @@ class LBRead:
                 rows[p] = self.backends[p][server]
             else:
                 missing.append(p)
-        return ServerView(server, rows, tuple(missing), tuple(unreachable))
+        lingering = {p: self.lingering[p.split("/", 1)[0]] for p in rows if p.split("/", 1)[0] in self.lingering}
+        return ServerView(server, rows, tuple(missing), tuple(unreachable), lingering, self.restarts_seen)
 
     def servers(self) -> set[str]:
         return {s for rows in self.backends.values() for s in rows}
@@ -151,6 +175,18 @@ class LBRead:
     @property
     def error(self) -> str:
         return "; ".join(f"{where}: {e}" for where, e in sorted(self.errors.items()))
+
+
+@dataclass(frozen=True)
+class LBRestart:
+    """An instance answered from another HAProxy process than the last time it was read."""
+
+    lb: str
+    old: LBProcess
+    new: LBProcess
+
+    def describe(self) -> str:
+        return f"{self.lb} restarted (HAProxy pid {self.old.pid} → {self.new.pid}, up {self.new.uptime:.0f}s)"
 
 
 class LoadBalancers:
@@ -164,9 +200,15 @@ class LoadBalancers:
         self.configs = {c.name: c for c in configs}
         self.instances = {c.name: HAProxy(c, transport=transport) for c in configs}
         self.places = tuple(place(c.name, b) for c in configs for b in c.backends)
+        self._process: dict[str, LBProcess] = {}  # the process each instance answered from last
+        self._restarts: list[LBRestart] = []
 
     async def aclose(self) -> None:
         await asyncio.gather(*(h.aclose() for h in self.instances.values()), return_exceptions=True)
+
+    @property
+    def restarts_seen(self) -> int:
+        return len(self._restarts)
 
     async def _within(self, name: str, work: Awaitable[T]) -> T:
         """``work`` under the instance's deadline (its ``timeout``), whatever requests it makes."""
@@ -179,9 +221,38 @@ class LoadBalancers:
             raise AdapterError(f"HAProxy did not answer completely within {timeout:g}s", where=shown_url(self.configs[name].stats_url),
                                fix="check that this HAProxy is up and reachable, or raise its timeout") from None
 
-    async def _read_one(self, name: str) -> dict[str, dict[str, ServerStats] | AdapterError]:
-        found = await self._within(name, self.instances[name].read(self.configs[name].backends))
-        return {place(name, b): r for b, r in found.items()}
+    async def _read_one(self, name: str) -> tuple[dict[str, dict[str, ServerStats] | AdapterError], LBProcess]:
+        """The instance's rows and the process that answered, read together under its one deadline
+        (a reload between the two is seen at the next read)."""
+        haproxy = self.instances[name]
+
+        async def both() -> tuple[dict[str, dict[str, ServerStats] | AdapterError], LBProcess]:
+            rows, process = await asyncio.gather(haproxy.read(self.configs[name].backends), haproxy.process(), return_exceptions=True)
+            for outcome in (rows, process):  # the stats page's own error first: it says the most
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return rows, process  # type: ignore[return-value]
+
+        found, process = await self._within(name, both())
+        return {place(name, b): r for b, r in found.items()}, process
+
+    def _track(self, name: str, process: LBProcess) -> str | None:
+        """Compare with the last process seen (recording a restart); say why its old process may still serve."""
+        last = self._process.get(name)
+        self._process[name] = process
+        if last is not None and not last.same_process(process):
+            self._restarts.append(LBRestart(name, last, process))
+        limit = self.configs[name].hard_stop_after
+        seen = [r for r in self._restarts if r.lb == name and r.new.same_process(process)]
+        if limit is not None and process.uptime < limit:
+            # a young process may have replaced one that still finishes its transfers (hard-stop-after
+            # bounds that), whether or not this client saw the old one
+            return (f"HAProxy restarted {process.uptime:.0f}s ago (pid {process.pid}): its old process may still serve "
+                             f"transfers for up to {limit:g}s (hard_stop_after), which no stats page counts")
+        if limit is None and seen:
+            return (f"HAProxy restarted (pid {seen[-1].old.pid} → {process.pid}): its old process may still serve "
+                             "transfers no stats page counts; set this instance's hard_stop_after to HAProxy's hard-stop-after")
+        return None
 
     async def read(self) -> LBRead:
         """Read every instance concurrently; an instance that fails is named in ``errors``."""
@@ -189,16 +260,23 @@ class LoadBalancers:
         results = await asyncio.gather(*(self._read_one(n) for n in names), return_exceptions=True)
         backends: dict[str, dict[str, ServerStats]] = {}
         errors: dict[str, str] = {}
+        processes: dict[str, LBProcess] = {}
+        lingering: dict[str, str] = {}
         for name, result in zip(names, results):
             if isinstance(result, BaseException):
                 errors[name] = _message(result)
                 continue
-            for where, found in result.items():
+            found_rows, process = result
+            processes[name] = process
+            why = self._track(name, process)
+            if why:
+                lingering[name] = why
+            for where, found in found_rows.items():
                 if isinstance(found, AdapterError):
                     errors[where] = found.what
                 else:
                     backends[where] = found
-        return LBRead(backends, errors, self.places)
+        return LBRead(backends, errors, self.places, processes=processes, restarts=tuple(self._restarts), lingering=lingering)
 
     async def _act(self, server: str, action: str) -> None:
         """Apply ``action`` to ``server`` on every instance × backend at once; raise naming every failure."""

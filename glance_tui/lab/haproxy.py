@@ -57,6 +57,8 @@ class HAProxyLab:
     extra_backends: list[list] = field(default_factory=list)
     # A response header naming the server that answered (``%s``), so a client knows which node served it.
     served_by_header: str | None = None
+    # HAProxy's ``hard-stop-after`` (seconds): how long an old process may finish its transfers after a reload
+    hard_stop_after: float | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -125,6 +127,8 @@ class HAProxyLab:
         ]
         if self.runtime_tcp_port:
             lines.append(f"    stats socket ipv4@{self.stats_host}:{self.runtime_tcp_port} level {level}")
+        if self.hard_stop_after is not None:
+            lines.append(f"    hard-stop-after {int(self.hard_stop_after * 1000)}ms")
         lines += [
             "    stats timeout 30s",
             "",
@@ -218,6 +222,43 @@ class HAProxyLab:
                 self.stop()
                 raise GlanceTuiError("haproxy did not create its runtime socket", where=str(self.runtime_socket), fix=f"see {self.log_path}")
             time.sleep(0.05)
+
+    def worker_pid(self, timeout: float = 5) -> int:
+        """The pid of the worker serving now (``show info`` over the runtime socket)."""
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.runtime_socket))
+            sock.sendall(b"show info\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        raise GlanceTuiError("haproxy's `show info` has no Pid", where=str(self.runtime_socket), fix=f"see {self.log_path}")
+
+    def reload(self, timeout: float = 15) -> int:
+        """Reload as Kolla-Ansible and OpenStack-Ansible do on a configuration push (SIGUSR2 to the
+        master: a new worker, every server READY again without a server-state-file; the old worker
+        finishes its transfers). Returns the new worker's pid."""
+        import os
+        import signal
+
+        old = self.worker_pid()
+        master = int(self.pidfile.read_text().split()[0])
+        os.kill(master, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid = self.worker_pid()
+            except (OSError, GlanceTuiError, ValueError):
+                pid = old
+            if pid != old:
+                return pid
+            time.sleep(0.05)
+        raise GlanceTuiError("haproxy did not start a new worker after SIGUSR2", where=str(self.pidfile), fix=f"see {self.log_path}")
 
     def stop(self) -> bool:
         """Stop this HAProxy; True if it was running."""
