@@ -35,14 +35,14 @@ async def keep_out(ctx: "Context", facts: "LBFacts | None" = None) -> list[str]:
         done.append(restart.describe())
         ctx.emit(Notice("warning", f"{restart.describe()}: a reload forgets DRAIN/MAINT; re-checking every node this run holds out"))
     ctx.restarts_journaled = max(ctx.restarts_journaled, len(facts.restarts))
-    restarted = {r.lb for r in facts.restarts}
     for node, action in list(ctx.state.held.items()):
         view = facts.views.get(ctx.config.node(node).lb_server)
         if view is None:
             continue  # not readable anywhere now: the next poll (and every gate) sees it unknown
+        # instances restarted since the hold was last set: there a hidden admin state (DOWN) may be READY
+        restarted = {r.lb for r in facts.restarts[ctx.hold_asserted.get(node, 0):]}
         back = sorted(p for p, r in view.rows.items()
-                      if r.admin_state == "READY" or (r.admin_state not in OUT_STATES and p.split("/", 1)[0] in restarted
-                                                      and ctx.hold_asserted.get(node, -1) < len(facts.restarts)))
+                      if r.admin_state == "READY" or (r.admin_state not in OUT_STATES and p.split("/", 1)[0] in restarted))
         if not back:
             continue
         async with ctx.lb_lock:

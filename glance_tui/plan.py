@@ -53,6 +53,8 @@ async def lb_act(ctx: "Context", node: str, action: str, why: str = "") -> None:
             else:
                 ctx.state.held[node] = held
             ctx.save_state()
+        if held is not None:  # set now: only a restart after this can have undone it
+            ctx.hold_asserted[node] = ctx.cluster.lb.restarts_seen
         await send_lb_action(ctx, node, action, why)
 
 

@@ -72,6 +72,16 @@ async def test_failover_mid_drain_loses_nothing(real_lab, tmp_path, monkeypatch)
     check(report)
 
 
+async def test_haproxy_reloads_mid_run_lose_nothing(real_lab, tmp_path, monkeypatch):
+    """lb-a reloaded (no server-state-file: every server READY again) right after the NEW NODE's
+    drain and again while a step-7 node is stopped and being upgraded, under load."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    report = await rehearse(real_lab, naive=False, scenario="lb-reload", clients=6)
+    assert sum("reloaded" in h for h in report.hazard) == 2, report.hazard
+    assert any("the tool saw 2 HAProxy restart(s)" in h for h in report.hazard), report.hazard
+    check(report)
+
+
 @pytest.mark.benchmark
 async def test_benchmark_overhead_per_action_and_against_naive(real_lab, tmp_path, monkeypatch):
     """Issue 10's run targets, measured (printed, not asserted): the tool's own overhead per

@@ -30,6 +30,7 @@ SCENARIOS: dict[str, str] = {
     "failover": "mid-drain, every client moves from instance A to instance B (a VIP moving)",
     "stats-outage": "one instance's stats endpoint stops answering for several seconds during a drain wait",
     "long-request": "a large image downloaded slowly over a keep-alive connection while its node is drained",
+    "lb-reload": "instance A reloaded (no server-state-file) right after the NEW NODE's drain and again while a node is upgraded",
 }
 # Where halting (node out of rotation, a clear reason) is as good an answer as finishing.
 MAY_STOP = frozenset({"stats-outage"})
@@ -47,6 +48,11 @@ async def wait_for_record(journal: Path, match: Callable[[dict[str, Any]], bool]
 
 def is_drain(rec: dict[str, Any]) -> bool:
     return rec.get("event") == "lb" and rec.get("action") == "drain"
+
+
+def is_step7_upgrade(rec: dict[str, Any]) -> bool:
+    """Step 7's node is stopped and out of rotation, and its upgrade starts."""
+    return rec.get("event") == "action.start" and rec.get("action") == "upgrade" and str(rec.get("step", "")).startswith("node:")
 
 
 def is_drain_wait(rec: dict[str, Any]) -> bool:

@@ -45,6 +45,9 @@ KEYSTONE_SCHEMA = "keystone"
 KEYSTONE_DB_USER = "keystone"
 # Header the lab's HAProxy adds to every Glance response: which server answered (for the rehearsals).
 SERVED_BY = "X-Lab-Served-By"
+# Each lab HAProxy's hard-stop-after (and the config's hard_stop_after): after a reload the old
+# worker finishes its transfers for at most this long, so the tool knows when it is gone.
+LB_HARD_STOP_AFTER = 10.0
 # A lab node's read-only probes (see write_config): what a packaged node runs, for this node only.
 # The node dir is in every argv of the node's glance-api (--config-file), and sshd sets it.
 # (Templates: a literal brace is doubled.)
@@ -287,6 +290,7 @@ class Lab:
             # production LB checks (and what disable_by_file_path switches off).
             health_path="/healthcheck" if layout.keystone_host else "/versions",
             extra_backends=[[EXTERNAL_BACKEND, b.external_port]] if b.external_port else [],
+            hard_stop_after=LB_HARD_STOP_AFTER,
         )
 
     def keystone(self, layout: Layout) -> KeystoneLab | None:
@@ -493,12 +497,13 @@ class Lab:
         lbs = self.haproxies(layout)
         if len(lbs) == 1 and len(lbs[0].backends) == 1:  # the simulated cluster: the single-instance form
             lines += ["[load_balancer]", 'kind = "haproxy"', f"stats_url = {q(lbs[0].stats_url)}", f"backend = {q(BACKEND)}",
-                      'admin = "http"', f"runtime_socket = {q('unix:' + str(lbs[0].runtime_socket))}", ""]
+                      'admin = "http"', f"runtime_socket = {q('unix:' + str(lbs[0].runtime_socket))}",
+                      f"hard_stop_after = {LB_HARD_STOP_AFTER:g}", ""]
         else:
             for b, lb in zip(layout.balancers, lbs):
                 lines += ["[[load_balancers]]", f"name = {q(b.name)}", 'kind = "haproxy"', f"stats_url = {q(lb.stats_url)}",
                           f"backends = [{', '.join(q(x) for x in lb.backends)}]", 'admin = "http"',
-                          f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", ""]
+                          f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", f"hard_stop_after = {LB_HARD_STOP_AFTER:g}", ""]
         lines += [
             "[ssh]", 'user = "root"', f"identity_file = {q(str(self.operator_key))}", f"known_hosts = {q(str(self.known_hosts))}", "",
             "[commands]",

@@ -24,7 +24,7 @@ from glance_tui.events import ActionFinished, Notice, RunFinished
 from glance_tui.journal import read_records
 from glance_tui.lab import nodectl
 from glance_tui.lab.envs import GLANCE_VERSIONS, TARGET_RELEASE
-from glance_tui.lab.hazards import (MAY_STOP, OUTAGE_SECONDS, SCENARIOS, LongDownload, is_drain, is_drain_wait, lb_states,
+from glance_tui.lab.hazards import (MAY_STOP, OUTAGE_SECONDS, SCENARIOS, LongDownload, is_drain, is_drain_wait, is_step7_upgrade, lb_states,
                                     wait_for_record)
 from glance_tui.lab.lab import BACKEND, EXTERNAL_BACKEND, Lab
 from glance_tui.lab.load import MiB, LoadReport, Targets, run_load
@@ -333,6 +333,19 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
                     note(f"drain of {rec.get('node')} issued; every client moved from {layout.balancers[0].name} to {b.name} "
                          f"({', '.join(b.urls.values())})")
                 injector = asyncio.create_task(failover())
+            elif scenario == "lb-reload":
+                async def reloads() -> None:
+                    a = lab.haproxies(layout)[0]
+                    rec = await wait_for_record(journal, is_drain)
+                    triggered.append(True)
+                    await asyncio.sleep(0.5)
+                    pid = await asyncio.to_thread(a.reload)
+                    note(f"drain of {rec.get('node')} issued; {layout.balancers[0].name} reloaded (new worker pid {pid}): "
+                         "every server READY again there")
+                    rec = await wait_for_record(journal, is_step7_upgrade)
+                    pid = await asyncio.to_thread(a.reload)
+                    note(f"{rec.get('node')} stopped and being upgraded; {layout.balancers[0].name} reloaded again (pid {pid})")
+                injector = asyncio.create_task(reloads())
             elif scenario == "stats-outage" and proxy is not None:
                 async def outage() -> None:
                     rec = await wait_for_record(journal, is_drain_wait)
@@ -380,7 +393,22 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     if long is not None:
         report.long_request = long.to_json()
         _judge_long(report, long, records)
+    if scenario == "lb-reload" and not naive:
+        _judge_reloads(report, records)
     return report
+
+
+def _judge_reloads(report: ProcedureReport, records: list[dict[str, Any]]) -> None:
+    """The tool must have seen each reload and put back out of rotation what it held out."""
+    injected = sum("reloaded" in h for h in report.hazard)
+    seen = [r for r in records if r.get("event") == "lb.restart"]
+    put_back = [r for r in records if r.get("event") == "lb" and str(r.get("why", "")).startswith("re-asserted")]
+    report.hazard.append(f"{'end':>6}   the tool saw {len(seen)} HAProxy restart(s) and put {len(put_back)} held node(s) back out of rotation "
+                         f"({', '.join(sorted({str(r.get('node')) for r in put_back})) or 'none'})")
+    if len(seen) < injected:
+        report.problems.append(f"{injected} reload(s) injected, the tool journaled {len(seen)}")
+    if injected and not put_back:
+        report.problems.append("a reload put a held node back READY and the tool never re-asserted it")
 
 
 def _judge_long(report: ProcedureReport, long: LongDownload, records: list[dict[str, Any]]) -> None:
