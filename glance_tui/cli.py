@@ -188,15 +188,16 @@ def cmd_plan(config: Config, new_node: str | None) -> int:
 
 
 def _emit_text(text: str, output: str | None) -> int:
-    """Print ``text``, or write it to ``output`` and say where."""
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return 0
-    from pathlib import Path
+    """Print ``text``, or write it to ``output`` (see :mod:`glance_tui.outfile`) and say which file."""
+    from glance_tui.outfile import write_output
 
-    from glance_tui.record.render import write_text
+    text = text if text.endswith("\n") else text + "\n"
+    written = write_output(output or "-", text)
+    if written is not None:  # a stream or device is written as a redirect would: nothing more to say
+        from pathlib import Path
 
-    print(f"written: {write_text(Path(output), text)}")
+        named = Path(output or "").expanduser()
+        print(f"written: {written}" if written == named else f"written: {written} (through the link {named})")
     return 0
 
 
