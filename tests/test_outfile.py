@@ -284,3 +284,16 @@ def test_report_o_to_a_fifo_with_a_reader(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout == "", done.stderr
     assert got and got[0].startswith(b"# ") and time.monotonic() - started < 60
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_the_labs_report_writer_never_follows_a_planted_link(tmp_path: Path) -> None:
+    from glance_tui.lab.rehearse import write_reports
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "rehearsal.json").symlink_to(tmp_path / "nowhere" / "x")
+    with pytest.raises(UsageError, match="symbolic link to nothing"):
+        write_reports([], tmp_path / "rehearsal.json")
+    write_reports([], tmp_path / "r.json")
+    assert (tmp_path / "r.json").read_text() == "[]\n" and stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o600
+    assert victim.read_text() == "precious\n" and leftovers(tmp_path) == []
