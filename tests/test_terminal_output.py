@@ -145,3 +145,14 @@ async def test_many_early_ctrl_c_are_each_one_line(tmp_path: Path) -> None:
         else:  # the answer came first: complete, with its own exit code (or ended by the signal while Python shut down)
             assert code in (0, 1, 2, -signal.SIGINT) and (out or err), (argv, after, code, err)
     assert interrupted >= len(cases) // 2, [r[2] for r in results]
+
+
+def test_what_a_node_printed_is_bounded_and_escaped_in_a_tail() -> None:
+    """A command's output lands in messages (db check errors, failed steps): no escape sequence, no 80 KB line."""
+    from glance_tui.adapters.local import TAIL_LINE_LIMIT, CommandResult
+
+    result = CommandResult("glance-manage db check", 1, "ok\tdone\n" + "y" * 90_000, "\x1b[2Kerror\x07 here", 0.1)
+    tail = result.tail()
+    assert tail[0] == "ok      done" and len(tail[1]) == TAIL_LINE_LIMIT + 1 and tail[1].endswith("…")
+    assert tail[2] == "\\x1b[2Kerror\\x07 here"
+    assert all(line.isprintable() for line in tail)
