@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glance_tui import __version__
-from glance_tui.entry import INTERRUPTED
+from glance_tui.entry import interrupted
 from glance_tui.errors import GlanceTuiError, UsageError
 
 if TYPE_CHECKING:
@@ -188,15 +188,16 @@ def cmd_plan(config: Config, new_node: str | None) -> int:
 
 
 def _emit_text(text: str, output: str | None) -> int:
-    """Print ``text``, or write it to ``output`` and say where."""
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return 0
-    from pathlib import Path
+    """Print ``text``, or write it to ``output`` (see :mod:`glance_tui.outfile`) and say which file."""
+    from glance_tui.outfile import write_output
 
-    from glance_tui.record.render import write_text
+    text = text if text.endswith("\n") else text + "\n"
+    written = write_output(output or "-", text)
+    if written is not None:  # a stream or device is written as a redirect would: nothing more to say
+        from pathlib import Path
 
-    print(f"written: {write_text(Path(output), text)}")
+        named = Path(output or "").expanduser()
+        print(f"written: {written}" if written == named else f"written: {written} (through the link {named})")
     return 0
 
 
@@ -255,6 +256,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "lab_handler", None):
         return args.lab_handler(args)
     command = args.command
+    if command is None or (command == "run" and not args.yes):
+        from glance_tui.terminal import require_terminal
+
+        require_terminal()  # before anything else: without a terminal the TUI would wait for keys forever
     if command == "report":
         return cmd_report(args.run, args.latest, args.format, args.output)
     if command == "runs":
@@ -279,24 +284,36 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from glance_tui.terminal import GuardedOutput, OutputError, silence_stdout
+
+    stdout = sys.stdout
+    sys.stdout = GuardedOutput(stdout)  # a full disk or an ASCII terminal is one line, not an internal error
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()
+        return code
+    except OutputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.exit_code == 1:  # the stream failed: drop what is still buffered for it
+            silence_stdout()
+        return exc.exit_code
     except GlanceTuiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return interrupted()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         return 1
     except Exception:  # a bug: keep the operator's screen clean, keep the details (redacted)
         from glance_tui.crash import bug_line
 
         print(f"error: {bug_line()}", file=sys.stderr)
         return 70
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ touches the cluster.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -497,7 +498,7 @@ def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Conf
     try:
         text = read_text(path, CONFIG_FILE_LIMIT, "config file")
     except FileProblem as exc:
-        if not path.expanduser().exists():
+        if not os.path.exists(path.expanduser()):  # False too for a name the OS refuses (too long)
             raise ConfigError("config file not found", where=str(path),
                               fix="pass -c FILE, or copy config.example.toml to ./glance-tui.toml and edit it") from None
         raise ConfigError(str(exc), where=str(path), fix="pass the deployment's TOML config (a regular UTF-8 file of at most 1 MiB)") from None

@@ -6,7 +6,11 @@ Two things must happen before any library is imported, so this module imports no
   ``DeprecationWarning`` from a driver) are not for the operator — they cannot act on them —
   so they never reach the terminal: they go to ``warnings.log`` in the state directory, capped,
   and a write that fails is dropped (stderr carries only the tool's own one-line messages);
-* Ctrl-C while the CLI is still importing is one line, not a traceback.
+* Ctrl-C is one line, never a traceback and never ignored: while the CLI is still importing
+  (the first ~0.1 s) the signal ends the process at once with that line; once a command runs
+  it is Python's ``KeyboardInterrupt``, which every command turns into the same line (exit
+  130); after that line another Ctrl-C ends the process without a second one. Only a signal
+  that lands while the interpreter itself starts, before this module runs, is Python's own.
 
 Tests import the modules directly and keep Python's own warning handling.
 """
@@ -14,6 +18,7 @@ Tests import the modules directly and keep Python's own warning handling.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 
@@ -52,14 +57,64 @@ def quiet_library_warnings() -> None:
     warnings.showwarning = _to_log
 
 
-def main() -> int:
-    quiet_library_warnings()
+_said = False  # the interrupted line was printed
+_program = False  # main() runs: signal handlers are ours to set (never when a test imports the CLI)
+
+
+def _say_interrupted() -> None:
+    global _said
+    if not _said:
+        _said = True
+        try:
+            os.write(2, (INTERRUPTED + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+def _end_now(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
+    """SIGINT while nothing is open yet (imports) or after the line: end at once, exit 130."""
+    _say_interrupted()
+    os._exit(130)
+
+
+def interrupted() -> int:
+    """The one line for Ctrl-C and exit code 130; a further Ctrl-C while exiting ends the process quietly."""
     try:
-        from glance_tui.cli import main as cli_main
-    except KeyboardInterrupt:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a full or closed stdout must not hide the line
+        pass
+    if not _program:  # the CLI called in-process (tests): just the line
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    return cli_main()
+    signal.signal(signal.SIGINT, _end_now)
+    _say_interrupted()
+    return 130
+
+
+def main() -> int:
+    global _program
+    _program = True
+    signal.signal(signal.SIGINT, _end_now)  # first: the imports below take ~0.1 s
+    quiet_library_warnings()
+    from glance_tui.cli import main as cli_main
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # commands turn KeyboardInterrupt into the line
+    try:
+        code = cli_main()
+    except KeyboardInterrupt:  # raised while a command was already reporting its end
+        return interrupted()
+    _exit_with_on_interrupt(code)
+    return code
+
+
+def _exit_with_on_interrupt(code: int) -> None:
+    """The answer is complete: a Ctrl-C while the interpreter shuts down ends it at once with the answer's code."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a stream that failed already said so
+            pass
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(code))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from glance_tui.secrets import redact
+
+QUOTE_LIMIT = 200  # characters of server-supplied text put in a message
+WORD_LIMIT = 160  # a path, URL or token longer than this keeps its start and end
+MESSAGE_LIMIT = 2000  # a whole message: one line an operator can read
+_LONG_WORD = re.compile(r"\S{%d,}" % (WORD_LIMIT + 1))
 
 
 class GlanceTuiError(Exception):
@@ -25,7 +32,7 @@ class GlanceTuiError(Exception):
         text = f"{self.where}: {self.what}" if self.where else self.what
         if self.fix:
             text += f" — fix: {self.fix}"
-        return one_line(redact(text))
+        return bounded(one_line(redact(text)))
 
 
 def one_line(text: str) -> str:
@@ -33,6 +40,25 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def bounded(text: str) -> str:
+    """A message an operator can read: overlong words (a 5,000-character path) keep start and end; the whole is capped."""
+    text = _LONG_WORD.sub(lambda m: f"{m[0][:WORD_LIMIT - 60]}…{m[0][-50:]}", text)
+    return text if len(text) <= MESSAGE_LIMIT else f"{text[:MESSAGE_LIMIT]}… ({len(text) - MESSAGE_LIMIT} more characters)"
+
+
+def clipped(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """Like :func:`quoted`, without the quotes: for names a server supplied (backends, servers)."""
+    raw = str(text)
+    return one_line(raw if len(raw) <= limit else raw[:limit] + "…")
+
+
+def quoted(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """Text a server (or any remote answer) supplied, for a message: repr-quoted, control characters
+    escaped, at most ``limit`` characters of it (a redirect ``Location`` of 80 KB is not a message)."""
+    raw = str(text)
+    return repr(raw if len(raw) <= limit else raw[:limit] + "…")
 
 
 class InvalidValue(ValueError):

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 
 from glance_tui.api import Config, GlanceTuiError, LBFacts
 from screens.failures import ReportsFailedWorkers
-from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells
+from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells, verdict_is_stale
 
 
 class ClusterView(ReportsFailedWorkers, Vertical):
@@ -106,6 +106,8 @@ class ClusterView(ReportsFailedWorkers, Vertical):
                 panel.show(check=await self.engine.db_check(), checked=True)
             except GlanceTuiError as exc:
                 self.notify(f"db check: {exc.message}", severity="warning", markup=False)
+            if verdict_is_stale(panel.db, panel.check):  # the heads moved while Glance was asked: read them again
+                panel.show(await self.engine.cluster.probe_db())
 
     def refresh_roles(self) -> None:
         table = self.table

@@ -38,6 +38,7 @@ from screens.summary import SummaryScreen
 
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 WIDE_FROM = 100  # columns; below it the layout is the compact one (CSS: the screen's "-narrow" class)
+TINY_BELOW = 72  # columns; below it (60×20) the selected step's panel gets the room (CSS: "-tiny")
 
 
 class EngineEvent(Message):
@@ -128,6 +129,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
     def fit_width(self, width: int) -> None:
         """Compact labels, DB strip and short titles below ``WIDE_FROM`` columns (the CSS moves the panels)."""
         wide = width >= WIDE_FROM
+        self.set_class(width < TINY_BELOW, "-tiny")
         self.cluster.set_compact(not wide)
         self.query_one("#steps", Checklist).set_wide(wide)
 

@@ -128,19 +128,29 @@ class LBStatus(Static):
             self.update(Text(line))
 
 
+def verdict_is_stale(db: DBState | None, check: DbCheck | None) -> bool:
+    """``check`` answered for other heads than the panel shows: the schema changed since Glance answered
+    (right after contract, or while a step runs and db check waits) — it must not be shown as current."""
+    if check is None or not check.heads or db is None or db.facts is None:
+        return False
+    return sorted(check.heads) != sorted(db.facts.alembic_heads)
+
+
 def db_text(db: DBState | None, check: DbCheck | None, checked: bool, compact: bool = False) -> Text:
     """The database panel: flavour/version, heads, log_bin and what ``db check`` means.
 
-    ``compact``: three full-width lines (a strip under the node list) instead of a narrow column."""
+    Every part ends its own line (a reading never runs into the next label); a verdict given for
+    other heads than the ones shown is replaced by what is happening. ``compact``: three
+    full-width lines (a strip under the node list) instead of a narrow column."""
     text = Text()
     sep = " · " if compact else "\n"
     if compact:
         text.append("Database ", style="bold")
     if db is None:
-        text.append("probing the database…")
+        text.append("probing the database…\n")
     elif db.facts is None:
-        text.append("UNREACHABLE\n", style="bold red")
-        text.append(db.error)
+        text.append("UNREACHABLE", style="bold red")
+        text.append(f"{sep}{db.error}\n")
     else:
         f = db.facts
         onoff = lambda flag: "ON" if flag else "OFF"  # noqa: E731
@@ -148,7 +158,9 @@ def db_text(db: DBState | None, check: DbCheck | None, checked: bool, compact: b
         text.append(f"{' · ' if compact else ' '}SUPER {'yes' if f.has_super else 'no'}{sep}")
         text.append(f"log_bin {onoff(f.log_bin)}{' · ' if compact else ' '}trust_fn {onoff(f.log_bin_trust_function_creators)}\n")
         text.append(f"heads {' '.join(f.alembic_heads) or '(none)'}\n")
-    if check is not None:
+    if verdict_is_stale(db, check):
+        text.append("db check: asking Glance again — the heads changed since it answered", style="bold")
+    elif check is not None:
         text.append(f"db check: {check.meaning}", style="bold")
         code = "?" if check.code is None else str(check.code)
         text.append(f"{sep}exit {code} on {check.node}{' ' + check.release if check.release else ''}")

@@ -4,6 +4,7 @@ cluster as probed now, the next safe action, and a key that writes the run's rep
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +21,35 @@ HEADLINE = {"finished": ("The upgrade is complete", "bold green"), "aborted": ("
             "failed": ("The run failed", "bold red"), "blocked": ("The run stopped at a gate", "bold yellow")}
 
 
+def _repeats(detail: str, headline: str) -> bool:
+    """``detail`` says nothing the headline does not ("upgrade complete" under "The upgrade is complete")."""
+    words = lambda s: set(re.findall(r"[a-z0-9]+", s.lower()))  # noqa: E731
+    return not words(detail) - words(headline)
+
+
 def summary_text(end: RunEnd) -> Text:
-    """Plain words first (never colour alone), in the order an operator reads them."""
+    """Plain words first (never colour alone), in the order an operator reads them; a heading
+    only where something is under it."""
     words, style = HEADLINE.get(end.outcome, (f"The run ended: {end.outcome}", "bold"))
     text = Text()
-    text.append(f"{words}. ", style=style)
-    text.append(f"{end.detail}\n")
+    detail = end.detail.strip()
+    if detail and not _repeats(detail, words):
+        text.append(f"{words}. ", style=style)
+        text.append(f"{detail}\n")
+    else:
+        text.append(f"{words}.\n", style=style)
 
-    def section(title: str, lines: list[str]) -> None:
+    def section(title: str, lines: list[str], bullet: str = "• ") -> None:
+        lines = [line for line in lines if line.strip()]
+        if not lines:
+            return
         text.append(f"\n{title}\n", style="bold")
         for line in lines:
-            text.append(f"  • {line}\n")
+            text.append(f"  {bullet}{line}\n")
 
     section("Now (probed)", [f"out of rotation: {', '.join(end.out_of_rotation) or 'none'}",
                              f"Glance stopped on: {', '.join(end.stopped) or 'none'}", *end.unknown])
-    text.append("\nNext safe action\n", style="bold")
-    text.append(f"  {end.next_action}\n")
+    section("Next safe action", [end.next_action], bullet="")
     if end.outcome != "finished" and end.left:
         later = [line.split(":")[0].removeprefix("step ") for line in end.left[1:]]
         section(f"What is left ({len(end.left)} steps)", [f"next {end.left[0]}" + (f"; then {', '.join(later)}" if later else "")])

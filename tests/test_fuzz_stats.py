@@ -110,7 +110,21 @@ BROKEN: dict[str, tuple[Send, str]] = {
     "oversized-page": (answer(page() + b"#" * (5 * 1024 * 1024)), "sent more than 4 MiB"),
     "endless-page": (endless, "sent more than 4 MiB"),
     "short-body": (short_body, "stats page"),
+    # near-empty pages: a header and nothing else was "RuntimeError: coroutine raised StopIteration"
+    "header-only": (answer(b"# "), "the header line '# ' names no columns"),
+    "header-only-newline": (answer(b"# \n"), "the header has no pxname and no svname column"),
+    "header-blank-lines": (answer(b"# \n\n\n"), "the header has no pxname and no svname column"),
+    "header-spaces": (answer(b"#    \n"), "the header has no pxname and no svname column"),
+    "hash-alone": (answer(b"#"), "the first line must start with '# '"),
+    "newline-alone": (answer(b"\n"), "the page is empty"),
+    "header-without-rows": (answer(b"# pxname,svname\n"), "the stats CSV has a header but no rows"),
+    "header-comma": (answer(b"# ,\n"), "the header has no pxname and no svname column"),
     "http-500": (answer(b"oops", "500 Internal Server Error"), "answered HTTP 500"),
+    # an admin POST's redirect: its Location is put in the message bounded and escaped (httpx
+    # itself refuses a Location over 64 KiB or with control characters: its reason is bounded too)
+    "huge-location": (answer(b"", "303 See Other", "Location: /stats;st=" + "x" * 60_000 + "\r\n"), "answered HTTP 303"),
+    "escape-location": (answer(b"", "303 See Other", "Location: /stats\x1b[2K\x07;st=\r\n"), "Invalid URL in location header"),
+    "too-long-location": (answer(b"", "303 See Other", "Location: /stats;st=" + "x" * 82_000 + "\r\n"), "URL too long"),
     "redirect": (answer(b"", "302 Found", "Location: /elsewhere\r\n"), "answered HTTP 302"),
     "bad-gzip": (answer(b"not gzip at all", headers="Content-Encoding: gzip\r\n"), "could not be decoded"),
     "one-byte-per-second": (trickle(head=False), f"did not finish its answer within {TIMEOUT:g}s"),
@@ -227,6 +241,19 @@ async def test_broken_page_is_a_clear_error_in_time(fake: FakeStats, case: str) 
     assert view.unreachable == ("ctl1/glance_api",) and view.in_flight is None and not view.admin_out
     facts = LBFacts.from_read(read)
     assert facts.servers == {} and facts.error.startswith("ctl1: ")
+
+
+@pytest.mark.parametrize("case", ["huge-location", "escape-location", "too-long-location"])
+async def test_a_redirect_location_in_a_message_is_bounded_and_escaped(fake: FakeStats, case: str) -> None:
+    """An 82 KB ``Location`` was echoed whole (an 82 KB `check` output); control characters must not reach the terminal."""
+    async with HAProxy(lb_config(fake.url(case))) as lb:
+        with pytest.raises(AdapterError) as err:
+            await lb.drain("glance-1")
+    message = str(err.value)
+    expected = {"huge-location": "unexpected redirect '/stats;st=xxx", "escape-location": "Invalid URL in location header",
+                "too-long-location": "URL too long"}[case]
+    assert_one_line(message, expected)
+    assert len(message) < 500 and "\x1b" not in message and "\x07" not in message, message
 
 
 async def test_refused_connection_is_a_clear_error(fake: FakeStats) -> None:

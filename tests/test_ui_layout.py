@@ -103,3 +103,24 @@ async def test_a_changed_cell_repaints_only_its_row(tmp_path, monkeypatch):
         await wait_for(pilot, lambda: table.cell("glance-2", "lb") == "MAINT")
         await pilot.pause(0.05)
         assert full and fits(table) and str(table.get_cell("glance-2", "lb")) == "MAINT"
+
+
+async def test_at_60x20_the_selected_step_stays_readable(tmp_path):
+    """At 60×20 the checklist took 38 of 60 columns and the selected step's panel collapsed to two cut lines."""
+    app, engine = make(tmp_path, state=RunState(new_node="glance-1"))
+    async with app.run_test(size=(60, 20)) as pilot:
+        main, table = await settled(pilot)
+        panel = main.query_one("#step-scroll")
+        region = panel.scrollable_content_region
+        assert region.width >= 28 and region.height >= 3, f"selected step panel is {region.width}×{region.height}"
+        checklist = main.query_one("#steps", Checklist)
+        checklist.select("new-node")
+        await wait_for(pilot, lambda: "Step 2 · Drain and stop the NEW NODE" in main.query_one("#step-detail").render().plain)
+        db = main.query_one("#db")
+        assert db.region.height >= 4 and "db check: expand is next" in db.render().plain  # the verdict line is not cut off
+        assert table.region.height >= 4  # the header and the three nodes
+    (tmp_path / "80").mkdir()
+    app, engine = make(tmp_path / "80", state=RunState(new_node="glance-1"))
+    async with app.run_test(size=(80, 24)) as pilot:  # and the tiny layout is only for tiny terminals
+        main, _ = await settled(pilot)
+        assert not main.has_class("-tiny") and main.query_one("#steps").region.width == 38

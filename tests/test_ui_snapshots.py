@@ -89,3 +89,17 @@ def test_failed_step_panel(snap_compare, tmp_path, size):
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+def test_main_screen_at_60x20(snap_compare, tmp_path):
+    """The smallest terminal an operator might have: the selected step's panel stays readable."""
+    app, engine = _mid_run(tmp_path)
+    engine.sim["glance-1"].running = False
+    engine.upgrade("glance-1")
+
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(60, 20), run_before=before)

@@ -90,3 +90,22 @@ async def test_summary_shows_unknown_when_the_lb_cannot_be_read(tmp_path):
         assert summary.end.outcome == "failed"
         assert any("load balancer state unknown" in u for u in summary.end.unknown)
         assert "unknown" in summary.end.next_action
+
+
+def test_summary_text_never_repeats_the_headline_or_shows_an_empty_heading():
+    """It said "The upgrade is complete. upgrade complete" and showed "Next safe action" with nothing under it."""
+    from glance_tui.api import RunEnd
+    from screens.summary import summary_text
+
+    for end in (RunEnd("finished", "upgrade complete"), RunEnd("finished", "Upgrade complete."), RunEnd("aborted", "", next_action="  "),
+                RunEnd("failed", "the run failed", next_action="")):
+        plain = summary_text(end).plain
+        first = plain.splitlines()[0]
+        assert first in ("The upgrade is complete.", "The run was aborted.", "The run failed."), first
+        lines = plain.splitlines()
+        for i, line in enumerate(lines):
+            if line and not line.startswith(" ") and i > 0:  # a heading: something is under it
+                assert i + 1 < len(lines) and lines[i + 1].strip(), f"empty heading {line!r} in:\n{plain}"
+        assert "Next safe action" not in plain
+    detailed = summary_text(RunEnd("failed", "stopped at step 3: failed", next_action="fix it, then resume")).plain
+    assert detailed.startswith("The run failed. stopped at step 3: failed\n") and "Next safe action\n  fix it, then resume" in detailed

@@ -31,7 +31,7 @@ from glance_tui.adapters.haproxy_stats import (  # noqa: F401  (re-exported: the
     servers_of,
 )
 from glance_tui.config import LoadBalancerConfig
-from glance_tui.errors import AdapterError
+from glance_tui.errors import AdapterError, clipped, quoted
 
 ACTIONS = ("drain", "ready", "maint")
 MAX_STATS_BYTES = 4 * 1024 * 1024  # a real stats page of a few hundred servers is well under 1 MiB
@@ -243,7 +243,7 @@ class HAProxy:
 
     def _no_backend(self, backend: str, rows: list[dict[str, str]]) -> AdapterError:
         return AdapterError(
-            f"HAProxy has no backend {backend!r} (backends: {', '.join(backends_in(rows)) or 'none'})",
+            f"HAProxy has no backend {backend!r} (backends: {clipped(', '.join(backends_in(rows))) or 'none'})",
             where=shown_url(self.cfg.stats_url),
             fix="set load_balancer.backends to the backends that serve Glance",
         )
@@ -299,7 +299,7 @@ class HAProxy:
                     False, channel, f"runtime API at {self.cfg.runtime_socket} has level {level}, drain/ready need admin",
                     fix="use `stats socket ... level admin` in haproxy.cfg",
                 )
-            return AdminProbe(False, channel, f"unexpected answer to `show cli level`: {level[:80]!r}", fix="HAProxy ≥ 2.0 is needed for the runtime API channel")
+            return AdminProbe(False, channel, f"unexpected answer to `show cli level`: {quoted(level, 80)}", fix="HAProxy ≥ 2.0 is needed for the runtime API channel")
         code = await self._post({"action": "ready"})
         if code == "NONE":
             return AdminProbe(True, channel, f"stats page {self.cfg.stats_url} accepts admin actions")
@@ -396,7 +396,8 @@ class HAProxy:
             raise AdapterError("the stats page did not redirect after an admin POST", where=shown_url(url), fix="check load_balancer.stats_url")
         match = re.search(r";st=([A-Z]+)", response.headers.get("location", ""))
         if not match:
-            raise AdapterError(f"unexpected redirect {response.headers.get('location')!r} after an admin POST", where=shown_url(url), fix="check load_balancer.stats_url")
+            raise AdapterError(f"unexpected redirect {quoted(response.headers.get('location', ''))} after an admin POST", where=shown_url(url),
+                               fix="check load_balancer.stats_url")
         return match.group(1)
 
     async def _runtime(self, command: str) -> str:
@@ -444,7 +445,7 @@ class HAProxy:
             return AdapterError(f"{doing}: the runtime API refused (socket level below admin)", where=spec, fix="use `stats socket ... level admin` in haproxy.cfg")
         if first.startswith("Unknown command"):
             return AdapterError(f"{doing}: this HAProxy does not know the command", where=spec, fix="HAProxy ≥ 1.6 is needed for `set server ... state`")
-        return AdapterError(f"{doing}: HAProxy answered {first[:120]!r}", where=spec, fix="see HAProxy's log")
+        return AdapterError(f"{doing}: HAProxy answered {quoted(first, 120)}", where=spec, fix="see HAProxy's log")
 
 
 
@@ -471,7 +472,7 @@ def _check_url(url: str) -> None:
 
 
 def _hidden(stats: ServerStats) -> str:
-    return f"admin state unknown: status {stats.status[:40]!r} does not show whether it is drained (set runtime_socket to read it)"
+    return f"admin state unknown: status {quoted(stats.status, 40)} does not show whether it is drained (set runtime_socket to read it)"
 
 
 def _add_problem(stats: ServerStats, why: str) -> ServerStats:

@@ -17,6 +17,8 @@ import csv
 import re
 from dataclasses import dataclass, field, replace
 
+from glance_tui.errors import clipped, quoted
+
 STATES = ("UP", "DOWN", "DRAIN", "MAINT", "NOLB", "NOCHECK", "UNKNOWN")
 ADMIN_STATES = ("READY", "DRAIN", "MAINT", "UNKNOWN")
 REQUIRED_COLUMNS = ("pxname", "svname")
@@ -111,8 +113,7 @@ def parse_counter(row: dict[str, str], name: str) -> tuple[int | None, str]:
         return None, f"the stats CSV has no {name} column"
     raw = row[name].strip()
     if not _COUNTER.fullmatch(raw):
-        shown = raw if len(raw) <= 20 else raw[:20] + "…"
-        return None, f"{name} is {shown!r}, not a whole number ≥ 0"
+        return None, f"{name} is {quoted(raw, 20)}, not a whole number ≥ 0"
     return int(raw), ""
 
 
@@ -176,13 +177,16 @@ def parse_csv(text: str) -> list[dict[str, str]]:
     lines = text[2:].splitlines()
     reader = csv.reader(lines, strict=True)
     try:
-        header = [name.strip() for name in next(reader)]
+        first = next(reader, None)  # never a bare next(): StopIteration inside a coroutine is a RuntimeError
     except csv.Error as exc:
         raise _csv_error(exc, 1) from None
+    if first is None:
+        raise StatsFormatError("the header line '# ' names no columns")
+    header = [name.strip() for name in first]
     named = [n for n in header if n and n != "-"]
     dupes = sorted({n for n in named if named.count(n) > 1})
     if dupes:
-        raise StatsFormatError(f"the header names column(s) twice: {', '.join(dupes)[:120]}")
+        raise StatsFormatError(f"the header names column(s) twice: {clipped(', '.join(dupes))}")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise StatsFormatError(f"the header has no {' and no '.join(missing)} column")
@@ -200,7 +204,7 @@ def parse_csv(text: str) -> list[dict[str, str]]:
             if not key[0] or not key[1]:
                 raise StatsFormatError(f"line {line} has an empty pxname or svname")
             if key in seen:
-                raise StatsFormatError(f"{key[0]}/{key[1]} appears twice (lines {seen[key]} and {line})")
+                raise StatsFormatError(f"{clipped(key[0] + '/' + key[1])} appears twice (lines {seen[key]} and {line})")
             seen[key] = line
             rows.append(record)
     except csv.Error as exc:
@@ -232,8 +236,7 @@ def parse_servers_state(text: str, backend: str) -> dict[str, str]:
     if lines and lines[0].startswith(("Can't find backend", "No such backend")):
         raise StatsFormatError(f"HAProxy has no backend {backend!r}")
     if len(lines) < 2 or lines[0].strip() != "1" or not lines[1].startswith("# "):
-        first = lines[0][:80] if lines else ""
-        raise StatsFormatError(f"unexpected answer to `show servers state`: {first!r}")
+        raise StatsFormatError(f"unexpected answer to `show servers state`: {quoted(lines[0] if lines else '', 80)}")
     header = lines[1][2:].split()
     try:
         i_be, i_srv, i_admin = header.index("be_name"), header.index("srv_name"), header.index("srv_admin_state")
@@ -243,7 +246,7 @@ def parse_servers_state(text: str, backend: str) -> dict[str, str]:
     for ln in lines[2:]:
         fields = ln.split()
         if len(fields) <= max(i_be, i_srv, i_admin):
-            raise StatsFormatError(f"`show servers state` line is too short: {ln[:80]!r}")
+            raise StatsFormatError(f"`show servers state` line is too short: {quoted(ln, 80)}")
         if fields[i_be] != backend:
             continue
         if fields[i_srv] in out:

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from glance_tui.errors import clipped
 from glance_tui.secrets import redact
 
 OnLine = Callable[[str, str], None]  # (stream "stdout" | "stderr", line without newline)
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a command times out
+TAIL_LINE_LIMIT = 500  # characters of one output line kept in a tail (a traceback line fits)
 
 
 @dataclass
@@ -37,9 +39,11 @@ class CommandResult:
         return self.exit_status == 0 and not self.timed_out
 
     def tail(self, n: int = 20) -> list[str]:
-        """The last ``n`` lines of stdout then stderr, secrets redacted (for journal and screen)."""
+        """The last ``n`` lines of stdout then stderr, secrets redacted (for journal, messages and screen):
+        what a node printed is bounded (``TAIL_LINE_LIMIT`` characters a line) and its control
+        characters escaped — an escape sequence in an error message must not reach the terminal."""
         lines = self.stdout.splitlines() + self.stderr.splitlines()
-        return [redact(line) for line in lines[-n:]] if n > 0 else []
+        return [clipped(redact(line).expandtabs(), TAIL_LINE_LIMIT) for line in lines[-n:]] if n > 0 else []
 
 
 async def pump_lines(reader: Any, stream: str, sink: list[str], on_line: OnLine | None) -> None:

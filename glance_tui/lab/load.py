@@ -288,6 +288,7 @@ async def run_load(
 
 
 def write_json(report: LoadReport, path: str) -> None:
-    with open(path, "w") as fh:
-        json.dump(report.to_json(), fh, indent=2)
-        fh.write("\n")
+    """``--json FILE``: written as every document is (atomically, nothing clobbered)."""
+    from glance_tui.outfile import write_output
+
+    write_output(path, json.dumps(report.to_json(), indent=2) + "\n", where="--json")

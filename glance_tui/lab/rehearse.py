@@ -492,7 +492,10 @@ def time_text(r: ProcedureReport) -> str:
 
 
 def write_reports(reports: list[ProcedureReport], path: Path) -> None:
-    path.write_text(json.dumps([{**asdict(r), "ok": r.ok} for r in reports], indent=2) + "\n")
+    """The JSON report (``--json FILE`` or the lab's own): atomically, nothing clobbered."""
+    from glance_tui.outfile import write_output
+
+    write_output(path, json.dumps([{**asdict(r), "ok": r.ok} for r in reports], indent=2) + "\n", where="--json")
 
 
 def scenario_names(name: str) -> list[str]:

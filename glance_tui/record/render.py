@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from glance_tui.errors import UsageError
+from glance_tui.outfile import write_output
 from glance_tui.record.model import RunRecord, read_run
 
 FORMATS = ("md", "html", "json")
@@ -27,20 +27,11 @@ def render(rec: RunRecord, fmt: str) -> str:
     raise UsageError(f"unknown format {fmt!r}", fix=f"use one of: {', '.join(FORMATS)}")
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` (0600: a record names hosts and paths), atomically."""
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path} ({exc.strerror or exc})", where="report", fix="choose a writable path with -o") from None
-    return path
-
-
 def write_report(journal: Path, fmt: str = "html", out: Path | None = None) -> Path:
-    """Render the run in ``journal`` and write it next to the journal (or to ``out``); returns the path."""
+    """Render the run in ``journal`` and write it next to the journal (or to ``out``); returns the path.
+
+    Written as every document is (:mod:`glance_tui.outfile`): atomically, nothing clobbered.
+    """
     text = render(read_run(journal), fmt)
-    return write_text(out or journal.with_suffix(SUFFIX[fmt]), text)
+    target = out or journal.with_suffix(SUFFIX[fmt])
+    return write_output(target, text, where="report") or target

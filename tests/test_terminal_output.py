@@ -1,0 +1,158 @@
+"""Terminals and standard output that are not what the program expects (issue 18, item 8).
+
+Each case runs the real console script in a subprocess: one line on stderr, exit 1 (a stream
+that fails) or 2 (a setting or argument to fix), never 70 and never a traceback; the TUI
+without a terminal refuses at once; Ctrl-C at any moment of the first 0.3 s is one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from glance_tui.errors import MESSAGE_LIMIT, bounded, quoted
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "glance-tui"
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def run(argv: list[str], tmp_path: Path, *, stdin: int | None = subprocess.DEVNULL, stdout: int | None = subprocess.PIPE,
+        timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "PYTHONIOENCODING")}
+    environ.update(XDG_STATE_HOME=str(tmp_path / "state"), **env)
+    return subprocess.run([str(SCRIPT), *argv], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, cwd=ROOT, env=environ)
+
+
+def assert_one_line(done: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert fragment in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["run"], ["run", "--dry-run"], ["--dry-run"]])
+def test_the_tui_without_a_terminal_refuses_at_once(tmp_path: Path, argv: list[str]) -> None:
+    """``glance-tui -c F </dev/null >file`` wrote escape codes into the file and never exited."""
+    out = tmp_path / "out"
+    with out.open("w") as fh:
+        done = run([*argv, "-c", str(EXAMPLE)], tmp_path, stdout=fh.fileno(), timeout=30)
+    assert_one_line(done, 2, "the TUI needs a terminal")
+    assert "run --yes" in done.stderr
+    assert out.read_text() == ""
+
+
+@pytest.mark.parametrize("argv", [["plan", "-c", str(EXAMPLE)], ["runs"], ["runs", "--json"],
+                                  ["plan", "-c", str(EXAMPLE), "--format", "md"], ["plan", "-c", str(EXAMPLE), "--format", "json", "-o", "-"]])
+def test_a_full_standard_output_is_one_line_exit_1(tmp_path: Path, argv: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        done = run(argv, tmp_path, stdout=full.fileno())
+    assert_one_line(done, 1, "cannot write to standard output (No space left on device)")
+
+
+def test_an_ascii_terminal_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A plan shows commands: replacing characters would show something else than what runs, so it refuses."""
+    done = run(["plan", "-c", str(EXAMPLE)], tmp_path, PYTHONIOENCODING="ascii")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "encoding (ascii) cannot show" in done.stderr and "PYTHONIOENCODING=utf-8" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["plan", "check", "status"])
+def test_a_5000_character_config_path_is_one_short_line_exit_2(tmp_path: Path, command: str) -> None:
+    done = run([command, "-c", str(tmp_path / ("a" * 5000))], tmp_path)
+    assert_one_line(done, 2, "config file not found")
+    assert len(done.stderr) < 600, len(done.stderr)
+
+
+def test_bounded_messages_keep_the_start_and_end_of_a_long_word() -> None:
+    path = "/srv/" + "d" * 5000 + "/glance-tui.toml"
+    text = bounded(f"{path}: config file not found")
+    assert text.startswith("/srv/ddd") and text.endswith("ddd/glance-tui.toml: config file not found") and "…" in text
+    assert len(bounded("word " * 2000)) <= MESSAGE_LIMIT + 40
+    assert quoted("a\x1b[2Kb\r\n" + "x" * 500) == repr("a\x1b[2Kb\r\n" + "x" * 192 + "…")
+
+
+# ---------------------------------------------------------------- Ctrl-C in the first moments
+
+
+async def _interrupt(argv: list[str], after: float, state: Path) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["XDG_STATE_HOME"] = str(state)
+    proc = await asyncio.create_subprocess_exec(
+        str(SCRIPT), *argv, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    await asyncio.sleep(after)
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{argv}: SIGINT after {after:.3f}s was ignored (still running after 60s)") from None
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def interpreter_start() -> float:
+    """How long Python takes here, three at a time, to reach glance-tui's first line (``site``, .pth files, the import)."""
+    import time
+
+    async def one() -> float:
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "import glance_tui.entry", cwd=ROOT)
+        await proc.wait()
+        return time.monotonic() - started
+
+    return max([max(await asyncio.gather(one(), one(), one())) for _ in range(2)])
+
+
+async def test_many_early_ctrl_c_are_each_one_line(tmp_path: Path) -> None:
+    """40 SIGINTs from glance-tui's first line to 0.3 s later: one line or the complete answer, never a traceback, never ignored.
+
+    A signal that lands while the interpreter itself starts, before glance-tui's first line
+    runs (``site`` and its .pth files: ~10 ms for an installed wheel on an idle machine, far
+    more for an editable install's import finder on a loaded one), is Python's own and no
+    program can catch it: the offsets start after it (half as long again, for the load).
+    """
+    rng = random.Random(18)
+    gate = asyncio.Semaphore(3)
+    argvs = [["plan", "-c", str(EXAMPLE)], ["runs"], ["check", "-c", str(EXAMPLE)]]
+    start = 1.5 * await interpreter_start()
+    cases = [(argvs[i % len(argvs)], start + rng.uniform(0.0, 0.3)) for i in range(40)]
+
+    async def one(i: int, argv: list[str], after: float) -> tuple[list[str], float, int, str, str]:
+        async with gate:
+            return (argv, after, *await _interrupt(argv, after, tmp_path / f"s{i}"))
+
+    results = await asyncio.gather(*(one(i, a, t) for i, (a, t) in enumerate(cases)))
+    interrupted = 0
+    for argv, after, code, out, err in results:
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, (argv, after, err)
+        if code == 130:
+            interrupted += 1
+            assert err.count("\n") == 1 and err.startswith("interrupted"), (argv, after, err)
+        else:  # the answer came first: complete, with its own exit code (or ended by the signal while Python shut down)
+            assert code in (0, 1, 2, -signal.SIGINT) and (out or err), (argv, after, code, err)
+    assert interrupted >= len(cases) // 2, [r[2] for r in results]
+
+
+def test_what_a_node_printed_is_bounded_and_escaped_in_a_tail() -> None:
+    """A command's output lands in messages (db check errors, failed steps): no escape sequence, no 80 KB line."""
+    from glance_tui.adapters.local import TAIL_LINE_LIMIT, CommandResult
+
+    result = CommandResult("glance-manage db check", 1, "ok\tdone\n" + "y" * 90_000, "\x1b[2Kerror\x07 here", 0.1)
+    tail = result.tail()
+    assert tail[0] == "ok      done" and len(tail[1]) == TAIL_LINE_LIMIT + 1 and tail[1].endswith("…")
+    assert tail[2] == "\\x1b[2Kerror\\x07 here"
+    assert all(line.isprintable() for line in tail)
