@@ -7,6 +7,7 @@ blocking, then refused), and never more than the caller's limit.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -21,6 +22,27 @@ class FileProblem(ValueError):
     """A file that cannot be used: ``str()`` is one line naming the file and the problem."""
 
 
+class FileMissing(FileProblem):
+    """Nothing at the path (a broken symbolic link included): some callers fall back to a default."""
+
+
+def _problem(exc: OSError, path: Path, what: str) -> FileProblem:
+    """One line for an ``open``/``stat`` failure that names the real cause (a link loop is not "not found")."""
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return FileMissing(f"{what} {path} is a symbolic link to a file that does not exist")
+        return FileMissing(f"{what} {path} does not exist")
+    if exc.errno == errno.ELOOP:
+        return FileProblem(f"{what} {path} is a symbolic link loop (too many levels of symbolic links)")
+    if exc.errno == errno.EACCES:
+        return FileProblem(f"{what} {path} is not readable (permission denied)")
+    if exc.errno == errno.ENOTDIR:
+        return FileProblem(f"{what} {path} cannot be read (a part of the path is not a directory)")
+    if exc.errno == errno.ENAMETOOLONG:
+        return FileProblem(f"{what} path is too long ({len(str(path))} characters)")
+    return FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})")
+
+
 def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB and limit % MIB == 0 else f"{limit // KIB} KiB"
 
@@ -30,10 +52,8 @@ def check_regular(path: str | Path, limit: int, what: str) -> Path:
     path = Path(path).expanduser()
     try:
         info = path.stat()
-    except FileNotFoundError:
-        raise FileProblem(f"{what} {path} does not exist") from None
     except OSError as exc:
-        raise FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise _problem(exc, path, what) from None
     _check_stat(info, path, limit, what)
     return path
 
@@ -51,12 +71,8 @@ def read_bytes(path: str | Path, limit: int, what: str) -> bytes:
     path = Path(path).expanduser()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileProblem(f"{what} {path} does not exist") from None
-    except PermissionError:
-        raise FileProblem(f"{what} {path} is not readable (permission denied)") from None
     except OSError as exc:
-        raise FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise _problem(exc, path, what) from None
     try:
         _check_stat(os.fstat(fd), path, limit, what)
         chunks: list[bytes] = []
@@ -68,7 +84,7 @@ def read_bytes(path: str | Path, limit: int, what: str) -> bytes:
             chunks.append(chunk)
             left -= len(chunk)
     except OSError as exc:
-        raise FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise _problem(exc, path, what) from None
     finally:
         os.close(fd)
     data = b"".join(chunks)
