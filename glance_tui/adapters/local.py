@@ -69,6 +69,12 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") or "0"
 
 
+def shell_argv(command: str, tag: str = "") -> list[str]:
+    """``bash -c COMMAND [TAG]``: the tag is ``$0``; the trailing ``exit $?`` keeps bash (and so the
+    tag) in the process list while the command runs, where bash would otherwise exec a simple command."""
+    return ["bash", "-c", f"{command}\nexit $?", tag] if tag else ["bash", "-c", command]
+
+
 class LocalShell:
     """Runs ``bash -c COMMAND`` locally in its own process group (killed whole on timeout)."""
 
@@ -81,7 +87,7 @@ class LocalShell:
         limit = timeout if timeout is not None else self.default_timeout
         start = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            "bash", "-c", command, *([tag] if tag else []),
+            *shell_argv(command, tag),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
