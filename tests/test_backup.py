@@ -218,3 +218,13 @@ async def test_a_dump_still_running_from_an_earlier_run_is_never_started_beside(
     await settle(ctx, node="local", wait=False)  # gone now: settled, and the action's own probe decides
     assert any(r["event"] == "command.settled" and r["tag"] == tag for r in ctx.journal.records())
     await ctx.cluster.close()
+
+
+async def test_a_backup_directory_that_is_a_link_loop_is_named_as_such(glance_schema, tmp_path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    cfg = glance_schema.config(backup={"directory": str(loop / "dumps")})
+    with pytest.raises(BackupError) as err:
+        await run_backup(cfg, LocalShell(), stamp="20240501T120000Z")
+    assert "Too many levels of symbolic links" in err.value.what and "does not exist" not in err.value.what
+    assert glance_schema.password not in err.value.message
