@@ -2,7 +2,8 @@
 
 ``-c /dev/zero`` or ``password_file = "/dev/urandom"`` must fail at once with a clear line, not
 grow memory until the process dies. Only regular files are read (a FIFO is opened without
-blocking, then refused), and never more than the caller's limit.
+blocking, then refused), and never more than the caller's limit. Each failure names its real
+cause: a symbolic link loop, a link to nothing, a permission, not only "not found".
 """
 
 from __future__ import annotations
@@ -45,17 +46,6 @@ def _problem(exc: OSError, path: Path, what: str) -> FileProblem:
 
 def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB and limit % MIB == 0 else f"{limit // KIB} KiB"
-
-
-def check_regular(path: str | Path, limit: int, what: str) -> Path:
-    """``path`` (``~`` expanded) if it is a readable regular file of at most ``limit`` bytes."""
-    path = Path(path).expanduser()
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise _problem(exc, path, what) from None
-    _check_stat(info, path, limit, what)
-    return path
 
 
 def _check_stat(info: os.stat_result, path: Path, limit: int, what: str) -> None:
