@@ -14,7 +14,7 @@ import posixpath
 import shlex
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from glance_tui.adapters.local import CommandResult, OnLine
 from glance_tui.commands import RemoteCommand, quote_args
@@ -31,6 +31,9 @@ class Shell(Protocol):
 
     async def run(self, command: str, *, timeout: float | None = None, on_line: OnLine | None = None,
                   input: str | None = None) -> CommandResult: ...
+
+
+Send = Callable[[RemoteCommand, str], Awaitable[CommandResult]]
 
 
 class BackupError(GlanceTuiError):
@@ -98,7 +101,8 @@ def build_backup_command(cfg: Config, *, stamp: str) -> RemoteCommand:
         f"umask 077 && mkdir -p -- {quote_args(cfg.backup.directory)} && {dump} && mv -f -- {quote_args(partial, path)}"
         f" || {{ rc=$?; rm -f -- {quote_args(partial)}; exit $rc; }}"
     )
-    return RemoteCommand(cfg.backup.where, script, f"mysqldump schema {db.schema_name} to {path}", changes=False,
+    # changes=True: tagged and journaled before it is sent, so a resumed run never starts a second dump beside it
+    return RemoteCommand(cfg.backup.where, script, f"mysqldump schema {db.schema_name} to {path}", changes=True,
                          timeout=cfg.backup.timeout, tags=("backup",))
 
 
@@ -128,12 +132,19 @@ async def _inspect(shell: Shell, path: str, where: str) -> dict[str, str] | None
     return fields
 
 
-async def run_backup(cfg: Config, shell: Shell, *, stamp: str, on_line: OnLine | None = None) -> BackupRecord:
-    """Dump, then verify: non-empty, complete, contains the ``images`` table. Raises BackupError."""
+async def run_backup(cfg: Config, shell: Shell, *, stamp: str, on_line: OnLine | None = None, send: Send | None = None) -> BackupRecord:
+    """Dump, then verify: non-empty, complete, contains the ``images`` table. Raises BackupError.
+
+    ``send(cmd, input)`` sends the dump itself: the engine's tags and journals it first
+    (``Context.run``); without it the dump goes straight to ``shell``.
+    """
     where = cfg.backup.where
     cmd = build_backup_command(cfg, stamp=stamp)
     place = f"backup on {where}"
-    result = await shell.run(cmd.command, timeout=cmd.timeout, on_line=on_line, input=defaults_file(cfg.database))
+    if send is not None:
+        result = await send(cmd, defaults_file(cfg.database))
+    else:
+        result = await shell.run(cmd.command, timeout=cmd.timeout, on_line=on_line, input=defaults_file(cfg.database))
     if result.timed_out:
         raise BackupError(f"mysqldump did not finish within {cfg.backup.timeout:g}s", where=place,
                           fix="raise backup.timeout, or check the database's load")

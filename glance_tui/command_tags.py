@@ -1,10 +1,11 @@
 """No remote command twice: changing commands are journaled by tag and found again on their node.
 
 Every command that changes something (stop, start, upgrade, expand, migrate, contract,
-rollback) gets a tag — the ``$0`` of its shell on the node, so ``ps`` shows it — and the tag is
-journaled in ``command.start`` *before* the command is sent, then in ``command.end``. If the tool
-is killed, or the SSH connection drops, the command may go on running on the node (a
-``db expand`` above all). Before acting again, :func:`settle` looks on the node for every tag
+rollback, the backup's mysqldump) gets a tag — the ``$0`` of its shell on the node (or on this
+machine for ``backup.where = "local"``), so ``ps`` shows it — and the tag is journaled in
+``command.start`` *before* the command is sent, then in ``command.end``. If the tool is killed,
+or the SSH connection drops, the command may go on running (a ``db expand`` or a long dump above
+all; a local dump runs in its own session, so it outlives the tool too). Before acting again, :func:`settle` looks on the node for every tag
 that has no end (``pgrep -af`` with the bracket trick) and waits until that command has
 finished: the action's own probe then sees what it did, so it is never started a second time.
 A look that fails is *unknown* and blocks; it is never read as "finished".
@@ -45,13 +46,12 @@ def look_command(node: str, tag: str) -> RemoteCommand:
 
 async def run_journaled(ctx: "Context", cmd: RemoteCommand, *, on_line: OnLine | None = None, input: str | None = None) -> CommandResult:
     """Run a changing command with its tag journaled before it is sent and after it ends."""
-    if cmd.node == "local":  # local commands are not tagged (there is no node to look on later)
-        return await ctx.cluster.run(cmd, on_line=on_line, input=input)
     await settle(ctx, node=cmd.node, wait=False)
     tag = new_tag()
+    shell = ctx.cluster.local if cmd.node == "local" else ctx.cluster.ssh.get(cmd.node)
     ctx.journal.write("command.start", node=cmd.node, tag=tag, command=cmd.command, purpose=cmd.purpose, timeout=cmd.timeout)
     try:
-        result = await ctx.cluster.ssh.get(cmd.node).run(cmd.command, timeout=cmd.timeout, on_line=on_line, input=input, tag=tag)
+        result = await shell.run(cmd.command, timeout=cmd.timeout, on_line=on_line, input=input, tag=tag)
     except GlanceTuiError as exc:  # the connection dropped: the command may still be running
         ctx.journal.write("command.end", node=cmd.node, tag=tag, lost=True, error=exc.message)
         raise

@@ -11,9 +11,12 @@ touches the cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -30,9 +33,9 @@ from pydantic import (
 )
 
 from glance_tui.errors import ConfigError, InvalidValue
-from glance_tui.files import MIB, FileProblem, read_text
+from glance_tui.files import MIB, FileMissing, FileProblem, read_text
 from glance_tui.releases import RELEASES
-from glance_tui.secrets import Secret, read_secret
+from glance_tui.secrets import Secret, SecretProblem, env_value, read_secret
 from glance_tui.templates import check_template
 
 DEFAULT_CONFIG = Path("glance-tui.toml")
@@ -55,13 +58,15 @@ WeekSeconds = _seconds(7 * DAY)
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-def _name(pattern: str, kind: str, allowed: str, max_length: int = 128) -> Any:
-    """A string that must match ``pattern``; the error names what is allowed, never echoes control characters."""
+def _name(pattern: str, kind: str, allowed: str, max_length: int = 128, *, echo: bool = True) -> Any:
+    """A string that must match ``pattern``; the error names what is allowed, never echoes control
+    characters (nor, with ``echo=False``, the value at all: a password typed by mistake)."""
     regex = re.compile(pattern)
 
     def check(value: str) -> str:
         if not regex.fullmatch(value) or len(value) > max_length:
-            raise InvalidValue(f"{_shown(value)} is not a valid {kind}", f"use {allowed} (at most {max_length} characters)")
+            what = f"{_shown(value)} is not a valid {kind}" if echo else f"must name an {kind} (the value is not shown: it may be a password typed here by mistake)"
+            raise InvalidValue(what, f"use {allowed} (at most {max_length} characters)")
         return value
 
     return Annotated[str, AfterValidator(check)]
@@ -72,10 +77,77 @@ def _shown(value: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 2] + "…" + text[-1]
 
 
+_CHAR_NAMES = {"\x1b": "ESC", "\r": "CR", "\n": "LF, a newline", "\t": "TAB", "\x7f": "DEL", "\x00": "NUL"}
+CONTROL_FIX = "write it on one line, without control characters, escape sequences or bidirectional overrides: what is shown must be what runs"
+
+
+def control_character(value: str) -> str | None:
+    """Which character of ``value`` does not print (C0/C1 controls, DEL, bidi overrides, zero-width
+    and line separators...) and where, e.g. ``U+001B (ESC) at character 24``; None when all print.
+
+    Such a character lets a value look different on the screen from what it is (``\x1b[2K\r``
+    erases what came before it), so the operator would approve one thing and run another.
+    """
+    for i, char in enumerate(value, 1):
+        if not char.isprintable():
+            name = _CHAR_NAMES.get(char) or unicodedata.name(char, "")
+            return f"U+{ord(char):04X}{f' ({name})' if name else ''} at character {i}"
+    return None
+
+
 def _plain_text(value: str) -> str:
-    if not value.isprintable():
-        raise InvalidValue(f"{_shown(value)} contains a control character (a newline, tab, ...)", "write it on one line without control characters")
+    found = control_character(value)
+    if found:
+        raise InvalidValue(f"contains a control character: {found}", CONTROL_FIX)
     return value
+
+
+def _socket_address(value: str) -> str:
+    """HAProxy's runtime API address: ``unix:/abs/path`` (or ``/abs/path``), or ``tcp:HOST:PORT``."""
+    fix = "write unix:/absolute/path/to/socket or tcp:HOST:PORT (PORT from 1 to 65535; an IPv6 address as [ADDR]:PORT)"
+    if value.startswith("tcp:"):
+        host, sep, port = value[4:].rpartition(":")
+        if not sep or not host:
+            raise InvalidValue("tcp: needs a host and a port (tcp:HOST:PORT)", fix)
+        if not re.fullmatch(r"[0-9]{1,10}", port):
+            raise InvalidValue(f"the port {_shown(port)} is not a number", fix)
+        if not 1 <= int(port) <= 65535:
+            raise InvalidValue(f"port {int(port)} is not from 1 to 65535", fix)
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if ":" in bare:
+            try:
+                ipaddress.IPv6Address(bare)
+            except ValueError:
+                raise InvalidValue(f"{_shown(host)} is neither a host name nor an IP address", fix) from None
+        elif bare != host or not re.fullmatch(r"(?!-)[A-Za-z0-9_.%-]+", host):
+            raise InvalidValue(f"{_shown(host)} is not a host name or an IP address", fix)
+        return value
+    if value.startswith("unix:") or value.startswith("/"):
+        path = value.removeprefix("unix:")
+        if not path:
+            raise InvalidValue("unix: needs the socket's path", fix)
+        if not path.startswith("/"):
+            raise InvalidValue("the socket path must be absolute", fix)
+        return value
+    raise InvalidValue("not a socket address", fix)
+
+
+def host_key(host: str) -> str:
+    """``host`` as it identifies a machine: case-insensitive, no trailing dot, an IP address in its normal form."""
+    bare = host.strip("[]").rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return bare
+
+
+def url_key(url: str) -> str:
+    """``url`` as it identifies an endpoint: scheme and host case, the default port and a trailing slash do not count."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host_key(parts.hostname or '')}:{port}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 # Names that reach HAProxy's runtime socket or the stats form ("set server B/S state drain").
@@ -86,7 +158,7 @@ Host = _name(r"(?!-)[A-Za-z0-9_.:%-]+", "host", "a host name or an IP address (l
 SchemaName = _name(r"[A-Za-z0-9_$]+", "schema name", "letters, digits, '_' or '$' (a MySQL schema name)", 64)
 DBUser = _name(r"[A-Za-z0-9_.$-]+", "database user", "letters, digits, '.', '_', '$' or '-'", 80)
 SSHUser = _name(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", "SSH user", "letters, digits, '.', '_', '@' or '-', not starting with '-' or '.'", 64)
-EnvName = _name(r"[A-Za-z_][A-Za-z0-9_]*", "environment variable name", "letters, digits and '_', not starting with a digit", 128)
+EnvName = _name(r"[A-Za-z_][A-Za-z0-9_]*", "environment variable", "the variable's name: letters, digits and '_', not starting with a digit", 128, echo=False)
 Version = _name(r"[A-Za-z0-9][A-Za-z0-9.+~:_-]*", "version", "a package version such as 28.2.0", 64)
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 
@@ -197,9 +269,7 @@ class LoadBalancerConfig(_Strict):
     @field_validator("runtime_socket")
     @classmethod
     def _socket(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("unix:", "tcp:", "/")):
-            raise InvalidValue("not a socket address", "write unix:/path/to/socket or tcp:HOST:PORT")
-        return value
+        return None if value is None else _socket_address(value)
 
     @model_validator(mode="after")
     def _credentials(self) -> "LoadBalancerConfig":
@@ -278,8 +348,7 @@ class CommandsConfig(_Strict):
     @field_validator(*TEMPLATE_KEYS)
     @classmethod
     def _template(cls, value: str) -> str:
-        if "\x00" in value:
-            raise InvalidValue("the template contains a NUL character", "remove it")
+        _plain_text(value)
         check_template(value)
         return value
 
@@ -348,9 +417,7 @@ class Config(_Strict):
         if dupes:
             raise InvalidValue(f"node names must be unique; repeated: {', '.join(dupes)}", "give each [[nodes]] table its own name", key="nodes")
         servers = [n.lb_server for n in self.nodes]
-        dupes = sorted({s for s in servers if servers.count(s) > 1})
-        if dupes:
-            raise InvalidValue(f"each node needs its own lb_server; shared: {', '.join(dupes)}", "set each node's lb_server to its own server name", key="nodes")
+        self._one_node_per_endpoint()
         if self.backup.where != "local" and self.backup.where not in names:
             raise InvalidValue(f"{self.backup.where!r} is neither \"local\" nor a node", f'use "local" or one of: {", ".join(names)}', key="backup.where")
         if self.load_balancer is not None and self.load_balancers:
@@ -361,6 +428,13 @@ class Config(_Strict):
         dupes = sorted({n for n in lb_names if lb_names.count(n) > 1})
         if dupes:
             raise InvalidValue(f"each load balancer needs its own name; repeated: {', '.join(dupes)}", "give each [[load_balancers]] table its own name", key="load_balancers")
+        for i, lb in enumerate(self.lbs):
+            excluded = sorted(set(lb.exclude_servers) & set(servers))
+            if excluded:
+                section = "load_balancer" if self.load_balancer is not None else f"load_balancers[{i}]"
+                raise InvalidValue(f"names a configured node's lb_server: {', '.join(excluded)} (a node of this config is never excluded)",
+                                   "remove it from exclude_servers (it lists servers that are NOT Glance nodes of this config)",
+                                   key=f"{section}.exclude_servers")
         if self.policy.new_node and self.policy.new_node not in names:
             raise InvalidValue(f"{self.policy.new_node!r} is not one of the nodes", f"use one of: {', '.join(names)}", key="policy.new_node")
         floor = self.policy.min_in_rotation
@@ -371,6 +445,21 @@ class Config(_Strict):
                 key="policy.min_in_rotation",
             )
         return self
+
+    def _one_node_per_endpoint(self) -> None:
+        """Two nodes reached at one SSH address, one API or one LB server would have one node's
+        stop, health check or drain act on the other."""
+        endpoints = (("ssh_host", "SSH address (ssh_host and port)", lambda n: f"{host_key(n.ssh_host)}:{n.ssh_port or self.ssh.port}"),
+                     ("api_url", "api_url", lambda n: url_key(n.api_url)),
+                     ("lb_server", "lb_server", lambda n: n.lb_server))
+        for field, what, of in endpoints:
+            seen: dict[str, str] = {}
+            for i, node in enumerate(self.nodes):
+                key = of(node)
+                if key in seen:
+                    raise InvalidValue(f"{node.name} has the same {what} as {seen[key]}: one node's commands, health checks or drain would act on the other",
+                                       f"give each node its own {what}", key=f"nodes[{i}].{field}")
+                seen[key] = node.name
 
     @property
     def path(self) -> Path | None:
@@ -423,8 +512,28 @@ def _loc(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
         else:
-            parts.append(str(item))
+            parts.append(str(item) if str(item).isprintable() else _shown(str(item)))  # an unknown key may hold anything
     return ".".join(parts)
+
+
+def _strings(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a validated config, with its key (``nodes[1].name``)."""
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{key}[{i}]")
+
+
+def _refuse_control_characters(config: Config, where: str) -> None:
+    """Every string of the config (templates, names, paths, titles) prints as what it is."""
+    for key, value in _strings(config.model_dump(by_alias=True, exclude_none=True)):
+        found = control_character(value)
+        if found:
+            raise ConfigError(f"contains a control character: {found}", where=f"{where}: {key}", fix=CONTROL_FIX)
 
 
 def _bound_fix(kind: str, ctx: dict[str, Any]) -> str | None:
@@ -459,21 +568,30 @@ def _describe(err: dict[str, Any]) -> tuple[str, str, str]:
 def _resolve_secrets(config: Config, where: str) -> None:
     db = config.database
     try:
-        db._password = read_secret(env=db.password_env, file=db.password_file, what="database password")
-    except ValueError as exc:
-        raise ConfigError(str(exc), where=f"{where}: database", fix="export the variable or fix the file path/permissions") from None
+        db._password = read_secret(env=db.password_env, file=db.password_file, what="database password", key="database.password")
+    except SecretProblem as exc:
+        raise ConfigError(str(exc), where=f"{where}: database", fix=exc.fix) from None
     for i, lb in enumerate(config.lbs):
         if not (lb.username_env or lb.username):
             continue
         section = "load_balancer" if config.load_balancer is not None else f"load_balancers[{i}]"
         try:
-            if lb.username_env:
-                lb._username = read_secret(env=lb.username_env, file=None, what="load balancer username").reveal()
-            else:
-                lb._username = lb.username
-            lb._password = read_secret(env=lb.password_env, file=lb.password_file, what="load balancer password")
-        except ValueError as exc:
-            raise ConfigError(str(exc), where=f"{where}: {section}", fix="export the variable or fix the file path/permissions") from None
+            lb._username = env_value(lb.username_env, "load balancer username", f"{section}.username_env") if lb.username_env else lb.username
+            lb._password = read_secret(env=lb.password_env, file=lb.password_file, what="load balancer password", key=f"{section}.password")
+        except SecretProblem as exc:
+            raise ConfigError(str(exc), where=f"{where}: {section}", fix=exc.fix) from None
+    _secrets_appear_nowhere(config, where)
+
+
+def _secrets_appear_nowhere(config: Config, where: str) -> None:
+    """A password that is also (part of) a config value would be redacted there, and the redaction
+    would tell every reader of the output which value the password is."""
+    secrets = [(config.database.password, "database password")] + [(lb._password, "load balancer password") for lb in config.lbs if lb._password]
+    for key, value in _strings(config.model_dump(by_alias=True, exclude_none=True)):
+        for secret, what in secrets:
+            if secret.reveal() in value:
+                raise ConfigError(f"contains the {what}: redacting it there would reveal the password to whoever reads the output",
+                                  where=f"{where}: {key}", fix=f"use a {what} that appears nowhere in the config")
 
 
 def parse_config(data: dict[str, Any], where: str = "<config>", *, secrets: bool = True) -> Config:
@@ -487,6 +605,7 @@ def parse_config(data: dict[str, Any], where: str = "<config>", *, secrets: bool
         key = key or _loc(first["loc"])
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(what + more, where=f"{where}: {key}" if key else where, fix=fix) from None
+    _refuse_control_characters(config, where)
     if secrets:
         _resolve_secrets(config, where)
     return config
@@ -497,6 +616,9 @@ def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Conf
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         text = read_text(path, CONFIG_FILE_LIMIT, "config file")
+    except FileMissing:
+        raise ConfigError("config file not found", where=str(path),
+                          fix="pass -c FILE, or copy config.example.toml to ./glance-tui.toml and edit it") from None
     except FileProblem as exc:
         if not os.path.exists(path.expanduser()):  # False too for a name the OS refuses (too long)
             raise ConfigError("config file not found", where=str(path),

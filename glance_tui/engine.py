@@ -17,7 +17,7 @@ from glance_tui.context import Context, RunState
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING,
-    ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished,
+    ActionFinished, ActionStarted, Event, GatesEvaluated, Listener, Notice, PlanChanged, RunFinished, redacted,
 )
 from glance_tui.crash import bug_line
 from glance_tui.gates import Gate, GateResult, evaluate_all
@@ -149,6 +149,7 @@ class Engine:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def _emit(self, event: Event) -> None:
+        event = redacted(event)  # the screen and the printer never see a secret
         for listener in list(self._listeners):
             listener(event)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from glance_tui.gate_types import GateResult
+from glance_tui.secrets import redact, redact_value
 
 # Step states shown in the checklist.
 PENDING, BLOCKED, READY, RUNNING, DONE, FAILED, SKIPPED = (
@@ -91,3 +92,25 @@ class RunFinished:
 
 Event = StepChanged | GatesEvaluated | ActionStarted | ActionFinished | OutputLine | DrainProgress | PlanChanged | Notice | RunFinished
 Listener = Callable[[Event], None]
+
+
+def redacted(event: Event) -> Event:
+    """``event`` with every string in it redacted: what the watchers (screen, printer) get."""
+    changes: dict[str, Any] = {}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, str):
+            changes[f.name] = redact(value)
+        elif isinstance(value, tuple):
+            changes[f.name] = tuple(_redacted_item(v) for v in value)
+        elif isinstance(value, dict):
+            changes[f.name] = redact_value(value)
+    return replace(event, **changes)
+
+
+def _redacted_item(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, GateResult):
+        return replace(value, reason=redact(value.reason), fix=redact(value.fix))
+    return value

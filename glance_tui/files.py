@@ -2,11 +2,13 @@
 
 ``-c /dev/zero`` or ``password_file = "/dev/urandom"`` must fail at once with a clear line, not
 grow memory until the process dies. Only regular files are read (a FIFO is opened without
-blocking, then refused), and never more than the caller's limit.
+blocking, then refused), and never more than the caller's limit. Each failure names its real
+cause: a symbolic link loop, a link to nothing, a permission, not only "not found".
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -21,21 +23,29 @@ class FileProblem(ValueError):
     """A file that cannot be used: ``str()`` is one line naming the file and the problem."""
 
 
+class FileMissing(FileProblem):
+    """Nothing at the path (a broken symbolic link included): some callers fall back to a default."""
+
+
+def _problem(exc: OSError, path: Path, what: str) -> FileProblem:
+    """One line for an ``open``/``stat`` failure that names the real cause (a link loop is not "not found")."""
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return FileMissing(f"{what} {path} is a symbolic link to a file that does not exist")
+        return FileMissing(f"{what} {path} does not exist")
+    if exc.errno == errno.ELOOP:
+        return FileProblem(f"{what} {path} is a symbolic link loop (too many levels of symbolic links)")
+    if exc.errno == errno.EACCES:
+        return FileProblem(f"{what} {path} is not readable (permission denied)")
+    if exc.errno == errno.ENOTDIR:
+        return FileProblem(f"{what} {path} cannot be read (a part of the path is not a directory)")
+    if exc.errno == errno.ENAMETOOLONG:
+        return FileProblem(f"{what} path is too long ({len(str(path))} characters)")
+    return FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})")
+
+
 def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB and limit % MIB == 0 else f"{limit // KIB} KiB"
-
-
-def check_regular(path: str | Path, limit: int, what: str) -> Path:
-    """``path`` (``~`` expanded) if it is a readable regular file of at most ``limit`` bytes."""
-    path = Path(path).expanduser()
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise FileProblem(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
-    _check_stat(info, path, limit, what)
-    return path
 
 
 def _check_stat(info: os.stat_result, path: Path, limit: int, what: str) -> None:
@@ -51,12 +61,8 @@ def read_bytes(path: str | Path, limit: int, what: str) -> bytes:
     path = Path(path).expanduser()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise FileProblem(f"{what} {path} does not exist") from None
-    except PermissionError:
-        raise FileProblem(f"{what} {path} is not readable (permission denied)") from None
     except OSError as exc:
-        raise FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise _problem(exc, path, what) from None
     try:
         _check_stat(os.fstat(fd), path, limit, what)
         chunks: list[bytes] = []
@@ -68,7 +74,7 @@ def read_bytes(path: str | Path, limit: int, what: str) -> bytes:
             chunks.append(chunk)
             left -= len(chunk)
     except OSError as exc:
-        raise FileProblem(f"{what} {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise _problem(exc, path, what) from None
     finally:
         os.close(fd)
     data = b"".join(chunks)

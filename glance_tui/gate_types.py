@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glance_tui.errors import GlanceTuiError
+from glance_tui.secrets import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
@@ -59,7 +60,8 @@ class Gate:
             result = GateResult(self.id, self.title, False, exc.what, exc.fix)
         except Exception as exc:  # a gate that crashes blocks; it never passes
             result = GateResult(self.id, self.title, False, f"the check itself failed: {exc.__class__.__name__}: {exc}", "report this; the step stays blocked")
-        return GateResult(result.gate or self.id, self.title, result.ok, result.reason, result.fix, self.soft, result.remedy)
+        # Every gate line (check, run, the TUI, the journal) comes from here: redacted once, at the source.
+        return GateResult(result.gate or self.id, self.title, result.ok, redact(result.reason), redact(result.fix), self.soft, result.remedy)
 
 
 def ok(gate: str, reason: str = "") -> GateResult:

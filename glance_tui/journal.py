@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from glance_tui.secrets import redact
+from glance_tui.secrets import redact_value
 
 
 def state_home() -> Path:
@@ -57,16 +57,6 @@ def run_origin(config_path: Path | None) -> dict[str, Any]:
     return origin
 
 
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
-    return value
-
-
 @dataclass
 class Journal:
     path: Path
@@ -85,7 +75,7 @@ class Journal:
         return cls(path, path.stem)
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **_scrub(fields)}
+        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **redact_value(fields)}
         line = json.dumps(record, sort_keys=False, default=str) + "\n"
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -20,6 +20,7 @@ from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
 from glance_tui.holds import keep_out
 from glance_tui.record.sampling import DrainSampler
+from glance_tui.secrets import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
@@ -94,6 +95,14 @@ class Action:
     # False for actions that bring a node back (start, health, ready, wait-up, and the upgrade of a
     # node already out): the step's forward-only gates never hold those back.
     forward: bool = True
+
+    def __post_init__(self) -> None:
+        # Every preview (plan, dry run, the confirmation, the journal, the report) is shown redacted.
+        object.__setattr__(self, "preview", _redacted(self.preview))
+
+
+def _redacted(preview: Callable[["Context"], list[str]]) -> Callable[["Context"], list[str]]:
+    return lambda ctx: [redact(line) for line in preview(ctx)]
 
 
 @dataclass(frozen=True)
@@ -534,7 +543,7 @@ def backup_action() -> Action:
 
         where = ctx.config.backup.where
         shell = ctx.cluster.local if where == "local" else ctx.cluster.ssh.get(where)
-        record = await run_backup(ctx.config, shell, stamp=default_stamp(), on_line=ctx.stream_to(where))
+        record = await run_backup(ctx.config, shell, stamp=default_stamp(), send=lambda cmd, data: ctx.run(cmd, stream=True, input=data))
         ctx.state.backup = record.as_dict()
         ctx.save_state()
         ctx.invalidate("backup")

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from glance_tui.events import ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, RunFinished, StepChanged
 from glance_tui.gate_types import GateResult
 from glance_tui.probes import DbCheck, Snapshot
+from glance_tui.secrets import redact, redact_value
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -25,11 +26,11 @@ def gates_text(results: list[GateResult]) -> str:
     if fixes:
         out += "\n\nHow to fix:\n" + "\n".join(fixes)
     passed = sum(r.ok for r in results)
-    return out + f"\n\n{passed}/{len(results)} gates pass"
+    return redact(out + f"\n\n{passed}/{len(results)} gates pass")
 
 
 def gates_json(results: list[GateResult]) -> str:
-    return json.dumps({"ok": all(r.ok for r in results), "gates": [r.as_dict() for r in results]}, indent=2)
+    return json.dumps({"ok": all(r.ok for r in results), "gates": [redact_value(r.as_dict()) for r in results]}, indent=2)
 
 
 def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] | None = None) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
                   log_bin_trust_function_creators=f.log_bin_trust_function_creators, has_super=f.has_super)
     if check:
         db["db_check"] = {"node": check.node, "release": check.release, "exit": check.code, "meaning": check.meaning}
-    return {"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db}
+    return redact_value({"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db})
 
 
 def _service_cell(f) -> str:
@@ -103,7 +104,7 @@ def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]
         out += f"\n\ndatabase: {snap.db.error}"
     if check:
         out += f"\ndb check (on {check.node}, {check.release} code): exit {check.code} — {check.meaning}"
-    return out
+    return redact(out)
 
 
 class EventPrinter:
@@ -115,7 +116,7 @@ class EventPrinter:
         self._last_drain: dict[str, float] = {}
 
     def _p(self, text: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out or sys.stdout, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {redact(text)}", file=self.out or sys.stdout, flush=True)
 
     def __call__(self, event: Event) -> None:
         match event:

@@ -1,7 +1,10 @@
 """Secrets come from environment variables or files and never leave this module in clear.
 
 Every resolved secret is registered so that :func:`redact` can scrub it from anything
-written to the journal, a log, or the screen.
+written to the journal, a log, or the screen. The rule that neither leaks nor reveals: a
+secret shorter than :data:`MIN_LENGTH` characters is refused at load (redacting ``3`` inside
+``glance-3`` would both mangle output and tell the reader the password), so every secret that
+is in use is long enough to be replaced wherever it occurs, as a plain substring.
 """
 
 from __future__ import annotations
@@ -10,18 +13,16 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from glance_tui.files import KIB, FileProblem, read_text
 
 REDACTED = "********"
 SECRET_FILE_LIMIT = 64 * KIB
-# A secret shorter than this is redacted only where it stands as a whole token: "pw=ab" and
-# "ab@host" lose it, "about" keeps its letters (any substring of every word would be noise).
-SHORT = 3
+MIN_LENGTH = 8  # shorter secrets are refused at load (see the module's docstring)
 
 _lock = threading.Lock()
 _known: set[str] = set()
-_short: re.Pattern[str] | None = None
 # scheme://user:password@host -> scheme://********@host (also without a password: a token alone).
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*(?:@[^/?#\s@]*)*)@")
 
@@ -52,16 +53,15 @@ class Secret:
 
 
 def register(value: str) -> None:
-    """Remember a secret value so it is redacted wherever it might appear, however short."""
-    global _short
+    """Remember a secret value so it is redacted wherever it appears (a substring included).
+
+    Values shorter than :data:`MIN_LENGTH` never reach here from a config (:func:`read_secret`
+    refuses them); one registered by code is still redacted, as a substring.
+    """
     if not value:
         return
     with _lock:
-        if value in _known:
-            return
         _known.add(value)
-        shorts = sorted((v for v in _known if len(v) < SHORT), key=len, reverse=True)
-        _short = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, shorts)) + r")(?![A-Za-z0-9])") if shorts else None
 
 
 def redact(text: str) -> str:
@@ -71,30 +71,73 @@ def redact(text: str) -> str:
     if "://" in text:
         text = _USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
     with _lock:
-        known = sorted((v for v in _known if len(v) >= SHORT), key=len, reverse=True)
-        short = _short
+        known = sorted(_known, key=len, reverse=True)
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)
-    if short is not None:
-        text = short.sub(REDACTED, text)
     return text
 
 
-def read_secret(*, env: str | None, file: str | Path | None, what: str) -> Secret:
-    """Read a secret from ``env`` or ``file``; raise ``ValueError`` with a one-line reason."""
+def redact_value(value: Any) -> Any:
+    """:func:`redact` applied to every string inside ``value`` (dicts, lists and tuples walked), before it is serialised."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    return value
+
+
+class SecretProblem(ValueError):
+    """A secret that cannot be used: ``str()`` is what is wrong, ``fix`` how to fix it; neither holds the value."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(what)
+        self.fix = fix
+
+
+def env_value(env: str, what: str, key: str) -> str:
+    """The value of environment variable ``env`` named by config key ``key``; :class:`SecretProblem` if unset or empty.
+
+    The name is never repeated in the message: a password typed into ``key`` by mistake
+    would otherwise be printed.
+    """
+    value = os.environ.get(env)
+    if value is None:
+        raise SecretProblem(f"the environment variable named by {key} is not set (it should hold the {what}; the name is not shown)",
+                            f"export the variable {key} names before starting glance-tui, or correct {key}")
+    if not value:
+        raise SecretProblem(f"the environment variable named by {key} is set but empty (it should hold the {what})",
+                            f"put the {what} in that variable, or correct {key}")
+    return value
+
+
+def read_secret(*, env: str | None, file: str | Path | None, what: str, key: str = "password") -> Secret:
+    """Read a secret from ``env`` or ``file`` (``key``: the config key prefix, e.g. ``database.password``).
+
+    Raises :class:`SecretProblem` (one line, with its fix) that never holds the value, nor
+    the variable's name (see :func:`env_value`).
+    """
     if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise ValueError(f"environment variable {env} is not set (it should hold the {what})")
+        value = env_value(env, what, f"{key}_env")
+        _long_enough(value, what, f"the environment variable named by {key}_env")
         return Secret(value, f"env:{env}")
     if file:
         path = Path(file).expanduser()
         try:
             value = read_text(path, SECRET_FILE_LIMIT, f"{what} file").rstrip("\r\n")
         except FileProblem as exc:
-            raise ValueError(str(exc)) from None
+            raise SecretProblem(str(exc), f"correct {key}_file or the file's permissions") from None
         if not value:
-            raise ValueError(f"{what} file {path} is empty")
+            raise SecretProblem(f"{what} file {path} is empty", f"write the {what} into {path}, or correct {key}_file")
+        _long_enough(value, what, f"{what} file {path}")
         return Secret(value, f"file:{path}")
-    raise ValueError(f"no source for the {what}: set *_env or *_file")
+    raise SecretProblem(f"no source for the {what}", f"set {key}_env or {key}_file")
+
+
+def _long_enough(value: str, what: str, source: str) -> None:
+    if len(value) < MIN_LENGTH:
+        raise SecretProblem(f"the {what} in {source} is shorter than {MIN_LENGTH} characters "
+                            "(so short a secret cannot be hidden in output without revealing it)",
+                            f"use a {what} of at least {MIN_LENGTH} characters (set it on the server first)")

@@ -156,3 +156,75 @@ async def test_a_verified_backup_is_not_hashed_again_until_the_file_changes(tmp_
     assert len(full_checks) == 2
     ctx.invalidate()
     assert await ctx.backup_still_valid() is False  # a failed check is never cached as good
+
+
+# ---------------------------------------------------------------- the dump is a changing command: tagged, journaled first
+
+
+def _context(cfg, tmp_path):
+    from glance_tui.context import Context, RunState
+    from glance_tui.journal import Journal
+    from glance_tui.probes import Cluster
+
+    journal = Journal.create(tmp_path / "journal", config_path=None, target_release="2024.1")
+    return Context(cfg, Cluster(cfg), journal, RunState(), lambda event: None)
+
+
+async def test_the_dump_is_tagged_and_journaled_before_it_is_sent(glance_schema, tmp_path) -> None:
+    """Like stop, upgrade or expand: ``command.start`` with its tag is on disk before mysqldump starts."""
+    from glance_tui.plan import ActionIO, backup_action
+
+    ctx = _context(glance_schema.config(backup={"directory": backup_dir(tmp_path)}), tmp_path)
+    sent: list[tuple[str, list[dict]]] = []
+    run = ctx.cluster.local.run
+
+    async def watched(command: str, **kw):
+        if "mysqldump" in command:
+            sent.append((kw.get("tag", ""), list(ctx.journal.records())))
+        return await run(command, **kw)
+
+    ctx.cluster.local.run = watched
+    try:
+        await backup_action().run(ctx, ActionIO(operator=None))
+    finally:
+        await ctx.cluster.close()
+    [(tag, before)] = sent
+    assert tag.startswith("glance-tui-") and before[-1]["event"] == "command.start" and before[-1]["tag"] == tag
+    assert before[-1]["node"] == "local" and "mysqldump" in before[-1]["command"]
+    records = list(ctx.journal.records())
+    assert any(r["event"] == "command.end" and r["tag"] == tag and r["exit"] == 0 for r in records)
+    assert glance_schema.password not in ctx.journal.path.read_text()
+    assert ctx.state.backup and Path(ctx.state.backup["path"]).is_file()
+
+
+async def test_a_dump_still_running_from_an_earlier_run_is_never_started_beside(glance_schema, tmp_path) -> None:
+    """A run killed mid-dump leaves mysqldump running (its own session): the resumed run finds it by its tag."""
+    import asyncio
+
+    from glance_tui.adapters.local import shell_argv
+    from glance_tui.adapters.ssh import new_tag
+    from glance_tui.command_tags import CommandStillRunning, settle
+
+    ctx = _context(glance_schema.config(backup={"directory": backup_dir(tmp_path)}), tmp_path)
+    tag = new_tag()
+    ctx.journal.write("command.start", node="local", tag=tag, command="mysqldump … (the earlier run's)")
+    earlier = await asyncio.create_subprocess_exec(*shell_argv("sleep 60", tag), start_new_session=True)  # as LocalShell runs it
+    try:
+        with pytest.raises(CommandStillRunning, match="still running on local"):
+            await settle(ctx, node="local", wait=False)
+    finally:
+        earlier.kill()
+        await earlier.wait()
+    await settle(ctx, node="local", wait=False)  # gone now: settled, and the action's own probe decides
+    assert any(r["event"] == "command.settled" and r["tag"] == tag for r in ctx.journal.records())
+    await ctx.cluster.close()
+
+
+async def test_a_backup_directory_that_is_a_link_loop_is_named_as_such(glance_schema, tmp_path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    cfg = glance_schema.config(backup={"directory": str(loop / "dumps")})
+    with pytest.raises(BackupError) as err:
+        await run_backup(cfg, LocalShell(), stamp="20240501T120000Z")
+    assert "Too many levels of symbolic links" in err.value.what and "does not exist" not in err.value.what
+    assert glance_schema.password not in err.value.message

@@ -84,7 +84,28 @@ def test_password_never_inline(tmp_path):
 def test_missing_env_var(tmp_path, monkeypatch):
     monkeypatch.delenv("GLANCE_DB_PASSWORD")
     msg = error_of(write(tmp_path, EXAMPLE))
-    assert "GLANCE_DB_PASSWORD is not set" in msg
+    assert "database: the environment variable named by database.password_env is not set" in msg and "fix: export" in msg
+
+
+@pytest.mark.parametrize("value", ["hunter2hunter2", "hunter2 hunter2", "7-correct-horse"])
+def test_a_password_typed_into_password_env_is_never_echoed(tmp_path, value):
+    """Valid as a name or not, the value of password_env is never printed: it may be the password itself."""
+    msg = error_of(write(tmp_path, EXAMPLE.replace('password_env = "GLANCE_DB_PASSWORD"', f'password_env = "{value}"')))
+    assert value not in msg and "database" in msg and "fix:" in msg
+    assert "must name an environment variable" in msg or "named by database.password_env is not set" in msg
+
+
+@pytest.mark.parametrize(("value", "needle"), [("", "set but empty"), ("Q7x!", "shorter than 8 characters"), ("1234567", "shorter than 8")])
+def test_empty_or_short_secret_is_refused_without_the_value(tmp_path, monkeypatch, value, needle):
+    """A secret under 8 characters could not be redacted without revealing it (``glance-3`` → ``glance-********``)."""
+    monkeypatch.setenv("GLANCE_DB_PASSWORD", value)
+    msg = error_of(write(tmp_path, EXAMPLE))
+    assert needle in msg and "database.password_env" in msg and "GLANCE_DB_PASSWORD" not in msg
+    assert (value not in msg) if value else "fix:" in msg
+    secret = tmp_path / "pw"
+    secret.write_text(value + "\n")
+    msg = error_of(write(tmp_path, EXAMPLE.replace('password_env = "GLANCE_DB_PASSWORD"', f'password_file = "{secret}"')))
+    assert ("is empty" if not value else needle) in msg and str(secret) in msg and "fix:" in msg
 
 
 def test_bad_toml_and_bad_values(tmp_path):
@@ -122,15 +143,22 @@ def test_usage_error_exit_2(capsys):
 # ---------------------------------------------------------------- secrets, templates, files
 
 
-def test_redact_scrubs_url_userinfo_and_short_secrets():
-    from glance_tui.secrets import REDACTED, register
+def test_redact_scrubs_url_userinfo_and_secrets_wherever_they_occur():
+    from glance_tui.secrets import REDACTED, register, redact_value
 
     assert redact("GET http://admin:hunter2@lb:8404/stats;csv failed") == f"GET http://{REDACTED}@lb:8404/stats;csv failed"
     assert redact("mysql+pymysql://glance:p@ss@db:3306/glance") == f"mysql+pymysql://{REDACTED}@db:3306/glance"
     assert redact("https://token@host/x and mail a@b") == f"https://{REDACTED}@host/x and mail a@b"
-    register("z9")  # a two-character password: redacted wherever it stands as a token
-    assert redact("password=z9 user@z9 'z9'") == f"password={REDACTED} user@{REDACTED} '{REDACTED}'"
-    assert redact("z99 az9") == "z99 az9"  # inside a longer word it is not the secret
+    register("Zq9-long-pw")  # every secret in use has at least 8 characters: redacted as a substring too
+    assert redact("password=Zq9-long-pw user@Zq9-long-pw xZq9-long-pwx") == f"password={REDACTED} user@{REDACTED} x{REDACTED}x"
+    assert redact_value({"a": ["Zq9-long-pw", 1, ("b Zq9-long-pw",)]}) == {"a": [REDACTED, 1, [f"b {REDACTED}"]]}
+
+
+def test_a_secret_inside_another_config_value_is_refused(tmp_path, monkeypatch):
+    """Redacting it there would show readers which value the password is (user = password, a path holding it)."""
+    monkeypatch.setenv("GLANCE_DB_PASSWORD", "glance-backups")
+    msg = error_of(write(tmp_path, EXAMPLE.replace('directory = "/var/backups/glance"', 'directory = "/srv/glance-backups"')))
+    assert "backup.directory: contains the database password" in msg and "glance-backups" not in msg
 
 
 def test_error_messages_are_redacted_and_one_line():
@@ -208,3 +236,57 @@ def test_bom_and_bounded_reads(tmp_path):
     assert "not a regular file" in error_of(Path("/dev/zero"))
     msg = error_of(write(tmp_path, EXAMPLE.replace('password_env = "GLANCE_DB_PASSWORD"', 'password_file = "/dev/urandom"')))
     assert "database" in msg and "/dev/urandom is not a regular file" in msg
+
+
+# ---------------------------------------------------------------- issue 18: refused at load, never later
+
+
+def test_a_symlink_loop_is_named_as_such_not_not_found(tmp_path):
+    """The config file, a password file: ELOOP says "symbolic link loop", never "not found"."""
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    msg = error_of(loop)
+    assert "symbolic link loop" in msg and "not found" not in msg
+    pw = tmp_path / "pw"
+    pw.symlink_to(tmp_path / "pw2")
+    (tmp_path / "pw2").symlink_to(pw)
+    msg = error_of(write(tmp_path, EXAMPLE.replace('password_env = "GLANCE_DB_PASSWORD"', f'password_file = "{pw}"')))
+    assert "database" in msg and "symbolic link loop" in msg and "does not exist" not in msg
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    msg = error_of(write(tmp_path, EXAMPLE.replace('password_env = "GLANCE_DB_PASSWORD"', f'password_file = "{dangling}"')))
+    assert "symbolic link to a file that does not exist" in msg
+
+
+def _example_data() -> dict:
+    import tomllib
+
+    return tomllib.loads(EXAMPLE)
+
+
+@pytest.mark.parametrize(("key", "char", "shown"), [
+    ("stop", "\x7f", "U+007F (DEL)"), ("start", "\x9b", "U+009B"), ("upgrade", "\x85", "U+0085"),
+    ("rollback", "\u2028", "LINE SEPARATOR"), ("read_config", "\u200f", "RIGHT-TO-LEFT MARK"), ("glance_manage", "\x00", "NUL"),
+])
+def test_control_characters_in_any_template_are_refused_with_their_position(key, char, shown):
+    from glance_tui.config import parse_config
+
+    data = _example_data()
+    data["commands"][key] = "glance" + char + "x"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "cfg")
+    msg = info.value.message
+    assert f"cfg: commands.{key}:" in msg and shown in msg and "character 7" in msg and msg.isprintable(), msg
+
+
+def test_an_unknown_key_with_an_escape_is_not_echoed_raw(tmp_path):
+    msg = error_of(write(tmp_path, EXAMPLE.replace("[ssh]\n", '[ssh]\n"x\\u001b[2K" = 1\n')))
+    assert "unknown key" in msg and "\x1b" not in msg
+
+
+def test_api_urls_are_compared_normalised():
+    from glance_tui.config import url_key
+
+    assert url_key("http://Glance-1:80/") == url_key("HTTP://glance-1") == url_key("http://glance-1.:80")
+    assert url_key("https://[::1]:443/") == url_key("https://[0:0::1]")
+    assert url_key("http://g:9292/a") != url_key("http://g:9292/b") and url_key("http://g") != url_key("https://g")

@@ -23,50 +23,75 @@ from tests.test_fuzz_config import to_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "Cli-fuzz-s3cret"
-SHORT_SECRET = "q7"
+LB_SECRET = "Lb-fuzz-pw-8+"  # every secret in use has at least 8 characters
+SHORT_SECRET = "q7"  # refused at load: redacting it would reveal it (test_a_short_secret_is_a_config_error)
 NOISE = ("Traceback", "unhandled exception", "never awaited", "Task was destroyed", "Exception ignored", "Unclosed", "ResourceWarning")
 TIMEOUT = 1  # every network timeout in these configs
 BOUND = 25.0  # seconds per run: Python start-up and imports on a loaded 2-core machine, plus ~2 timeouts
 
 
+def _listen_on_both(hosts: tuple[str, ...]) -> list:
+    """One listening socket per host, all on the same free port (each node has its own address)."""
+    import socket
+
+    for _ in range(50):
+        socks = [socket.socket()]
+        socks[0].bind((hosts[0], 0))
+        port = socks[0].getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                socks.append(socket.socket())
+                socks[-1].bind((host, port))
+        except OSError:
+            for s in socks:
+                s.close()
+            continue
+        for s in socks:
+            s.listen(64)
+        return socks
+    raise RuntimeError("no port free on every host")
+
+
 @pytest.fixture
 def silent():
-    """A TCP service that accepts and never answers (held open by a thread in this process)."""
-    import socket
+    """A TCP service on 127.0.0.1 and 127.0.0.2 (one port) that accepts and never answers (held open by a thread in this process)."""
+    import selectors
     import threading
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    held: list[socket.socket] = []
+    socks = _listen_on_both(("127.0.0.1", "127.0.0.2"))
+    held: list = []
     stop = threading.Event()
 
     def accept() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
+        with selectors.DefaultSelector() as sel:
+            for s in socks:
+                sel.register(s, selectors.EVENT_READ)
+            while not stop.is_set():
+                for key, _ in sel.select(0.2):
+                    try:
+                        held.append(key.fileobj.accept()[0])
+                    except OSError:
+                        continue
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield sock.getsockname()[1]
+    yield socks[0].getsockname()[1]
     stop.set()
     thread.join()
-    for s in held:
+    for s in held + socks:
         s.close()
-    sock.close()
 
 
 def config(tmp_path: Path, *, ssh_host: str = "127.0.0.1", ssh_port: int, db_port: int, lb_port: int, known_hosts: Path,
-           identity: Path | None = None, stats_url: str | None = None) -> Path:
+           identity: Path | None = None, stats_url: str | None = None, second: tuple[str, int] | None = None) -> Path:
+    """Two nodes: g1 at ssh_host:ssh_port, g2 at ``second`` (default 127.0.0.2, same port): never one machine twice."""
+    hosts = {1: (ssh_host, ssh_port), 2: second or ("127.0.0.2", ssh_port)}
     data: dict[str, Any] = {
         "database": {"host": "127.0.0.1", "port": db_port, "password_env": "CLI_FUZZ_PW", "connect_timeout": TIMEOUT, "query_timeout": 2 * TIMEOUT},
         "load_balancer": {"stats_url": stats_url or f"http://127.0.0.1:{lb_port}/stats", "backend": "glance_api", "timeout": TIMEOUT,
                           "username": "admin", "password_env": "CLI_FUZZ_LB_PW"},
         "ssh": {"known_hosts": str(known_hosts), "connect_timeout": TIMEOUT, **({"identity_file": str(identity)} if identity else {})},
-        "nodes": [{"name": f"g{i}", "ssh_host": ssh_host, "ssh_port": ssh_port, "lb_server": f"g{i}", "api_url": f"http://127.0.0.1:{lb_port}"}
+        "nodes": [{"name": f"g{i}", "ssh_host": hosts[i][0], "ssh_port": hosts[i][1], "lb_server": f"g{i}", "api_url": f"http://127.0.0.{i}:{lb_port}"}
                   for i in (1, 2)],
         "policy": {"target_release": "2024.1"},
     }
@@ -75,8 +100,8 @@ def config(tmp_path: Path, *, ssh_host: str = "127.0.0.1", ssh_port: int, db_por
     return path
 
 
-async def cli(path: Path, *args: str, state: Path, interrupt_after: float | None = None) -> tuple[int, str, str, float]:
-    env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=SHORT_SECRET, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default")
+async def cli(path: Path, *args: str, state: Path, interrupt_after: float | None = None, lb_secret: str = LB_SECRET) -> tuple[int, str, str, float]:
+    env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=lb_secret, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default")
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "glance_tui", *args, "-c", str(path), cwd=ROOT, env=env,
@@ -105,8 +130,7 @@ def assert_clean(out: str, err: str, state: Path) -> None:
         assert noise not in logged, f"{noise!r} in warnings.log:\n{logged}"
     texts = [out, err] + [f.read_text(errors="replace") for f in state.rglob("*") if f.is_file()]
     for text in texts:
-        assert SECRET not in text
-        assert f"={SHORT_SECRET}" not in text and f" {SHORT_SECRET} " not in text
+        assert SECRET not in text and LB_SECRET not in text
 
 
 async def run_many(cases: list[tuple[Path, tuple[str, ...], Path]], parallel: int = 3) -> list[tuple[int, str, str, float]]:
@@ -172,7 +196,62 @@ async def test_unknown_host_key_and_refused_ssh_many_times(tmp_path, sshd_factor
             assert "refused" in out
 
 
-# ---------------------------------------------------------------- Ctrl-C
+# ---------------------------------------------------------------- secrets: refused when short, redacted everywhere else
+
+
+@pytest.mark.parametrize("args", [("check",), ("status",), ("run", "--yes", "--dry-run")])
+async def test_a_short_secret_is_a_config_error_that_never_shows_it(tmp_path, args):
+    """``q7`` could not be redacted without revealing it (``glance-q7`` → ``glance-********``): refused at load, exit 2."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    state = tmp_path / "state"
+    rc, out, err, elapsed = await cli(path, *args, state=state, lb_secret=SHORT_SECRET)
+    assert rc == 2 and out == "" and err.count("\n") == 1, (rc, out, err)
+    assert "load_balancer: the load balancer password" in err and "shorter than 8 characters" in err and "fix:" in err
+    assert SHORT_SECRET not in err and "CLI_FUZZ_LB_PW" not in err
+    assert_clean(out, err, state)
+
+
+async def test_dry_run_prints_and_journals_no_secret(tmp_path):
+    """``run --yes --dry-run``: gate lines, command previews and the journal, with every service refusing."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    state = tmp_path / "state"
+    rc, out, err, elapsed = await cli(path, "run", "--yes", "--dry-run", state=state)
+    assert rc in (0, 1) and elapsed < BOUND, (rc, err)
+    assert "mysqldump --defaults-extra-file=/dev/stdin" in out or "gate" in out, out
+    assert_clean(out, err, state)
+
+
+def test_every_output_path_redacts(tmp_path, capsys):
+    """The printer, gate results, action previews and the engine's events: a secret never passes."""
+    import io
+
+    from glance_tui.events import ActionStarted, GatesEvaluated, Notice, redacted
+    from glance_tui.gate_types import Gate, GateResult
+    from glance_tui.plan import Action
+    from glance_tui.report import EventPrinter, gates_json, gates_text
+    from glance_tui.secrets import register
+
+    register(SECRET)
+    out = io.StringIO()
+    printer = EventPrinter(out)
+    gate = GateResult("g", "a gate", False, f"server said {SECRET}", f"use {SECRET}")
+    for event in (ActionStarted("1", "backup", "t", (f"mysqldump -p{SECRET}",), True), GatesEvaluated("1", (gate,)), Notice("info", SECRET)):
+        printer(event)
+        printer(redacted(event))
+    assert SECRET not in out.getvalue() and out.getvalue().count("********") >= 6
+
+    async def check(ctx):
+        return gate
+
+    evaluated = asyncio.run(Gate("g", "a gate", check).evaluate(None))
+    assert SECRET not in evaluated.reason + evaluated.fix
+    assert SECRET not in gates_text([gate]) + gates_json([gate])
+    action = Action("x", "t", None, True, lambda ctx: [f"echo {SECRET}"], None, None)
+    assert action.preview(None) == ["echo ********"]
 
 
 @pytest.mark.parametrize("after", [0.8, 1.5, 2.5, 3.5])  # from when our code runs (not the interpreter's own start-up)

@@ -24,7 +24,7 @@ from glance_tui.config import load_config
 from glance_tui.errors import ConfigError
 
 SECRET = "Fz-9q!secret-pw"  # the database password: must never be printed
-LB_SECRET = "lbpw"  # a short one too
+LB_SECRET = "lb-pw-8chars"  # exactly long enough (a shorter one is a config error, see test_short_secret_is_refused)
 TIME_BOUND = 5.0  # seconds per case, on a loaded 2-core machine (a config error is milliseconds)
 
 
@@ -198,6 +198,42 @@ CASES: list[tuple[str, Any, str]] = [
     ("commands.is_running", "pgrep {target_release.__init__.__globals__}", "format syntax"),
     ("commands.glance_manage", "{glance_manage}", "unknown placeholder"),
     ("commands.manage_timeout", math.inf, "finite"),
+    # the runtime API's address: the whole grammar, at load (never an OverflowError at a gate)
+    ("load_balancers[0].runtime_socket", "tcp:127.0.0.54", "tcp:HOST:PORT"),
+    ("load_balancers[0].runtime_socket", "tcp:", "tcp:HOST:PORT"),
+    ("load_balancers[0].runtime_socket", "tcp:h:", "not a number"),
+    ("load_balancers[0].runtime_socket", "tcp::9999", "tcp:HOST:PORT"),
+    ("load_balancers[0].runtime_socket", "tcp:h:0", "port 0 is not from 1 to 65535"),
+    ("load_balancers[0].runtime_socket", "tcp:h:99999", "port 99999 is not from 1 to 65535"),
+    ("load_balancers[0].runtime_socket", "tcp:h:" + "9" * 5000, "not a number"),
+    ("load_balancers[0].runtime_socket", "tcp:h:abc", "not a number"),
+    ("load_balancers[0].runtime_socket", "tcp:h:٣٣", "not a number"),  # Unicode digits are not a port
+    ("load_balancers[0].runtime_socket", "tcp:a b:80", "not a host name"),
+    ("load_balancers[0].runtime_socket", "tcp:-oX:80", "not a host name"),
+    ("load_balancers[0].runtime_socket", "tcp:fe80::zz:80", "neither a host name nor an IP address"),
+    ("load_balancers[0].runtime_socket", "unix:", "needs the socket's path"),
+    ("load_balancers[0].runtime_socket", "unix:run/haproxy.sock", "must be absolute"),
+    ("load_balancers[0].runtime_socket", "haproxy.sock", "not a socket address"),
+    # two nodes that are one machine or one API: one node's stop or health check would act on the other
+    ("nodes[1].ssh_host", "10.0.0.11", "same SSH address"),
+    ("nodes[2].api_url", "http://10.0.0.11:9292", "same api_url"),
+    ("nodes[2].api_url", "HTTP://10.0.0.11:9292/", "same api_url"),
+    ("nodes[1].lb_server", "glance-1", "same lb_server as glance-1"),
+    ("nodes[1].ssh_host", "10.0.0.11.", "same SSH address"),
+    ("nodes[1].api_url", "http://10.0.0.11:9292/?", "same api_url"),
+    ("load_balancers[0].exclude_servers", ["legacy", "glance-2"], "names a configured node's lb_server: glance-2"),
+    # control characters anywhere: what the operator approves must be what runs
+    ("commands.stop", "rm -rf /var/lib/glance \u001b[2K\r systemctl stop glance-api", "U+001B (ESC) at character 24"),
+    ("commands.start", "systemctl start glance-api\rrm -rf /", "U+000D (CR) at character 27"),
+    ("commands.upgrade", "apt-get install -y glance-api\nrm -rf /", "LF, a newline"),
+    ("commands.rollback", "echo \u202egnp.exe", "RIGHT-TO-LEFT OVERRIDE"),
+    ("commands.glance_manage", "glance-manage\u2066", "LEFT-TO-RIGHT ISOLATE"),
+    ("commands.read_config", "cat /etc/glance/x\u009b2K", "U+009B at character 18"),
+    ("commands.is_running", "pgrep\tglance", "TAB"),
+    ("commands.installed_at", "stat\u200b-c %Z x", "ZERO WIDTH SPACE"),
+    ("load_balancers[0].username", "adm\u001b[8min", "ESC"),
+    ("ssh.known_hosts", "~/.ssh/known_hosts\u001b[2K", "ESC"),
+    ("database.password_env", "hunter2 hunter2", "must name an environment variable"),
 ]
 
 

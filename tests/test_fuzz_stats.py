@@ -325,7 +325,7 @@ def write_config(tmp_path: Path, stats_url: str) -> Path:
     password.write_text("db-Secret-1234\n")
     password.chmod(0o600)
     nodes = "".join(
-        f'[[nodes]]\nname = "glance-{i}"\nssh_host = "127.0.0.1"\nlb_server = "glance-{i}"\napi_url = "http://127.0.0.1:{closed}"\n\n'
+        f'[[nodes]]\nname = "glance-{i}"\nssh_host = "127.0.0.{i}"\nlb_server = "glance-{i}"\napi_url = "http://127.0.0.{i}:{closed}"\n\n'
         for i in (1, 2)
     )
     path = tmp_path / "glance-tui.toml"

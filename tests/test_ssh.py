@@ -548,10 +548,118 @@ async def test_close_during_a_connect_leaves_nothing_running(silent_port, ssh_op
     assert others == [], others
 
 
-def test_known_hosts_that_is_not_a_regular_file_is_refused_clearly(ssh_operator_key) -> None:
+async def test_known_hosts_that_is_not_a_regular_file_is_refused_clearly(ssh_operator_key, tmp_path: Path) -> None:
     from glance_tui.config import NodeConfig, SSHConfig
 
-    cfg = NodeConfig(name="dev", ssh_host="127.0.0.1", known_hosts="/dev/zero", lb_server="dev", api_url="http://127.0.0.1:9292")
-    n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key)))
-    with pytest.raises(AdapterError, match="not a regular file"):
-        n._known_keys()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for path, needle in (("/dev/zero", "not a regular file"), (str(loop), "symbolic link loop")):
+        cfg = NodeConfig(name="dev", ssh_host="127.0.0.1", known_hosts=path, lb_server="dev", api_url="http://127.0.0.1:9292")
+        n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key)))
+        with pytest.raises(AdapterError, match=needle):
+            await n._known_keys()
+        with pytest.raises(AdapterError, match=needle) as err:
+            await n.connect()
+        assert "network" not in err.value.message
+
+
+# ---------------------------------------------------------------- local files: their own problems, outside the deadline
+
+
+def _identity_cases(tmp_path: Path, operator_key: Path) -> dict[str, tuple[Path, str]]:
+    encrypted = tmp_path / "encrypted"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(encrypted)], check=True, capture_output=True)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key at all\n")
+    return {
+        "directory": (tmp_path, "is not a regular file (it is a directory)"),
+        "public key": (public_key_path(operator_key), "is not a private key"),
+        "garbage": (garbage, "is not a private key"),
+        "encrypted": (encrypted, "is encrypted and glance-tui never asks for a passphrase"),
+        "missing": (tmp_path / "nowhere", "does not exist"),
+        "link loop": (loop, "symbolic link loop"),
+        "device": (Path("/dev/zero"), "not a regular file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["directory", "public key", "garbage", "encrypted", "missing", "link loop", "device"])
+async def test_an_unusable_identity_file_says_exactly_that(ssh_operator_key, tmp_path: Path, case: str) -> None:
+    """Never "check the address, the network and sshd": nothing is sent before the key is read."""
+    from glance_tui.config import NodeConfig, SSHConfig
+
+    path, needle = _identity_cases(tmp_path, ssh_operator_key)[case]
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    cfg = NodeConfig(name="dev", ssh_host="127.0.0.1", ssh_port=free_port(), known_hosts=str(kh), lb_server="dev", api_url="http://127.0.0.1:9292")
+    n = NodeSSH(cfg, SSHConfig(identity_file=str(path), connect_timeout=2))
+    with pytest.raises(AdapterError) as err:
+        await n.connect()
+    text = err.value.message
+    assert needle in text and "identity" in text and "network" not in text and "refused" not in text, text
+    await n.close()
+
+
+def test_an_unreadable_file_is_named_as_such() -> None:
+    """EACCES (root reads anything, so the mapping is checked directly): "permission denied", not "not found"."""
+    import errno
+
+    from glance_tui.files import _problem
+
+    message = str(_problem(PermissionError(errno.EACCES, "Permission denied"), Path("/k"), "identity file"))
+    assert message == "identity file /k is not readable (permission denied)"
+
+
+def _hashed_line(name: str, key: str, rng) -> str:
+    import base64
+    import hashlib
+    import hmac as hmac_mod
+
+    salt = rng.randbytes(20)
+    digest = hmac_mod.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()} {key}"
+
+
+def big_known_hosts(path: Path, name: str, key: str, entries: int = 30_000) -> Path:
+    """``entries`` hashed lines for other hosts (about 4 MB at 30,000, as a long-lived bastion's), the right one in the middle."""
+    import random
+
+    rng = random.Random(18)
+    lines = [_hashed_line(f"[10.{i // 65536}.{i // 256 % 256}.{i % 256}]:22", key, rng) for i in range(entries)]
+    lines.insert(entries // 2, _hashed_line(name, key, rng))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@services
+async def test_a_big_hashed_known_hosts_still_connects(sshd_factory, ssh_operator_key, tmp_path: Path) -> None:
+    """30,000 hashed entries: read once, off the loop, outside the deadline; the node is reached within connect_timeout."""
+    sshd = sshd_factory("127.0.0.1")
+    kh = big_known_hosts(tmp_path / "known_hosts", f"[127.0.0.1]:{sshd.port}", sshd.host_key_pub)
+    assert kh.stat().st_size > 3_000_000
+    n = NodeSSH(_node_cfg(sshd, kh), _ssh_cfg(ssh_operator_key))  # connect_timeout = 5: the parse alone took 14.6 s before
+    assert (await n.host_key_check()).state == "verified"
+    async with n:
+        assert (await n.run("true")).ok
+
+
+@pytest.mark.benchmark
+def test_benchmark_known_hosts_of_30000_hashed_entries(tmp_path: Path) -> None:
+    """Prints: indexing 30,000 hashed entries (in a thread, once per run), one host's lookup, and asyncssh's own parse of the whole file."""
+    from glance_tui.adapters.known_hosts import KnownHostsIndex
+
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    kh = big_known_hosts(tmp_path / "known_hosts", "[127.0.0.1]:2222", key)
+    started = time.perf_counter()
+    index = KnownHostsIndex.read(kh)
+    indexed = time.perf_counter() - started
+    started = time.perf_counter()
+    known = index.known_hosts("127.0.0.1", 2222)
+    looked_up = time.perf_counter() - started
+    assert [k.get_fingerprint() for k in known.match("127.0.0.1", "127.0.0.1", 2222)[0]] == [asyncssh.import_public_key(key).get_fingerprint()]
+    started = time.perf_counter()
+    asyncssh.import_known_hosts(kh.read_text()).match("127.0.0.1", "127.0.0.1", 2222)
+    whole = time.perf_counter() - started
+    print(f"\nknown_hosts {kh.stat().st_size / 1e6:.1f} MB, 30,000 hashed entries: index {indexed * 1000:.0f} ms (once per run, in a thread), "
+          f"one host's lookup {looked_up * 1000:.0f} ms (in a thread); asyncssh parsing the whole file {whole * 1000:.0f} ms (was: on the loop, per connect)")

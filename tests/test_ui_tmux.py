@@ -43,10 +43,10 @@ api_url = "http://127.0.0.1:9"
 
 [[nodes]]
 name = "glance-2"
-ssh_host = "127.0.0.1"
+ssh_host = "127.0.0.2"
 ssh_port = 9
 lb_server = "glance-2"
-api_url = "http://127.0.0.1:9"
+api_url = "http://127.0.0.2:9"
 
 [policy]
 target_release = "2024.1"

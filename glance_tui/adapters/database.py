@@ -2,7 +2,9 @@
 
 One aiomysql connection (autocommit) serialised by a lock; every connect and query is bounded
 by the configured timeouts. A query that times out is killed server-side and its connection
-dropped, so a stuck statement never blocks the engine or lingers on the server.
+dropped, so a stuck statement never blocks the engine or lingers on the server. A connect
+that timed out is the answer for the queries queued behind it too (for :data:`RETRY_AFTER`
+seconds): a silent server costs ``connect_timeout`` once, not once per query of a round.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pymysql
 from glance_tui.config import DatabaseConfig
 from glance_tui.errors import AdapterError
 from glance_tui.secrets import redact
+
+RETRY_AFTER = 2.0  # as for SSH: after a connect timed out, the next ones within this long share its answer
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Database:
         self.where = f"database {cfg.host}:{cfg.port}"
         self._conn: aiomysql.Connection | None = None
         self._lock = asyncio.Lock()
+        self._timed_out: tuple[float, AdapterError] | None = None  # (when, the error) of the last connect that timed out
 
     async def __aenter__(self) -> "Database":
         return self
@@ -104,6 +109,9 @@ class Database:
         """
         if self._conn is not None and not self._conn.closed:
             return self._conn
+        now = asyncio.get_running_loop().time()
+        if self._timed_out is not None and now - self._timed_out[0] < RETRY_AFTER:
+            raise self._timed_out[1]
         cfg = self.cfg
         limit = cfg.connect_timeout if timeout is None else min(timeout, cfg.connect_timeout)
         conn = aiomysql.Connection(
@@ -111,18 +119,22 @@ class Database:
             connect_timeout=limit, autocommit=True, charset="utf8mb4",
         )
         try:
-            await asyncio.wait_for(conn._connect(), timeout=limit)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(limit):  # TCP, the server's greeting and the login together
+                await conn._connect()
+        except TimeoutError:
             conn.close()
-            raise AdapterError(f"no answer within {limit:g}s while connecting", where=self.where,
-                               fix="check database.host/port and the network; raise database.connect_timeout if the server is slow") from None
+            error = AdapterError(f"the database server did not complete the connection (TCP, greeting and login) within {limit:g}s",
+                                 where=self.where, fix="check database.host/port, that MariaDB/MySQL answers there, and the network; "
+                                                       "raise database.connect_timeout if the server is slow")
+            self._timed_out = (asyncio.get_running_loop().time(), error)
+            raise error from None
         except (pymysql.err.MySQLError, OSError) as exc:
             conn.close()
             raise self._error(exc, "connecting") from None
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._timed_out = conn, None
         return conn
 
     async def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -32,7 +32,7 @@ class CommandResult:
     stderr: str
     duration: float
     timed_out: bool = False
-    tag: str = ""  # the remote command's tag (``$0`` on the node); "" for local commands
+    tag: str = ""  # the command's tag (``$0`` of its shell, see command_tags); "" when untagged
 
     @property
     def ok(self) -> bool:
@@ -73,17 +73,25 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") or "0"
 
 
+def shell_argv(command: str, tag: str = "") -> list[str]:
+    """``bash -c COMMAND [TAG]``: the tag is ``$0``; the trailing ``exit $?`` keeps bash (and so the
+    tag) in the process list while the command runs, where bash would otherwise exec a simple command."""
+    return ["bash", "-c", f"{command}\nexit $?", tag] if tag else ["bash", "-c", command]
+
+
 class LocalShell:
     """Runs ``bash -c COMMAND`` locally in its own process group (killed whole on timeout)."""
 
     def __init__(self, default_timeout: float = 900.0) -> None:
         self.default_timeout = default_timeout
 
-    async def run(self, command: str, *, timeout: float | None = None, on_line: OnLine | None = None, input: str | None = None) -> CommandResult:
+    async def run(self, command: str, *, timeout: float | None = None, on_line: OnLine | None = None, input: str | None = None,
+                  tag: str = "") -> CommandResult:
+        """``tag`` becomes the shell's ``$0``, so ``pgrep -af`` finds the command again (see command_tags)."""
         limit = timeout if timeout is not None else self.default_timeout
         start = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            "bash", "-c", command,
+            *shell_argv(command, tag),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
@@ -104,7 +112,7 @@ class LocalShell:
                 await asyncio.wait_for(pumps, KILL_GRACE if timed_out else None)
             except asyncio.TimeoutError:
                 pass
-        return CommandResult(command, None if timed_out else proc.returncode, "".join(out), "".join(err), time.monotonic() - start, timed_out)
+        return CommandResult(command, None if timed_out else proc.returncode, "".join(out), "".join(err), time.monotonic() - start, timed_out, tag=tag)
 
 
 async def _feed_and_wait(proc: asyncio.subprocess.Process, data: str | None) -> None:

@@ -19,10 +19,11 @@ from typing import Literal
 
 import asyncssh
 
+from glance_tui.adapters.known_hosts import KnownHostsCache
 from glance_tui.adapters.local import KILL_GRACE, CommandResult, OnLine, format_seconds, pump_lines
 from glance_tui.config import Config, NodeConfig, SSHConfig
 from glance_tui.errors import AdapterError, HostKeyError
-from glance_tui.files import MIB, FileProblem, check_regular, read_text
+from glance_tui.files import MIB, FileProblem, read_bytes
 from glance_tui.secrets import redact
 
 __all__ = ["CommandResult", "HostKeyStatus", "NodeSSH", "SSHPool", "new_tag", "tag_pattern"]
@@ -30,7 +31,6 @@ __all__ = ["CommandResult", "HostKeyStatus", "NodeSSH", "SSHPool", "new_tag", "t
 CLIENT_GRACE = 5.0  # extra seconds the client waits for the node's own timeout before closing the channel
 TIMEOUT_EXITS = (124, 137)  # coreutils timeout: TERM sent / KILL sent after --kill-after
 KeyState = Literal["verified", "unknown", "changed", "unreachable"]
-KNOWN_HOSTS_LIMIT = 16 * MIB
 IDENTITY_LIMIT = 1 * MIB
 # A connect that just timed out is not tried again for this long: the probes of one round (gates
 # evaluated together) share its answer instead of each waiting out connect_timeout in turn.
@@ -79,6 +79,31 @@ def _retrieve(future: asyncio.Future) -> None:
         future.exception()
 
 
+class IdentityProblem(Exception):
+    """An identity file that cannot be used: (what, fix)."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(what)
+        self.what, self.fix = what, fix
+
+
+def load_identity(path: Path) -> asyncssh.SSHKey:
+    """The private key in ``path``, or :class:`IdentityProblem` naming exactly what is wrong with the file. Blocking: run it in a thread."""
+    fix = "correct identity_file, or remove it to use ssh-agent and ~/.ssh keys"
+    try:
+        data = read_bytes(path, IDENTITY_LIMIT, "identity file")
+    except FileProblem as exc:
+        raise IdentityProblem(str(exc), fix) from None
+    try:
+        return asyncssh.import_private_key(data)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        if "passphrase" in str(exc).lower():
+            raise IdentityProblem(f"identity file {path} is encrypted and glance-tui never asks for a passphrase",
+                                  f"load it into ssh-agent (ssh-add {shlex.quote(str(path))}) and remove identity_file, or use an unencrypted key") from None
+        raise IdentityProblem(f"identity file {path} is not a private key glance-tui can read ({exc})",
+                              "point identity_file at the private key (not the .pub file), or remove it to use ssh-agent") from None
+
+
 def _short(command: str, limit: int = 80) -> str:
     command = redact(" ".join(command.split()))
     return command if len(command) <= limit else command[: limit - 1] + "…"
@@ -87,7 +112,7 @@ def _short(command: str, limit: int = 80) -> str:
 class NodeSSH:
     """One node: lazy, reused connection; at most ``ssh.max_channels`` commands at once."""
 
-    def __init__(self, node: NodeConfig, ssh: SSHConfig) -> None:
+    def __init__(self, node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCache | None = None) -> None:
         self.name = node.name
         self.host = node.ssh_host
         self.port = node.ssh_port or ssh.port
@@ -95,6 +120,9 @@ class NodeSSH:
         identity = node.identity_file or ssh.identity_file
         self.identity_file = Path(identity).expanduser() if identity else None
         self.known_hosts = Path(node.known_hosts or ssh.known_hosts).expanduser()
+        self._known_hosts_files = known_hosts or KnownHostsCache()  # shared by the pool: each file read once per run
+        self._matched: tuple[object, asyncssh.SSHKnownHosts] | None = None  # (the index it came from, this host's entries)
+        self._identity: asyncssh.SSHKey | None = None
         self.sudo = ssh.sudo
         self.connect_timeout = ssh.connect_timeout
         self.command_timeout = ssh.command_timeout
@@ -114,18 +142,33 @@ class NodeSSH:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
     # ------------------------------------------------------------------ host keys
-    def _host_keys(self) -> asyncssh.SSHKnownHosts | None:
-        """The known_hosts file, read with a bound (None when it does not exist)."""
+    async def _host_keys(self) -> asyncssh.SSHKnownHosts | None:
+        """This host's entries of known_hosts, parsed off the event loop (None when the file does not exist).
+
+        The file is read and indexed once per run (see known_hosts.py), never inside a connect deadline.
+        """
         try:
-            text = read_text(self.known_hosts, KNOWN_HOSTS_LIMIT, "known_hosts file")
-        except FileProblem as exc:
-            if not self.known_hosts.exists():
+            index = await self._known_hosts_files.index(self.known_hosts)
+            if index is None:
                 return None
+            if self._matched is None or self._matched[0] is not index:
+                self._matched = (index, await asyncio.to_thread(index.known_hosts, self.host, self.port))
+            return self._matched[1]
+        except FileProblem as exc:
             raise AdapterError(str(exc), where=self.where, fix="point known_hosts at the regular file that holds the nodes' host keys") from None
-        try:
-            return asyncssh.import_known_hosts(text)
         except (ValueError, asyncssh.Error) as exc:
             raise AdapterError(f"cannot read known_hosts {self.known_hosts}: {exc}", where=self.where, fix="fix or recreate the file") from None
+
+    async def _client_keys(self) -> dict:
+        """``client_keys`` for asyncssh: the identity file's key, loaded (once) off the loop; {} for ssh-agent and ~/.ssh."""
+        if self.identity_file is None:
+            return {}
+        if self._identity is None:
+            try:
+                self._identity = await asyncio.to_thread(load_identity, self.identity_file)
+            except IdentityProblem as exc:
+                raise AdapterError(exc.what, where=self.where, fix=exc.fix) from None
+        return {"client_keys": [self._identity]}
 
     def _address(self) -> str:
         """The host as an IP address if it is one; "" for a name (known_hosts is then searched by name, as OpenSSH does)."""
@@ -134,9 +177,9 @@ class NodeSSH:
         except ValueError:
             return ""
 
-    def _known_keys(self) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], bool]:
+    async def _known_keys(self) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], bool]:
         """(trusted keys, revoked keys, has @cert-authority entries) for this host."""
-        known = self._host_keys()
+        known = await self._host_keys()
         if known is None:
             return [], [], False
         matched = known.match(self.host, self._address(), self.port)
@@ -154,7 +197,7 @@ class NodeSSH:
 
         ``timeout`` (default ``connect_timeout``) bounds the whole check, a second key exchange included.
         """
-        trusted, revoked, has_ca = self._known_keys()
+        trusted, revoked, has_ca = await self._known_keys()
         algs = list(dict.fromkeys(a.decode() for k in trusted for a in k.sig_algorithms))
         deadline = time.monotonic() + (self.connect_timeout if timeout is None else timeout)
         try:
@@ -236,17 +279,12 @@ class NodeSSH:
         return self._conn
 
     async def _open(self) -> asyncssh.SSHClientConnection:
+        # Local files first (off the loop, outside the deadline): connect_timeout covers the network only.
+        known = await self._host_keys()
+        keys = await self._client_keys()
         deadline = time.monotonic() + self.connect_timeout
-        known = self._host_keys()
         if known is None:
             raise await self._refuse_host_key(f"{self.known_hosts} does not exist", deadline)
-        keys: dict = {}
-        if self.identity_file is not None:
-            try:
-                check_regular(self.identity_file, IDENTITY_LIMIT, "identity file")
-            except FileProblem as exc:
-                raise AdapterError(str(exc), where=self.where, fix="correct identity_file, or remove it to use ssh-agent and ~/.ssh keys") from None
-            keys["client_keys"] = [str(self.identity_file)]
         try:
             return await asyncio.wait_for(
                 asyncssh.connect(
@@ -392,7 +430,8 @@ class SSHPool:
     """One :class:`NodeSSH` per configured node, created up front, connected lazily."""
 
     def __init__(self, config: Config) -> None:
-        self._nodes = {node.name: NodeSSH(node, config.ssh) for node in config.nodes}
+        known_hosts = KnownHostsCache()
+        self._nodes = {node.name: NodeSSH(node, config.ssh, known_hosts) for node in config.nodes}
 
     def get(self, name: str) -> NodeSSH:
         try:
