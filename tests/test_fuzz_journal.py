@@ -229,3 +229,41 @@ def test_a_disk_that_fills_mid_run_stops_before_the_next_change_and_resumes(sim_
     final = records()
     assert final[-1]["event"] == "run.end" and final[-1]["ok"] is True
     assert sum(1 for r in final if r["event"] == "action.start" and r.get("action") == "expand") == 1
+
+
+async def test_the_tui_shows_a_journal_that_cannot_be_written_as_a_stop_not_a_bug(tmp_path):
+    """A step worker that ends with JournalWriteFailed (the disk filled mid-step): a dialog with the line, not "please report it"."""
+    from glance_tui.journal import JournalWriteFailed
+    from screens.dialogs import MessageScreen
+    from screens.failures import WorkerFailed
+    from tests.ui_helpers import make, ready
+
+    app, _ = make(tmp_path)
+    error = JournalWriteFailed("the journal /x/run.jsonl cannot be written (No space left on device); the run stopped in step 2 (Drain) — "
+                               "done: step 0, 1; left: step 2, 3", fix="free space")
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        app.post_message(WorkerFailed("step", "step 2", error))
+        for _ in range(100):
+            if isinstance(app.screen, MessageScreen):
+                break
+            await pilot.pause(0.05)
+        screen = app.screen
+        assert isinstance(screen, MessageScreen) and screen.title_text == "The run stopped: its journal cannot be used"
+        assert "done: step 0, 1; left: step 2, 3" in str(screen.text) and "please report" not in screen.title_text
+
+
+async def test_the_journal_screen_names_a_bad_line_instead_of_crashing(tmp_path):
+    from screens.journal import JournalScreen
+    from tests.ui_helpers import make, ready, wait_for
+
+    app, engine = make(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(pilot)
+        with open(engine.journal.path, "ab") as fh:
+            fh.write(BAD_LINES["a JSON array"] + b"\n" + BAD_LINES["a JSON array"] + b"\n")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen))
+        await wait_for(pilot, lambda: any("cannot be trusted" in line.text for line in app.screen.query_one("#journal").lines))
+        text = "".join("".join(line.text for line in app.screen.query_one("#journal").lines).split())  # unwrapped
+        assert f"{engine.journal.path}:line" in text and "notarecord" in text
