@@ -164,11 +164,19 @@ async def test_an_unusable_state_directory_is_one_line_and_leaves_nothing(tmp_pa
     assert rc == 0 and "internal error" not in err, err
 
 
+async def message_screen(pilot):
+    """The dialog the app shows (waited for)."""
+    from screens.dialogs import MessageScreen
+    from tests.ui_helpers import wait_for
+
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, MessageScreen), what="a message dialog")
+    return pilot.app.screen
+
+
 async def test_the_tui_shows_a_state_directory_problem_in_a_dialog(tmp_path, monkeypatch):
     """Inside the app (the pre-check passed, then opening the run failed): a dialog with one line, no errno."""
     from glance_tui.engine import Engine
     from screens.app import GlanceApp
-    from screens.dialogs import MessageScreen
     from tests.ui_scripted import scripted_config
 
     config = scripted_config(tmp_path)
@@ -177,12 +185,8 @@ async def test_the_tui_shows_a_state_directory_problem_in_a_dialog(tmp_path, mon
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     app = GlanceApp(lambda resume: Engine.open(config, resume=resume), config=config, resume=False, multiplexer=True)
     async with app.run_test() as pilot:
-        for _ in range(100):
-            if isinstance(app.screen, MessageScreen):
-                break
-            await pilot.pause(0.05)
-        screen = app.screen
-        assert isinstance(screen, MessageScreen) and screen.title_text == "Cannot open the run"
+        screen = await message_screen(pilot)
+        assert screen.title_text == "Cannot open the run"
         text = str(screen.text)
         assert f"{state} is a file, not a directory" in text and "Errno" not in text and "XDG_STATE_HOME" in text
         await pilot.press("enter")
@@ -234,7 +238,6 @@ def test_a_disk_that_fills_mid_run_stops_before_the_next_change_and_resumes(sim_
 async def test_the_tui_shows_a_journal_that_cannot_be_written_as_a_stop_not_a_bug(tmp_path):
     """A step worker that ends with JournalWriteFailed (the disk filled mid-step): a dialog with the line, not "please report it"."""
     from glance_tui.journal import JournalWriteFailed
-    from screens.dialogs import MessageScreen
     from screens.failures import WorkerFailed
     from tests.ui_helpers import make, ready
 
@@ -244,12 +247,8 @@ async def test_the_tui_shows_a_journal_that_cannot_be_written_as_a_stop_not_a_bu
     async with app.run_test() as pilot:
         await ready(pilot)
         app.post_message(WorkerFailed("step", "step 2", error))
-        for _ in range(100):
-            if isinstance(app.screen, MessageScreen):
-                break
-            await pilot.pause(0.05)
-        screen = app.screen
-        assert isinstance(screen, MessageScreen) and screen.title_text == "The run stopped: its journal cannot be used"
+        screen = await message_screen(pilot)
+        assert screen.title_text == "The run stopped: its journal cannot be used"
         assert "done: step 0, 1; left: step 2, 3" in str(screen.text) and "please report" not in screen.title_text
 
 
