@@ -73,8 +73,15 @@ class Scan:
 
 # ---------------------------------------------------------------- the shape of a record
 
+BIG = 1e15  # no duration, count or epoch second this tool writes comes near it; sums of such stay finite
+
+
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= BIG
+
+
+def _epoch(v: Any) -> bool:
+    return _number(v) and 0 <= v <= 1e11  # 1970 … year 5138
 
 
 def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -95,27 +102,45 @@ _int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
 _dict = lambda v: isinstance(v, dict)  # noqa: E731
 _pair = lambda v: isinstance(v, list) and len(v) == 2 and all(x is None or _number(x) for x in v)  # noqa: E731
 
+def _object(fields: dict[str, Callable[[Any], bool]], *, exact: bool = False) -> Callable[[Any], bool]:
+    """An object with these fields, each passing its check (``exact``: and no other field)."""
+    def check(v: Any) -> bool:
+        if not isinstance(v, dict) or (exact and set(v) != set(fields)):
+            return False
+        return all(ok(v.get(k)) for k, ok in fields.items())
+    return check
+
+
+# what a resumed run rebuilds from a ``state`` record (BackupRecord(**backup), overrides, own_start)
+_BACKUP = _object({"path": lambda v: isinstance(v, str), "size": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                   "sha256": lambda v: isinstance(v, str), "has_images_table": lambda v: isinstance(v, bool),
+                   "where": lambda v: isinstance(v, str)}, exact=True)
+_OVERRIDE = _object({"step": lambda v: v is None or isinstance(v, str), "reason": lambda v: v is None or isinstance(v, str),
+                     "gate": lambda v: v is None or isinstance(v, str), "node": lambda v: v is None or isinstance(v, str),
+                     "gates": lambda v: v is None or (isinstance(v, list) and all(isinstance(g, str) for g in v))})
+_SEEN = _object({"installed_at": lambda v: v is None or _number(v), "stopped_at": lambda v: v is None or _number(v)})
+
 _TEXT = ("step", "action", "node", "tag", "command", "title", "why", "reason", "detail", "error", "outcome", "what", "gate",
          "name", "version", "purpose", "carried_from", "when", "config", "target_release", "user", "host", "sudo_user",
          "tool_version", "config_sha256", "next", "new_node", "start_release", "choice")
 
 # field -> (what it must be, the check); a field a reader uses is checked wherever it appears
 FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "ts": ("a finite number", _number),
+    "ts": ("seconds since 1970", _epoch),
     "run": ("a string", _str),
     "event": ("a non-empty string", lambda v: isinstance(v, str) and bool(v)),
     **{k: ("a string or null", _opt(_str)) for k in _TEXT},
     **{k: ("true, false or null", _opt(_bool)) for k in ("ok", "lost", "timed_out", "aborted", "log_bin_trust_old", "old", "new")},
     **{k: ("an integer or null", _opt(_int)) for k in ("exit", "pid", "check", "readings")},
-    **{k: ("a finite number or null", _opt(_number)) for k in ("duration", "waited", "t", "quiet", "timeout", "in_flight")},
+    **{k: ("a number (at most 1e15) or null", _opt(_number)) for k in ("duration", "waited", "t", "quiet", "timeout", "in_flight")},
     **{k: ("a list of strings or null", _opt(_list_of(_str))) for k in ("commands", "tail", "heads")},
     "results": ("a list of objects or null", _opt(_list_of(_dict))),
-    "overrides": ("a list of objects or null", _opt(_list_of(_dict))),
+    "overrides": ("a list of overrides ({step, gates} or {gate, node}, a reason) or null", _opt(_list_of(_OVERRIDE))),
     "samples": ("a list of [seconds, in flight] pairs or null", _opt(_list_of(_pair))),
     "nodes": ("an object of node → version (string or null)", _opt(_dict_of(_opt(_str)))),
-    "backup": ("an object or null", _opt(_dict)),
+    "backup": ("{path, size, sha256, has_images_table, where} or null", _opt(_BACKUP)),
     "states": ("an object or null", _opt(_dict)),
-    "started": ("an object of node → object or null", _opt(_dict_of(_dict))),
+    "started": ("an object of node → {installed_at, stopped_at} or null", _opt(_dict_of(_SEEN))),
     "pids": ("a list or null", _opt(lambda v: isinstance(v, list))),
     "processes": ("a list or null", _opt(lambda v: isinstance(v, list))),
 }

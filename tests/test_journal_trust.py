@@ -43,6 +43,10 @@ BAD_LINES = {
     "nodes wrong": b'{"ts": 1.0, "run": "r", "event": "versions", "nodes": {"n1": [1]}}',
     "state started wrong": b'{"ts": 1.0, "run": "r", "event": "state", "started": {"n1": 3}}',
     "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "backup missing a field": b'{"ts": 1.0, "run": "r", "event": "state", "backup": {"path": "/b.sql"}}',
+    "override gates a number": b'{"ts": 1.0, "run": "r", "event": "state", "overrides": [{"step": "s", "gates": 3}]}',
+    "seen stop a list": b'{"ts": 1.0, "run": "r", "event": "state", "started": {"n1": {"stopped_at": []}}}',
+    "ts before 1970": b'{"ts": -1e308, "run": "r", "event": "state"}',
 }
 
 
@@ -83,7 +87,9 @@ def test_a_bad_line_is_named_refused_by_a_run_and_skipped_by_a_look(tmp_path, na
 
 
 def test_shapes_name_the_field_and_the_type():
-    assert shape_problem({"ts": "x", "run": "r", "event": "e"}) == "the field 'ts' is a string, expected a finite number"
+    assert shape_problem({"ts": "x", "run": "r", "event": "e"}) == "the field 'ts' is a string, expected seconds since 1970"
+    assert shape_problem({"ts": -1e308, "run": "r", "event": "e"}) == "the field 'ts' is a number, expected seconds since 1970"
+    assert "expected a number (at most 1e15)" in shape_problem({"ts": 1, "run": "r", "event": "e", "waited": 1e300})
     assert shape_problem({"ts": 1, "run": "r", "event": "step.start", "step": []}) == "the field 'step' is a list, expected a string or null"
     assert shape_problem([1, 2, 3]) == "not a record (a JSON list, not an object)"
     assert shape_problem({"ts": 1, "run": "r", "event": "action.start", "step": "s"}) == "the field 'action' is missing"
@@ -155,6 +161,24 @@ def test_report_invents_nothing_from_an_empty_file_or_a_foreign_one(tmp_path):
     only_start = Journal.create(tmp_path / "fresh", config_path=None, target_release="2024.1")
     rec = read_run(only_start.path)  # a run that recorded no step yet: no step is said to have been skipped
     assert rec.steps == [] and not [n for n in rec.notes if "has no record" in n], rec.notes
+
+
+def test_every_state_the_engine_writes_passes(tmp_path):
+    """The shapes the engine writes (a soft-gate override, a drain-timeout override, a backup, a seen stop) read back."""
+    j = Journal.create(tmp_path, config_path=None, target_release="2024.1")
+    j.write("state", new_node="n1", start_release="2023.1", log_bin_trust_old=False,
+            backup={"path": "/b.sql", "size": 10, "sha256": "ab", "has_images_table": True, "where": "local"},
+            overrides=[{"step": "node:n2", "gates": ["drain-timeout"], "reason": "typed"},
+                       {"gate": "drain-timeout", "node": "n2", "reason": "typed", "in_flight": 2}],
+            started={"n1": {"installed_at": 1700000000.5, "stopped_at": 1700000001.25}})
+    assert [r["event"] for r in read_records(j.path)] == ["run.start", "state"]
+
+
+def test_report_shows_an_unknown_action_id_as_written(tmp_path):
+    j = Journal.create(tmp_path, config_path=None, target_release="2024.1")
+    j.write("step.start", step="backup", title="Back up")
+    j.write("action.start", step="backup", action="{evil} {0}", node=None, commands=[])
+    assert read_run(j.path).steps[0].actions[0].title == "{evil} {0}"
 
 
 def test_a_non_finite_number_is_never_written(tmp_path):

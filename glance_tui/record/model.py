@@ -42,7 +42,8 @@ def clean_lines(lines: Any) -> list[str]:
 
 
 def action_title(action_id: str, node: str | None) -> str:
-    return ACTION_TITLES.get(action_id, action_id).format(node=node or "the NEW NODE")
+    title = ACTION_TITLES.get(action_id)
+    return title.format(node=node or "the NEW NODE") if title else action_id  # an unknown id is shown as written, never formatted
 
 
 @dataclass
