@@ -16,19 +16,20 @@ from glance_tui.events import (
     RunFinished, StepChanged,
 )
 from glance_tui.gate_types import GateResult, Remedy
-from glance_tui.journal import Journal, read_records
+from glance_tui.journal import Journal, JournalProblem, JournalWriteFailed, read_records
 from glance_tui.operator import BlockedDecision, DrainDecision, FailureDecision, Operator, Unattended
 from glance_tui.plan import Action, Plan, Step
 from glance_tui.probes import DB_CHECK_MEANING, Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
 from glance_tui.record.aftermath import RunEnd, run_end
 from glance_tui.record.render import write_report
 from glance_tui.secrets import redact
+from glance_tui.statedir import StateDirProblem
 
 __all__ = [
     "Action", "ActionFinished", "ActionStarted", "BLOCKED", "BlockedDecision", "Cluster", "Config", "ConfigError",
     "DB_CHECK_MEANING", "DBState", "DONE", "DbCheck", "DrainDecision", "DrainProgress", "Engine", "Event", "FAILED",
-    "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "LBFacts", "NodeFacts", "Notice",
+    "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "JournalProblem", "JournalWriteFailed", "LBFacts", "NodeFacts", "Notice",
     "Operator", "Outcome", "OutputLine", "PENDING", "Plan", "PlanChanged", "READY", "RUNNING", "Remedy", "RunFinished",
-    "RunEnd", "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
+    "RunEnd", "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "StateDirProblem", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
     "load_config", "read_records", "redact", "run_end", "write_report",
 ]

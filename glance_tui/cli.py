@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glance_tui import __version__
 from glance_tui.entry import interrupted
-from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.errors import GlanceTuiError, UsageError, one_line
 
 if TYPE_CHECKING:
     from glance_tui.config import Config
@@ -96,13 +96,25 @@ async def _with_context(config: Config, body: Callable[[Any], Awaitable[int]]) -
     from glance_tui.journal import NullJournal
     from glance_tui.probes import Cluster
 
-    state = Engine.known_state(config)
+    state = Engine.known_state(config, warn=warner())  # a look: a bad journal is named, not fatal
     cluster = Cluster(config)
     try:
         return await body(Context(config, cluster, NullJournal(), state, lambda e: None))
     finally:
         await _end_other_tasks()
         await cluster.close()
+
+
+def warner() -> Callable[[str], None]:
+    """One ``warning:`` line on stderr per distinct problem (a bad journal line read twice is named once)."""
+    seen: set[str] = set()
+
+    def warn(text: str) -> None:
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {one_line(text)}", file=sys.stderr)
+
+    return warn
 
 
 async def _end_other_tasks() -> None:
@@ -218,13 +230,14 @@ def cmd_report(run: str | None, latest: bool, fmt: str, output: str | None) -> i
 
     if run and latest:
         raise UsageError("give RUN or --latest, not both", where="report", fix="drop one of them")
-    return _emit_text(render(read_run(find_journal(run)), fmt), output)
+    warn = warner()
+    return _emit_text(render(read_run(find_journal(run, warn=warn), warn), fmt), output)
 
 
 def cmd_runs(as_json: bool) -> int:
     from glance_tui.record.runs import list_runs, runs_json, runs_text
 
-    runs = list_runs()
+    runs = list_runs(warn=warner())
     print(runs_json(runs) if as_json else runs_text(runs))
     return 0
 

@@ -15,7 +15,7 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from glance_tui.adapters.ssh import CommandResult
 from glance_tui.command_tags import run_journaled
@@ -51,8 +51,12 @@ class RunState:
     @classmethod
     def from_journal(cls, path: Path) -> "RunState":
         """The decisions as of the journal's last ``state`` record (empty if none)."""
+        return cls.from_records(read_records(path))
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]]) -> "RunState":
         state = cls()
-        for rec in read_records(path):
+        for rec in records:
             if rec.get("event") == "state":
                 state = cls.from_dict(rec)
         return state

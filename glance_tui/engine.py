@@ -23,7 +23,7 @@ from glance_tui.crash import bug_line
 from glance_tui.gates import Gate, GateResult, evaluate_all
 from glance_tui.holds import keep_out
 from glance_tui.command_tags import settle
-from glance_tui.journal import Journal, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
+from glance_tui.journal import Journal, JournalWriteFailed, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, LBUnknown, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck, NodeFacts
@@ -40,7 +40,7 @@ Outcome = Literal["done", "blocked", "failed", "aborted", "declined"]
 def _seen_starts(journal: Journal | None) -> dict:
     """``RunState.started`` of ``journal``'s run: the nodes it saw stopped before starting them,
     valid while each node's install is the same (a new run, or a look after a run, reuses it)."""
-    return RunState.from_journal(journal.path).started if journal is not None else {}
+    return RunState.from_records(journal.records()).started if journal is not None else {}
 
 
 class Engine:
@@ -75,14 +75,16 @@ class Engine:
         return unfinished_journal(journal_dir(config.path, base))
 
     @classmethod
-    def known_state(cls, config: Config, base: Path | None = None) -> RunState:
+    def known_state(cls, config: Config, base: Path | None = None, *, warn: Callable[[str], None] | None = None) -> RunState:
         """For a look without a run to resume: the unfinished run's decisions, else only what the
         latest run saw of the nodes (``RunState.started``: what it started after seeing the node
-        stopped), so ``status`` right after an upgrade does not call its fresh starts stale."""
-        pending = cls.pending_journal(config, base)
+        stopped), so ``status`` right after an upgrade does not call its fresh starts stale.
+        With ``warn`` (a look that changes nothing), a bad journal or line is named and skipped."""
+        directory = journal_dir(config.path, base)
+        pending = unfinished_journal(directory, warn)
         if pending is not None:
-            return RunState.from_journal(pending.path)
-        return RunState(started=_seen_starts(latest_journal(journal_dir(config.path, base))))
+            return RunState.from_records(pending.records())
+        return RunState(started=_seen_starts(latest_journal(directory, warn)))
 
     @classmethod
     def open(cls, config: Config, *, resume: bool, journal_base: Path | None = None, cluster: Cluster | None = None, dry_run: bool = False, **kw) -> "Engine":
@@ -292,7 +294,17 @@ class Engine:
         async with self._lock:
             if self._hold_guard is None and not self.dry_run:
                 self._hold_guard = asyncio.create_task(self._guard_holds(), name="hold-guard")
-            return await self._run_step(step, operator)
+            try:
+                return await self._run_step(step, operator)
+            except JournalWriteFailed as exc:  # nothing more is changed: say where the run stands
+                raise JournalWriteFailed(f"{exc.what}; the run stopped in step {step.number} ({step.title}) — {self._progress()}",
+                                         fix=exc.fix) from None
+
+    def _progress(self) -> str:
+        """What is done and what is left, as the step book has it (for a run that must stop)."""
+        done = [s.number for s in self.plan.steps if self.states.get(s.id) == DONE]
+        left = [s.number for s in self.plan.steps if self.states.get(s.id) != DONE]
+        return f"done: step {', '.join(done) or 'none'}; left: step {', '.join(left) or 'none'}"
 
     async def _guard_holds(self) -> None:
         """For as long as the run is open, at every load-balancer poll: journal each HAProxy
@@ -380,6 +392,8 @@ class Engine:
                 self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), False))
                 self.journal.write("action.start", step=step.id, action=action.id, node=action.node, commands=commands)
                 await action.run(self.ctx, io)
+            except JournalWriteFailed:
+                raise  # not an action failure: the run stops (no retry, no rollback without a journal)
             except StepAborted as exc:
                 self.journal.write("action.end", step=step.id, action=action.id, ok=False, aborted=True, error=exc.message)
                 self._emit(ActionFinished(step.id, action.id, False, exc.message))

@@ -8,23 +8,33 @@ because the journal says it started.
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import json
+import math
 import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from glance_tui.secrets import redact_value
+from glance_tui.errors import GlanceTuiError
+from glance_tui.journal_read import TORN, JournalProblem, scan, strip_line_numbers, trusted
+from glance_tui.secrets import redact
+from glance_tui.statedir import make_dir, state_home, unusable
+
+__all__ = ["Journal", "JournalProblem", "JournalWriteFailed", "NullJournal", "read_records", "state_home"]
 
 
-def state_home() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "glance-tui"
+class JournalWriteFailed(GlanceTuiError):
+    """A record could not be written (full or read-only disk, I/O error): the run stops before its next change.
+
+    The journal refuses every later write too, so nothing that must be journaled first can run."""
+
+    exit_code = 2
 
 
 def config_key(config_path: Path | None) -> str:
@@ -57,39 +67,79 @@ def run_origin(config_path: Path | None) -> dict[str, Any]:
     return origin
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN/Infinity are not JSON: "unknown", as the reader would have to say
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
 @dataclass
 class Journal:
     path: Path
     run_id: str
 
+    broken: str = ""  # why a write failed: every later write is refused
+    read: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)  # records as opened
+
     @classmethod
     def create(cls, directory: Path, *, config_path: Path | None, target_release: str) -> "Journal":
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """A new run's journal, its ``run.start`` written; :class:`StateDirProblem` (nothing left behind) if it cannot be."""
+        make_dir(directory, "create the journal directory")
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         journal = cls(directory / f"{run_id}.jsonl", run_id)
-        journal.write("run.start", config=str(config_path or ""), target_release=target_release, pid=os.getpid(), **run_origin(config_path))
+        try:
+            journal.write("run.start", config=str(config_path or ""), target_release=target_release, pid=os.getpid(), **run_origin(config_path))
+        except JournalWriteFailed as exc:
+            try:
+                journal.path.unlink()  # never a 0-byte or torn journal that a later run would have to refuse
+            except OSError:
+                pass
+            raise unusable(exc.__cause__ if isinstance(exc.__cause__, OSError) else OSError(errno.EIO, exc.what),
+                           journal.path, "start the journal") from None
         return journal
 
     @classmethod
-    def open(cls, path: Path) -> "Journal":
-        return cls(path, path.stem)
+    def open(cls, path: Path, records: list[dict[str, Any]] | None = None) -> "Journal":
+        """The journal at ``path``; ``records``: as already read (a look that skipped bad lines reads those)."""
+        journal = cls(path, path.stem)
+        journal.read = records
+        return journal
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **redact_value(fields)}
-        line = json.dumps(record, sort_keys=False, default=str) + "\n"
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        """Append one record, fsync'd; :class:`JournalWriteFailed` when it cannot be (then, and from then on)."""
+        self.read = None  # from now on the file is the truth
+        if self.broken:
+            raise JournalWriteFailed(f"the journal {self.path} cannot be written ({self.broken})", fix=_WRITE_FIX)
+        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **_scrub(fields)}
+        data = (json.dumps(record, sort_keys=False, default=str, allow_nan=False) + "\n").encode("utf-8")
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = "\n" + line  # a crash tore the last line: never glue a record onto it
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    # a crash tore the last line: end it and mark it torn, never glue a record onto it
+                    torn = {"ts": record["ts"], "run": self.run_id, "event": TORN}
+                    data = b"\n" + json.dumps(torn).encode() + b"\n" + data
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.broken = exc.strerror or str(exc)
+            raise JournalWriteFailed(f"the journal {self.path} cannot be written ({self.broken})", fix=_WRITE_FIX) from exc
         return record
 
     def records(self) -> Iterator[dict[str, Any]]:
-        return read_records(self.path)
+        """Every record: as read when opened, then from the file again once this run writes."""
+        return iter(self.read) if self.read is not None else read_records(self.path)
 
     def last(self, event: str, **match: Any) -> dict[str, Any] | None:
         found = None
@@ -103,44 +153,71 @@ class Journal:
         return self.last("run.end") is not None
 
 
+_WRITE_FIX = ("the run stopped before its next change; free space or fix the file system, then `glance-tui run` "
+              "resumes from what the cluster shows")
+
+
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield records; a torn last line (crash mid-write) is skipped, not fatal."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-    except FileNotFoundError:
-        return
+    """The journal's records, for a run that decides from them: a torn line (crash mid-write) is
+    dropped, any other bad line raises :class:`JournalProblem` (file, line, what to do)."""
+    if not os.path.lexists(path):
+        return iter(())
+    return iter(trusted(path, what=f"the journal {path}"))
 
 
 def journal_dir(config_path: Path | None, base: Path | None = None) -> Path:
     return (base or state_home()) / "runs" / config_key(config_path)
 
 
-def unfinished_journal(directory: Path) -> Journal | None:
-    """The most recent journal in ``directory`` without a ``run.end`` record."""
+def _journal_paths(directory: Path) -> list[Path]:
+    """The journals in ``directory``, newest first (run ids start with their UTC start time)."""
     if not directory.is_dir():
+        return []
+    return sorted(directory.glob("*.jsonl"), reverse=True)
+
+
+Warn = Callable[[str], None]
+
+
+def _records(path: Path, warn: Warn | None) -> list[dict[str, Any]] | None:
+    """Strict (``warn`` None): a bad journal raises. For a look (``warn`` given): a bad file is
+    named and passed over (None), a bad line is named and skipped."""
+    if warn is None:
+        return trusted(path)
+    try:
+        result = scan(path)
+    except JournalProblem as exc:
+        warn(f"{exc.what} (skipped)")
         return None
-    for path in sorted(directory.glob("*.jsonl"), reverse=True):
-        journal = Journal.open(path)
-        if not journal.finished:
-            return journal
-        return None  # the newest run finished: nothing to resume
+    if why := result.not_a_journal:
+        warn(f"{path} is not a glance-tui journal: {why} (skipped)")
+        return None
+    for bad in result.bad:
+        warn(f"{bad} (line skipped)")
+    return strip_line_numbers(result.records)
+
+
+def unfinished_journal(directory: Path, warn: Warn | None = None) -> Journal | None:
+    """The most recent journal in ``directory`` without a ``run.end`` record.
+
+    A resume decides from it, so a journal that cannot be trusted raises :class:`JournalProblem`;
+    a look (``warn``) names it and reads the next one instead."""
+    for path in _journal_paths(directory):
+        records = _records(path, warn)
+        if records is None:
+            continue
+        if any(r.get("event") == "run.end" for r in records):
+            return None  # the newest run finished: nothing to resume
+        return Journal.open(path, records)
     return None
 
 
-def latest_journal(directory: Path) -> Journal | None:
+def latest_journal(directory: Path, warn: Warn | None = None) -> Journal | None:
     """The most recent journal in ``directory``, finished or not (what a new run carries over from)."""
-    if not directory.is_dir():
-        return None
-    paths = sorted(directory.glob("*.jsonl"))
-    return Journal.open(paths[-1]) if paths else None
+    for path in _journal_paths(directory):
+        if (records := _records(path, warn)) is not None:
+            return Journal.open(path, records)
+    return None
 
 
 # ---------------------------------------------------------------- what a run leaves behind

@@ -10,11 +10,13 @@ Read-only commands (check, status, plan, dry runs) do not take it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from glance_tui.errors import GlanceTuiError
 from glance_tui.secrets import redact
+from glance_tui.statedir import make_dir, unusable
 
 LOCK_NAME = "run.lock"
 
@@ -82,8 +85,11 @@ class RunLock:
         """Take the lock or raise :class:`RunLocked` naming the holder (never waits)."""
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # not inherited by commands we spawn
+        make_dir(self.path.parent, "create the journal directory")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)  # not inherited by commands we spawn
+        except OSError as exc:
+            raise unusable(exc, self.path, "open the run lock") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -91,7 +97,7 @@ class RunLock:
             raise self._refusal() from None
         except OSError as exc:
             os.close(fd)
-            raise GlanceTuiError(f"cannot lock {self.path}: {exc.strerror or exc}", fix="check the journal directory's permissions and file system") from None
+            raise unusable(exc, self.path, "lock") from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(_me()) + "\n").encode(), 0)
@@ -123,10 +129,14 @@ class RunLock:
         if self._fd is not None:
             return Holder.read(self.path)
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise unusable(exc, self.path, "read the run lock") from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory opens read-only, and could never be locked for a run
+                raise unusable(OSError(errno.EISDIR, "not a regular file"), self.path, "read the run lock")
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return Holder.read(self.path) or Holder(None, "?", "?", None, "?")

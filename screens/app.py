@@ -17,7 +17,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
-from glance_tui.api import DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, bug_line, load_config
+from glance_tui.api import (DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, JournalProblem, JournalWriteFailed,
+                            StateDirProblem, bug_line, load_config)
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
 from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, WorkerSucceeded
 from screens.main import WIDE_FROM, MainScreen, hard_failures
@@ -94,7 +95,7 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
             self.engine = await self._resolve_engine()
         except GlanceTuiError as exc:
             await self.operator.ask(MessageScreen("Cannot open the run", exc.message))
-            self.exit(1, return_code=1)
+            self.exit(exc.exit_code, return_code=exc.exit_code)
             return
         warning = "" if self.multiplexer else NOT_MULTIPLEXED
         self.main = MainScreen(self.engine, self.config, self.operator, dry_run=self.dry_run, warning=warning,
@@ -124,7 +125,9 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         """The one place a failed background worker reaches the operator."""
         if not self.failures.should_show(message):
             return  # the same failure again (a poller re-armed itself): shown already
-        if message.group in POLLERS:
+        if isinstance(message.error, (JournalWriteFailed, JournalProblem, StateDirProblem)):  # expected: no bug to report
+            self.push_screen(MessageScreen("The run stopped: its journal cannot be used", message.error.message))
+        elif message.group in POLLERS:
             self.notify(message.text + "\n(it keeps being retried; the figures it feeds may be out of date)",
                         title="a background check failed", severity="error", timeout=30, markup=False)
         else:
@@ -167,9 +170,10 @@ def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> i
         pending = Engine.pending_journal(config) is not None
         if not dry_run:
             Engine.check_unlocked(config)  # another run on this config: one line, before the screen opens
-    except OSError as exc:
-        print(f"glance-tui: cannot read the journal directory: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # the state directory cannot be read: its path and why, not an errno
+        print(f"glance-tui: cannot read the journal directory {exc.filename or ''}: {exc.strerror or exc} — fix: "
+              "point XDG_STATE_HOME at a readable directory", file=sys.stderr)
+        return 2
     except GlanceTuiError as exc:
         print(f"glance-tui: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
-from glance_tui.api import read_records
+from glance_tui.api import GlanceTuiError, read_records
 
 _SKIP = {"ts", "run", "event"}
 
@@ -47,8 +47,13 @@ class JournalScreen(Screen[None]):
         await self.action_reload()
 
     async def action_reload(self) -> None:
-        records = await asyncio.to_thread(lambda: list(read_records(self.path)))
         log = self.query_one("#journal", RichLog)
+        try:
+            records = await asyncio.to_thread(lambda: list(read_records(self.path)))
+        except GlanceTuiError as exc:  # a bad line: named, as `glance-tui report` would
+            log.clear()
+            log.write(Text(exc.message, style="bold red"))
+            return
         log.clear()
         for rec in records:
             log.write(record_line(rec))

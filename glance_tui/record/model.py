@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from glance_tui.journal import read_records
+from glance_tui.journal_read import JournalProblem, scan, strip_line_numbers
 
 # Titles for the engine's action ids (action.start records carry only the id and the node).
 ACTION_TITLES = {
@@ -42,7 +42,8 @@ def clean_lines(lines: Any) -> list[str]:
 
 
 def action_title(action_id: str, node: str | None) -> str:
-    return ACTION_TITLES.get(action_id, action_id).format(node=node or "the NEW NODE")
+    title = ACTION_TITLES.get(action_id)
+    return title.format(node=node or "the NEW NODE") if title else action_id  # an unknown id is shown as written, never formatted
 
 
 @dataclass
@@ -375,19 +376,28 @@ def step_number(step_id: str) -> str:
             "start-new": "6", "contract": "8"}.get(step_id, "7" if step_id.startswith("node:") else "?")
 
 
-def read_run(path: Path) -> RunRecord:
-    """Replay the journal at ``path`` (a torn last line is skipped) into a :class:`RunRecord`."""
+def read_run(path: Path, warn: Callable[[str], None] | None = None) -> RunRecord:
+    """Replay the journal at ``path`` into a :class:`RunRecord`.
+
+    A file that is not a glance-tui journal (unreadable, not a regular file, no ``run.start``
+    first) raises :class:`JournalProblem`: a record is never made up from it. A bad line is
+    skipped, named through ``warn`` and in the record's notes; a torn line is noted."""
+    found = scan(path)
+    if why := found.not_a_journal:
+        raise JournalProblem(f"{path} is not a glance-tui journal: {why}", where="report",
+                             fix="pass a run id from `glance-tui runs` or a journal file that glance-tui wrote")
     rec = RunRecord(run_id=path.stem, journal=str(path))
     replay = _Replay(rec)
     last_ts = None
-    count = 0
-    for r in read_records(path):
-        count += 1
+    for r in strip_line_numbers(found.records):
         replay.feed(r)
         last_ts = r.get("ts", last_ts)
     replay.finish(last_ts)
-    if count == 0:
-        rec.notes.append("the journal holds no readable record")
+    for bad in found.bad:
+        rec.notes.append(f"journal line {bad.line} skipped: {bad.what}")
+        if warn is not None:
+            warn(f"{bad} (line skipped)")
+    rec.notes += [f"journal line {n} was torn by a crash mid-write (dropped)" for n in found.torn]
     _note_unrecorded_steps(rec)
     _number_node_steps(rec)
     return rec
@@ -399,7 +409,7 @@ GUIDE_STEPS = ("preflight", "backup", "new-node", "upgrade-new", "expand", "migr
 def _note_unrecorded_steps(rec: RunRecord) -> None:
     """A step the engine found already done (by probing) is skipped without a record: say so."""
     seen = {s.id for s in rec.steps}
-    last = max((GUIDE_STEPS.index(i) for i in seen if i in GUIDE_STEPS), default=-1)
+    last = max((GUIDE_STEPS.index(i) for i in seen if i in GUIDE_STEPS), default=0)  # no step recorded: none skipped
     for step_id in GUIDE_STEPS[:last]:
         if step_id not in seen:
             rec.notes.append(f"step {step_number(step_id)} ({step_id}) has no record: the cluster already showed it done, so this run did not run it")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from glance_tui.errors import UsageError
-from glance_tui.journal import state_home
+from glance_tui.journal_read import JournalProblem, scan
+from glance_tui.statedir import state_home
 from glance_tui.record.layout import when
 from glance_tui.record.model import RunRecord, read_run
 
@@ -45,11 +46,36 @@ def journal_paths(base: Path | None = None) -> list[Path]:
     return sorted(root.glob("*/*.jsonl"), key=lambda p: p.name)
 
 
-def list_runs(base: Path | None = None) -> list[RunSummary]:
-    return [RunSummary.of(read_run(p)) for p in journal_paths(base)]
+Warn = Callable[[str], None]
 
 
-def find_journal(run: str | None, base: Path | None = None) -> Path:
+def list_runs(base: Path | None = None, warn: Warn | None = None) -> list[RunSummary]:
+    """Every readable run; a file that is not a usable journal is named through ``warn`` and left out."""
+    runs = []
+    for path in journal_paths(base):
+        try:
+            runs.append(RunSummary.of(read_run(path, warn)))
+        except JournalProblem as exc:
+            if warn is not None:
+                warn(f"{exc.what} (skipped)")
+    return runs
+
+
+def _newest_usable(paths: list[Path], warn: Warn | None) -> Path:
+    """The newest journal that is one (``report --latest``): the files that are not are named and passed over."""
+    for path in reversed(paths):
+        try:
+            if not (why := scan(path).not_a_journal):
+                return path
+            problem = f"{path} is not a glance-tui journal: {why}"
+        except JournalProblem as exc:
+            problem = exc.what
+        if warn is not None:
+            warn(f"{problem} (skipped)")
+    raise UsageError(f"no readable journal under {paths[0].parent.parent}", where="report", fix="pass a journal file path")
+
+
+def find_journal(run: str | None, base: Path | None = None, warn: Warn | None = None) -> Path:
     """A journal file path as given, a run id (or its unique prefix), or the newest run when ``run`` is None."""
     if run and (run.endswith(".jsonl") or "/" in run):
         path = Path(run)
@@ -61,7 +87,7 @@ def find_journal(run: str | None, base: Path | None = None) -> Path:
         raise UsageError(f"no run recorded under {runs_dir(base)}", where="report",
                          fix="pass a journal file path, or set XDG_STATE_HOME to where the runs were recorded")
     if run is None:
-        return paths[-1]
+        return _newest_usable(paths, warn)
     matches = [p for p in paths if p.stem == run] or [p for p in paths if p.stem.startswith(run)]
     if len(matches) != 1:
         what = f"no run {run!r}" if not matches else f"run id {run!r} is ambiguous ({len(matches)} runs)"
