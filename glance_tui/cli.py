@@ -269,10 +269,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "lab_handler", None):
         return args.lab_handler(args)
     command = args.command
-    if command is None or (command == "run" and not args.yes):
-        from glance_tui.terminal import require_terminal
-
-        require_terminal()  # before anything else: without a terminal the TUI would wait for keys forever
     if command == "report":
         return cmd_report(args.run, args.latest, args.format, args.output)
     if command == "runs":
@@ -291,6 +287,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(cmd_status(config, args.json))
     if command == "run" and args.yes:
         return asyncio.run(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
+    from glance_tui.terminal import require_terminal
+
+    require_terminal()  # the config is right; without a terminal the TUI would wait for keys forever
     from screens.app import run_tui  # the UI is imported only when it is needed
 
     return run_tui(args.config, dry_run=args.dry_run, resume=getattr(args, "resume", None))

@@ -12,7 +12,6 @@ touches the cluster.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
 import unicodedata
@@ -620,9 +619,6 @@ def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Conf
         raise ConfigError("config file not found", where=str(path),
                           fix="pass -c FILE, or copy config.example.toml to ./glance-tui.toml and edit it") from None
     except FileProblem as exc:
-        if not os.path.exists(path.expanduser()):  # False too for a name the OS refuses (too long)
-            raise ConfigError("config file not found", where=str(path),
-                              fix="pass -c FILE, or copy config.example.toml to ./glance-tui.toml and edit it") from None
         raise ConfigError(str(exc), where=str(path), fix="pass the deployment's TOML config (a regular UTF-8 file of at most 1 MiB)") from None
     try:
         data = tomllib.loads(text)
