@@ -72,6 +72,7 @@ class Context:
         self._memo: dict[str, tuple[float, asyncio.Future[Any]]] = {}
         self._early: tuple[str, Heads, asyncio.Future[DbCheck]] | None = None  # see newest_db_check(early=True)
         self._backup_verified: tuple[Any, str] | None = None  # (record, file signature) of the last full verify
+        self.own_db_connections: Callable[[], set[int]] = set  # the run's own database connections besides the adapter's
 
     def invalidate(self, *keys: str, older_than: float | None = None) -> None:
         """Drop memoised probes: all, or those under ``keys``; with ``older_than``, only those
