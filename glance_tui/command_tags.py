@@ -138,8 +138,11 @@ def database_changers(output: str) -> list[str]:
             raise ValueError(f"not a `PID ETIMES COMM ARGS` line: {line[:60]!r}")
         args = parts[3] if len(parts) > 3 else parts[2]
         manage = _MANAGE_DB.search(args)
-        if _CHANGE_TAG.search(args) or (manage and manage.group("verb") not in READ_ONLY_DB):
-            found.append(f"{parts[0]} {_short(args, 100)}")
+        tag = _CHANGE_TAG.search(args)
+        if manage and manage.group("verb") not in READ_ONLY_DB:
+            found.append(f"pid {parts[0]} `glance-manage … db {manage.group('verb')}`")
+        elif tag:
+            found.append(f"pid {parts[0]} (tag {tag.group(0)}) `{_short(args, 60)}`")
     return found
 
 

@@ -96,8 +96,14 @@ async def resolve_on_node(ctx: "Context", node: str, host: str) -> set[str]:
     """The addresses ``host`` resolves to on ``node`` (``getent ahosts``, the node's own resolver)."""
     if (ip := normal_ip(host)) is not None:
         return {ip}
-    out = await _node_text(ctx, node, f"getent ahosts {shlex.quote(host)}", f"resolve {host!r}")
-    ips = {a for line in out.splitlines() if line.split() and (a := normal_ip(line.split()[0])) is not None}
+    command = f"getent ahosts {shlex.quote(host)}"
+    try:
+        result = await ctx.run_text(node, command)
+    except GlanceTuiError as exc:
+        raise Unknown(f"cannot resolve {host!r} on {node}: {exc.what}") from None
+    if result.exit_status not in (0, 2):  # getent: 2 = no such name
+        raise Unknown(f"cannot resolve {host!r} on {node}: `{command}` exited {result.exit_status} ({' | '.join(result.tail(1))})")
+    ips = {a for line in result.stdout.splitlines() if line.split() and (a := normal_ip(line.split()[0])) is not None}
     if not ips:
         raise Unknown(f"{host!r} resolves to no address on {node}")
     return ips
