@@ -3,8 +3,10 @@
 The local ``flock`` (runlock.py) only stops a second run from the same machine and config path;
 an operator on another bastion, after ``sudo -i`` or with a copied config shares nothing with
 it — but every run talks to the same database. So a run also takes ``GET_LOCK('glance-tui:
-<schema>', 0)`` on a connection of its own. The server releases a named lock when its
-connection ends (a killed run, a dropped network), so it is never stale.
+<schema>', grace)`` on a connection of its own. The server releases a named lock when its
+connection ends (a killed run, a dropped network), so it is never stale; ``grace`` (the
+keep-alive period + 1 s) covers a holder killed mid-statement, which the server lets go only
+when that statement ends.
 
 Who holds it must be discoverable by the run that is refused. A user variable is private to
 its session and a table in the Glance schema would change what we upgrade; instead, the
@@ -162,8 +164,14 @@ class CloudLock:
                            fix="wait for that run to finish or stop it (a killed run releases the lock by itself); "
                                "check/status/plan and --dry-run work meanwhile")
 
+    @property
+    def grace(self) -> float:
+        """How long GET_LOCK waits: a holder that died mid-SLEEP is let go by the server when its
+        SLEEP ends (at most ``keepalive``); a live holder keeps it, and the run is refused."""
+        return min(self.keepalive + 1.0, self.cfg.query_timeout * 0.8)
+
     async def _take(self, db: Database) -> bool:
-        row = await db.row("SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (self.name,))
+        row = await db.row("SELECT GET_LOCK(%s, %s), CONNECTION_ID()", (self.name, self.grace))
         if row is None or row[0] is None:
             raise GlanceTuiError(f"GET_LOCK({self.name!r}) answered NULL", where=f"database {self.cfg.host}:{self.cfg.port}",
                                  fix="check the database server's log")
@@ -201,7 +209,9 @@ class CloudLock:
                         self.on_event("retaken", {"old": old, "new": self.connection, "why": why})
                         return True
                     holder = await find_holder(self._db, self.name)
-                    self.lost = f"another run took it: {holder.describe() if holder else 'unknown holder'}"
+                    if holder is None or (holder.connection == old and time.monotonic() < deadline):
+                        continue  # free again, or still our dropped connection the server has not let go yet
+                    self.lost = f"another run took it: {holder.describe()}"
                     break
                 except GlanceTuiError as exc:
                     await self._db.close()
