@@ -86,6 +86,45 @@ async def test_without_process_the_clients_are_unknown_and_the_grant_is_named(gl
     assert fix == f"as a database admin run: GRANT PROCESS ON *.* TO '{glance_db.user}'@'127.0.0.1'"
 
 
+async def test_another_accounts_client_is_seen_only_with_process(glance_db: GlanceDB) -> None:
+    """Why PROCESS is required: without it the server hides another account's connections."""
+    server = glance_db.server
+    other = f"{glance_db.user}_region2"
+    server.execute(f"CREATE USER {sql_string(other)}@'127.0.0.1' IDENTIFIED BY 'pw2';"
+                   f"GRANT ALL PRIVILEGES ON `{glance_db.schema}`.* TO {sql_string(other)}@'127.0.0.1';")
+    region2 = pymysql.connect(host=server.host, port=server.port, user=other, password="pw2", database=glance_db.schema)
+    try:
+        db = Database(glance_db.database_config())
+        try:
+            assert not await db.sees_every_client()
+            assert [c.user for c in await db.schema_clients()] == []
+        finally:
+            await db.close()
+        server.execute(f"GRANT PROCESS ON *.* TO {sql_string(glance_db.user)}@'127.0.0.1';")
+        db = Database(glance_db.database_config())
+        try:
+            assert await db.sees_every_client()
+            seen = await db.schema_clients()
+            assert [(c.user, c.host, c.id) for c in seen] == [(other, "127.0.0.1", region2.thread_id())]
+        finally:
+            await db.close()
+    finally:
+        region2.close()
+        server.execute(f"REVOKE PROCESS ON *.* FROM {sql_string(glance_db.user)}@'127.0.0.1'; DROP USER {sql_string(other)}@'127.0.0.1';")
+
+
+async def test_the_database_gates_guard_expand_migrate_and_contract(sim_config: Config, tmp_path: Path) -> None:
+    engine = Engine(sim_config, journal=_journal(tmp_path))
+    engine.ctx.state.new_node = "glance-1"
+    engine._rebuild("test")
+    plan = engine.plan
+    await engine.close()
+    assert any(g.id == "db-clients" for g in plan.step("preflight").gates)
+    assert G.ONE_DATABASE in plan.step("expand").gates and G.ONE_DATABASE in plan.step("migrate").gates
+    contract = plan.step("contract").action("contract")
+    assert G.ONE_DATABASE in contract.gates and G.DB_CLIENTS_ON_TARGET in contract.gates
+
+
 async def test_an_unknown_client_fails_preflight_until_it_is_known(sim_lab: Lab, sim_config: Config, tmp_path: Path) -> None:
     grant_from(sim_lab, "127.0.1.99")
     stranger = client(sim_lab, "127.0.1.99")  # a second region's Glance, a retired node, a script
