@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from glance_tui.adapters.database import Database
+from glance_tui.adapters.database import Database, client_host
 from glance_tui.config import DatabaseConfig
 from glance_tui.errors import GlanceTuiError
 from glance_tui.runlock import RunLocked
@@ -101,7 +101,7 @@ async def find_holder(db: Database, name: str, tries: int = 5) -> LockHolder | N
         info = await db.row("SELECT USER, HOST, INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (conn,))
         if info is not None:
             user, host, statement = info
-            account = f"{user}@{str(host).rsplit(':', 1)[0]}"
+            account = f"{user}@{client_host(str(host or ''))}"
             match = _HOLDER.search(str(statement or ""))
             if match:
                 try:
@@ -132,10 +132,6 @@ class CloudLock:
         self.connection: int | None = None
         self.lost: str = ""
         self._retaking = False
-
-    @property
-    def held(self) -> bool:
-        return self._task is not None and not self.lost and not self._retaking
 
     def connection_ids(self) -> set[int]:
         """The lock's own connection (the db-clients gate does not count it as a client)."""
@@ -232,6 +228,8 @@ class CloudLock:
             await asyncio.sleep(0.1)
         if self._task is None:
             raise CloudLockLost("this run does not hold the database lock", fix="start the run again")
+        if self._task.done() and not self.lost:  # the keep-alive ended without saying why: not known to be held
+            self.lost = "its keep-alive stopped unexpectedly"
         if self.lost or self._retaking:
             raise CloudLockLost(f"this run lost the database lock {self.name!r}: {self.lost or 're-taking it did not finish'}",
                                 fix="nothing more is changed by this run; check who holds the lock, then resume "

@@ -18,7 +18,7 @@ import pymysql
 import pytest
 
 from glance_tui import gates as G
-from glance_tui.cloudlock import CloudLocked
+from glance_tui.cloudlock import CloudLocked, CloudLockLost
 from glance_tui.command_tags import CommandStillRunning, database_changers, settle_database
 from glance_tui.config import Config, parse_config
 from glance_tui.db_clients import check_clients
@@ -271,6 +271,31 @@ async def test_the_run_retakes_its_lock_after_the_connection_is_killed(sim_lab: 
         retaken = [r for r in read_records(engine.journal.path) if r["event"] == "cloudlock.retaken"]
         assert retaken and retaken[0]["old"] == old and retaken[0]["new"] == lock.connection
     finally:
+        await engine.close()
+
+
+async def test_a_run_that_lost_its_lock_stops_before_the_next_action(sim_lab: Lab, sim_config: Config, tmp_path: Path) -> None:
+    engine = Engine.open(sim_config, resume=False, journal_base=tmp_path)
+    other = client(sim_lab, "127.0.0.1")
+    try:
+        await engine.hold_cloud_lock()
+        lock = engine.cloud_lock
+        name = lock.name
+        # another run waits for the lock; the run's lock connection drops: the other run gets it first
+        waiting = asyncio.get_running_loop().run_in_executor(None, lambda: other.cursor().execute("SELECT GET_LOCK(%s, 20)", (name,)))
+        await asyncio.sleep(0.3)
+        sim_lab.mariadb(sim_lab.load_layout()).execute(f"KILL {lock.connection};")
+        await waiting
+        for _ in range(200):
+            if lock.lost:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(CloudLockLost):
+            await engine.run_step(engine.plan.step("backup"), Unattended("glance-1"))
+        events = [r["event"] for r in read_records(engine.journal.path)]
+        assert "cloudlock.lost" in events and "action.start" not in events and "step.start" not in events
+    finally:
+        other.close()
         await engine.close()
 
 
