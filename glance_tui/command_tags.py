@@ -9,11 +9,19 @@ all; a local dump runs in its own session, so it outlives the tool too). Before 
 that has no end (``pgrep -af`` with the bracket trick) and waits until that command has
 finished: the action's own probe then sees what it did, so it is never started a second time.
 A look that fails is *unknown* and blocks; it is never read as "finished".
+
+Another run's commands are not in this journal (another bastion, user or config copy; the
+database lock stops two runs at once, not a command an earlier, dead run left running). So
+before a database action :func:`settle_database` reads every node's processes (the
+``processes`` template, as the node probe does) for *any* changing glance-tui command (their
+tags are ``glance-tui-change-…``) and any ``glance-manage db`` run other than ``check`` and
+``version``, and waits until none is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import time
 from typing import TYPE_CHECKING, Callable
@@ -28,6 +36,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
 
 OnLine = Callable[[str, str], None]
+
+
+CHANGE_KIND = "change-"
+_CHANGE_TAG = re.compile(r"glance-tui-" + CHANGE_KIND + r"[0-9a-f]{16}")
+_MANAGE_DB = re.compile(r"glance-manage\S*\s(?:.*\s)?db\s+(?P<verb>[A-Za-z_-]+)")
+READ_ONLY_DB = frozenset({"check", "version"})
 
 
 class CommandStillRunning(GlanceTuiError):
@@ -47,7 +61,7 @@ def look_command(node: str, tag: str) -> RemoteCommand:
 async def run_journaled(ctx: "Context", cmd: RemoteCommand, *, on_line: OnLine | None = None, input: str | None = None) -> CommandResult:
     """Run a changing command with its tag journaled before it is sent and after it ends."""
     await settle(ctx, node=cmd.node, wait=False)
-    tag = new_tag()
+    tag = new_tag(CHANGE_KIND)
     shell = ctx.cluster.local if cmd.node == "local" else ctx.cluster.ssh.get(cmd.node)
     ctx.journal.write("command.start", node=cmd.node, tag=tag, command=cmd.command, purpose=cmd.purpose, timeout=cmd.timeout)
     try:
@@ -106,3 +120,68 @@ async def settle(ctx: "Context", *, node: str | None = None, wait: bool = True, 
         ctx.journal.write("command.settled", node=where, tag=tag, command=rec.get("command"), waited=waited)
         if waited:
             ctx.emit(Notice("info", f"`{text}` has ended on {where} after {waited:g}s; re-probing before acting"))
+
+
+def database_changers(output: str) -> list[str]:
+    """``PID ARGS`` of each process in a ``processes`` answer (clock, then ``PID ETIMES COMM ARGS``)
+    that is a changing glance-tui command or a changing ``glance-manage db`` run; ValueError
+    when the answer is not in that format (unknown, never "none")."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    try:
+        float(lines[0].strip()) if lines else float("x")
+    except ValueError:
+        raise ValueError("the processes command did not print the node's clock first") from None
+    found = []
+    for line in lines[1:]:
+        parts = line.split(None, 3)
+        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            raise ValueError(f"not a `PID ETIMES COMM ARGS` line: {line[:60]!r}")
+        args = parts[3] if len(parts) > 3 else parts[2]
+        manage = _MANAGE_DB.search(args)
+        tag = _CHANGE_TAG.search(args)
+        if manage and manage.group("verb") not in READ_ONLY_DB:
+            found.append(f"pid {parts[0]} `glance-manage … db {manage.group('verb')}`")
+        elif tag:
+            found.append(f"pid {parts[0]} (tag {tag.group(0)}) `{_short(args, 60)}`")
+    return found
+
+
+async def _changers_on(ctx: "Context", node: str) -> list[str]:
+    cmd = ctx.commands(node).processes()
+    fix = f"check SSH to {node} and its processes command; a database action waits until no other run's command is running"
+    try:
+        result = await ctx.cluster.run(cmd)
+    except GlanceTuiError as exc:
+        raise CommandStillRunning(f"cannot tell whether another run's command runs on {node}: {exc.what}", fix=fix) from None
+    if not result.ok:
+        raise CommandStillRunning(f"cannot tell whether another run's command runs on {node} (exit {result.exit_status})", fix=fix)
+    try:
+        return database_changers(result.stdout)
+    except ValueError as exc:
+        raise CommandStillRunning(f"cannot tell whether another run's command runs on {node}: {exc}", fix=fix) from None
+
+
+async def settle_database(ctx: "Context", *, wait: bool = True, poll: float | None = None) -> None:
+    """Before expand/migrate/contract: wait until no node runs a changing glance-tui command or a
+    changing ``glance-manage db`` (whichever run or journal started it); with ``wait=False`` refuse."""
+    interval = poll if poll is not None else max(ctx.config.policy.node_poll_interval, 0.5)
+    names = [n.name for n in ctx.config.nodes]
+    t0 = time.monotonic()
+    told = False
+    while True:
+        found = dict(zip(names, await asyncio.gather(*(_changers_on(ctx, n) for n in names))))
+        busy = {n: p for n, p in found.items() if p}
+        if not busy:
+            if told:
+                ctx.journal.write("command.foreign.settled", waited=round(time.monotonic() - t0, 1))
+                ctx.emit(Notice("info", "no other run's command runs on any node any more; re-probing before acting"))
+            return
+        what = "; ".join(f"{n}: {', '.join(p[:3])}" for n, p in sorted(busy.items()))
+        if not wait:
+            raise CommandStillRunning(f"a command another run started is still running — {what}",
+                                      fix="wait for it to finish (or find who runs it), then retry")
+        if not told:
+            ctx.journal.write("command.foreign", processes={n: p[:5] for n, p in busy.items()})
+            ctx.emit(Notice("warning", f"a database change or glance-tui command started elsewhere still runs — {what}: waiting for it to end"))
+            told = True
+        await asyncio.sleep(interval)

@@ -205,6 +205,9 @@ class DatabaseConfig(_Strict):
     password_file: PlainText | None = None
     connect_timeout: Seconds = 5.0
     query_timeout: Seconds = 10.0  # every query, its connect included
+    # Hosts (as the database server sees them) that may be connected to the Glance schema besides
+    # the nodes, e.g. a backup host: any other client blocks preflight and contract.
+    known_clients: list[Host] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     _password: Secret | None = PrivateAttr(None)
@@ -362,6 +365,9 @@ class NodeConfig(_Strict):
     lb_server: HAProxyName
     api_url: str
     role: Literal["existing", "new"] = "existing"
+    # The address the database sees this node's Glance connect from, when it is neither ssh_host
+    # nor api_url's host (another network, NAT).
+    db_client_host: Host | None = None
 
     @field_validator("api_url")
     @classmethod

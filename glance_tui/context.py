@@ -85,6 +85,7 @@ class Context:
         self.restarts_journaled = 0  # HAProxy restarts already journaled (see glance_tui.holds)
         self.hold_asserted: dict[str, int] = {}  # node -> restarts seen when the hold guard last re-asserted it
         self._backup_verified: tuple[Any, str] | None = None  # (record, file signature) of the last full verify
+        self.own_db_connections: Callable[[], set[int]] = set  # the run's own database connections besides the adapter's
 
     def invalidate(self, *keys: str, older_than: float | None = None) -> None:
         """Drop memoised probes: all, or those under ``keys``; with ``older_than``, only those

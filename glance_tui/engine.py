@@ -22,6 +22,7 @@ from glance_tui.events import (
 from glance_tui.crash import bug_line
 from glance_tui.gates import Gate, GateResult, evaluate_all
 from glance_tui.holds import keep_out
+from glance_tui.cloudlock import CloudLock, CloudLockLost
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, JournalWriteFailed, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
 from glance_tui.operator import Operator
@@ -66,6 +67,9 @@ class Engine:
         self._lock = asyncio.Lock()
         self._hold_guard: asyncio.Task[None] | None = None  # see _guard_holds
         self.dry_run_blockers: list[str] = []  # preflight gates that fail in a dry run
+        # One run per cloud: taken at the first step, held until close() (a dry run takes none).
+        self.cloud_lock: CloudLock | None = None if dry_run else CloudLock(config.database, on_event=self._cloud_lock_event)
+        self.ctx.own_db_connections = self.cloud_lock.connection_ids if self.cloud_lock else set
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -140,10 +144,30 @@ class Engine:
             await asyncio.gather(self._hold_guard, return_exceptions=True)
             self._hold_guard = None
         try:
+            if self.cloud_lock is not None:
+                await self.cloud_lock.release()
             await self.cluster.close()
         finally:
             if self.runlock is not None:
                 self.runlock.release()
+
+    async def hold_cloud_lock(self) -> None:
+        """Take the database lock (first step) or make sure it is still held (every action):
+        :class:`CloudLocked` names another run's holder; :class:`CloudLockLost` stops this run."""
+        lock = self.cloud_lock
+        if lock is None:
+            return
+        if lock.connection is None and not lock.lost:
+            await lock.acquire(self.journal.path.stem)
+            self.journal.write("cloudlock", name=lock.name, connection=lock.connection)
+        await lock.ensure()
+
+    def _cloud_lock_event(self, kind: str, data: dict) -> None:
+        self.journal.write(f"cloudlock.{kind}", **data)
+        if kind == "retaken":
+            self._emit(Notice("warning", f"the database lock's connection dropped ({data.get('why')}); it was taken back"))
+        else:
+            self._emit(Notice("error", f"this run lost its database lock: {data.get('detail')}; it stops before the next action"))
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Watch the run's events; returns the call that stops watching."""
@@ -324,6 +348,7 @@ class Engine:
                 self._emit(Notice("error", f"the hold guard failed ({bug_line(exc)})"))
 
     async def _run_step(self, step: Step, operator: Operator) -> Outcome:
+        await self.hold_cloud_lock()  # refused at once, naming the holder, when another run has it
         if self.resumed and not self._resume_noted:
             self.journal.write("run.resume", pid=os.getpid(), **run_origin(self.config.path))  # who resumed, and where
             self._resume_noted = True
@@ -371,6 +396,7 @@ class Engine:
 
     async def _run_action(self, step: Step, action: Action, io: ActionIO) -> Outcome:
         while True:
+            await self.hold_cloud_lock()  # lost: the run stops here, between actions
             if not await self._gates_for(step, action, io.operator):
                 return "blocked"
             self._set(step, RUNNING)
@@ -389,11 +415,15 @@ class Engine:
                     return "declined"
                 if action.changes and not await self._still_allowed(step, action):
                     continue  # the cluster changed while the dialog was open: back to the gates
+                if self.cloud_lock is not None:
+                    await self.cloud_lock.ensure()  # right before the change (CloudLockLost is not retried)
                 self._emit(ActionStarted(step.id, action.id, action.title, tuple(commands), False))
                 self.journal.write("action.start", step=step.id, action=action.id, node=action.node, commands=commands)
                 await action.run(self.ctx, io)
             except JournalWriteFailed:
                 raise  # not an action failure: the run stops (no retry, no rollback without a journal)
+            except CloudLockLost:
+                raise  # another run may act now: nothing is retried or rolled back by this one
             except StepAborted as exc:
                 self.journal.write("action.end", step=step.id, action=action.id, ok=False, aborted=True, error=exc.message)
                 self._emit(ActionFinished(step.id, action.id, False, exc.message))

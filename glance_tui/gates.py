@@ -232,6 +232,13 @@ async def _db_check_consistent(ctx: "Context") -> GateResult:
     return ok("db-check", f"db check on {check.node}: {check.meaning}")
 
 
+async def _db_clients(ctx: "Context") -> GateResult:
+    from glance_tui.db_clients import check_clients
+
+    reason, detail = await check_clients(ctx, contract=False)
+    return fail("db-clients", reason, detail) if reason else ok("db-clients", detail)
+
+
 PREFLIGHT: tuple[Gate, ...] = (
     Gate("db-version", "MySQL/MariaDB 5.5 or later", _db_version),
     Gate("api-v2-only", "Images API v2 only, no Glance Registry", _api_v2_only),
@@ -240,6 +247,7 @@ PREFLIGHT: tuple[Gate, ...] = (
     Gate("ssh", "SSH to every node with a verified host key", _ssh_reachable),
     Gate("same-release", "All nodes on the same starting release", _same_release),
     Gate("db-check", "glance-manage db check matches the run", _db_check_consistent),
+    Gate("db-clients", "Every client of the Glance schema is a node or a known client", _db_clients),
 )
 
 
@@ -341,13 +349,20 @@ def min_in_rotation_gate(node: str) -> Gate:
             return fail("min-rotation", f"cannot read every load balancer: {lb.error}", "fix the LB stats endpoint")
         server = ctx.config.node(node).lb_server
         mine = lb.views.get(server)
-        others = [name for name, v in lb.views.items() if name != server and v.in_rotation is True and v.state == "UP"]
+        # Capacity is the configured nodes only: an excluded server is not a Glance node of this
+        # deployment, and a `backup` server takes traffic only when every active one is down.
+        nodes = {n.lb_server for n in ctx.config.nodes}
+        up = [name for name, v in lb.views.items() if name != server and name in nodes and v.in_rotation is True and v.state == "UP"]
+        others = [name for name in up if all(r.backup is False for r in lb.views[name].rows.values())]
+        backups = sorted(set(up) - set(others))
         need = ctx.config.policy.min_in_rotation
         if mine is not None and mine.admin_out:
             return ok("min-rotation", f"{node} is already out of rotation; {len(others)} others serve")
         if len(others) < need:
-            up = ", ".join(sorted(others)) or "none"
-            return fail("min-rotation", f"taking {node} out would leave {len(others)} node(s) in rotation ({up}); policy needs {need}", "bring another node UP (or lower policy.min_in_rotation deliberately)")
+            listed = ", ".join(sorted(others)) or "none"
+            note = f"; not counted: {', '.join(backups)} (a backup server, or its bck column unknown)" if backups else ""
+            return fail("min-rotation", f"taking {node} out would leave {len(others)} node(s) in rotation ({listed}); policy needs {need}{note}",
+                        "bring another node UP (or lower policy.min_in_rotation deliberately)")
         return ok("min-rotation", f"{len(others)} other node(s) stay in rotation")
 
     return Gate("min-rotation", f"Enough nodes stay in rotation without {node}", check)
@@ -392,6 +407,23 @@ async def _contract_next(ctx: "Context") -> GateResult:
     return ok("contract-next", "db check: contract is next")
 
 
+async def _db_clients_on_target(ctx: "Context") -> GateResult:
+    from glance_tui.db_clients import check_clients
+
+    reason, detail = await check_clients(ctx, contract=True)
+    return fail("db-clients-target", reason, detail) if reason else ok("db-clients-target", detail)
+
+
+async def _one_database(ctx: "Context") -> GateResult:
+    from glance_tui.db_target import compare
+
+    name = ctx.state.new_node
+    if not name:
+        return fail("one-database", "no NEW NODE chosen", "complete step 2")
+    reason, detail = await compare(ctx, name)
+    return fail("one-database", reason, detail) if reason else ok("one-database", detail)
+
+
 BACKUP_VERIFIED = Gate("backup", "A verified backup of the Glance database exists", _backup_verified)
 NEW_NODE_CHOSEN = Gate("new-node", "The NEW NODE is chosen", _new_node_chosen)
 NEW_NODE_UPGRADED = Gate("new-node-upgraded", "The NEW NODE runs the target release", _new_node_upgraded)
@@ -403,3 +435,5 @@ NEW_NODE_SERVING = Gate("new-node-serving", "The NEW NODE serves the new release
 ALL_NODES_TARGET = Gate("all-upgraded", "Every node reports the target release", _all_nodes_target)
 NO_OLD_PROCESS = Gate("no-old-service", "No node runs an old Glance service", _no_old_process)
 CONTRACT_NEXT = Gate("contract-next", "db check says contract is next", _contract_next)
+DB_CLIENTS_ON_TARGET = Gate("db-clients-target", "Every client of the Glance schema is known and runs the target code", _db_clients_on_target)
+ONE_DATABASE = Gate("one-database", "The NEW NODE's glance-manage changes the database the tool backed up", _one_database)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import httpx
 
 from glance_tui import gates as G
+from glance_tui.command_tags import settle_database
 from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
@@ -497,6 +498,7 @@ def wait_up_action(node: str) -> Action:
 
 def _manage_action(kind: str, title: str, ok_codes: tuple[int, ...], *, confirm_word: str | None = None, gates: tuple[G.Gate, ...] = ()) -> Action:
     async def needed(ctx: "Context") -> bool:
+        await settle_database(ctx)  # another run's db change (any journal, any node) is waited for first
         ctx.invalidate("dbcheck", "nodes")
         check = await ctx.target_db_check()
         if check is None or check.code is None:
@@ -629,9 +631,9 @@ def build_plan(ctx: "Context") -> Plan:
     async def migrated(c: "Context") -> bool:
         return (await _db_code(c)) in (0, 5)
 
-    steps.append(Step("expand", "4", "Expand the database (on the NEW NODE)", WHY["expand"], (G.BACKUP_VERIFIED, G.NEW_NODE_UPGRADED, G.NEW_NODE_STOPPED, G.BINLOG_TRIGGERS),
+    steps.append(Step("expand", "4", "Expand the database (on the NEW NODE)", WHY["expand"], (G.BACKUP_VERIFIED, G.NEW_NODE_UPGRADED, G.NEW_NODE_STOPPED, G.BINLOG_TRIGGERS, G.ONE_DATABASE),
                       (_manage_action("expand", "glance-manage db expand", (0, 4, 5)),), expanded))
-    steps.append(Step("migrate", "5", "Migrate the data (on the NEW NODE)", WHY["migrate"], (G.NEW_NODE_UPGRADED, G.NEW_NODE_STOPPED, G.EXPAND_DONE),
+    steps.append(Step("migrate", "5", "Migrate the data (on the NEW NODE)", WHY["migrate"], (G.NEW_NODE_UPGRADED, G.NEW_NODE_STOPPED, G.EXPAND_DONE, G.ONE_DATABASE),
                       (_manage_action("migrate", "glance-manage db migrate", (0, 5)),), migrated))
 
     if new:
@@ -659,6 +661,7 @@ def build_plan(ctx: "Context") -> Plan:
 
     steps.append(Step("contract", "8", "Contract the database", WHY["contract"], (G.ALL_NODES_TARGET, G.NO_OLD_PROCESS),
                       # contract-next is an action gate: it matters only while contract still has to run.
-                      (_manage_action("contract", "glance-manage db contract", (0,), confirm_word="contract", gates=(G.CONTRACT_NEXT,)),
+                      (_manage_action("contract", "glance-manage db contract", (0,), confirm_word="contract",
+                                      gates=(G.CONTRACT_NEXT, G.ONE_DATABASE, G.DB_CLIENTS_ON_TARGET)),
                        restore_binlog_action()), contracted))
     return Plan(tuple(steps), new, remaining)

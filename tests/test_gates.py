@@ -35,8 +35,8 @@ def make_config(n: int = 3, **policy: Any):
     })
 
 
-def stats(name: str, state: str = "UP", scur: int = 0) -> ServerStats:
-    return ServerStats(name, state, state, scur, 0, 0, "L7OK", 1)
+def stats(name: str, state: str = "UP", scur: int = 0, backup: bool | None = False) -> ServerStats:
+    return ServerStats(name, state, state, scur, 0, 0, "L7OK", 1, backup=backup)
 
 
 def facts(version: str = "5.5.5-10.11.6-MariaDB", *, log_bin=False, trust=False, sup=False, grants=None) -> DatabaseFacts:
@@ -509,3 +509,16 @@ async def test_is_running_override_never_turns_unknown_into_stopped(processes_ok
     finally:
         await cluster.close()
     assert facts.running is expected, dataclasses.asdict(facts)
+
+
+async def test_excluded_and_backup_servers_are_not_capacity():
+    g = G.min_in_rotation_gate("g1")
+    # g2 is a `backup` server and old-glance is excluded: taking g1 out leaves no active Glance node
+    lb = LBFacts({"g1": stats("g1"), "g2": stats("g2", backup=True), "g3": stats("g3", "MAINT"), "old-glance": stats("old-glance")})
+    r = await check(g, FakeCtx(config=make_lb_config(["old-glance"]), lb=lb))
+    assert not r.ok and "leave 0 node(s)" in r.reason and "not counted: g2" in r.reason
+    # a row whose bck column is unknown is not counted either (unknown is never capacity)
+    lb = LBFacts({"g1": stats("g1"), "g2": stats("g2", backup=None), "g3": stats("g3", "MAINT")})
+    assert not (await check(g, FakeCtx(lb=lb))).ok
+    lb = LBFacts({"g1": stats("g1"), "g2": stats("g2"), "g3": stats("g3", "MAINT"), "old-glance": stats("old-glance")})
+    assert (await check(g, FakeCtx(config=make_lb_config(["old-glance"]), lb=lb))).ok

@@ -15,7 +15,7 @@ from glance_tui.adapters.haproxy import HAProxy, ServerStats, normalise_status, 
 from glance_tui.adapters.haproxy_stats import StatsFormatError, admin_from_bits
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError, GlanceTuiError
-from glance_tui.lab.haproxy import HAProxyLab
+from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.lab.procs import free_port
 from tests.fixtures.haproxy import STATS_PASSWORD, SlowBackends, make_lb_config
 
@@ -392,3 +392,15 @@ def test_lab_start_stop(tmp_path, slow_backends: SlowBackends) -> None:  # type:
         assert lab.stop() is True
     assert not lab.is_running() and not lab.runtime_socket.exists()
     assert lab.stop() is False
+
+
+async def test_a_backup_server_is_read_from_the_bck_column(tmp_path, slow_backends: SlowBackends) -> None:
+    servers = [HAProxyServer(s.name, s.host, s.port, backup=(i == 2)) for i, s in enumerate(slow_backends.servers)]
+    lab = HAProxyLab(tmp_path / "haproxy-bck", "glance_api", servers, check_inter_ms=100)
+    lab.start()
+    try:
+        async with HAProxy(make_lb_config(lab)) as lb:
+            rows = await lb.servers()
+        assert {name: row.backup for name, row in rows.items()} == {s.name: s.backup for s in servers}
+    finally:
+        lab.stop()

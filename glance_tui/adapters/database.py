@@ -52,13 +52,7 @@ def parse_server_version(version: str, comment: str = "") -> tuple[str, tuple[in
 
 def grants_have_super(grants: list[str]) -> bool:
     """True if a global grant includes SUPER or ALL PRIVILEGES."""
-    for line in grants:
-        match = _GLOBAL_GRANT.match(line.strip())
-        if match:
-            privs = {p.strip().upper() for p in match.group("privs").split(",")}
-            if "SUPER" in privs or "ALL PRIVILEGES" in privs or "ALL" in privs:
-                return True
-    return False
+    return grants_have(grants, "SUPER")
 
 
 def _flag(value: Any) -> bool:
@@ -231,3 +225,84 @@ class Database:
                 ) from None
             raise
         return old
+
+    # ------------------------------------------------------------ for the cloud lock (its own Database)
+
+    async def row(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        """The first row of one statement (None when there is none), bounded by ``query_timeout``."""
+        rows = await self._query(sql, args)
+        return tuple(rows[0]) if rows else None
+
+    async def kill_connection(self, thread_id: int) -> None:
+        """``KILL`` one of the account's own connections (releases its named locks at once); a
+        thread that is already gone is fine."""
+        try:
+            await self._query(f"KILL {int(thread_id)}")
+        except AdapterError as exc:
+            if "unknown thread" not in exc.what.lower():
+                raise
+
+    # ------------------------------------------------------------ clients of the schema
+
+    async def account(self) -> str:
+        """``CURRENT_USER()`` as ``'user'@'host'``: the account a GRANT must name."""
+        current = str((await self._query("SELECT CURRENT_USER()"))[0][0])
+        user, _, host = current.rpartition("@")
+        return f"{sql_quote(user)}@{sql_quote(host)}"
+
+    async def sees_every_client(self) -> bool:
+        """True when the account holds PROCESS (or ALL) globally: without it PROCESSLIST shows only
+        the account's own threads, so another account's client would be invisible."""
+        grants = [str(r[0]) for r in await self._query("SHOW GRANTS")]
+        return grants_have(grants, "PROCESS")
+
+    async def schema_clients(self, own: frozenset[int] | set[int] = frozenset()) -> list["DbClient"]:
+        """Every connection whose current schema is ours, except this adapter's own (and ``own``)."""
+        rows = await self._query(
+            "SELECT ID, USER, HOST, COMMAND, TIME, CONNECTION_ID() FROM information_schema.PROCESSLIST WHERE DB = %s",
+            (self.cfg.schema_name,),
+        )
+        clients = []
+        for ident, user, host, command, seconds, me in rows:
+            if int(ident) == int(me) or int(ident) in own:
+                continue
+            clients.append(DbClient(int(ident), str(user or ""), client_host(str(host or "")), str(command or ""),
+                                    int(seconds) if seconds is not None else None))
+        return sorted(clients, key=lambda c: (c.host, c.id))
+
+
+@dataclass(frozen=True)
+class DbClient:
+    """One connection to the Glance schema as the server sees it (host without the port)."""
+
+    id: int
+    user: str
+    host: str
+    command: str
+    seconds: int | None
+
+
+def client_host(host: str) -> str:
+    """PROCESSLIST's ``HOST`` without the client port: ``10.0.0.5:41234`` → ``10.0.0.5``,
+    ``[::1]:5`` or ``::1:5`` → ``::1``; ``localhost`` (a socket) stays."""
+    text = host.strip()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    head, sep, tail = text.rpartition(":")
+    return head if sep and tail.isdigit() and head else text
+
+
+def sql_quote(value: str) -> str:
+    """A single-quoted SQL string (for a GRANT the operator copies)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def grants_have(grants: list[str], privilege: str) -> bool:
+    """True if a global (``ON *.*``) grant includes ``privilege`` or ALL PRIVILEGES."""
+    for line in grants:
+        match = _GLOBAL_GRANT.match(line.strip())
+        if match:
+            privs = {p.strip().upper() for p in match.group("privs").split(",")}
+            if privilege.upper() in privs or "ALL PRIVILEGES" in privs or "ALL" in privs:
+                return True
+    return False

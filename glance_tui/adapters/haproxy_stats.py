@@ -50,6 +50,7 @@ class ServerStats:
     backend: str = ""
     admin_state: str = ""  # READY / DRAIN / MAINT / UNKNOWN; "" = derive from ``state``
     problems: tuple[str, ...] = field(default=(), compare=False)  # why a counter or state is unknown
+    backup: bool | None = None  # a `backup` server (the `bck` column): serves only when no active one is up; None = unknown
 
     def __post_init__(self) -> None:
         if not self.admin_state:
@@ -103,6 +104,7 @@ class ServerStats:
             backend=row.get("pxname", ""),
             admin_state=admin_from_state(state),
             problems=tuple(problems),
+            backup={"0": False, "1": True}.get(row.get("bck", "").strip()),
             **counters,
         )
 

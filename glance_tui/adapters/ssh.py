@@ -48,9 +48,10 @@ class HostKeyStatus:
     detail: str
 
 
-def new_tag() -> str:
-    """A fresh tag for one remote command (its shell's ``$0``, so ``ps`` on the node shows it)."""
-    return f"glance-tui-{uuid.uuid4().hex[:16]}"
+def new_tag(kind: str = "") -> str:
+    """A fresh tag for one remote command (its shell's ``$0``, so ``ps`` on the node shows it);
+    ``kind`` (e.g. ``"change-"``) tells changing commands from probes on any node, any journal."""
+    return f"glance-tui-{kind}{uuid.uuid4().hex[:16]}"
 
 
 def tag_pattern(tag: str) -> str:

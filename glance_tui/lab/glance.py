@@ -14,8 +14,11 @@ from urllib.parse import quote
 from glance_tui.errors import GlanceTuiError
 
 
-def db_url(*, user: str, password: str, host: str, port: int, schema: str) -> str:
-    return f"mysql+pymysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(schema, safe='')}?charset=utf8"
+def db_url(*, user: str, password: str, host: str, port: int, schema: str, bind_address: str | None = None) -> str:
+    """``bind_address`` (PyMySQL's, passed through SQLAlchemy's URL): the client address the server
+    sees, so each lab node connects from its own address as a real node does."""
+    bind = f"&bind_address={bind_address}" if bind_address else ""
+    return f"mysql+pymysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(schema, safe='')}?charset=utf8{bind}"
 
 
 def _write_private(path: Path, text: str) -> None:

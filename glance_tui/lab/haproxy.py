@@ -35,6 +35,7 @@ class HAProxyServer:
     name: str
     host: str
     port: int
+    backup: bool = False  # HAProxy's `backup`: takes traffic only when no active server is up
 
 
 @dataclass
@@ -160,7 +161,7 @@ class HAProxyLab:
             ]
             if self.served_by_header:
                 lines.append(f"    http-response set-header {self.served_by_header} %s")
-            lines += [f"    server {s.name} {s.host}:{s.port}" for s in self.servers]
+            lines += [f"    server {s.name} {s.host}:{s.port}{' backup' if s.backup else ''}" for s in self.servers]
         lines += [
             "",
             "frontend stats",

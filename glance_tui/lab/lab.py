@@ -354,8 +354,9 @@ class Lab:
         self.store_dir.mkdir(exist_ok=True)
         self.backup_dir.mkdir(exist_ok=True)
         pending = []
-        for n in layout.nodes:
-            node = self._write_node(layout, n, database, authtoken)
+        for n in layout.nodes:  # each node's Glance connects from the node's own address, as on a real cloud
+            node = self._write_node(layout, n, glance.db_url(user=DB_USER, password=password, host="127.0.0.1", port=layout.db_port,
+                                                             schema=DB_SCHEMA, bind_address=n.host), authtoken)
             if nodectl.running_pid(node) is None:
                 self.progress(f"starting glance-api {n.name} ({node.release}) on {n.api_url}")
                 pending.append((node, nodectl.start(node, wait=False)))
@@ -447,6 +448,9 @@ class Lab:
             self.progress(f"creating the Glance schema with glance-manage db sync ({lab_envs.BASE_RELEASE})")
             glance.db_sync(Path(layout.envs[lab_envs.BASE_RELEASE]), conf)
             marker.write_text("synced by glance-tui lab\n")
+        # The Glance account for the tool (127.0.0.1, with PROCESS to see every client) and each node.
+        db.create_database(DB_SCHEMA, DB_USER, password, hosts=("127.0.0.1", "localhost", *(n.host for n in layout.nodes)))
+        db.grant_process(DB_USER, "127.0.0.1")
 
     def _write_node(self, layout: Layout, n: NodeLayout, database: str, authtoken: str | None = None) -> nodectl.Node:
         d = self.node_dir(n.name)

@@ -129,10 +129,11 @@ class MariaDB:
         """Run ``sql`` as root over the unix socket (synchronous: setup only); return stdout."""
         return self._client(sql).stdout
 
-    def create_database(self, schema: str, user: str, password: str, *, grant_super: bool = False) -> None:
-        """Create ``schema`` and ``user`` (for both 127.0.0.1 and localhost) with all rights on it."""
+    def create_database(self, schema: str, user: str, password: str, *, grant_super: bool = False,
+                        hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+        """Create ``schema`` and ``user`` (for each of ``hosts``) with all rights on it."""
         stmts = [f"CREATE DATABASE IF NOT EXISTS {sql_ident(schema)};"]
-        for host in ("127.0.0.1", "localhost"):
+        for host in hosts:
             account = f"{sql_string(user)}@{sql_string(host)}"
             stmts += [
                 f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {sql_string(password)};",
@@ -141,6 +142,10 @@ class MariaDB:
             if grant_super:
                 stmts.append(f"GRANT SUPER ON *.* TO {account};")
         self.execute("\n".join(stmts))
+
+    def grant_process(self, user: str, host: str) -> None:
+        """PROCESS for ``user``@``host``: it then sees every client's connection (the db-clients gates)."""
+        self.execute(f"GRANT PROCESS ON *.* TO {sql_string(user)}@{sql_string(host)};")
 
     def drop_database(self, schema: str) -> None:
         self.execute(f"DROP DATABASE IF EXISTS {sql_ident(schema)};")

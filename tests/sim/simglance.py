@@ -158,6 +158,7 @@ class Schema:
         except ImportError:
             raise SimError(f"ERROR: PyMySQL is not importable by {sys.executable} (pip install PyMySQL)") from None
         parts = urlsplit(url)
+        bind = parse_qs(parts.query).get("bind_address", [None])[0]  # PyMySQL's, as SQLAlchemy passes it
         if not parts.scheme.startswith("mysql"):
             raise SimError(f"Rolling upgrades are currently supported only for MySQL and Sqlite (got {parts.scheme!r})")
         self.error = pymysql.err.MySQLError
@@ -165,7 +166,7 @@ class Schema:
             self.conn = pymysql.connect(
                 host=parts.hostname or "localhost", port=parts.port or 3306, user=unquote(parts.username or ""),
                 password=unquote(parts.password or ""), database=unquote(parts.path.lstrip("/")),
-                connect_timeout=10, autocommit=True, charset="utf8mb4",
+                connect_timeout=10, autocommit=True, charset="utf8mb4", bind_address=bind,
             )
         except pymysql.err.MySQLError as exc:
             raise SimError(f"ERROR: ({exc.__class__.__module__}.{exc.__class__.__name__}) {exc}") from None
