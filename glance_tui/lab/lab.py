@@ -195,6 +195,8 @@ class Lab:
         real = envs is None
         self.with_keystone = real if keystone is None else keystone
         self.with_second_lb = real if second_lb is None else second_lb
+        # the simulated cluster's HAProxy is young in every test module: its old worker may linger 1 s, not 10
+        self.lb_hard_stop_after = LB_HARD_STOP_AFTER if real else 1.0
         self.autostart = autostart
         self.progress = progress
 
@@ -290,7 +292,7 @@ class Lab:
             # production LB checks (and what disable_by_file_path switches off).
             health_path="/healthcheck" if layout.keystone_host else "/versions",
             extra_backends=[[EXTERNAL_BACKEND, b.external_port]] if b.external_port else [],
-            hard_stop_after=LB_HARD_STOP_AFTER,
+            hard_stop_after=self.lb_hard_stop_after,
         )
 
     def keystone(self, layout: Layout) -> KeystoneLab | None:
@@ -502,12 +504,12 @@ class Lab:
         if len(lbs) == 1 and len(lbs[0].backends) == 1:  # the simulated cluster: the single-instance form
             lines += ["[load_balancer]", 'kind = "haproxy"', f"stats_url = {q(lbs[0].stats_url)}", f"backend = {q(BACKEND)}",
                       'admin = "http"', f"runtime_socket = {q('unix:' + str(lbs[0].runtime_socket))}",
-                      f"hard_stop_after = {LB_HARD_STOP_AFTER:g}", ""]
+                      f"hard_stop_after = {self.lb_hard_stop_after:g}", ""]
         else:
             for b, lb in zip(layout.balancers, lbs):
                 lines += ["[[load_balancers]]", f"name = {q(b.name)}", 'kind = "haproxy"', f"stats_url = {q(lb.stats_url)}",
                           f"backends = [{', '.join(q(x) for x in lb.backends)}]", 'admin = "http"',
-                          f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", f"hard_stop_after = {LB_HARD_STOP_AFTER:g}", ""]
+                          f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", f"hard_stop_after = {self.lb_hard_stop_after:g}", ""]
         lines += [
             "[ssh]", 'user = "root"', f"identity_file = {q(str(self.operator_key))}", f"known_hosts = {q(str(self.known_hosts))}", "",
             "[commands]",
