@@ -33,3 +33,7 @@ __all__ = [
     "RunEnd", "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "StateDirProblem", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
     "load_config", "read_records", "redact", "run_end", "write_report",
 ]
+
+from glance_tui.entry import INTERRUPTED  # noqa: E402 - the one line for Ctrl-C, in the TUI too
+
+__all__ += ["INTERRUPTED"]

@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from glance_tui import __version__
-from glance_tui.entry import interrupted
+from glance_tui.entry import caused_by_interrupt, interrupted, loop_interrupts
 from glance_tui.errors import GlanceTuiError, UsageError, one_line
 
 if TYPE_CHECKING:
@@ -261,13 +261,19 @@ async def cmd_run(config: Config, *, dry_run: bool, new_node: str | None, resume
 # ---------------------------------------------------------------- entry point
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _run_async(command: Awaitable[int]) -> int:
     import asyncio
 
+    with loop_interrupts():
+        return asyncio.run(command)  # type: ignore[arg-type]
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from glance_tui.config import load_config
 
     if getattr(args, "lab_handler", None):
-        return args.lab_handler(args)
+        with loop_interrupts():  # the lab's own Ctrl-C handling expects Python's
+            return args.lab_handler(args)
     command = args.command
     if command == "report":
         return cmd_report(args.run, args.latest, args.format, args.output)
@@ -282,11 +288,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_plan(config, args.new_node)
     config = load_config(args.config)
     if command == "check":
-        return asyncio.run(cmd_check(config, args.json))
+        return _run_async(cmd_check(config, args.json))
     if command == "status":
-        return asyncio.run(cmd_status(config, args.json))
+        return _run_async(cmd_status(config, args.json))
     if command == "run" and args.yes:
-        return asyncio.run(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
+        return _run_async(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
     from glance_tui.terminal import require_terminal
 
     require_terminal()  # the config is right; without a terminal the TUI would wait for keys forever
@@ -319,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         silence_stdout()
         return 1
-    except Exception:  # a bug: keep the operator's screen clean, keep the details (redacted)
+    except Exception as exc:  # a bug: keep the operator's screen clean, keep the details (redacted)
+        if caused_by_interrupt(exc):
+            return interrupted()
         from glance_tui.crash import bug_line
 
         print(f"error: {bug_line()}", file=sys.stderr)

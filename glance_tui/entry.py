@@ -6,11 +6,13 @@ Two things must happen before any library is imported, so this module imports no
   ``DeprecationWarning`` from a driver) are not for the operator — they cannot act on them —
   so they never reach the terminal: they go to ``warnings.log`` in the state directory, capped,
   and a write that fails is dropped (stderr carries only the tool's own one-line messages);
-* Ctrl-C is one line, never a traceback and never ignored: while the CLI is still importing
-  (the first ~0.1 s) the signal ends the process at once with that line; once a command runs
-  it is Python's ``KeyboardInterrupt``, which every command turns into the same line (exit
-  130); after that line another Ctrl-C ends the process without a second one. Only a signal
-  that lands while the interpreter itself starts, before this module runs, is Python's own.
+* Ctrl-C is one line, never a traceback and never ignored: while a module is importing (the
+  CLI's first ~0.1 s, and the lazy imports of each command) the signal ends the process at
+  once with that line — nothing is open then, and a KeyboardInterrupt inside importlib is
+  lost or wrapped; otherwise it is Python's ``KeyboardInterrupt`` (inside ``asyncio.run``:
+  the command's task cancelled), which every command turns into the same line (exit 130);
+  after that line another Ctrl-C ends the process without a second one. Only a signal that
+  lands while the interpreter itself starts, before this module runs, is Python's own.
 
 Tests import the modules directly and keep Python's own warning handling.
 """
@@ -21,6 +23,8 @@ import os
 import signal
 import sys
 import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 LOG_NAME = "warnings.log"
 LOG_CAP = 1 << 20  # a warning log is for reading, not for filling the disk
@@ -77,6 +81,50 @@ def _end_now(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal han
     os._exit(130)
 
 
+def _importing(frame: Any) -> bool:
+    """Python is importing a module: a KeyboardInterrupt there is lost in importlib's callbacks
+    ("Exception ignored in _get_module_lock…cb") or wrapped in a RuntimeError."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """The program's SIGINT: while a module imports (nothing is open then), end at once with the
+    line; otherwise Python's KeyboardInterrupt, which every command turns into the same line."""
+    if _said or _importing(frame):
+        _end_now(signum, frame)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def loop_interrupts() -> Iterator[None]:
+    """Around ``asyncio.run``: it turns the first Ctrl-C into cancelling the command's task (finally
+    blocks run, connections close) only when it finds Python's own handler installed."""
+    if not _program:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def caused_by_interrupt(error: BaseException | None) -> bool:
+    """A Ctrl-C that surfaced as another exception: Python 3.11 wraps what ``__set_name__`` raises
+    (a Ctrl-C landing while a dataclass is being defined, i.e. while a module imports) in RuntimeError."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def interrupted() -> int:
     """The one line for Ctrl-C and exit code 130; a further Ctrl-C while exiting ends the process quietly."""
     try:
@@ -94,11 +142,10 @@ def interrupted() -> int:
 def main() -> int:
     global _program
     _program = True
-    signal.signal(signal.SIGINT, _end_now)  # first: the imports below take ~0.1 s
+    signal.signal(signal.SIGINT, _on_sigint)  # first: the imports below take ~0.1 s
     quiet_library_warnings()
     from glance_tui.cli import main as cli_main
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # commands turn KeyboardInterrupt into the line
     try:
         code = cli_main()
     except KeyboardInterrupt:  # raised while a command was already reporting its end

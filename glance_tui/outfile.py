@@ -67,7 +67,7 @@ def write_output(target: str | Path, text: str, *, where: str = "-o") -> Path | 
     data = text.encode("utf-8")
     absolute = os.path.abspath(path)
     if absolute in _STREAM_NAMES or absolute.startswith(_STREAM_PREFIXES):
-        _write_redirect(path, data, where)
+        _write_redirect(path, data, where, stream_name=True)
         return None
     try:
         info = os.lstat(path)
@@ -92,25 +92,31 @@ def _write_through_link(link: Path, data: bytes, where: str) -> Path | None:
         raise _refuse(link, f"{_strerror(exc)} (following the symbolic link)", where) from None
     if stat.S_ISREG(info.st_mode):
         return _write_atomic(Path(os.path.realpath(link)), data, info, where)
-    return _write_by_kind(link, info, data, where)
+    return _write_by_kind(link, info, data, where, follow=True)
 
 
-def _write_by_kind(path: Path, info: os.stat_result, data: bytes, where: str) -> Path | None:
+def _write_by_kind(path: Path, info: os.stat_result, data: bytes, where: str, *, follow: bool = False) -> Path | None:
     mode = info.st_mode
     if stat.S_ISREG(mode):
         return _write_atomic(path, data, info, where)
     if stat.S_ISDIR(mode):
         raise _refuse(path, "it is a directory", where, fix="name a file inside it with -o")
     if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
-        _write_redirect(path, data, where)
+        _write_redirect(path, data, where, follow=follow)
         return None
     kind = "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file"
     raise _refuse(path, f"it is {kind}", where)
 
 
-def _write_redirect(path: Path, data: bytes, where: str) -> None:
-    """What ``> path`` does to an existing stream or device (never creating anything)."""
-    flags = os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+def _write_redirect(path: Path, data: bytes, where: str, *, stream_name: bool = False, follow: bool = False) -> None:
+    """What ``> path`` does to an existing stream or device (never creating anything).
+
+    A FIFO or device is opened without ``O_TRUNC`` (it means nothing to them) and, unless reached
+    through a link the operator named, without following a link; what was opened must still be a
+    FIFO or a character device — a path swapped for a regular file meanwhile is neither truncated
+    nor written. Only this process's stream names (``/dev/stdout`` of a redirected shell) truncate."""
+    flags = os.O_WRONLY | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_TRUNC if stream_name else (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -118,8 +124,9 @@ def _write_redirect(path: Path, data: bytes, where: str) -> None:
     except OSError as exc:
         raise _refuse(path, _strerror(exc), where) from None
     try:
-        if stat.S_ISBLK(os.fstat(fd).st_mode):
-            raise _refuse(path, "it is a block device", where)
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISBLK(mode) or not (stream_name or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            raise _refuse(path, "it changed while being opened (it is no FIFO or character device now)", where)
         _write_all(fd, data)
     except OSError as exc:
         raise _refuse(path, _strerror(exc), where) from None

@@ -7,7 +7,9 @@ engine (tests against real services, scripted engines).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 import time
 from typing import Any, Callable, Mapping
@@ -17,8 +19,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
-from glance_tui.api import (DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, JournalProblem, JournalWriteFailed,
-                            StateDirProblem, bug_line, load_config)
+from glance_tui.api import (INTERRUPTED, DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, JournalProblem,
+                            JournalWriteFailed, StateDirProblem, bug_line, load_config)
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
 from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, WorkerSucceeded
 from screens.main import WIDE_FROM, MainScreen, hard_failures
@@ -26,6 +28,7 @@ from screens.operator import TuiOperator
 from screens.palette import GlanceCommands
 
 EngineFactory = Callable[[bool], Any]
+CLOSE_BOUND = 2.0  # seconds quitting waits for connections to close
 NOT_MULTIPLEXED = "not inside tmux/screen: a dropped SSH session ends the app (the journal keeps the run resumable)"
 
 
@@ -82,13 +85,37 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         self.main: MainScreen | None = None
         self.operator = TuiOperator(self, dry_run=dry_run)
         self.failures = FailureLog()
+        self.own_process = False  # run_tui: the process's SIGINT and loop errors are the app's (not in tests)
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Opening the run and probing the cluster…"), id="opening")
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.own_process:
+            asyncio.get_running_loop().set_exception_handler(_loop_error_to_crash_log)
         self.run_worker(self._open(), group="open", exit_on_error=False)
+
+    def interrupted(self) -> None:
+        """SIGINT (``kill -INT``, or Ctrl-C before the terminal went raw): while a step works it asks as
+        ``q`` does (stopping mid-step may leave a node drained); otherwise one line and exit 130."""
+        self.run_worker(self._interrupt(), group="quit", exclusive=True)
+
+    async def _interrupt(self) -> None:
+        main = self.main
+        if main is None:  # still opening: no screen may be built while the app ends
+            self.workers.cancel_group(self, "open")
+        else:
+            for _ in range(100):  # a screen torn down half-built fails in its own on_mount (5 s at most)
+                if main.is_mounted:
+                    break
+                await asyncio.sleep(0.05)
+            if main.busy:
+                await self._quit()
+                return
+        await self._close_engine()
+        self._exit_renderables.append(Text(INTERRUPTED))
+        self.exit(130, return_code=130)
 
     async def _open(self) -> None:
         try:
@@ -96,6 +123,8 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         except GlanceTuiError as exc:
             await self.operator.ask(MessageScreen("Cannot open the run", exc.message))
             self.exit(exc.exit_code, return_code=exc.exit_code)
+            return
+        if self.return_code is not None:  # interrupted while the run was opening
             return
         warning = "" if self.multiplexer else NOT_MULTIPLEXED
         self.main = MainScreen(self.engine, self.config, self.operator, dry_run=self.dry_run, warning=warning,
@@ -141,7 +170,12 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         """A bug: Textual would print a traceback with local variables (secrets among them); record it
         redacted in crash.log and leave one line on the screen."""
         self.bell()
-        self._exit_renderables.append(Text(f"glance-tui: {bug_line(sys.exc_info()[1] or self._exception)}"))
+        error = sys.exc_info()[1] or self._exception
+        if isinstance(error, KeyboardInterrupt):  # a Ctrl-C before the app could take it over: not a bug
+            self._exit_renderables.append(Text(INTERRUPTED))
+            self._return_code = 130
+        else:
+            self._exit_renderables.append(Text(f"glance-tui: {bug_line(error)}"))
         self._close_messages_no_wait()
 
     def action_request_quit(self) -> None:
@@ -151,12 +185,18 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         if self.main is not None and self.main.busy:
             if not await self.operator.ask(QuitScreen(self.main.quit_explanation())):
                 return
+        await self._close_engine()
+        self.exit(0, return_code=0)
+
+    async def _close_engine(self) -> None:
+        """Close connections, for at most ``CLOSE_BOUND`` seconds: a connect still waiting on an
+        unreachable node must not keep the operator in an app they asked to leave (the kernel
+        releases the run lock and the files at exit)."""
         if self.engine is not None:
             try:
-                await self.engine.close()
+                await asyncio.wait_for(self.engine.close(), CLOSE_BOUND)
             except Exception:  # closing connections must not block quitting
                 pass
-        self.exit(0, return_code=0)
 
 
 def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> int:
@@ -179,5 +219,27 @@ def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> i
         return exc.exit_code
     app = GlanceApp(lambda resume_: Engine.open(config, resume=resume_, dry_run=dry_run), config=config, dry_run=dry_run,
                     resume=resume, pending=pending)
-    app.run()
+    app.own_process = True
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _sigint_to(app))
+    try:
+        app.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return app.return_code or 0
+
+
+def _loop_error_to_crash_log(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """What asyncio would print on the operator's terminal (a driver's abandoned connect task failing
+    after the app gave up on it: "Task exception was never retrieved") is kept in crash.log instead."""
+    error = context.get("exception")
+    bug_line(error if isinstance(error, BaseException) else RuntimeError(str(context.get("message", "asyncio error"))))
+
+
+def _sigint_to(app: GlanceApp) -> None:
+    """While the app's loop runs, SIGINT is a call on that loop (never a KeyboardInterrupt inside a
+    half-built screen, which Textual reports as errors); before and after it, the CLI's one line."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise KeyboardInterrupt from None
+    loop.call_soon_threadsafe(app.interrupted)

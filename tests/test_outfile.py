@@ -297,3 +297,17 @@ def test_the_labs_report_writer_never_follows_a_planted_link(tmp_path: Path) -> 
     write_reports([], tmp_path / "r.json")
     assert (tmp_path / "r.json").read_text() == "[]\n" and stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o600
     assert victim.read_text() == "precious\n" and leftovers(tmp_path) == []
+
+
+def test_a_fifo_swapped_for_a_file_after_the_look_is_neither_truncated_nor_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path was a FIFO when looked at, a regular file (someone else's) when opened."""
+    import glance_tui.outfile as outfile
+
+    target = tmp_path / "pipe"
+    target.write_text("someone else's data\n")
+    real_lstat = os.lstat
+    fifo_info = os.stat_result((stat.S_IFIFO | 0o600,) + tuple(real_lstat(target))[1:])
+    monkeypatch.setattr(outfile.os, "lstat", lambda p: fifo_info if Path(p) == target else real_lstat(p))
+    with pytest.raises(UsageError, match="changed while being opened"):
+        write_output(target, "report\n")
+    assert target.read_text() == "someone else's data\n"

@@ -156,3 +156,61 @@ def test_what_a_node_printed_is_bounded_and_escaped_in_a_tail() -> None:
     assert tail[0] == "ok      done" and len(tail[1]) == TAIL_LINE_LIMIT + 1 and tail[1].endswith("…")
     assert tail[2] == "\\x1b[2Kerror\\x07 here"
     assert all(line.isprintable() for line in tail)
+
+
+def test_a_ctrl_c_that_surfaced_as_another_error_is_still_an_interrupt() -> None:
+    """Python 3.11 wraps what ``__set_name__`` raises (a Ctrl-C while a dataclass is defined) in RuntimeError."""
+    from glance_tui.entry import caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from inner
+    except RuntimeError as wrapped:
+        assert caused_by_interrupt(wrapped)
+    assert not caused_by_interrupt(RuntimeError("a bug")) and not caused_by_interrupt(None)
+
+
+def _tui_in_a_pty(tmp_path: Path, after: float) -> tuple[int | None, str]:
+    """The TUI on a real pseudo-terminal, SIGINT after ``after`` s; (exit code or None if still running after 20 s, output)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"), GLANCE_DB_PASSWORD="not-a-real-password", TERM="xterm-256color")
+    proc = subprocess.Popen([str(SCRIPT), "-c", str(EXAMPLE)], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(slave)
+    out = b""
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                out += os.read(master, 65536)
+            except OSError:  # the child closed the terminal: it is exiting
+                break
+    try:
+        code: int | None = proc.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        code = None
+        proc.kill()
+        proc.wait()
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("after", [0.4, 1.2, 2.0, 2.8, 4.0])
+def test_sigint_to_the_tui_while_it_opens_is_one_line(tmp_path: Path, after: float) -> None:
+    """Before the terminal is raw, Ctrl-C is SIGINT: while importing, opening the run, building the
+    main screen or polling, it ends the TUI with the one line (exit 130) — never a half-built screen
+    reported as a bug, never a traceback, never ignored."""
+    code, out = _tui_in_a_pty(tmp_path, after)
+    assert code is not None, f"SIGINT after {after}s was ignored:\n{out[-2000:]}"
+    assert "Traceback" not in out and "internal error" not in out and "never retrieved" not in out, out[-3000:]
+    assert code == 130 and "interrupted: the journal records where the run stands" in out, (code, out[-2000:])
+    assert not (tmp_path / "state" / "glance-tui" / "crash.log").exists()
