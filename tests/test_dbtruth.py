@@ -246,11 +246,14 @@ async def test_a_second_run_from_another_copy_is_refused_naming_the_holder(sim_l
         path = tmp_path / "cli-copy.toml"
         path.write_text(sim_lab.config_path.read_text())
         env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state-c")}
-        cli = subprocess.run([sys.executable, "-m", "glance_tui", "run", "--yes", "-c", str(path)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert cli.returncode == 1, cli.stderr
-        assert "another glance-tui run holds the database lock" in cli.stderr and f"pid {os.getpid()}" in cli.stderr
-        assert "Traceback" not in cli.stderr
+        # (a subprocess the loop awaits: the holder's keep-alive must keep running meanwhile, as in a real run)
+        cli = await asyncio.create_subprocess_exec(sys.executable, "-m", "glance_tui", "run", "--yes", "-c", str(path), cwd=ROOT, env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(cli.communicate(), 120)
+        stderr = err.decode()
+        assert cli.returncode == 1, stderr
+        assert "another glance-tui run holds the database lock" in stderr and f"pid {os.getpid()}" in stderr
+        assert "Traceback" not in stderr
     finally:
         await first.close()
 
