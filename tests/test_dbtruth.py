@@ -241,7 +241,9 @@ async def test_a_second_run_from_another_copy_is_refused_naming_the_holder(sim_l
         finally:
             await second.close()
         assert f"pid {os.getpid()}" in refused.value.message and f"run {first.journal.path.stem}" in refused.value.message
-        assert not [r for r in read_records(second.journal.path) if r["event"] == "step.start"]  # refused before anything
+        refused_run = list(read_records(second.journal.path))
+        assert not [r for r in refused_run if r["event"] == "step.start"]  # refused before anything
+        assert refused_run[-1]["event"] == "run.end" and refused_run[-1]["ok"] is False  # never left pending
         # the CLI of another operator (own XDG_STATE_HOME, own config copy): exit 1 at once, naming the holder
         path = tmp_path / "cli-copy.toml"
         path.write_text(sim_lab.config_path.read_text())
