@@ -147,6 +147,20 @@ async def test_an_unknown_client_fails_preflight_until_it_is_known(sim_lab: Lab,
         stranger.close()
 
 
+def test_check_names_an_unknown_client_and_the_fix(sim_lab: Lab, sim_config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    from glance_tui.cli import main
+
+    grant_from(sim_lab, "127.0.1.98")
+    stranger = client(sim_lab, "127.0.1.98")
+    try:
+        assert main(["check", "-c", str(sim_lab.config_path)]) == 1
+    finally:
+        stranger.close()
+    out = capsys.readouterr().out
+    assert "unknown client(s) of schema 'glance': 127.0.1.98" in out and "database.known_clients" in out
+    assert sim_lab.password_file.read_text().strip() not in out
+
+
 async def test_contract_blocks_on_a_node_client_still_on_old_code(sim_lab: Lab, sim_config: Config, tmp_path: Path) -> None:
     node = client(sim_lab, "127.0.1.12")  # glance-2's Glance, still 2023.1
     engine = Engine(sim_config, journal=_journal(tmp_path))
