@@ -91,7 +91,7 @@ class LockHolder:
                 f"(database connection {self.connection} from {self.account or '?'})")
 
 
-async def find_holder(db: Database, name: str, tries: int = 5) -> LockHolder | None:
+async def find_holder(db: Database, name: str, tries: int = 20) -> LockHolder | None:
     """The connection holding ``name`` and what it says about itself; None when the lock is free."""
     for attempt in range(tries):
         row = await db.row("SELECT IS_USED_LOCK(%s)", (name,))

@@ -22,7 +22,7 @@ from glance_tui.events import (
 from glance_tui.crash import bug_line
 from glance_tui.gates import Gate, GateResult, evaluate_all
 from glance_tui.holds import keep_out
-from glance_tui.cloudlock import CloudLock, CloudLockLost
+from glance_tui.cloudlock import CloudLock, CloudLocked, CloudLockLost
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, JournalWriteFailed, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
 from glance_tui.operator import Operator
@@ -158,7 +158,12 @@ class Engine:
         if lock is None:
             return
         if lock.connection is None and not lock.lost:
-            await lock.acquire(self.journal.path.stem)
+            try:
+                await lock.acquire(self.journal.path.stem)
+            except CloudLocked as exc:
+                if not self.resumed:  # this new run never started: its journal says so (what it carried over stays in it)
+                    self.journal.write("run.end", ok=False, detail=f"refused: {exc.what}")
+                raise
             self.journal.write("cloudlock", name=lock.name, connection=lock.connection)
         await lock.ensure()
 

@@ -232,11 +232,19 @@ async def _db_check_consistent(ctx: "Context") -> GateResult:
     return ok("db-check", f"db check on {check.node}: {check.meaning}")
 
 
-async def _db_clients(ctx: "Context") -> GateResult:
-    from glance_tui.db_clients import check_clients
+def _clients_check(gate_id: str, *, contract: bool) -> GateFn:
+    """Every client of the schema is known (db_clients.py); at contract, the nodes among them run the target code."""
 
-    reason, detail = await check_clients(ctx, contract=False)
-    return fail("db-clients", reason, detail) if reason else ok("db-clients", detail)
+    async def check(ctx: "Context") -> GateResult:
+        from glance_tui.db_clients import check_clients
+
+        reason, detail = await check_clients(ctx, contract=contract)
+        return fail(gate_id, reason, detail) if reason else ok(gate_id, detail)
+
+    return check
+
+
+_db_clients = _clients_check("db-clients", contract=False)
 
 
 PREFLIGHT: tuple[Gate, ...] = (
@@ -407,13 +415,6 @@ async def _contract_next(ctx: "Context") -> GateResult:
     return ok("contract-next", "db check: contract is next")
 
 
-async def _db_clients_on_target(ctx: "Context") -> GateResult:
-    from glance_tui.db_clients import check_clients
-
-    reason, detail = await check_clients(ctx, contract=True)
-    return fail("db-clients-target", reason, detail) if reason else ok("db-clients-target", detail)
-
-
 async def _one_database(ctx: "Context") -> GateResult:
     from glance_tui.db_target import compare
 
@@ -435,5 +436,6 @@ NEW_NODE_SERVING = Gate("new-node-serving", "The NEW NODE serves the new release
 ALL_NODES_TARGET = Gate("all-upgraded", "Every node reports the target release", _all_nodes_target)
 NO_OLD_PROCESS = Gate("no-old-service", "No node runs an old Glance service", _no_old_process)
 CONTRACT_NEXT = Gate("contract-next", "db check says contract is next", _contract_next)
-DB_CLIENTS_ON_TARGET = Gate("db-clients-target", "Every client of the Glance schema is known and runs the target code", _db_clients_on_target)
+DB_CLIENTS_ON_TARGET = Gate("db-clients-target", "Every client of the Glance schema is known and runs the target code",
+                            _clients_check("db-clients-target", contract=True))
 ONE_DATABASE = Gate("one-database", "The NEW NODE's glance-manage changes the database the tool backed up", _one_database)

@@ -147,6 +147,20 @@ async def test_an_unknown_client_fails_preflight_until_it_is_known(sim_lab: Lab,
         stranger.close()
 
 
+def test_check_names_an_unknown_client_and_the_fix(sim_lab: Lab, sim_config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    from glance_tui.cli import main
+
+    grant_from(sim_lab, "127.0.1.98")
+    stranger = client(sim_lab, "127.0.1.98")
+    try:
+        assert main(["check", "-c", str(sim_lab.config_path)]) == 1
+    finally:
+        stranger.close()
+    out = capsys.readouterr().out
+    assert "unknown client(s) of schema 'glance': 127.0.1.98" in out and "database.known_clients" in out
+    assert sim_lab.password_file.read_text().strip() not in out
+
+
 async def test_contract_blocks_on_a_node_client_still_on_old_code(sim_lab: Lab, sim_config: Config, tmp_path: Path) -> None:
     node = client(sim_lab, "127.0.1.12")  # glance-2's Glance, still 2023.1
     engine = Engine(sim_config, journal=_journal(tmp_path))
@@ -241,16 +255,21 @@ async def test_a_second_run_from_another_copy_is_refused_naming_the_holder(sim_l
         finally:
             await second.close()
         assert f"pid {os.getpid()}" in refused.value.message and f"run {first.journal.path.stem}" in refused.value.message
-        assert not [r for r in read_records(second.journal.path) if r["event"] == "step.start"]  # refused before anything
+        refused_run = list(read_records(second.journal.path))
+        assert not [r for r in refused_run if r["event"] == "step.start"]  # refused before anything
+        assert refused_run[-1]["event"] == "run.end" and refused_run[-1]["ok"] is False  # never left pending
         # the CLI of another operator (own XDG_STATE_HOME, own config copy): exit 1 at once, naming the holder
         path = tmp_path / "cli-copy.toml"
         path.write_text(sim_lab.config_path.read_text())
         env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state-c")}
-        cli = subprocess.run([sys.executable, "-m", "glance_tui", "run", "--yes", "-c", str(path)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert cli.returncode == 1, cli.stderr
-        assert "another glance-tui run holds the database lock" in cli.stderr and f"pid {os.getpid()}" in cli.stderr
-        assert "Traceback" not in cli.stderr
+        # (a subprocess the loop awaits: the holder's keep-alive must keep running meanwhile, as in a real run)
+        cli = await asyncio.create_subprocess_exec(sys.executable, "-m", "glance_tui", "run", "--yes", "-c", str(path), cwd=ROOT, env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(cli.communicate(), 120)
+        stderr = err.decode()
+        assert cli.returncode == 1, stderr
+        assert "another glance-tui run holds the database lock" in stderr and f"pid {os.getpid()}" in stderr
+        assert "Traceback" not in stderr
     finally:
         await first.close()
 
