@@ -268,7 +268,7 @@ RESUME_FIX = ("check the cluster with `glance-tui status`, then move the journal
               "`mv {path} {path}.bad` (its history stays readable with `glance-tui report {path}.bad`)")
 
 
-def trusted(path: Path, *, what: str = "the unfinished run's journal") -> list[dict[str, Any]]:
+def trusted(path: Path, *, what: str = "the latest run's journal") -> list[dict[str, Any]]:
     """Every record of a journal a run will decide from; :class:`JournalProblem` on any bad line."""
     try:
         result = scan(path)

@@ -266,3 +266,50 @@ async def test_the_journal_screen_names_a_bad_line_instead_of_crashing(tmp_path)
         await wait_for(pilot, lambda: any("cannot be trusted" in line.text for line in app.screen.query_one("#journal").lines))
         text = "".join("".join(line.text for line in app.screen.query_one("#journal").lines).split())  # unwrapped
         assert f"{engine.journal.path}:line" in text and "notarecord" in text
+
+
+@pytest.fixture
+def as_nobody():
+    """``run(args, env) -> CompletedProcess``: the CLI as user nobody (root bypasses permissions), in a directory nobody can read."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv")
+    where = Path(tempfile.mkdtemp(prefix="glance-tui-nobody-"))
+    where.chmod(0o755)
+
+    def run(args: tuple[str, ...], env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-m", "glance_tui", *args],
+                              cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=BOUND)
+
+    yield where, run
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def test_an_unreadable_journal_and_an_unwritable_home(as_nobody, silent):
+    where, run = as_nobody
+    runs = where / "state" / "glance-tui" / "runs" / "abc"
+    runs.mkdir(parents=True)
+    for part in (where / "state", where / "state" / "glance-tui", runs.parent, runs):
+        part.chmod(0o755)
+    locked = runs / "20990101T000000Z-locked.jsonl"
+    locked.write_text("{}\n")
+    locked.chmod(0)
+    listed = run(("runs",), {"XDG_STATE_HOME": str(where / "state")})
+    assert listed.returncode == 0 and one_line(listed.stderr) == f"warning: journal {locked} is not readable (permission denied) (skipped)\n"
+    refused = run(("report", str(locked)), {"XDG_STATE_HOME": str(where / "state")})
+    assert refused.returncode == 2 and "permission denied" in one_line(refused.stderr)
+
+    kh = where / "known_hosts"
+    kh.write_text("")
+    cfg = config(where, ssh_port=silent, db_port=silent, lb_port=silent, known_hosts=kh)
+    cfg.chmod(0o644)
+    home = where / "home"
+    home.mkdir(mode=0o755)  # owned by root: not writable for nobody
+    env = {"HOME": str(home), "XDG_STATE_HOME": "", "CLI_FUZZ_PW": "pw-nobody-1", "CLI_FUZZ_LB_PW": "pw-nobody-2"}
+    done = run(("run", "--yes", "-c", str(cfg)), env)
+    assert done.returncode == 2, done
+    line = one_line(done.stderr)
+    assert f"{home}/.local" in line and "permission denied" in line and "set XDG_STATE_HOME to a writable directory" in line
+    assert not list(home.rglob("*"))
