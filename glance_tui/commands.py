@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from glance_tui import templates
 from glance_tui.config import CommandsConfig, Config
@@ -48,6 +49,15 @@ def render(template: str, **values: str | list[str] | None) -> str:
     return templates.render(template, values)
 
 
+def _api_port(config: Config, node: str) -> str:
+    """The node's API port (from its ``api_url``), for ``{port}``; "" for a name that is no node."""
+    found = next((n for n in config.nodes if n.name == node), None)
+    if found is None:
+        return ""
+    parts = urlsplit(found.api_url)
+    return str(parts.port or (443 if parts.scheme == "https" else 80))
+
+
 class NodeCommands:
     """The commands for one node, rendered from the config's templates."""
 
@@ -59,6 +69,7 @@ class NodeCommands:
             "target_release": config.policy.target_release,
             "target_version": config.policy.target_version or "",
             "services": list(config.commands.services),
+            "port": _api_port(config, node),
         }
 
     def _t(self, template: str) -> str:
@@ -82,6 +93,9 @@ class NodeCommands:
 
     def processes(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._t(self.templates.processes), "the node's clock and its processes (which Glance services run, since when)")
+
+    def listeners(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.listeners), "what listens on the node's API port (and which processes hold it)")
 
     def installed_at(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._t(self.templates.installed_at), "when the installed Glance code was installed")

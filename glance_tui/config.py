@@ -318,22 +318,28 @@ class SSHConfig(_Strict):
     max_channels: Annotated[int, Field(ge=1, le=64)] = 4
 
 
-TEMPLATE_KEYS = ("stop", "start", "processes", "is_running", "upgrade", "installed_version", "installed_at",
+TEMPLATE_KEYS = ("stop", "start", "processes", "listeners", "is_running", "upgrade", "installed_version", "installed_at",
                  "glance_manage", "read_config", "rollback")
 
 
 class CommandsConfig(_Strict):
-    """Shell templates run on a node. ``{target_release}``, ``{target_version}``, ``{node}``
-    and ``{services}`` are replaced by shell-quoted values (``{services}``: each service name
+    """Shell templates run on a node. ``{target_release}``, ``{target_version}``, ``{node}``,
+    ``{port}`` (the node's API port, from ``api_url``) and ``{services}`` are replaced by shell-quoted values (``{services}``: each service name
     of ``services``, quoted separately and joined by spaces). Only these, written as plain
     ``{name}``; literal braces are ``{{`` and ``}}``. Every template is checked here, at load."""
 
     services: Annotated[list[ServiceName], Field(min_length=1)] = Field(default_factory=lambda: ["glance-api"])
     stop: str = "systemctl stop {services}"
     start: str = "systemctl start {services}"
-    # Every process on the node, one per line after the node's clock: "NOW\nPID ETIMES COMM ARGS...".
-    # The engine keeps the processes whose COMM is one of ``services``: running/stopped, and when each started.
-    processes: str = "date +%s && ps -eo pid=,etimes=,comm=,args="
+    # Every process on the node, one per line after the node's clock: "NOW\nPID PPID ETIMES COMM ARGS...".
+    processes: str = "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args="
+    # Regular expressions over a process's whole command line (ARGS) that say "this is Glance".
+    # Empty = the defaults: the eventlet glance-api, uWSGI serving a Glance ini or glance.wsgi.api,
+    # Apache mod_wsgi's (wsgi:glance-…) daemon processes, and each program named in ``services``.
+    process_patterns: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(default_factory=list)
+    # What listens on the node's API port ({port}, from api_url): `ss -Htlnp` lines. Its holders and
+    # their process tree are Glance too, whatever their names.
+    listeners: str = "ss -Htlnp sport = :{port}"
     # Optional override of "is a Glance service running": exit 0 running, 1 stopped, anything else unknown.
     # Empty = decided from ``processes``.
     is_running: str = ""
@@ -346,6 +352,16 @@ class CommandsConfig(_Strict):
     manage_timeout: WeekSeconds | None = None  # db expand/migrate/contract: none by default (never killed mid-DDL)
     read_config: str = "cat /etc/glance/glance-api.conf"
     rollback: str = ""  # reinstalls the old release on a node; empty = rollback not offered
+
+    @field_validator("process_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                re.compile(text)
+            except re.error as exc:
+                raise InvalidValue(f"{_shown(text)} is not a regular expression ({exc})", "write a Python regular expression (re syntax), e.g. \"uwsgi .*glance\"") from None
+        return value
 
     @field_validator(*TEMPLATE_KEYS)
     @classmethod

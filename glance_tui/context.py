@@ -25,6 +25,7 @@ from glance_tui.dbverdict import CLEAR, DbVerdicts, Heads
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import Event, OutputLine
 from glance_tui.journal import Journal, read_records
+from glance_tui.node import against_lb, own_start, stopped_record
 from glance_tui.probes import Cluster, DBState, DbCheck, LBFacts, NodeFacts, Snapshot
 from glance_tui.secrets import redact
 
@@ -133,25 +134,26 @@ class Context:
         return await self._once(f"nodes:{name}", lambda: self._probe_node(name))
 
     async def _probe_node(self, name: str) -> NodeFacts:
-        return self.own_start(await self.cluster.probe_node(name))
+        """The node's verdict; a "stopped" one must also agree with the load balancer (a server
+        with sessions on it is being served: the node is unknown, not stopped)."""
+        f = await self.cluster.probe_node(name)
+        if f.running is False:
+            self.invalidate("lb", older_than=self.config.policy.lb_poll_interval)
+            view = (await self.lb_facts()).views.get(self.config.node(name).lb_server)
+            if view is not None:
+                f = against_lb(f, sum(r.scur or 0 for r in view.rows.values()), f"the load balancer ({view.server})")
+        return self.own_start(f)
 
     def own_start(self, f: NodeFacts) -> NodeFacts:
-        """Not stale after all: every Glance process on the node started after this run saw it
-        stopped with the same install in place (``note_stopped``), so it runs that install's code.
-        ps's whole seconds cannot tell a start just after an install from one just before; the
-        run's own record can, without waiting for the clock."""
-        seen = self.state.started.get(f.name)
-        if not (f.stale and seen and f.started_at is not None and f.installed_at is not None):
-            return f
-        if f.installed_at != seen.get("installed_at") or f.started_at < float(seen.get("stopped_at") or "inf"):
-            return f
-        return replace(f, stale=False)
+        """Not stale after all when this run started it after seeing it stopped (see node.starts)."""
+        return own_start(f, self.state.started.get(f.name))
 
     def note_stopped(self, f: NodeFacts) -> None:
         """Journal that ``f``'s node was seen stopped at its clock ``f.clock`` with its install
         at ``f.installed_at``: whatever starts there later (same install) runs that code."""
-        if f.running is False and f.clock is not None and f.installed_at is not None and f.installed_at <= f.clock:
-            self.state.started[f.name] = {"installed_at": f.installed_at, "stopped_at": f.clock}
+        record = stopped_record(f)
+        if record is not None:
+            self.state.started[f.name] = record
             self.save_state()
 
     async def db_state(self) -> DBState:

@@ -15,6 +15,7 @@ import httpx
 
 from glance_tui.errors import GlanceTuiError, HostKeyError
 from glance_tui.gate_types import Gate, GateFn, GateResult, Remedy, fail, ok
+from glance_tui.releases import ORDER, supported_jump, upgrade_path
 
 # Gate, GateFn, GateResult, Remedy, ok and fail live in gate_types (a leaf); re-exported here.
 __all__ = ["Gate", "GateFn", "GateResult", "Remedy", "fail", "ok"]
@@ -213,6 +214,41 @@ async def _same_release(ctx: "Context") -> GateResult:
     return ok("same-release", f"starting release {start}, target {target}{note}")
 
 
+async def _upgrade_path(ctx: "Context") -> GateResult:
+    """The jump from the release the nodes run (read from them; this run's recorded start once some
+    are upgraded) to ``policy.target_release`` must be one Glance supports."""
+    facts = await ctx.node_facts()
+    target = ctx.config.policy.target_release
+    existing = {n: f for n, f in facts.items() if ctx.config.node(n).role == "existing"}
+    starts = {f.release for f in existing.values() if f.release and f.release != target}
+    if ctx.state.start_release and ctx.state.start_release != target:
+        starts.add(ctx.state.start_release)
+    unknown = sorted(n for n, f in existing.items() if not f.release)
+    if unknown and not starts:
+        return fail("upgrade-path", f"cannot tell the starting release of {', '.join(unknown)}", "check the installed_version command template on those nodes")
+    if not starts:
+        return ok("upgrade-path", f"every node already has {target}")
+    problems = []
+    for start in sorted(starts):
+        if supported_jump(start, target):
+            continue
+        path = upgrade_path(start, target)
+        if path is None:
+            problems.append(f"{start} → {target} is not an upgrade (a rolling upgrade goes forward only)")
+        else:
+            through = ", then ".join(path[1:-1])
+            problems.append(f"{start} → {target} skips releases Glance's rolling upgrade needs (supported: N → N+1, and SLURP → next SLURP); "
+                            f"go through {through}: {' → '.join(path)}")
+    if problems:
+        first = upgrade_path(sorted(starts)[0], target)
+        fix = (f"set policy.target_release = \"{first[1]}\", upgrade, then run again for the next release" if first
+               else "set policy.target_release to a release after the one the nodes run")
+        return fail("upgrade-path", "; ".join(problems), fix)
+    start = sorted(starts)[0]
+    kind = "SLURP → next SLURP" if ORDER.index(target) - ORDER.index(start) > 1 else "N → N+1"
+    return ok("upgrade-path", f"{start} → {target} ({kind})")
+
+
 async def _db_check_consistent(ctx: "Context") -> GateResult:
     target = ctx.config.policy.target_release
     check = await ctx.newest_db_check(early=True)
@@ -254,6 +290,7 @@ PREFLIGHT: tuple[Gate, ...] = (
     Gate("lb-mapping", "Every node is one LB server; admin channel works", _lb_mapping),
     Gate("ssh", "SSH to every node with a verified host key", _ssh_reachable),
     Gate("same-release", "All nodes on the same starting release", _same_release),
+    Gate("upgrade-path", "An upgrade path Glance supports (N → N+1, SLURP → next SLURP)", _upgrade_path),
     Gate("db-check", "glance-manage db check matches the run", _db_check_consistent),
     Gate("db-clients", "Every client of the Glance schema is a node or a known client", _db_clients),
 )
@@ -295,11 +332,11 @@ async def _new_node_stopped(ctx: "Context") -> GateResult:
     if not f or f.error:
         return fail("new-node-stopped", f"cannot probe {name}: {f.error if f else 'not chosen'}", "check SSH to the node")
     if f.running is None:
-        return fail("new-node-stopped", f"cannot tell whether Glance runs on {name}: {f.service}", "check the processes command on the node; unknown blocks")
+        return fail("new-node-stopped", f"cannot tell whether Glance runs on {name}: {f.service}", "find what serves the node (the reason names it) and stop it, or fix commands.process_patterns / listeners; unknown blocks")
     if f.running:
         return fail("new-node-stopped", f"Glance still runs on {name} (pids {', '.join(map(str, f.pids)) or '?'})",
                     "stop it: complete step 2, or stop the service the package upgrade started (see README: policy-rc.d)")
-    return ok("new-node-stopped", f"no Glance process on {name}")
+    return ok("new-node-stopped", f.reason or f"no Glance process on {name}")
 
 
 def _binlog_remedy() -> Remedy:

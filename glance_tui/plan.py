@@ -160,7 +160,7 @@ async def _known_facts(ctx: "Context", node: str) -> "NodeFacts":
     """Fresh facts whose ``running`` is known; unknown is a failure, never "stopped"."""
     f = await _facts(ctx, node)
     if f.running is None:
-        raise StepFailed(f"cannot tell whether Glance runs on {node}: {f.service}", fix="check SSH to the node and its processes command, then retry")
+        raise StepFailed(f"cannot tell whether Glance runs on {node}: {f.service}", fix="check SSH to the node, and what serves it (the reason names it: processes, the API port's listeners, its health URL), then retry")
     return f
 
 

@@ -22,8 +22,9 @@ from glance_tui.adapters.ssh import CommandResult, SSHPool
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import Config
 from glance_tui.errors import GlanceTuiError
-from glance_tui.processes import parse_epoch, parse_processes
-from glance_tui.releases import parse_version, release_of
+from glance_tui.node import NodeFacts, probe_node
+from glance_tui.node.probe import read_health
+from glance_tui.node.verdict import Health
 from glance_tui.secrets import redact
 
 # glance-manage db check exit codes (verified, see NOTES.md).
@@ -49,72 +50,6 @@ class DbCheck:
         if self.code is None:
             return f"unknown ({self.error})" if self.error else "unknown"
         return DB_CHECK_MEANING.get(self.code, f"unexpected exit {self.code}")
-
-
-@dataclass(frozen=True)
-class NodeFacts:
-    """What one node runs. ``running`` is True, False, or None = unknown (unknown blocks).
-
-    ``stale`` is True when a Glance process started before the installed code was installed
-    (it still runs the old code: "installed 28.2.0, still running code started before the
-    upgrade"), False when every running process is younger, None when it cannot be told.
-    """
-
-    name: str
-    address: str
-    version: str | None = None  # the installed version
-    release: str | None = None  # the installed release
-    running: bool | None = None
-    error: str = ""  # the node could not be probed at all (SSH)
-    version_error: str = ""  # the version command failed (e.g. Glance not installed yet)
-    running_error: str = ""  # why ``running`` is unknown
-    installed_at: float | None = None  # node clock
-    started_at: float | None = None  # the oldest running Glance process (node clock)
-    stale: bool | None = None
-    stale_error: str = ""  # why ``stale`` is unknown
-    pids: tuple[int, ...] = ()
-    probed_at: float = field(default_factory=time.time)
-    clock: float | None = None  # the node's own clock when probed (from ``processes``)
-
-    @property
-    def reachable(self) -> bool:
-        return not self.error
-
-    def installed(self, release: str, version: str | None = None) -> bool:
-        """The installed package is ``release`` (and ``version``, if one is required)."""
-        return self.release == release and (not version or self.version == version)
-
-    @property
-    def fresh(self) -> bool | None:
-        """No Glance process runs code older than the installed one: True when stopped or every
-        process started after the install, False when one is older (stale), None = unknown."""
-        if self.running is False:
-            return True
-        if self.running is None or self.stale is None:
-            return None
-        return not self.stale
-
-    def on(self, release: str, version: str | None = None) -> bool:
-        """The node runs ``release``: installed, and stopped or restarted since (never when unknown)."""
-        return self.installed(release, version) and self.fresh is True
-
-    @property
-    def service(self) -> str:
-        """The service state in words, for gate reasons and the status table."""
-        if self.running is None:
-            return f"unknown ({self.running_error or self.error or 'no answer'})"
-        if self.running is False:
-            return "stopped"
-        if self.stale:
-            return f"running code started before the install of {self.version or '?'}"
-        if self.stale is None:
-            return f"running (code age unknown: {self.stale_error or 'no answer'})"
-        return "running"
-
-    @property
-    def stale_text(self) -> str:
-        """``installed 28.2.0, still running code started before the upgrade`` for a stale node."""
-        return f"installed {self.version or '?'}, still running code started before the upgrade" if self.running and self.stale else ""
 
 
 @dataclass(frozen=True)
@@ -189,82 +124,12 @@ class Cluster:
         return LBFacts.from_read(await self.lb.read())
 
     async def probe_node(self, name: str) -> NodeFacts:
-        node = self.config.node(name)
-        cmds = self.commands(name)
-        override = cmds.is_running()
-        try:
-            ver, procs, at, flag = await asyncio.gather(
-                self.run(cmds.installed_version()), self.run(cmds.processes()), self.run(cmds.installed_at()),
-                self.run(override) if override else asyncio.sleep(0, None),
-            )
-        except GlanceTuiError as exc:
-            return NodeFacts(name, node.ssh_host, error=exc.message, running_error=exc.message, stale_error=exc.message)
-        version = parse_version(ver.stdout) if ver.ok else None
-        if not ver.ok:
-            version_error = f"version command failed (exit {ver.exit_status}): {' | '.join(ver.tail(2))}"
-        elif version is None:
-            version_error = f"no version in the output of `{cmds.installed_version().command}`"
-        else:
-            version_error = ""
-        running: bool | None = None
-        running_error = ""
-        found = []
-        clock: float | None = None
-        if not procs.ok:
-            running_error = f"processes command failed (exit {procs.exit_status}): {' | '.join(procs.tail(2))}"
-        else:
-            try:
-                clock, found = parse_processes(procs.stdout, self.config.commands.services)
-                running = bool(found)
-            except ValueError as exc:
-                running_error = str(exc)
-        if override is not None and flag is not None:
-            if flag.exit_status == 0:
-                running = True if running is not False else None
-            elif flag.exit_status == 1:
-                # "stopped" needs both readings: the override alone never turns an unknown into stopped
-                running = False if running is False else None
-            else:
-                running = None
-            if running is None and not running_error:
-                running_error = f"`{override.command}` and `{cmds.processes().command}` disagree, or it exited {flag.exit_status}"
-        installed_at: float | None = None
-        stale_error = ""
-        if at.ok:
-            try:
-                installed_at = parse_epoch(at.stdout)
-            except ValueError as exc:
-                stale_error = f"installed_at: {exc}"
-        else:
-            stale_error = f"installed_at command failed (exit {at.exit_status}): {' | '.join(at.tail(2))}"
-        started = min((p.started_at for p in found), default=None)
-        stale: bool | None
-        if running is False:
-            stale = False
-        elif running is None:
-            stale, stale_error = None, stale_error or running_error
-        elif installed_at is None:
-            stale = None
-        else:
-            # ps reports whole seconds of elapsed time: a process younger than the install by less
-            # than that rounding cannot be told apart, so it counts as stale (safe side) — unless
-            # this run started it after the install (see Context.node_fact).
-            stale = started is not None and started <= installed_at + 1
-        return NodeFacts(
-            name,
-            node.ssh_host,
-            version=version,
-            release=release_of(version),
-            running=running,
-            version_error=version_error,
-            running_error=running_error,
-            installed_at=installed_at,
-            started_at=started,
-            stale=stale,
-            stale_error=stale_error if stale is None else "",
-            pids=tuple(p.pid for p in found),
-            clock=clock,
-        )
+        """The node's own readings and verdict (see :mod:`glance_tui.node`)."""
+        return await probe_node(self.config, name, self.run, self.read_health)
+
+    async def read_health(self, url: str) -> Health:
+        """A node's own health URL, read from here (refused = nothing serves there)."""
+        return await read_health(url, self.config.http_timeout)
 
     async def probe_nodes(self) -> dict[str, NodeFacts]:
         names = [n.name for n in self.config.nodes]

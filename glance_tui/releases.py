@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-# Glance's major version per coordinated release (Zed .. Flamingo).
+# Glance's major version per coordinated release (Zed .. 2026.2), oldest first.
 RELEASES: dict[str, int] = {
     "2022.2": 25,
     "2023.1": 26,
@@ -17,7 +17,10 @@ RELEASES: dict[str, int] = {
     "2024.2": 29,
     "2025.1": 30,
     "2025.2": 31,
+    "2026.1": 32,
+    "2026.2": 33,
 }
+ORDER = list(RELEASES)
 
 _VERSION = re.compile(r"(?:^|[\s:=v])(\d+)\.(\d+)\.(\d+)")
 
@@ -42,3 +45,34 @@ def release_of(version: str | None) -> str | None:
         if glance_major == major:
             return name
     return None
+
+
+def is_slurp(release: str) -> bool:
+    """SLURP releases (Skip Level Upgrade Release Process) are the year's first, from 2023.1 on."""
+    year, _, number = release.partition(".")
+    return number == "1" and year.isdigit() and int(year) >= 2023
+
+
+def supported_jump(start: str, target: str) -> bool:
+    """Glance upgrades one release at a time (N → N+1), or from one SLURP to the next (2024.1 → 2025.1)."""
+    if start not in RELEASES or target not in RELEASES:
+        return False
+    i, j = ORDER.index(start), ORDER.index(target)
+    return j == i + 1 or (is_slurp(start) and is_slurp(target) and int(target[:4]) == int(start[:4]) + 1)
+
+
+def upgrade_path(start: str, target: str) -> list[str] | None:
+    """The shortest chain of supported jumps from ``start`` to ``target`` (both included), or None."""
+    if start not in RELEASES or target not in RELEASES or ORDER.index(target) <= ORDER.index(start):
+        return None
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for here in frontier:
+            for there in ORDER[ORDER.index(here) + 1:]:
+                if there not in paths and supported_jump(here, there):
+                    paths[there] = paths[here] + [there]
+                    nxt.append(there)
+        frontier = nxt
+    return paths.get(target)

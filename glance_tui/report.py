@@ -39,6 +39,7 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
         nodes.append({
             "name": name, "address": f.address, "version": f.version, "release": f.release, "running": f.running,
             "stale": f.stale, "service": f.service, "error": f.error or f.version_error or f.running_error or None,
+            "code": f.code, "reason": f.reason or None, "pids": list(f.pids),
             "role": (roles or {}).get(name),
         })
     lb = {}
@@ -63,7 +64,7 @@ def _service_cell(f) -> str:
     if f.running is None:
         return "UNKNOWN"
     if f.running and f.stale:
-        return "running OLD code (stale)"
+        return "running OLD+NEW code (stale)" if f.code == "mixed" else "running OLD code (stale)"
     if f.running and f.stale is None:
         return "running (code age ?)"
     return "running" if f.running else "stopped"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from glance_tui.errors import InvalidValue
 
-PLACEHOLDERS = ("node", "target_release", "target_version", "services")
+PLACEHOLDERS = ("node", "target_release", "target_version", "services", "port")
 
 _KNOWN = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")

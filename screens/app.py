@@ -12,22 +12,24 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
-from glance_tui.api import (INTERRUPTED, DONE, Config, ConfigError, Engine, GatesEvaluated, GlanceTuiError, JournalProblem,
-                            JournalWriteFailed, StateDirProblem, bug_line, load_config)
+from glance_tui.api import (
+    INTERRUPTED, DONE, Config, ConfigError, Engine, EngineView, GateResult, GatesEvaluated, GlanceTuiError, JournalProblem,
+    JournalWriteFailed, StateDirProblem, Step, bug_line, load_config,
+)
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
 from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, WorkerSucceeded
 from screens.main import WIDE_FROM, MainScreen, hard_failures
 from screens.operator import TuiOperator
 from screens.palette import GlanceCommands
 
-EngineFactory = Callable[[bool], Any]
+EngineFactory = Callable[[bool], EngineView]
 CLOSE_BOUND = 2.0  # seconds quitting waits for connections to close
 NOT_MULTIPLEXED = "not inside tmux/screen: a dropped SSH session ends the app (the journal keeps the run resumable)"
 
@@ -37,7 +39,7 @@ def in_multiplexer(env: Mapping[str, str] = os.environ) -> bool:
     return bool(env.get("TMUX") or env.get("STY") or env.get("TERM", "").startswith(("screen", "tmux")))
 
 
-def resume_summary(engine: Any, step: Any, results: list[Any]) -> Text:
+def resume_summary(engine: EngineView, step: Step | None, results: list[GateResult]) -> Text:
     """Where the unfinished run stands, as re-probed (``engine.reconcile()``)."""
     state = engine.state
     text = Text()
@@ -73,7 +75,7 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, engine_factory: EngineFactory | Any, *, config: Config, dry_run: bool = False, resume: bool | None = None,
+    def __init__(self, engine_factory: EngineFactory | EngineView, *, config: Config, dry_run: bool = False, resume: bool | None = None,
                  pending: bool | None = None, multiplexer: bool | None = None, clock: Callable[[], float] = time.time,
                  gate_interval: float = 2.5) -> None:
         super().__init__()
@@ -81,7 +83,7 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         self.config, self.dry_run, self.resume, self.pending = config, dry_run, resume, pending
         self.multiplexer = in_multiplexer() if multiplexer is None else multiplexer
         self.clock, self.gate_interval = clock, gate_interval
-        self.engine: Any = None
+        self.engine: EngineView | None = None
         self.main: MainScreen | None = None
         self.operator = TuiOperator(self, dry_run=dry_run)
         self.failures = FailureLog()
@@ -131,9 +133,9 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
                                clock=self.clock, gate_interval=self.gate_interval)
         await self.push_screen(self.main)
 
-    async def _resolve_engine(self) -> Any:
+    async def _resolve_engine(self) -> EngineView:
         factory = self.engine_factory
-        if not callable(factory) or hasattr(factory, "plan"):
+        if isinstance(factory, EngineView):
             return factory  # a ready engine
         if self.resume is not None:
             return factory(self.resume)
@@ -141,7 +143,7 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         if not pending:
             return factory(False)
         engine = factory(True)
-        seen: dict[str, list[Any]] = {}
+        seen: dict[str, list[GateResult]] = {}
         engine.subscribe(lambda ev: seen.__setitem__(ev.step_id, list(ev.results)) if isinstance(ev, GatesEvaluated) else None)
         step = await engine.reconcile()
         choice = await self.operator.ask(ResumeScreen(resume_summary(engine, step, seen.get(step.id, []) if step else [])))

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
-from glance_tui.api import Config, GlanceTuiError, LBFacts
+from glance_tui.api import Config, EngineView, GlanceTuiError, LBFacts
 from screens.failures import ReportsFailedWorkers
 from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells, verdict_is_stale
 
@@ -22,7 +22,7 @@ from screens.nodes import DbPanel, LBStatus, NodeTable, lb_cells, node_cells, ve
 class ClusterView(ReportsFailedWorkers, Vertical):
     """Nodes (LB state, in-flight, release, service, role), the database and the LB's freshness."""
 
-    def __init__(self, engine: Any, config: Config, *, clock: Callable[[], float] = time.time,
+    def __init__(self, engine: EngineView, config: Config, *, clock: Callable[[], float] = time.time,
                  busy: Callable[[], bool] = lambda: False, **kw: Any) -> None:
         super().__init__(**kw)
         self.engine, self.config, self.clock, self.busy = engine, config, clock, busy

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, RichLog, Static
 
 from glance_tui.api import (
-    DONE, RUNNING, ActionFinished, ActionStarted, Config, DrainProgress, Event, GatesEvaluated, GateResult,
+    DONE, RUNNING, ActionFinished, ActionStarted, Config, DrainProgress, EngineView, Event, GatesEvaluated, GateResult,
     GlanceTuiError, Notice, OutputLine, PlanChanged, RunFinished, Step, StepChanged,
 )
 from screens.activity import Activity
@@ -63,7 +63,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
         Binding("l", "journal", "Journal"),
     ]
 
-    def __init__(self, engine: Any, config: Config, operator: Any, *, dry_run: bool = False, warning: str = "",
+    def __init__(self, engine: EngineView, config: Config, operator: Any, *, dry_run: bool = False, warning: str = "",
                  clock: Callable[[], float] = time.time, gate_interval: float = 2.5) -> None:
         super().__init__()
         self.engine, self.config, self.operator = engine, config, operator

@@ -15,7 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from glance_tui.api import RunEnd, run_end, write_report
+from glance_tui.api import EngineView, RunEnd, run_end, write_report
 
 HEADLINE = {"finished": ("The upgrade is complete", "bold green"), "aborted": ("The run was aborted", "bold yellow"),
             "failed": ("The run failed", "bold red"), "blocked": ("The run stopped at a gate", "bold yellow")}
@@ -67,7 +67,7 @@ class SummaryScreen(Screen[None]):
     """
     BINDINGS = [Binding("w", "write_report", "Write report"), Binding("escape,b", "app.pop_screen", "Back to checklist")]
 
-    def __init__(self, engine: Any, config: Any, outcome: str, detail: str) -> None:
+    def __init__(self, engine: EngineView, config: Any, outcome: str, detail: str) -> None:
         super().__init__()
         self.engine, self.config, self.outcome, self.detail = engine, config, outcome, detail
         self.end: RunEnd | None = None

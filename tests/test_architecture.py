@@ -1,4 +1,5 @@
-"""Import contracts: the engine never needs Textual; the UI talks only to glance_tui.api.
+"""Import contracts: the engine never needs Textual; the UI talks only to glance_tui.api; what
+runs on a node (glance_tui.node) never imports the run (context, plan, gates, engine).
 
 The boundaries themselves are import-linter contracts in pyproject.toml (``[tool.importlinter]``);
 these tests run ``lint-imports`` on the tree, show that the contracts do catch a violation, and
@@ -25,13 +26,15 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_import_contracts_are_kept():
     proc = lint_imports(ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 kept, 0 broken" in proc.stdout, proc.stdout
+    assert "3 kept, 0 broken" in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize(("path", "line", "contract"), [
     ("screens/nodes.py", "from glance_tui.engine import Engine\n", "screens/ talks to the engine only through glance_tui.api"),
     ("glance_tui/report.py", "import textual.widgets\n", "the engine never imports Textual or the UI"),
     ("glance_tui/journal.py", "from screens.table import InPlaceTable\n", "the engine never imports Textual or the UI"),
+    ("glance_tui/node/verdict.py", "from glance_tui.gates import PREFLIGHT\n", "glance_tui.node never asks the run"),
+    ("glance_tui/node/runtimes.py", "import glance_tui.context\n", "glance_tui.node never asks the run"),
 ])
 def test_import_contracts_catch_a_violation(tmp_path, path, line, contract):
     for tree in ("glance_tui", "screens"):

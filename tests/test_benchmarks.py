@@ -243,7 +243,7 @@ def test_check_against_one_db_check(sim_lab, sim_config, capsys):
     ratio = statistics.median(checks) / statistics.median(db_checks)
     with capsys.disabled():
         print(f"\none glance-manage db check over SSH: {ms(db_checks)}")
-        print(f"glance-tui check (3 nodes, 7 gates):  {ms(checks)}")
+        print(f"glance-tui check (3 nodes, 8 gates):  {ms(checks)}")
         print(f"check / db check (medians): {ratio:.2f}x")
 
 

@@ -44,7 +44,8 @@ def test_check_passes_on_a_healthy_cluster(sim_lab, sim_config, capsys):
     assert main(["check", "-c", str(sim_lab.config_path), "--json"]) == 0, capsys.readouterr()
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
-    assert {g["gate"] for g in report["gates"]} == {"db-version", "api-v2-only", "node-count", "lb-mapping", "ssh", "same-release", "db-check", "db-clients"}
+    assert {g["gate"] for g in report["gates"]} == {"db-version", "api-v2-only", "node-count", "lb-mapping", "ssh", "same-release", "upgrade-path",
+                                                    "db-check", "db-clients"}
     assert main(["check", "-c", str(sim_lab.config_path)]) == 0
     assert "8/8 gates pass" in capsys.readouterr().out
 

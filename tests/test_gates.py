@@ -225,6 +225,31 @@ async def test_ssh_host_keys():
     assert not r.ok and "g3: host key changed (SHA256:evil)" in r.reason
 
 
+async def test_upgrade_path_allows_n_plus_one_and_slurp_to_slurp_only():
+    # the start release is read from the nodes, the target from policy.target_release
+    for start_version, target in (("26.1.0", "2024.1"), ("28.2.0", "2025.1"), ("30.2.0", "2026.1"), ("32.0.0", "2026.2"), ("31.1.0", "2026.1")):
+        nodes = {f"g{i}": node(f"g{i}", start_version) for i in (1, 2, 3)}
+        r = await check(gate("upgrade-path"), FakeCtx(config=make_config(target_release=target), nodes=nodes))
+        assert r.ok, (start_version, target, r.reason)
+    old = {f"g{i}": node(f"g{i}", "26.1.0") for i in (1, 2, 3)}  # 2023.1
+    r = await check(gate("upgrade-path"), FakeCtx(config=make_config(target_release="2025.1"), nodes=old))
+    assert not r.ok and "2023.1 → 2025.1" in r.reason and "go through 2024.1: 2023.1 → 2024.1 → 2025.1" in r.reason, r.reason
+    assert 'policy.target_release = "2024.1"' in r.fix
+    two_steps = {f"g{i}": node(f"g{i}", "27.0.0") for i in (1, 2, 3)}  # 2023.2 → 2024.2: not SLURP → SLURP
+    r = await check(gate("upgrade-path"), FakeCtx(config=make_config(target_release="2024.2"), nodes=two_steps))
+    assert not r.ok and "2023.2 → 2024.1 → 2024.2" in r.reason
+    newer = {f"g{i}": node(f"g{i}", "30.2.0") for i in (1, 2, 3)}
+    r = await check(gate("upgrade-path"), FakeCtx(config=make_config(target_release="2024.1"), nodes=newer))
+    assert not r.ok and "not an upgrade" in r.reason
+    # mid-run: the recorded start counts even once every node has the target
+    done = {f"g{i}": node(f"g{i}", "30.2.0") for i in (1, 2, 3)}
+    r = await check(gate("upgrade-path"), FakeCtx(config=make_config(target_release="2025.1"), nodes=done, state=RunState(start_release="2023.1")))
+    assert not r.ok and "2023.1 → 2025.1" in r.reason
+    unknown = {**old, "g2": node("g2", None)}
+    r = await check(gate("upgrade-path"), FakeCtx(nodes={n: f for n, f in unknown.items() if n == "g2"} | {"g1": node("g1", "28.2.0")}))
+    assert not r.ok and "cannot tell the starting release of g2" in r.reason
+
+
 async def test_same_release():
     assert (await check(gate("same-release"), FakeCtx())).ok
     mixed = {"g1": node("g1", "26.1.0"), "g2": node("g2", "27.0.0"), "g3": node("g3", "26.1.0")}
@@ -488,6 +513,7 @@ def test_gate_types_are_a_leaf():
 async def test_is_running_override_never_turns_unknown_into_stopped(processes_ok, flag_exit, expected):
     import dataclasses
 
+    from glance_tui.node.verdict import Health
     from glance_tui.probes import Cluster
 
     base = make_config()
@@ -501,9 +527,15 @@ async def test_is_running_override_never_turns_unknown_into_stopped(processes_ok
             return CommandResult(cmd.command, 0 if processes_ok else 255, "1700000000\n" if processes_ok else "", "", 0.01, False)
         if "stat" in cmd.command:
             return CommandResult(cmd.command, 0, "1600000000\n", "", 0.01, False)
+        if "ss -Htlnp" in cmd.command:
+            return CommandResult(cmd.command, 0, "", "", 0.01, False)  # nothing listens on the API port
         return CommandResult(cmd.command, 0, "glance-api\t2:26.1.0-0ubuntu1\n", "", 0.01, False)
 
+    async def refused(url):
+        return Health(url, refused=True)
+
     cluster.run = run  # type: ignore[method-assign]
+    cluster.read_health = refused  # type: ignore[method-assign]
     try:
         facts = await cluster.probe_node("g1")
     finally:

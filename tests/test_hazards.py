@@ -495,7 +495,7 @@ async def test_default_processes_probe_sees_every_service_and_not_our_own_probes
     text = sim_lab.config_path.read_text()
     text = re.sub(r"^processes = .*\n", "", text, flags=re.M).replace("[commands]\n", '[commands]\nservices = ["glance-api", "glance-scrubber"]\n', 1)
     config = load_config(write_config(tmp_path, text))
-    assert config.commands.processes == "date +%s && ps -eo pid=,etimes=,comm=,args="  # the default
+    assert config.commands.processes == "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args="  # the default
     cluster = Cluster(config)
     try:
         time.sleep(0.5)

@@ -202,7 +202,9 @@ def test_lab_probes_read_the_package_file_and_only_this_nodes_processes(node_dir
     import time
 
     from glance_tui.lab.lab import LAB_INSTALLED_AT, LAB_INSTALLED_VERSION, LAB_PROCESSES
-    from glance_tui.processes import parse_epoch, parse_processes
+    from glance_tui.config import CommandsConfig
+    from glance_tui.node import glance_processes
+    from glance_tui.node.readings import parse_epoch
     from glance_tui.releases import parse_version
 
     node = nodectl.Node.load(node_dir)
@@ -221,21 +223,19 @@ def test_lab_probes_read_the_package_file_and_only_this_nodes_processes(node_dir
     fake.chmod(0o755)
     decoy = subprocess.Popen([str(fake), "--config-file", f"{other}/glance-api.conf"])
     try:
-        from glance_tui.config import CommandsConfig
-
         for _ in range(50):  # the decoy is a glance-api to the unfiltered default probe
-            _, everywhere = parse_processes(_lab_probe(node_dir, CommandsConfig().processes).stdout, ["glance-api"])
+            everywhere = glance_processes(_lab_probe(node_dir, CommandsConfig().processes).stdout, CommandsConfig())
             if decoy.pid in [p.pid for p in everywhere]:
                 break
             time.sleep(0.1)
         else:
             raise AssertionError("the decoy glance-api never showed up in ps")
-        _, found = parse_processes(_lab_probe(node_dir, LAB_PROCESSES).stdout, ["glance-api"])
+        found = glance_processes(_lab_probe(node_dir, LAB_PROCESSES).stdout, CommandsConfig())
         assert found == []  # stopped: nothing of this node runs
         assert ctl(node_dir, "start").returncode == 0
         out = _lab_probe(node_dir, LAB_PROCESSES)
         assert out.returncode == 0, out.stderr
-        _, found = parse_processes(out.stdout, ["glance-api"])
+        found = glance_processes(out.stdout, CommandsConfig())
         assert [p.pid for p in found] == [nodectl.running_pid(nodectl.Node.load(node_dir))]
     finally:
         decoy.kill()

@@ -18,7 +18,7 @@ from glance_tui.config import Config, load_config
 from glance_tui.lab import procs
 from glance_tui.lab.lab import Lab
 from glance_tui.lab.load import run_load
-from glance_tui.processes import parse_processes
+from glance_tui.node import glance_processes
 
 pytestmark = pytest.mark.lab
 
@@ -44,7 +44,7 @@ def running(config: Config, node: str) -> bool:
     """Is a Glance service running on ``node``, read as the engine reads it (the processes command)?"""
     out = ssh(config, node, NodeCommands(config, node).processes().command)
     assert out.returncode == 0, out.stderr
-    return bool(parse_processes(out.stdout, config.commands.services)[1])
+    return bool(glance_processes(out.stdout, config.commands))
 
 
 def roundtrip(upload_url: str, download_url: str, token: str) -> None:

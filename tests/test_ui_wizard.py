@@ -149,9 +149,10 @@ async def test_failed_action_panel_retry_and_rollback(tmp_path):
         assert main.query_one("#steps", Checklist).state_of("upgrade-new") in ("failed", "ready")
         # retry path: fail once more, then retry succeeds
         engine.fail_once[("node:glance-2", "stop")] = ("stopping Glance on glance-2 failed", ["Failed to stop glance-api.service"])
-        await drive_until(pilot, lambda: isinstance(app.screen, FailureScreen), timeout=20)
+        # the real plan's steps 3-7.1 lie in between (start-new alone: start, health, ready, wait-up)
+        await drive_until(pilot, lambda: isinstance(app.screen, FailureScreen), timeout=40)
         await pilot.press("r")
-        await drive_until(pilot, lambda: engine.states["node:glance-2"] == DONE, timeout=20)
+        await drive_until(pilot, lambda: engine.states["node:glance-2"] == DONE, timeout=40)
         assert "failure:retry" in engine.calls
 
 

@@ -1,8 +1,9 @@
 """A scripted engine for fast Pilot tests of ``screens/``: same public shape as ``Engine``.
 
 It keeps a small model of the cluster (LB state, in-flight, release, running per node and the
-``db check`` code), builds the guide's steps with the real ``Step``/``Action`` types, answers
-gates from a script the test can change while the app runs, and emits the real event types.
+``db check`` code), builds the REAL plan (``plan.build_plan``: the real steps, actions, previews
+and gates) over that scripted cluster, answers those gates from a script the test can change
+while the app runs (never by probing), and emits the real event types.
 Operator questions go to whatever operator the app passes (the TUI's modal screens).
 """
 
@@ -18,10 +19,14 @@ from glance_tui.adapters.database import DatabaseFacts
 from glance_tui.api import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, Action, ActionFinished, ActionStarted, Config, DBState, DbCheck,
     DrainProgress, GateResult, GatesEvaluated, Journal, LBFacts, NodeFacts, Notice, OutputLine, Plan, PlanChanged,
-    RunFinished, RunState, ServerStats, Step, StepChanged,
+    RunFinished, RunState, ServerStats, Step,
 )
+from glance_tui.commands import NodeCommands
 from glance_tui.config import parse_config
+from glance_tui.context import Context
 from glance_tui.gates import Gate
+from glance_tui.journal import NullJournal
+from glance_tui.plan import build_plan
 from glance_tui.step_states import StepStates
 
 OLD, TARGET = ("2023.1", "26.1.0"), ("2024.1", "28.2.0")
@@ -101,23 +106,14 @@ class ScriptedCluster:
     async def close(self) -> None:
         self.engine.closed = True
 
-
-def _gate(gid: str, title: str) -> Gate:
-    async def never(ctx: Any) -> GateResult:  # the scripted engine answers gates itself
-        raise AssertionError("scripted gates are answered by ScriptedEngine.evaluate")
-
-    return Gate(gid, title, never)
+    def commands(self, node: str) -> NodeCommands:  # the real previews render the real templates
+        return NodeCommands(self.engine.config, node)
 
 
-GATES = {gid: _gate(gid, title) for gid, title in {
-    "db-version": "MySQL/MariaDB 5.5 or later", "api-v2": "Images API v2 only, no Registry", "lb-mapping": "Every node is a server of the LB backend",
-    "ssh": "Every node answers over SSH", "new-node": "The NEW NODE is chosen", "new-node-stopped": "Glance is stopped on the NEW NODE",
-    "backup": "A verified backup of the Glance database exists", "new-node-upgraded": "The NEW NODE runs the target release",
-    "binlog": "Triggers allowed (binary log / SUPER / log_bin_trust_function_creators)", "expanded": "The database is expanded",
-    "migrated": "Data migrations are complete (db check 5 or 0)", "new-node-serving": "The NEW NODE serves the new release",
-    "all-upgraded": "Every node reports the target release", "no-old-service": "No node runs an old Glance service",
-    "contract-next": "db check says contract is next", "min-rotation": "Enough nodes stay in rotation",
-}.items()}
+def real_gates(config: Config) -> dict[str, Gate]:
+    """Every gate of the real plan (with a NEW NODE chosen), by id: what the script can fail."""
+    plan = build_plan(Context(config, None, NullJournal(), RunState(new_node=config.nodes[0].name), lambda e: None))  # type: ignore[arg-type]
+    return {g.id: g for step in plan.steps for g in (*step.gates, *(g for a in step.actions for g in a.gates))}
 
 
 class ScriptedEngine:
@@ -142,6 +138,8 @@ class ScriptedEngine:
         self.rollbacks: list[str] = []
         self._listeners: list[Callable[[Any], None]] = []
         self._lock = asyncio.Lock()
+        self.gates = real_gates(config)
+        self.ctx = Context(config, self.cluster, NullJournal(), self.state, self.emit)  # type: ignore[arg-type]
         self.plan = self._build()
         self.book = StepStates(self.emit, (s.id for s in self.plan.steps))  # the real engine's bookkeeping
         self.states = self.book.states
@@ -160,55 +158,13 @@ class ScriptedEngine:
         if ok:
             self.failing.pop(gid, None)
         else:
-            self.failing[gid] = GateResult(gid, GATES[gid].title, False, reason, fix, soft)
+            self.failing[gid] = GateResult(gid, self.gates[gid].title, False, reason, fix, soft)
 
     # ---------------------------------------------------------------- plan
 
-    def _action(self, aid: str, title: str, node: str | None, changes: bool, commands: list[str], gates: tuple[str, ...] = (), word: str | None = None) -> Action:
-        async def needed(ctx: Any) -> bool:
-            return True
-
-        async def run(ctx: Any, io: Any) -> None:
-            raise AssertionError("scripted actions run in ScriptedEngine._do")
-
-        return Action(aid, title, node, changes, lambda ctx: list(commands), needed, run, tuple(GATES[g] for g in gates), word)
-
-    def _node_actions(self, n: str) -> tuple[Action, ...]:
-        return (
-            self._action("drain", f"Drain {n} (take it out of rotation)", n, True, [f"[lb http://127.0.0.1:8404/stats] POST b=glance_api&s={n}&action=drain"], ("min-rotation",)),
-            self._action("wait-drained", f"Wait until {n} has no request in flight", n, False, [f"[lb] poll scur+qcur of {n} every 1s (timeout 3s)"]),
-            self._action("stop", f"Stop Glance on {n}", n, True, [f"[{n}] $ systemctl stop glance-api"]),
-            self._action("upgrade", f"Upgrade {n} to the target release", n, True, [f"[{n}] $ apt-get install -y glance-api"]),
-            self._action("start", f"Start Glance on {n}", n, True, [f"[{n}] $ systemctl start glance-api"]),
-            self._action("ready", f"Put {n} back into rotation", n, True, [f"[lb http://127.0.0.1:8404/stats] POST b=glance_api&s={n}&action=ready"]),
-        )
-
     def _build(self) -> Plan:
-        new = self.state.new_node
-        g = lambda *ids: tuple(GATES[i] for i in ids)  # noqa: E731
-        manage = lambda kind, word=None, gates=(): self._action(kind, f"glance-manage db {kind}", None, True, [f"[{new or '<NEW NODE>'}] $ glance-manage db {kind}"], gates, word)  # noqa: E731
-        done = self._never
-        steps = [
-            Step("preflight", "0", "Preflight checks", "The guide's prerequisites.", g("db-version", "api-v2", "lb-mapping", "ssh"), (), done),
-            Step("backup", "1", "Back up the database", "Step 1: back up the Glance database before anything changes.", g("db-version"),
-                 (self._action("backup", "Back up the Glance database (mysqldump) and verify it", None, True, ["[local] $ mysqldump --single-transaction glance > /var/backups/glance/glance-<UTC time>.sql"]),), done),
-        ]
-        if new:
-            steps.append(Step("new-node", "2", f"Drain and stop the NEW NODE ({new})", "Step 2: the NEW NODE gets the new release first.", g("new-node"), self._node_actions(new)[:3], done, node=new))
-            steps.append(Step("upgrade-new", "3", f"Upgrade the NEW NODE ({new}), do not start it", "Step 3: install the new release; do not start it.", g("new-node-stopped"), (self._node_actions(new)[3],), done, node=new))
-        else:
-            steps.append(Step("new-node", "2", "Choose, drain and stop the NEW NODE", "Step 2: the NEW NODE gets the new release first.", (), (), done))
-            steps.append(Step("upgrade-new", "3", "Upgrade the NEW NODE, do not start it", "Step 3: install the new release; do not start it.", g("new-node-stopped"), (), done))
-        steps.append(Step("expand", "4", "Expand the database (on the NEW NODE)", "Step 4: glance-manage db expand.", g("backup", "new-node-upgraded", "binlog"), (manage("expand"),), done))
-        steps.append(Step("migrate", "5", "Migrate the data (on the NEW NODE)", "Step 5: glance-manage db migrate.", g("new-node-upgraded", "expanded"), (manage("migrate"),), done))
-        start = tuple(a for a in self._node_actions(new) if a.id in ("start", "ready")) if new else ()
-        steps.append(Step("start-new", "6", f"Start the NEW NODE{f' ({new})' if new else ''} and put it in rotation", "Step 6: start the NEW NODE.", g("migrated"), start, done, node=new))
-        remaining = tuple(n.name for n in self.config.nodes if n.name != new) if new else ()
-        for i, name in enumerate(remaining, 1):
-            steps.append(Step(f"node:{name}", f"7.{i}", f"Upgrade {name}", "Step 7: one node at a time.", g("new-node-serving", "migrated"), self._node_actions(name), done, node=name, group="7"))
-        steps.append(Step("contract", "8", "Contract the database", "Step 8: only when NO node runs an old Glance service.", g("all-upgraded", "no-old-service"),
-                          (manage("contract", "contract", ("contract-next",)),), done))
-        return Plan(tuple(steps), new, remaining)
+        """The real plan for the run's decisions so far (its steps, actions, previews and gates)."""
+        return build_plan(self.ctx)
 
     @staticmethod
     async def _never(ctx: Any) -> bool:
@@ -286,7 +242,11 @@ class ScriptedEngine:
         return ok
 
     def preview(self, step: Step) -> list[tuple[Action, list[str]]]:
-        return [(a, a.preview(None)) for a in step.actions]
+        return [(a, a.preview(self.ctx)) for a in step.actions if self._needed(a)]
+
+    def _needed(self, action: Action) -> bool:
+        """The real engine skips an action that is not needed; here only what the model can tell."""
+        return action.id != "restore-binlog" or self.state.log_bin_trust_old is False
 
     async def close(self) -> None:
         await self.cluster.close()
@@ -319,6 +279,8 @@ class ScriptedEngine:
             self._set(step, DONE)
             return "done"
         for action in step.actions:
+            if not self._needed(action):
+                continue
             outcome = await self._run_action(step, action, operator)
             if outcome != "done":
                 self._set(step, FAILED if outcome == "failed" else BLOCKED if outcome == "blocked" else PENDING)
@@ -346,7 +308,7 @@ class ScriptedEngine:
             if not await self._gates(step, action, operator):
                 return "blocked"
             self._set(step, RUNNING)
-            commands = action.preview(None)
+            commands = action.preview(self.ctx)
             if action.changes and not await operator.confirm(step, action, commands):
                 self.calls.append(f"declined:{step.id}:{action.id}")
                 return "declined"
@@ -402,6 +364,8 @@ class ScriptedEngine:
             node.running = True
         elif action.id == "ready" and node:
             node.state = "UP"
+        elif action.id in ("health", "wait-up") and node:
+            out(f"{node.name}: /healthcheck 200, /versions 300" if action.id == "health" else f"{node.name} is UP on every load balancer")
         elif action.id in ("expand", "migrate", "contract"):
             out(f"Database {action.id} is complete" if action.id != "migrate" else "Database migration is up to date. No migration needed.")
             self.db_code = {"expand": 4, "migrate": 5, "contract": 0}[action.id]

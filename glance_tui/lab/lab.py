@@ -51,7 +51,7 @@ LB_HARD_STOP_AFTER = 10.0
 # A lab node's read-only probes (see write_config): what a packaged node runs, for this node only.
 # The node dir is in every argv of the node's glance-api (--config-file), and sshd sets it.
 # (Templates: a literal brace is doubled.)
-LAB_PROCESSES = ("date +%s && ps -eo pid=,etimes=,comm=,args= "
+LAB_PROCESSES = ("date +%s && ps -eo pid=,ppid=,etimes=,comm=,args= "
                  """| awk -v d="$GLANCE_LAB_NODE_DIR/" 'index($0, d) {{ print }} END {{ if (NR == 0) exit 3 }}'""")
 LAB_INSTALLED_AT = 'stat -c %Y "$GLANCE_LAB_NODE_DIR/package"'
 LAB_INSTALLED_VERSION = 'cat "$GLANCE_LAB_NODE_DIR/package"'

@@ -165,8 +165,8 @@ def installed_at(node: Node) -> float:
 
 
 def processes_text(node: Node) -> str:
-    """What ``date +%s && ps -eo pid=,etimes=,comm=,args=`` prints on a real node, for this node's
-    service only (every lab node shares one machine): the clock, then ``PID ETIMES COMM ARGS``."""
+    """What ``date +%s && ps -eo pid=,ppid=,etimes=,comm=,args=`` prints on a real node, for this
+    node's service only (every lab node shares one machine): the clock, then ``PID PPID ETIMES COMM ARGS``."""
     now = time.time()
     lines = [str(int(now))]
     pid = procs.read_pid(node.pidfile)
@@ -180,7 +180,8 @@ def processes_text(node: Node) -> str:
             except OSError:
                 continue  # it just ended
             start = procs.start_time(stat, boot)
-            lines.append(f"{member} {max(0, int(now - start))} {comm} {args or comm}")
+            ppid = stat.rsplit(")", 1)[1].split()[1]
+            lines.append(f"{member} {ppid} {max(0, int(now - start))} {comm} {args or comm}")
     return "\n".join(lines)
 
 
