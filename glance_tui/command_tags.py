@@ -123,26 +123,19 @@ async def settle(ctx: "Context", *, node: str | None = None, wait: bool = True, 
 
 
 def database_changers(output: str) -> list[str]:
-    """``PID ARGS`` of each process in a ``processes`` answer (clock, then ``PID ETIMES COMM ARGS``)
-    that is a changing glance-tui command or a changing ``glance-manage db`` run; ValueError
-    when the answer is not in that format (unknown, never "none")."""
-    lines = [line for line in output.splitlines() if line.strip()]
-    try:
-        float(lines[0].strip()) if lines else float("x")
-    except ValueError:
-        raise ValueError("the processes command did not print the node's clock first") from None
+    """``PID ARGS`` of each process in a ``processes`` answer (parsed by :mod:`glance_tui.node.readings`,
+    the one reader of it) that is a changing glance-tui command or a changing ``glance-manage db``
+    run; ValueError when the answer is not in that format (unknown, never "none")."""
+    from glance_tui.node.readings import parse_processes
+
     found = []
-    for line in lines[1:]:
-        parts = line.split(None, 3)
-        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
-            raise ValueError(f"not a `PID ETIMES COMM ARGS` line: {line[:60]!r}")
-        args = parts[3] if len(parts) > 3 else parts[2]
-        manage = _MANAGE_DB.search(args)
-        tag = _CHANGE_TAG.search(args)
+    for proc in parse_processes(output)[1]:
+        manage = _MANAGE_DB.search(proc.args)
+        tag = _CHANGE_TAG.search(proc.args)
         if manage and manage.group("verb") not in READ_ONLY_DB:
-            found.append(f"pid {parts[0]} `glance-manage … db {manage.group('verb')}`")
+            found.append(f"pid {proc.pid} `glance-manage … db {manage.group('verb')}`")
         elif tag:
-            found.append(f"pid {parts[0]} (tag {tag.group(0)}) `{_short(args, 60)}`")
+            found.append(f"pid {proc.pid} (tag {tag.group(0)}) `{_short(proc.args, 60)}`")
     return found
 
 

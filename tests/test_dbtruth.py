@@ -322,15 +322,16 @@ async def test_a_run_that_lost_its_lock_stops_before_the_next_action(sim_lab: La
 
 
 def test_database_changers_are_read_from_the_processes_answer() -> None:
-    answer = ("1700000000\n 10 5 sh sh -c glance-manage db expand glance-tui-change-0123456789abcdef\n"
-              " 11 5 glance-manage /usr/bin/python3 /usr/bin/glance-manage db check\n"
-              " 12 5 sh sh -c ps glance-tui-0123456789abcdef\n"
-              " 13 5 python3 /opt/v/bin/glance-manage --config-dir /etc/glance db contract\n")
+    answer = ("1700000000\n 10 1 5 sh sh -c glance-manage db expand glance-tui-change-0123456789abcdef\n"
+              " 11 1 5 glance-manage /usr/bin/python3 /usr/bin/glance-manage db check\n"
+              " 12 1 5 sh sh -c ps glance-tui-0123456789abcdef\n"
+              " 13 1 5 python3 /opt/v/bin/glance-manage --config-dir /etc/glance db contract\n")
     assert database_changers(answer) == ["pid 10 `glance-manage … db expand`", "pid 13 `glance-manage … db contract`"]
-    tagged = "1700000000\n 20 9 sh sh -c systemctl stop glance-api glance-tui-change-0123456789abcdef\n"
+    tagged = "1700000000\n 20 1 9 sh sh -c systemctl stop glance-api glance-tui-change-0123456789abcdef\n"
     assert database_changers(tagged) == ["pid 20 (tag glance-tui-change-0123456789abcdef) `sh -c systemctl stop glance-api glance-tui-change-012345678…`"]
-    with pytest.raises(ValueError):
-        database_changers("not a clock\n")
+    for bad in ("not a clock\n", "1700000000\n 20 9 sh sh -c x\n"):  # the PPID column is part of the format
+        with pytest.raises(ValueError):
+            database_changers(bad)
 
 
 async def test_another_journals_expand_on_a_node_is_waited_for(sim_lab: Lab, sim_config: Config, tmp_path: Path) -> None:
