@@ -89,7 +89,7 @@ def test_uwsgi_runtime_is_glances_reference_ini(tmp_path: Path) -> None:
     assert argv == [str(tmp_path / "bin" / "uwsgi"), "--ini", str(tmp_path / "glance-api-uwsgi.ini")]
     assert env == {"OS_GLANCE_CONFIG_DIR": str(tmp_path)}  # glance.wsgi.api reads glance-api.conf from there
     ini = (tmp_path / "glance-api-uwsgi.ini").read_text()
-    for line in ("http-socket = 127.0.0.11:9292", "module = glance.wsgi.api:application", "master = true", "processes = 2",
+    for line in ("http-socket = 127.0.0.11:9292", "module = glance.wsgi.api:application", "master = true", "processes = 4",
                  "lazy-apps = true", "enable-threads = true", "die-on-term = true", "need-app = true"):
         assert line + "\n" in ini
     # what `ps` shows of a uWSGI master or worker (pyuwsgi: a console script) and of the eventlet server

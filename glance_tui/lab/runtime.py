@@ -14,8 +14,10 @@ from pathlib import Path
 from glance_tui.lab import envs
 
 UWSGI_INI = "glance-api-uwsgi.ini"
-# uWSGI workers per node: "several" as Glance's reference ini has (4), on a 2-core machine.
-UWSGI_MIN_PROCESSES = 2
+# uWSGI workers per node, as Glance's reference ini has: each serves one request at a time, and
+# with 2 a node under the rehearsal's load (slow uploads) left HAProxy's health checks waiting
+# past their timeout (the node went DOWN while serving).
+UWSGI_PROCESSES = 4
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Runtime:
         if self.name == "eventlet":
             return [str(bin_dir / self.binary), "--config-file", str(conf)], {}
         ini = node_dir / UWSGI_INI
-        ini.write_text(uwsgi_ini(host=host, port=port, processes=max(UWSGI_MIN_PROCESSES, workers)))
+        ini.write_text(uwsgi_ini(host=host, port=port, processes=max(UWSGI_PROCESSES, workers)))
         # glance.wsgi.api reads OS_GLANCE_CONFIG_DIR from os.environ, which pyuwsgi's Python took
         # before the ini's `env =` could set it: it comes from the service's environment, as a
         # systemd unit's Environment= gives it.
