@@ -49,7 +49,7 @@ KEYSTONE_DB_USER = "keystone"
 # Header the lab's HAProxy adds to every Glance response: which server answered (for the rehearsals).
 SERVED_BY = "X-Lab-Served-By"
 # A lab node's read-only probes (see write_config): what a packaged node runs, for this node only.
-# The node dir is in every argv of the node's glance-api (--config-file), and sshd sets it.
+# The node dir is in every argv of the node's Glance server (glance-api --config-file, uwsgi --ini), and sshd sets it.
 # (Templates: a literal brace is doubled.)
 LAB_PROCESSES = ("date +%s && ps -eo pid=,etimes=,comm=,args= "
                  """| awk -v d="$GLANCE_LAB_NODE_DIR/" 'index($0, d) {{ print }} END {{ if (NR == 0) exit 3 }}'""")

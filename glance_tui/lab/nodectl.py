@@ -214,7 +214,7 @@ def processes_text(node: Node) -> str:
 
 
 def version(node: Node) -> str:
-    """Installed Glance version of the node's current environment (from metadata, or ``glance-api --version``)."""
+    """Installed Glance version of the node's current environment (from metadata, or ``glance-manage --version``)."""
     found = envs.glance_version(node.bin("glance-manage").parent)
     if found:
         return found
