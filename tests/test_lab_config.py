@@ -62,6 +62,9 @@ def test_each_path_targets_its_release_and_each_release_has_a_lock_and_a_runtime
     config = load_config(lab.write_config(layout))
     assert config.policy.target_release == target and config.policy.target_version == envs.GLANCE_VERSIONS[target]
     assert NodeCommands(config, "glance-1").upgrade().command.endswith(f"-m glance_tui.lab.nodectl upgrade {target}")
+    # a uWSGI node's health check may wait behind its busy workers: Kolla-Ansible's 10 s, else the lab's 2 s
+    uwsgi = any(runtime_of(r) is UWSGI for r in path)
+    assert lab.haproxy(layout).check_timeout_s == (10.0 if uwsgi else 2.0) and (uwsgi == (path != envs.DEFAULT_PATH))
     for release in path:
         pins = envs.read_lock(release)
         assert pins["glance"] == envs.GLANCE_VERSIONS[release] and "pymysql" in pins

@@ -304,6 +304,7 @@ class Lab:
             frontend_host=b.host, frontend_port=b.frontend_port,
             stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port,
             stats_admin=True, check_inter_ms=500, served_by_header=SERVED_BY,
+            check_timeout_s=max(runtime_of(r).check_timeout for r in layout.path),
             # Behind Keystone /versions still answers without a token, but /healthcheck is what a
             # production LB checks (and what disable_by_file_path switches off).
             health_path="/healthcheck" if layout.keystone_host else "/versions",

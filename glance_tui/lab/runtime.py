@@ -24,6 +24,11 @@ UWSGI_PROCESSES = 4
 class Runtime:
     name: str
     binary: str  # in the release's environment's bin/: what the node's service runs
+    # How long the LB's health check may wait for an answer. An eventlet server answers between
+    # requests at once; a uWSGI worker serves one request at a time, so while every worker holds
+    # a slow upload the check waits in the listen queue — with the lab's 2 s the node went DOWN
+    # while serving. 10 s is Kolla-Ansible's `timeout check`.
+    check_timeout: float = 2.0
 
     def command(self, bin_dir: Path, node_dir: Path, conf: Path, *, host: str, port: int,
                 workers: int) -> tuple[list[str], dict[str, str]]:
@@ -44,7 +49,7 @@ class Runtime:
 
 
 EVENTLET = Runtime("eventlet", "glance-api")
-UWSGI = Runtime("uwsgi", "uwsgi")
+UWSGI = Runtime("uwsgi", "uwsgi", check_timeout=10.0)
 RUNTIMES = {r.name: r for r in (EVENTLET, UWSGI)}
 
 
