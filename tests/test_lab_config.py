@@ -17,6 +17,7 @@ from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.lab import envs, glance
 from glance_tui.lab.lab import BalancerLayout, Lab, Layout, NodeLayout
 from glance_tui.lab.load import Failure, LoadReport, parse_size
+from glance_tui.lab.runtime import EVENTLET, UWSGI, is_glance, runtime_of
 
 
 def make_layout(bin_dir: str = "/opt/none/bin", *, two: bool = False) -> Layout:
@@ -48,6 +49,58 @@ def test_generated_config_loads_and_renders_nodectl_commands(tmp_path: Path) -> 
     assert cmds.upgrade().command.endswith("-m glance_tui.lab.nodectl upgrade 2024.1")
     assert cmds.db_check().command.endswith("-m glance_tui.lab.nodectl manage db check")
     assert lab.password_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("path", envs.PATHS)
+def test_each_path_targets_its_release_and_each_release_has_a_lock_and_a_runtime(tmp_path: Path, path: tuple[str, str]) -> None:
+    start, target = path
+    lab = Lab(tmp_path / "lab", path=path)
+    lab.dir.mkdir()
+    lab._password()
+    layout = make_layout()
+    layout.path = path
+    config = load_config(lab.write_config(layout))
+    assert config.policy.target_release == target and config.policy.target_version == envs.GLANCE_VERSIONS[target]
+    assert NodeCommands(config, "glance-1").upgrade().command.endswith(f"-m glance_tui.lab.nodectl upgrade {target}")
+    # a uWSGI node's health check may wait behind its busy workers: Kolla-Ansible's 10 s, else the lab's 2 s
+    uwsgi = any(runtime_of(r) is UWSGI for r in path)
+    assert lab.haproxy(layout).check_timeout_s == (10.0 if uwsgi else 2.0) and (uwsgi == (path != envs.DEFAULT_PATH))
+    for release in path:
+        pins = envs.read_lock(release)
+        assert pins["glance"] == envs.GLANCE_VERSIONS[release] and "pymysql" in pins
+        # a uWSGI release's environment has its server in the same venv
+        assert ("pyuwsgi" in pins) == (runtime_of(release) is UWSGI)
+        header = envs.lock_file(release).read_text().splitlines()[0]
+        assert envs.RELEASES[release].constraints.removesuffix(".txt") in header
+
+
+def test_paths_runtimes_and_path_errors() -> None:
+    assert envs.PATHS[0] == envs.DEFAULT_PATH == ("2023.1", "2024.1")
+    assert {"2025.1": EVENTLET, "2026.1": UWSGI, "2026.2": UWSGI, "2024.1": EVENTLET} == \
+        {r: runtime_of(r) for r in ("2025.1", "2026.1", "2026.2", "2024.1")}
+    assert envs.check_path(None, None) == ("2023.1", "2024.1")
+    assert envs.check_path("2025.1", None) == envs.check_path(None, "2026.1") == ("2025.1", "2026.1")
+    assert envs.check_path("2026.1", "2026.2") == ("2026.1", "2026.2")
+    for bad in (("2023.1", "2026.1"), ("2026.2", None), ("2099.1", "2024.1")):
+        with pytest.raises(UsageError, match="the lab has no upgrade path") as err:
+            envs.check_path(*bad)
+        assert "--from 2025.1 --to 2026.1" in err.value.fix
+
+
+def test_uwsgi_runtime_is_glances_reference_ini(tmp_path: Path) -> None:
+    argv, env = UWSGI.command(tmp_path / "bin", tmp_path, tmp_path / "glance-api.conf", host="127.0.0.11", port=9292, workers=1)
+    assert argv == [str(tmp_path / "bin" / "uwsgi"), "--ini", str(tmp_path / "glance-api-uwsgi.ini")]
+    assert env == {"OS_GLANCE_CONFIG_DIR": str(tmp_path)}  # glance.wsgi.api reads glance-api.conf from there
+    ini = (tmp_path / "glance-api-uwsgi.ini").read_text()
+    for line in ("http-socket = 127.0.0.11:9292", "module = glance.wsgi.api:application", "master = true", "processes = 4",
+                 "lazy-apps = true", "enable-threads = true", "die-on-term = true", "need-app = true"):
+        assert line + "\n" in ini
+    # what `ps` shows of a uWSGI master or worker (pyuwsgi: a console script) and of the eventlet server
+    venv = "/v/bin"
+    assert UWSGI.serves([f"{venv}/python3", f"{venv}/uwsgi", "--ini", "/n/glance-api-uwsgi.ini"])
+    assert EVENTLET.serves([f"{venv}/python3", f"{venv}/glance-api", "--config-file", "/n/glance-api.conf"])
+    assert not EVENTLET.serves([f"{venv}/python3", f"{venv}/uwsgi", "--ini", "/n/glance-api-uwsgi.ini"])
+    assert not is_glance(["/usr/sbin/sshd", "-D", "-f", "/n/glance-api/sshd_config"]) and not is_glance([])
 
 
 def test_config_lists_both_instances_with_both_backends(tmp_path: Path) -> None:
@@ -98,13 +151,28 @@ def test_api_conf_follows_the_notes() -> None:
         "mysql+pymysql://glance:p%40ss%3A%2Fw@h:1/glance?charset=utf8"
 
 
-def fake_prefix(root: Path, pins: dict[str, str]) -> Path:
+def fake_prefix(root: Path, pins: dict[str, str], binaries: tuple[str, ...] = ("glance-api", "glance-manage")) -> Path:
     (root / "bin").mkdir(parents=True)
-    (root / "bin" / "glance-api").write_text("")
+    for name in binaries:
+        (root / "bin" / name).write_text("")
     site = root / "lib" / "python3.11" / "site-packages"
     for name, version in pins.items():
         (site / f"{name.replace('-', '_')}-{version}.dist-info").mkdir(parents=True)
     return root
+
+
+def test_uwsgi_release_env_needs_its_server_and_legacy_installs_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2026.1 environment is usable only with bin/uwsgi (its runtime's server); a package pip
+    installed the legacy way (an ``.egg-info``, e.g. simplegeneric without ``wheel``) counts."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pins = envs.read_lock("2026.1")
+    assert pins["glance"] == "32.0.0" and "pyuwsgi" in pins and "simplegeneric" in pins
+    legacy = {k: v for k, v in pins.items() if k != "simplegeneric"}
+    without_server = fake_prefix(envs.env_dir("2026.1"), legacy, binaries=("glance-api", "glance-manage"))
+    (without_server / "lib" / "python3.11" / "site-packages" / f"simplegeneric-{pins['simplegeneric']}-py3.11.egg-info").mkdir()
+    assert not envs._usable(without_server, "2026.1")
+    (without_server / "bin" / "uwsgi").write_text("")
+    assert envs._usable(without_server, "2026.1")
 
 
 def test_env_is_adopted_only_when_it_matches_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

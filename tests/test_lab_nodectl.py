@@ -32,6 +32,39 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer((conf["DEFAULT"]["bind_host"], int(conf["DEFAULT"]["bind_port"])), H).serve_forever()
 """
 
+# A stand-in for pyuwsgi's ``uwsgi`` with Glance's reference ini: a master that forks
+# ``processes`` workers on one listening socket (every one shows as COMM ``uwsgi``), each
+# serving /versions only if OS_GLANCE_CONFIG_DIR holds glance-api.conf (as glance.wsgi.api needs);
+# SIGTERM on the master ends the workers too (die-on-term).
+UWSGI = f"""#!{sys.executable}
+import configparser, http.server, os, signal, socket, sys
+ini = configparser.RawConfigParser(strict=False)
+ini.read(sys.argv[sys.argv.index("--ini") + 1])
+u = ini["uwsgi"]
+assert os.path.exists(os.path.join(os.environ["OS_GLANCE_CONFIG_DIR"], "glance-api.conf"))
+host, port = u["http-socket"].rsplit(":", 1)
+sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); sock.bind((host, int(port))); sock.listen(16)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{{"versions": []}}'
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+workers = []
+for _ in range(int(u["processes"])):
+    pid = os.fork()
+    if pid == 0:
+        server = http.server.HTTPServer((host, int(port)), H, bind_and_activate=False); server.socket = sock
+        server.serve_forever()
+    workers.append(pid)
+def term(*_):
+    for w in workers:
+        os.kill(w, signal.SIGKILL)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+while True:
+    signal.pause()
+"""
+
 MANAGE = f"""#!{sys.executable}
 import os, sys
 print("manage", *sys.argv[1:])
@@ -39,10 +72,10 @@ sys.exit(int(os.environ.get("TEST_MANAGE_RC", "0")))
 """
 
 
-def make_env(root: Path, version: str) -> Path:
+def make_env(root: Path, version: str, server: tuple[str, str] = ("glance-api", API)) -> Path:
     bin_dir = root / "bin"
     bin_dir.mkdir(parents=True)
-    for name, text in (("glance-api", API), ("glance-manage", MANAGE)):
+    for name, text in (server, ("glance-manage", MANAGE)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     (root / "lib" / "python3.11" / "site-packages" / f"glance-{version}.dist-info").mkdir(parents=True)
@@ -242,3 +275,47 @@ def test_lab_probes_read_the_package_file_and_only_this_nodes_processes(node_dir
     # a ps that prints nothing is an error, never "stopped"
     broken = _lab_probe(node_dir, LAB_PROCESSES.replace("ps -eo", "true ps -eo"))
     assert broken.returncode == 3
+
+
+def test_a_uwsgi_release_runs_master_and_workers_and_the_witness_sees_them(tmp_path: Path) -> None:
+    """On the 2025.1 -> 2026.1 path a node upgraded to 2026.1 runs uWSGI (its runtime in
+    envs.RELEASES): the master and its workers are the node's service for start, is-running,
+    processes (as ``ps`` shows them: COMM ``uwsgi``), the witness and stop; downgrade goes back to
+    the path's start, the eventlet glance-api."""
+    from glance_tui.lab.monitor import ProcessMonitor
+    from glance_tui.lab.runtime import UWSGI_INI, UWSGI_PROCESSES
+
+    envs = {"2025.1": str(make_env(tmp_path / "env-2025.1", "30.2.0")),
+            "2026.1": str(make_env(tmp_path / "env-2026.1", "32.0.0", ("uwsgi", UWSGI)))}
+    d = tmp_path / "node"
+    d.mkdir()
+    port = procs.free_port("127.0.0.21")
+    nodectl.Node(d, {"name": "n1", "host": "127.0.0.21", "port": port, "release": "2025.1", "envs": envs,
+                     "base": "2025.1", "target": "2026.1"}).save()
+    glance.write_api_conf(d / "glance-api.conf", host="127.0.0.21", port=port, database="mysql+pymysql://u:p@127.0.0.1:1/g",
+                          store_dir=tmp_path / "images", node_dir=d)
+    try:
+        assert ctl(d, "start").returncode == 0
+        assert ctl(d, "upgrade").returncode == 0  # the node's target: 2026.1
+        assert ctl(d, "stop").returncode == 0 and ctl(d, "is-running").returncode == 1
+        started = ctl(d, "start")
+        assert started.returncode == 0 and "release 2026.1" in started.stdout, started.stdout + started.stderr
+        master = nodectl.running_pid(nodectl.Node.load(d))
+        assert master and ctl(d, "is-running").stdout.strip() == str(master)
+        assert (d / UWSGI_INI).exists()
+        rows = [line.split(None, 3) for line in ctl(d, "processes").stdout.splitlines()[1:]]
+        assert len(rows) == 1 + UWSGI_PROCESSES and {comm for _, _, comm, _ in rows} == {"uwsgi"}, rows
+        assert all(args.endswith(f"env-2026.1/bin/uwsgi --ini {d / UWSGI_INI}") for _, _, _, args in rows)
+        with urllib.request.urlopen(f"http://127.0.0.21:{port}/versions", timeout=5) as resp:
+            assert resp.status == 200
+        monitor = ProcessMonitor({"n1": d})
+        monitor.sample()
+        assert {(s.pid, s.release) for s in monitor.spans.values()} == {(int(pid), "2026.1") for pid, _, _, _ in rows}
+        assert ctl(d, "stop").returncode == 0
+        assert not any(procs.pid_alive(int(pid)) for pid, _, _, _ in rows) and procs.port_is_free("127.0.0.21", port)
+        assert ctl(d, "downgrade").returncode == 0 and nodectl.Node.load(d).release == "2025.1"
+        assert ctl(d, "start").returncode == 0
+        rows = [line.split(None, 3) for line in ctl(d, "processes").stdout.splitlines()[1:]]
+        assert [comm for _, _, comm, _ in rows] == ["glance-api"]
+    finally:
+        nodectl.stop(nodectl.Node.load(d), timeout=2)

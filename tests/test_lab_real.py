@@ -1,7 +1,8 @@
 """The staging lab with REAL Glance 2023.1/2024.1 behind a REAL Keystone (``-m lab``): up,
 authenticated traffic through both HAProxy instances and both frontends, 401 without a token,
 health checks without one, one node upgraded over SSH exactly as the engine would do it (and
-once more with autostart), reset, down."""
+once more with autostart), reset; then today's paths: 2025.1 (eventlet) -> 2026.1 (uWSGI), and
+2026.1 -> 2026.2 (uWSGI to uWSGI, ``-m lab_extra``); down."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import hashlib
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from glance_tui.commands import NodeCommands
 from glance_tui.config import Config, load_config
-from glance_tui.lab import procs
+from glance_tui.errors import UsageError
+from glance_tui.lab import envs, procs, runtime
 from glance_tui.lab.lab import Lab
+from glance_tui.lab.monitor import ProcessMonitor
 from glance_tui.lab.load import run_load
 from glance_tui.node import glance_processes
 
@@ -140,7 +144,94 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert httpx.get(f"{frontend}/v2/images", headers={"X-Auth-Token": token}).json()["images"] == []  # fresh database
     assert ssh(config, "glance-1", one.db_check().command).returncode == 0  # 2023.1 code, schema up to date
 
+
+def served_by(config: Config, node: str) -> list[tuple[int, str, str]]:
+    """(pid, COMM, args) of every Glance server process the node's processes command lists — as
+    ``ps`` shows them (the listing also holds the node's sshd and the probe itself)."""
+    out = ssh(config, node, NodeCommands(config, node).processes().command)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split(None, 3) for line in out.stdout.splitlines()[1:]]
+    return [(int(pid), comm, args) for pid, _, comm, args in rows if runtime.is_glance(args.split())]
+
+
+async def test_lab_paths_slurp_2025_1_eventlet_to_2026_1_uwsgi(lab: Lab) -> None:
+    """2025.1 -> 2026.1 (today's SLURP path): the nodes start on the eventlet glance-api of 30.2.0;
+    upgraded over SSH as the engine does it, a node runs 32.0.0 under uWSGI (master + 4 lazy-app
+    workers, every one COMM ``uwsgi``) and serves beside a 2025.1 node; stop, reset work; the
+    witness sees the master and every worker. Another path than the lab's is refused by ``up``."""
+    lab.requested_path = ("2025.1", "2026.1")
+    lab.reset()
+    with pytest.raises(UsageError, match="the lab is on the path 2025.1 -> 2026.1"):
+        Lab(lab.dir, path=envs.DEFAULT_PATH, progress=lambda line: None).up()
+    config = load_config(lab.config_path)
+    assert (config.policy.target_release, config.policy.target_version) == ("2026.1", "32.0.0")
+    status = lab.status()
+    assert status["path"] == {"from": "2025.1", "to": "2026.1", "versions": ["30.2.0", "32.0.0"], "runtimes": ["eventlet", "uwsgi"]}
+    assert [(n["release"], n["version"], n["runtime"], n["running"]) for n in status["nodes"]] == [("2025.1", "30.2.0", "eventlet", True)] * 2
+    assert {comm for _, comm, _ in served_by(config, "glance-1")} == {"glance-api"}
+
+    one = NodeCommands(config, "glance-1")
+    assert ssh(config, "glance-1", one.stop().command).returncode == 0
+    assert served_by(config, "glance-1") == []
+    assert ssh(config, "glance-1", one.upgrade().command).returncode == 0
+    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t32.0.0"
+    assert ssh(config, "glance-1", one.db_check().command).returncode == 0  # no revision after 2024.1: up to date
+    assert ssh(config, "glance-1", one.start().command).returncode == 0
+    uwsgi = served_by(config, "glance-1")
+    master = lab.status()["nodes"][0]["pid"]
+    assert {comm for _, comm, _ in uwsgi} == {"uwsgi"} and len(uwsgi) == 5, uwsgi  # the master and 4 workers
+    assert master in {pid for pid, _, _ in uwsgi} and all("/glance-2026.1/bin/uwsgi --ini " in args for _, _, args in uwsgi)
+    workers = [pid for pid, _, _ in uwsgi if pid != master]
+    assert all(Path(f"/proc/{w}/stat").read_text().rsplit(") ", 1)[1].split()[1] == str(master) for w in workers)  # forked by it
+    assert {comm for _, comm, _ in served_by(config, "glance-2")} == {"glance-api"}  # only that node changed
+    layout = lab.load_layout()
+    for path in config.policy.health_paths:
+        assert httpx.get(f"{layout.nodes[0].api_url}{path}", timeout=10).status_code == 200, path
+    token = lab.token()
+    roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url, token)  # 2026.1 (uWSGI) and 2025.1 (eventlet), one database
+    roundtrip(layout.nodes[1].api_url, layout.nodes[0].api_url, token)
+
+    monitor = ProcessMonitor({n.name: lab.node_dir(n.name) for n in layout.nodes})
+    monitor.sample()
+    seen = {(s.node, s.pid, s.release) for s in monitor.spans.values()}
+    assert {("glance-1", pid, "2026.1") for pid, _, _ in uwsgi} <= seen
+    assert {s.release for s in monitor.spans.values() if s.node == "glance-2"} == {"2025.1"}
+
+    assert ssh(config, "glance-1", one.stop().command).returncode == 0
+    assert served_by(config, "glance-1") == [] and not any(procs.pid_alive(pid) for pid, _, _ in uwsgi)
+    lab.reset()  # back on the path's start
+    status = lab.status()
+    assert [(n["release"], n["version"], n["running"]) for n in status["nodes"]] == [("2025.1", "30.2.0", True)] * 2
+
+
+@pytest.mark.lab_extra
+async def test_lab_paths_2026_1_to_2026_2_uwsgi_to_uwsgi(lab: Lab) -> None:
+    """2026.1 -> 2026.2: every node starts under uWSGI on 32.0.0 and one upgraded node runs 33.0.0
+    under uWSGI (2026.2 has no standalone server), serving beside the others."""
+    lab.requested_path = ("2026.1", "2026.2")
+    lab.reset()
+    config = load_config(lab.config_path)
+    status = lab.status()
+    assert [(n["release"], n["version"], n["runtime"], n["running"]) for n in status["nodes"]] == [("2026.1", "32.0.0", "uwsgi", True)] * 2
+    one = NodeCommands(config, "glance-1")
+    assert ssh(config, "glance-1", one.stop().command).returncode == 0
+    assert ssh(config, "glance-1", one.upgrade().command).returncode == 0
+    assert ssh(config, "glance-1", one.start().command).returncode == 0
+    uwsgi = served_by(config, "glance-1")
+    assert {comm for _, comm, _ in uwsgi} == {"uwsgi"} and len(uwsgi) == 5
+    assert all("/glance-2026.2/bin/uwsgi --ini " in args for _, _, args in uwsgi)
+    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t33.0.0"
+    layout = lab.load_layout()
+    token = lab.token()
+    roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url, token)
+    roundtrip(layout.nodes[1].api_url, layout.nodes[0].api_url, token)
+
+
+def test_lab_down_stops_everything(lab: Lab) -> None:
+    lab.up()
+    status = lab.status()
     pids = [n["pid"] for n in status["nodes"]]
+    assert all(pids)
     stopped = lab.down()
     assert {"haproxy lb-a", "haproxy lb-b", "keystone", "mariadb", "glance-api glance-1", "sshd glance-2"} <= set(stopped)
     assert not any(procs.pid_alive(p) for p in pids)

@@ -16,9 +16,12 @@ from glance_tui.errors import GlanceTuiError, UsageError
 
 
 def _lab(args: argparse.Namespace, **kwargs):
+    from glance_tui.lab.envs import check_path
     from glance_tui.lab.lab import Lab
 
-    return Lab(args.dir, progress=lambda line: print(line, flush=True), **kwargs)
+    start, target = getattr(args, "from_release", None), getattr(args, "to_release", None)
+    path = check_path(start, target) if start or target else None
+    return Lab(args.dir, progress=lambda line: print(line, flush=True), path=path, **kwargs)
 
 
 def _guard(handler):
@@ -129,8 +132,11 @@ def status_text(status: dict) -> str:
         return f"no lab in {status['dir']} (run `glance-tui lab up`)"
     up = lambda flag: "running" if flag else "stopped"  # noqa: E731
     db = status["mariadb"]
+    path = status.get("path") or {}
     lines = [
         f"lab {status['dir']}",
+        f"  path      {path.get('from')} -> {path.get('to')}  (Glance "
+        + " -> ".join(f"{v} {r}" for v, r in zip(path.get("versions", []), path.get("runtimes", []))) + ")",
         f"  MariaDB   {db['address']:<24} {up(db['running'])}",
     ]
     if status.get("keystone"):
@@ -139,7 +145,7 @@ def status_text(status: dict) -> str:
         fronts = "  ".join(f"{backend} {url}" for backend, url in lb["frontends"].items())
         lines.append(f"  HAProxy {lb['name']:<5} {up(lb['running'])}  {fronts}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}")
     for n in status["nodes"]:
-        lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']})"
+        lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']}, {n.get('runtime')})"
                      f"  ssh {n['ssh']} {up(n['sshd_running'])}")
     if status.get("autostart"):
         lines.append("  autostart a node's upgrade starts its service (as a Debian/Ubuntu postinst does)")
@@ -149,6 +155,8 @@ def status_text(status: dict) -> str:
 
 def add_lab_parser(subparsers) -> None:
     """Add ``lab`` and its sub-commands to the main CLI's sub-parsers."""
+    from glance_tui.lab.envs import PATHS
+
     lab = subparsers.add_parser("lab", help="a real Glance cluster on this machine for rehearsals (staging lab)")
     lab.set_defaults(lab_handler=lambda args: (lab.print_help(), 2)[1])
     sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", parser_class=type(lab))
@@ -159,14 +167,23 @@ def add_lab_parser(subparsers) -> None:
         p.set_defaults(lab_handler=_guard(handler))
         return p
 
-    p = command("up", cmd_up, "start the lab (idempotent; the first run installs Glance 2023.1 and 2024.1)")
+    def path_options(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--from", dest="from_release", metavar="RELEASE", default=None,
+                       help=f"the upgrade path's starting release ({', '.join(a for a, _ in PATHS)}); {what}")
+        p.add_argument("--to", dest="to_release", metavar="RELEASE", default=None,
+                       help=f"the path's target release ({', '.join(b for _, b in PATHS)})")
+
+    paths = ", ".join(f"{a} -> {b}" for a, b in PATHS)
+    p = command("up", cmd_up, f"start the lab (idempotent; the first run installs the path's Glance environments). Paths: {paths}")
+    path_options(p, f"default: the existing lab's path, else {PATHS[0][0]} -> {PATHS[0][1]}")
     p.add_argument("--nodes", type=int, default=None, metavar="N", help="number of glance-api nodes (default 3)")
     p.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
                    help="a node's upgrade starts its service, as a Debian/Ubuntu postinst does (default: as before, else off)")
     command("down", cmd_down, "stop everything the lab started")
     p = command("status", cmd_status, "what runs where, and each node's release")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = command("reset", cmd_reset, "all nodes back to 2023.1, a fresh database and file store")
+    p = command("reset", cmd_reset, "all nodes back on the path's starting release, a fresh database and file store")
+    path_options(p, "another path than the lab's moves the lab to it")
     p.add_argument("--no-up", action="store_true", help="leave the lab stopped after the reset")
     p = command("load", cmd_load, "drive image traffic through HAProxy and verify every byte")
     p.add_argument("--url", help="the Glance endpoint (default: every frontend of the lab's HAProxy instances, with a Keystone token)")
@@ -178,6 +195,7 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--keep-images", action="store_true", help="do not delete the verified images afterwards")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load, with a hazard; report")
+    path_options(p, "default: the lab's path (another one moves the lab to it)")
     p.add_argument("--scenario", default="default", metavar="NAME",
                    help="default, prestaged, autostart, failover, stats-outage, long-request, or all (each with its own report)")
     p.add_argument("--naive", action="store_true", help="also run the no-drain restart procedure under the same load, side by side")

@@ -1,4 +1,4 @@
-"""The lab's Python environments (Glance 2023.1 and 2024.1, Keystone 2023.1), installed from committed lock files.
+"""The lab's releases, upgrade paths and Python environments (Glance per release, Keystone 2023.1), installed from committed lock files.
 
 Old OpenStack code breaks on new libraries, so each environment is installed from the exact
 pins in ``locks/<name>.txt`` (a ``pip freeze`` resolved under the OpenStack upper-constraints
@@ -17,14 +17,38 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from glance_tui.errors import GlanceTuiError
+from glance_tui.errors import GlanceTuiError, UsageError
 
-# Release -> the Glance version its environment installs.
-GLANCE_VERSIONS: dict[str, str] = {"2023.1": "26.1.0", "2024.1": "28.2.0"}
-BASE_RELEASE = "2023.1"
-TARGET_RELEASE = "2024.1"
+
+
+@dataclass(frozen=True)
+class LabRelease:
+    """One release the lab can run: the Glance its environment installs and how a node serves it."""
+
+    glance: str  # the Glance version of its lock file
+    runtime: str  # "eventlet" (the standalone glance-api) or "uwsgi" (glance.wsgi.api under pyuwsgi): see runtime.py
+    constraints: str  # the upper-constraints file its lock was resolved under (shared/lab/constraints/)
+
+
+# The one table of what runs where: every other lab module asks it (runtime_of, GLANCE_VERSIONS).
+RELEASES: dict[str, LabRelease] = {
+    "2023.1": LabRelease("26.1.0", "eventlet", "upper-constraints-2023.1.txt"),
+    "2024.1": LabRelease("28.2.0", "eventlet", "upper-constraints-2024.1.txt"),
+    "2025.1": LabRelease("30.2.0", "eventlet", "upper-constraints-2025.1.txt"),
+    # 2026.1 deprecates the eventlet server; Kolla-Ansible 2026.1 runs it under uWSGI, as Glance's reference ini.
+    "2026.1": LabRelease("32.0.0", "uwsgi", "upper-constraints-2026.1.txt"),
+    # 2026.2 has no standalone server any more (`glance-api` exits with an error).
+    "2026.2": LabRelease("33.0.0", "uwsgi", "upper-constraints-master-2026-08-22.txt"),
+}
+GLANCE_VERSIONS: dict[str, str] = {name: r.glance for name, r in RELEASES.items()}
+# Upgrade paths the lab builds (from, to): the last one with a real schema change (the default),
+# today's SLURP path, and today's N -> N+1.
+PATHS: tuple[tuple[str, str], ...] = (("2023.1", "2024.1"), ("2025.1", "2026.1"), ("2026.1", "2026.2"))
+DEFAULT_PATH = PATHS[0]
+BASE_RELEASE, TARGET_RELEASE = DEFAULT_PATH
 # The lab's identity service: Keystone of the base release, from the same upper-constraints.
 KEYSTONE = "keystone-2023.1"
 KEYSTONE_VERSION = "23.0.0"
@@ -40,14 +64,30 @@ def _release(release: str) -> str:
     return release
 
 
+def check_path(start: str | None, target: str | None) -> tuple[str, str]:
+    """The lab path ``start -> target`` (either may be None: the one path that fits, else the default)."""
+    if start is None and target is None:
+        return DEFAULT_PATH
+    fits = [p for p in PATHS if start in (None, p[0]) and target in (None, p[1])]
+    if len(fits) != 1:
+        asked = f"{start or '?'} -> {target or '?'}"
+        raise UsageError(f"the lab has no upgrade path {asked}",
+                             fix="use one of " + ", ".join(f"--from {a} --to {b}" for a, b in PATHS))
+    return fits[0]
+
+
 def _name(release: str) -> str:
     """The environment's name: ``glance-<release>``, or :data:`KEYSTONE` itself."""
     return release if release == KEYSTONE else f"glance-{_release(release)}"
 
 
-def _marker(release: str) -> str:
-    """A binary every usable environment of this kind has."""
-    return "keystone-manage" if release == KEYSTONE else "glance-api"
+def _markers(release: str) -> tuple[str, ...]:
+    """Binaries every usable environment of this kind has (a Glance one: glance-manage and what its runtime runs)."""
+    if release == KEYSTONE:
+        return ("keystone-manage",)
+    from glance_tui.lab.runtime import runtime_of
+
+    return ("glance-manage", runtime_of(release).binary)
 
 
 def lock_file(release: str) -> Path:
@@ -85,12 +125,16 @@ def read_lock(release: str) -> dict[str, str]:
 
 
 def installed(prefix: Path) -> dict[str, str]:
-    """Distributions installed in the environment at ``prefix``, read from ``*.dist-info`` names (no imports)."""
+    """Distributions installed in the environment at ``prefix``, read from ``*.dist-info`` names (no
+    imports), and ``*.egg-info`` ones: pip installs an sdist without a wheel build (no ``wheel``
+    package, e.g. simplegeneric) the legacy way, as ``NAME-VERSION[-pyX.Y].egg-info``."""
     found: dict[str, str] = {}
-    for info in prefix.glob("lib/python3*/site-packages/*.dist-info"):
-        name, _, version = info.name[: -len(".dist-info")].partition("-")
-        if version:
-            found[normalise(name)] = version
+    for suffix in (".egg-info", ".dist-info"):  # a dist-info wins over a stale egg-info
+        for info in prefix.glob(f"lib/python3*/site-packages/*{suffix}"):
+            name, _, rest = info.name[: -len(suffix)].partition("-")
+            version = rest.split("-", 1)[0]
+            if version:
+                found[normalise(name)] = version
     return found
 
 
@@ -106,7 +150,7 @@ def _matches_lock(path: Path, release: str) -> bool:
 
 def _usable(path: Path, release: str) -> bool:
     stamp = path / STAMP
-    if not (path / "bin" / _marker(release)).exists():
+    if not all((path / "bin" / marker).exists() for marker in _markers(release)):
         return False
     if stamp.exists():
         return stamp.read_text().strip() == stamp_for(release)

@@ -53,6 +53,7 @@ class HAProxyLab:
     stats_admin: bool = True
     health_path: str = "/versions"
     check_inter_ms: int = 500
+    check_timeout_s: float = 2.0  # how long a health check may wait for its answer
     # More frontend/backend pairs over the same servers, as Kolla-Ansible and OpenStack-Ansible
     # give Glance an internal and an external one: [backend name, frontend port (0 = free)].
     extra_backends: list[list] = field(default_factory=list)
@@ -144,7 +145,7 @@ class HAProxyLab:
             "    timeout http-request 30s",
             "    timeout http-keep-alive 10s",
             "    timeout queue 1m",
-            "    timeout check 2s",
+            f"    timeout check {self.check_timeout_s:g}s",
         ]
         for i, (backend, port) in enumerate([(self.backend, self.frontend_port)] + [tuple(p) for p in self.extra_backends]):
             lines += [

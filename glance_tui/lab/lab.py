@@ -8,8 +8,10 @@ cluster of the tests (no auth in its Glance) runs without them.
 
 Everything runs as detached processes with pid files under one lab directory, so ``down()``
 stops exactly what the lab started, and ``up()`` is idempotent (it starts only what is not
-running). The resolved layout (addresses, ports) is kept in ``lab.json`` so later calls
-(``down``, ``status``) need no arguments. Parameterised so test fixtures can reuse it with
+running). The resolved layout (addresses, ports, the upgrade path) is kept in ``lab.json`` so
+later calls (``down``, ``status``, ``rehearse``) need no arguments. A lab is built on one upgrade
+path (``envs.PATHS``, e.g. 2025.1 -> 2026.1): its nodes start on the path's first release, its
+config targets the second, and it installs only those two environments. Parameterised so test fixtures can reuse it with
 simulated Glance binaries and free ports (0). Synchronous: run it in a thread from async code.
 """
 
@@ -28,12 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import glance_tui
-from glance_tui.errors import GlanceTuiError
+from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.lab import envs as lab_envs
 from glance_tui.lab import glance, nodectl, procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.lab.keystone import KeystoneLab, authtoken_section
 from glance_tui.lab.mariadb import MariaDB
+from glance_tui.lab.runtime import runtime_of
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
 
@@ -49,7 +52,7 @@ SERVED_BY = "X-Lab-Served-By"
 # worker finishes its transfers for at most this long, so the tool knows when it is gone.
 LB_HARD_STOP_AFTER = 10.0
 # A lab node's read-only probes (see write_config): what a packaged node runs, for this node only.
-# The node dir is in every argv of the node's glance-api (--config-file), and sshd sets it.
+# The node dir is in every argv of the node's Glance server (glance-api --config-file, uwsgi --ini), and sshd sets it.
 # (Templates: a literal brace is doubled.)
 LAB_PROCESSES = ("date +%s && ps -eo pid=,ppid=,etimes=,comm=,args= "
                  """| awk -v d="$GLANCE_LAB_NODE_DIR/" 'index($0, d) {{ print }} END {{ if (NR == 0) exit 3 }}'""")
@@ -125,6 +128,10 @@ class Layout:
     keystone_host: str | None = None  # None: Glance without Keystone
     keystone_port: int | None = None
     autostart: bool = False  # a node's `upgrade` starts its service, as a Debian postinst does
+    path: tuple[str, str] = lab_envs.DEFAULT_PATH  # (from, to) release: lab.json without it predates paths
+
+    base = property(lambda self: self.path[0])
+    target = property(lambda self: self.path[1])
 
     # Instance A: where `lab load` and the single-instance callers look.
     lb_host = property(lambda self: self.balancers[0].host)
@@ -153,6 +160,8 @@ class Layout:
         if "balancers" not in data:  # lab.json written before there were two instances
             data["balancers"] = [{"name": "lb", "host": data.pop("lb_host"), "frontend_port": data.pop("frontend_port"),
                                   "stats_port": data.pop("stats_port"), "runtime_tcp_port": data.pop("runtime_tcp_port")}]
+        if "path" in data:
+            data["path"] = tuple(data["path"])
         return cls(**{**data, "nodes": [NodeLayout(**n) for n in data["nodes"]],
                       "balancers": [BalancerLayout(**b) for b in data["balancers"]]})
 
@@ -181,6 +190,7 @@ class Lab:
         keystone: bool | None = None,  # None: on for the real Glance environments, off for simulated ones (envs=)
         second_lb: bool | None = None,  # instance B and the external backends; None: like keystone
         autostart: bool | None = None,  # None: as the existing lab has, else off
+        path: tuple[str, str] | None = None,  # (from, to) release; None: as the existing lab has, else envs.DEFAULT_PATH
         progress: Callable[[str], None] = print,
     ) -> None:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
@@ -198,6 +208,7 @@ class Lab:
         # the simulated cluster's HAProxy is young in every test module: its old worker may linger 1 s, not 10
         self.lb_hard_stop_after = LB_HARD_STOP_AFTER if real else 1.0
         self.autostart = autostart
+        self.requested_path = lab_envs.check_path(*path) if path else None
         self.progress = progress
 
     # ------------------------------------------------------------------ paths
@@ -224,8 +235,17 @@ class Lab:
             raise GlanceTuiError(f"cannot read the lab layout ({exc})", where=str(self.layout_file),
                                  fix="run `glance-tui lab down`, remove the file and run `glance-tui lab up`") from None
 
-    def _resolve_layout(self, env_bins: dict[str, str]) -> Layout:
+    def path(self, old: Layout | None = None) -> tuple[str, str]:
+        """The upgrade path this lab is (to be) on: the one asked for, else the existing lab's, else the default."""
+        old = old or self.load_layout()
+        return self.requested_path or (old.path if old else lab_envs.DEFAULT_PATH)
+
+    def _resolve_layout(self, env_bins: dict[str, str], path: tuple[str, str]) -> Layout:
         old = self.load_layout()
+        if old and old.path != path:
+            raise UsageError(f"the lab is on the path {old.base} -> {old.target}, not {path[0]} -> {path[1]}", where=str(self.dir),
+                                 fix=f"run `glance-tui lab reset --from {path[0]} --to {path[1]}` (a fresh database on the new path), "
+                                     "or omit --from/--to")
         if self.n_nodes is None:
             self.n_nodes = len(old.nodes) if old else 3
         if old and len(old.nodes) != self.n_nodes and self._anything_running(old):
@@ -267,6 +287,7 @@ class Lab:
             keystone_host=keystone_host,
             keystone_port=pick("keystone", keystone_host, old and old.keystone_port) if keystone_host else None,
             autostart=autostart,
+            path=path,
         )
 
     # ------------------------------------------------------------------ services
@@ -288,6 +309,7 @@ class Lab:
             frontend_host=b.host, frontend_port=b.frontend_port,
             stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port,
             stats_admin=True, check_inter_ms=500, served_by_header=SERVED_BY,
+            check_timeout_s=max(runtime_of(r).check_timeout for r in layout.path),
             # Behind Keystone /versions still answers without a token, but /healthcheck is what a
             # production LB checks (and what disable_by_file_path switches off).
             health_path="/healthcheck" if layout.keystone_host else "/versions",
@@ -339,11 +361,12 @@ class Lab:
         """Start whatever is not running; create database, configs and keys on first use."""
         started = time.monotonic()
         require_packages()
-        env_bins = dict(self.envs or {rel: str(lab_envs.ensure_env(rel, progress=self.progress)) for rel in lab_envs.GLANCE_VERSIONS})
+        path = self.path()
+        env_bins = dict(self.envs or {rel: str(lab_envs.ensure_env(rel, progress=self.progress)) for rel in path})
         if self.with_keystone:
             env_bins[lab_envs.KEYSTONE] = str(lab_envs.ensure_env(lab_envs.KEYSTONE, progress=self.progress))
         self.dir.mkdir(parents=True, exist_ok=True)
-        layout = self._resolve_layout(env_bins)
+        layout = self._resolve_layout(env_bins, path)
         self._check_ports(layout)
         self.layout_file.write_text(json.dumps(layout.to_json(), indent=2) + "\n")
         password = self._password()
@@ -447,8 +470,8 @@ class Lab:
             db.create_database(DB_SCHEMA, DB_USER, password)
             conf = self.dir / "glance-manage.conf"
             glance.write_manage_conf(conf, database)
-            self.progress(f"creating the Glance schema with glance-manage db sync ({lab_envs.BASE_RELEASE})")
-            glance.db_sync(Path(layout.envs[lab_envs.BASE_RELEASE]), conf)
+            self.progress(f"creating the Glance schema with glance-manage db sync ({layout.base})")
+            glance.db_sync(Path(layout.envs[layout.base]), conf)
             marker.write_text("synced by glance-tui lab\n")
         # The Glance account for the tool (127.0.0.1, with PROCESS to see every client) and each node.
         db.create_database(DB_SCHEMA, DB_USER, password, hosts=("127.0.0.1", "localhost", *(n.host for n in layout.nodes)))
@@ -457,17 +480,17 @@ class Lab:
     def _write_node(self, layout: Layout, n: NodeLayout, database: str, authtoken: str | None = None) -> nodectl.Node:
         d = self.node_dir(n.name)
         d.mkdir(parents=True, exist_ok=True)
+        envs = {k: v for k, v in layout.envs.items() if k in layout.path}
         try:
             release = self.node(n).release  # keep a node's upgrade across `lab up`
-        except GlanceTuiError:
-            release = lab_envs.BASE_RELEASE
-        try:
             installed = self.node(n).data.get("installed_at")
         except GlanceTuiError:
-            installed = None
-        envs = {k: v for k, v in layout.envs.items() if k in lab_envs.GLANCE_VERSIONS}
+            release, installed = layout.base, None
+        if release not in envs:  # not a release of this path
+            release, installed = layout.base, None
         node = nodectl.Node(d, {"name": n.name, "host": n.host, "port": n.api_port, "release": release, "envs": envs,
-                                "target": lab_envs.TARGET_RELEASE, "autostart": layout.autostart,
+                                "base": layout.base, "target": layout.target, "workers": layout.workers,
+                                "autostart": layout.autostart,
                                 **({"installed_at": installed} if installed else {})})
         node.save()
         nodectl.write_package(node)
@@ -529,8 +552,8 @@ class Lab:
         for n in layout.nodes:
             lines += ["[[nodes]]", f"name = {q(n.name)}", f"ssh_host = {q(n.host)}", f"ssh_port = {n.ssh_port}",
                       f"lb_server = {q(n.name)}", f"api_url = {q(n.api_url)}", ""]
-        lines += ["[policy]", f"target_release = {q(lab_envs.TARGET_RELEASE)}",
-                  f"target_version = {q(lab_envs.GLANCE_VERSIONS[lab_envs.TARGET_RELEASE])}",
+        lines += ["[policy]", f"target_release = {q(layout.target)}",
+                  f"target_version = {q(lab_envs.GLANCE_VERSIONS[layout.target])}",
                   "drain_timeout = 120", "drain_quiet_period = 1.5", "lb_poll_interval = 0.5", "node_poll_interval = 2", "min_in_rotation = 1", "up_timeout = 60"]
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
@@ -575,9 +598,13 @@ class Lab:
             except GlanceTuiError:
                 release, pid, version = None, None, None
             nodes.append({"name": n.name, "api_url": n.api_url, "ssh": f"{n.host}:{n.ssh_port}", "release": release,
-                          "version": version, "running": pid is not None, "pid": pid, "sshd_running": self.sshd(n).is_running()})
+                          "version": version, "runtime": runtime_of(release).name if release else None,
+                          "running": pid is not None, "pid": pid, "sshd_running": self.sshd(n).is_running()})
         return {
             "dir": str(self.dir), "created": True, "config": str(self.config_path),
+            "path": {"from": layout.base, "to": layout.target,
+                     "versions": [lab_envs.GLANCE_VERSIONS.get(r) for r in layout.path],
+                     "runtimes": [runtime_of(r).name for r in layout.path]},
             "mariadb": {"address": f"127.0.0.1:{layout.db_port}", "running": db.is_running()},
             # instance A (what `lab load` uses by default), then every instance
             "haproxy": self._lb_status(layout.balancers[0], lbs[0]),
@@ -594,9 +621,11 @@ class Lab:
                 "runtime_socket": str(lb.runtime_socket), "runtime_tcp": f"{b.host}:{b.runtime_tcp_port}", "running": lb.is_running()}
 
     def reset(self, *, up: bool = True) -> Layout | None:
-        """Back to a fresh lab: all nodes on 2023.1, a new Glance database, an empty file store (keys
-        and Keystone's database kept: bootstrapping Keystone again would cost half a minute)."""
+        """Back to a fresh lab: all nodes on the path's starting release, a new Glance database, an
+        empty file store (keys and Keystone's database kept: bootstrapping Keystone again would
+        cost half a minute). Asked for another path (``path=`` of the Lab), the lab moves to it."""
         layout = self.load_layout()
+        path = self.path(layout)
         self.down(keep_database=True)
         db = self.mariadb(layout) if layout else None
         if db is not None and db.is_running():
@@ -613,5 +642,12 @@ class Lab:
                     node = self.node(n)
                 except GlanceTuiError:
                     continue
-                nodectl.set_release(node, lab_envs.BASE_RELEASE)
+                if path[0] in node.data.get("envs", {}):
+                    nodectl.set_release(node, path[0])
+                else:  # a new path: `up` writes the node's environments and package file
+                    node.data.update(release=path[0], base=path[0], target=path[1], installed_at=time.time())
+                    node.save()
+            if layout.path != path:
+                layout.path = path
+                self.layout_file.write_text(json.dumps(layout.to_json(), indent=2) + "\n")
         return self.up() if up else None

@@ -1,9 +1,11 @@
 """Which Glance code runs on which lab node, and when: the rehearsal's independent witness.
 
 The tool decides from its own probes; the rehearsal must not trust them. Every half second
-this samples each node's glance-api processes straight from ``/proc`` (the lab is local): pid,
-start time, and the release whose environment the process runs from (its command line names
-the environment's ``bin`` directory). Each process becomes one interval [start, last seen];
+this samples each node's Glance server processes straight from ``/proc`` (the lab is local) —
+the eventlet ``glance-api`` parent and workers, or a uWSGI master and every worker (COMM
+``uwsgi``), as :func:`glance_tui.lab.runtime.is_glance` knows them: pid, start time, and the
+release whose environment the process runs from (its command line names the environment's
+``bin`` directory; a uWSGI worker forked from its master has the master's). Each process becomes one interval [start, last seen];
 the judge compares those intervals with the journal's action windows ("was 2023.1 code
 serving while contract ran?", "was the NEW NODE running during expand?").
 """
@@ -15,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from glance_tui.lab import nodectl, procs
+from glance_tui.lab import nodectl, procs, runtime
 
 
 @dataclass
@@ -59,7 +61,7 @@ class ProcessMonitor:
                     stat = Path(f"/proc/{member}/stat").read_text()
                 except OSError:
                     continue
-                if not any("glance-api" in arg for arg in cmdline):
+                if not runtime.is_glance(cmdline):
                     continue
                 started = round(procs.start_time(stat, self._boot), 2)
                 release = next((rel for rel, bin_dir in envs.items() for arg in cmdline if arg.startswith(bin_dir + "/")), None)

@@ -2,9 +2,11 @@
 
 Each node's sshd sets ``GLANCE_LAB_NODE_DIR``; the node dir holds ``node.json``
 (name, host, port, release, envs, target), ``glance-api.conf``, the pid file and the log.
-"Upgrading" a node switches it to the 2024.1 environment, like a package upgrade would; with
+"Upgrading" a node switches it to the path's target environment, like a package upgrade would; with
 ``autostart`` in node.json it then (re)starts the service, as a Debian/Ubuntu postinst does
-(``deb-systemd-invoke restart``), else the running service keeps the old code.
+(``deb-systemd-invoke restart``), else the running service keeps the old code. The service
+runs as its release's runtime (:mod:`glance_tui.lab.runtime`): the eventlet ``glance-api``
+or uWSGI (master and workers); ``downgrade`` goes back to the lab path's starting release.
 Stdlib only and quick to start: the engine runs it for every probe.
 
     python -m glance_tui.lab.nodectl start|stop|is-running|processes|installed-at|upgrade [REL]|downgrade|version|manage ARGS…|read-config
@@ -18,11 +20,13 @@ import shutil
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from glance_tui.errors import GlanceTuiError
-from glance_tui.lab import envs, procs
+from glance_tui.lab import envs, procs, runtime
 
 NODE_DIR_ENV = "GLANCE_LAB_NODE_DIR"
 
@@ -52,6 +56,8 @@ class Node:
     host = property(lambda self: self.data["host"])
     port = property(lambda self: int(self.data["port"]))
     release = property(lambda self: self.data["release"])
+    base = property(lambda self: self.data.get("base", envs.BASE_RELEASE))  # the lab path's starting release
+    target = property(lambda self: self.data.get("target", envs.TARGET_RELEASE))
     conf = property(lambda self: self.dir / "glance-api.conf")
     pidfile = property(lambda self: self.dir / "glance-api.pid")
     log = property(lambda self: self.dir / "glance-api.log")
@@ -66,13 +72,13 @@ class Node:
 
 
 def running_pid(node: Node) -> int | None:
-    """The glance-api pid if its process group still has a live glance-api process."""
+    """The service's pid if its process group still has a live Glance server process (any runtime)."""
     pid = procs.read_pid(node.pidfile)
     if pid is None:
         return None
     for member in procs.processes(group=pid):
         try:
-            if b"glance-api" in Path(f"/proc/{member}/cmdline").read_bytes():
+            if runtime.is_glance(Path(f"/proc/{member}/cmdline").read_bytes().decode(errors="replace").split("\0")):
                 return pid
         except OSError:
             continue
@@ -80,11 +86,12 @@ def running_pid(node: Node) -> int | None:
 
 
 def start(node: Node, *, wait: bool = True, timeout: float = 120) -> int:
-    """Start glance-api from the node's current environment (no-op if running)."""
+    """Start the service from the node's current environment, as its release's runtime (no-op if running)."""
     pid = running_pid(node)
     if pid is not None:
         return pid
-    api = node.bin("glance-api")
+    server = runtime.runtime_of(node.release)
+    api = node.bin(server.binary)
     if not api.exists():
         raise GlanceTuiError(f"{api} does not exist", where=node.name, fix="run `glance-tui lab up` (it installs the environments)")
     procs.require_free_port(node.host, node.port, f"glance-api on {node.name}")
@@ -94,15 +101,37 @@ def start(node: Node, *, wait: bool = True, timeout: float = 120) -> int:
     for sub in ("staging", "tasks", "locks"):
         (node.dir / sub).mkdir(exist_ok=True)
     with open(node.log, "a") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {api} (release {node.release})\n")
-    pid = procs.start_detached([str(api), "--config-file", str(node.conf)], log=node.log, pidfile=node.pidfile, cwd=node.dir)
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {api} (release {node.release}, {server.name})\n")
+    argv, env = server.command(api.parent, node.dir, node.conf, host=node.host, port=node.port,
+                               workers=int(node.data.get("workers", 1)))
+    pid = procs.start_detached(argv, log=node.log, pidfile=node.pidfile, cwd=node.dir, env=env)
     if wait:
         wait_listening(node, pid, timeout)
     return pid
 
 
 def wait_listening(node: Node, pid: int, timeout: float = 120) -> None:
-    procs.wait_for_port(node.host, node.port, timeout, pid=pid, what=f"glance-api on {node.name}", log=node.log)
+    """Until the node serves: its port accepts, then ``/versions`` answers without a server error
+    (a uWSGI master listens before its lazy-app workers have loaded Glance, or failed to)."""
+    deadline = time.monotonic() + timeout
+    what = f"glance-api on {node.name}"
+    procs.wait_for_port(node.host, node.port, timeout, pid=pid, what=what, log=node.log)
+    url, last = f"http://{node.host}:{node.port}/versions", ""
+    while time.monotonic() < deadline:
+        if not procs.pid_alive(pid):
+            raise GlanceTuiError(f"{what} exited during start-up", fix=f"see {node.log}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except OSError as exc:
+            status, last = 0, str(exc)
+        if 0 < status < 500:
+            return
+        last = last if status == 0 else f"HTTP {status}"
+        time.sleep(0.2)
+    raise GlanceTuiError(f"{what} does not serve {url} within {timeout:.0f}s ({last})", fix=f"see {node.log}")
 
 
 def stop(node: Node, *, timeout: float = 30) -> bool:
@@ -147,7 +176,7 @@ def write_package(node: Node) -> Path:
 
 def set_release(node: Node, release: str) -> str:
     """Switch the node's installed release (the lab's package upgrade/downgrade); returns the old one."""
-    node.bin("glance-api", release)  # validates the release
+    node.bin("glance-manage", release)  # validates the release
     old = node.release
     node.data["release"] = release
     node.data["installed_at"] = time.time()
@@ -161,7 +190,7 @@ def installed_at(node: Node) -> float:
     at = node.data.get("installed_at")
     if at:
         return float(at)
-    return node.bin("glance-api").parent.stat().st_ctime
+    return node.bin("glance-manage").parent.stat().st_ctime
 
 
 def processes_text(node: Node) -> str:
@@ -186,13 +215,13 @@ def processes_text(node: Node) -> str:
 
 
 def version(node: Node) -> str:
-    """Installed Glance version of the node's current environment (from metadata, or ``glance-api --version``)."""
-    found = envs.glance_version(node.bin("glance-api").parent)
+    """Installed Glance version of the node's current environment (from metadata, or ``glance-manage --version``)."""
+    found = envs.glance_version(node.bin("glance-manage").parent)
     if found:
         return found
     import subprocess
 
-    out = subprocess.run([str(node.bin("glance-api")), "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([str(node.bin("glance-manage")), "--version"], capture_output=True, text=True, timeout=60)
     return (out.stdout + out.stderr).strip()
 
 
@@ -221,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             print(pid if pid else "not running")
             return 0 if pid else 1
         elif verb in ("upgrade", "downgrade"):
-            release = (rest[0] if rest else node.data.get("target", envs.TARGET_RELEASE)) if verb == "upgrade" else envs.BASE_RELEASE
+            release = (rest[0] if rest else node.target) if verb == "upgrade" else node.base
             old = set_release(node, release)
             print(f"{node.name}: Glance {old} -> {release} ({version(node)}) installed"
                   + (" (the running service keeps the old code until restarted)" if running_pid(node) and not node.data.get("autostart") else ""))

@@ -23,7 +23,7 @@ from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.events import ActionFinished, Notice, RunFinished
 from glance_tui.journal import read_records
 from glance_tui.lab import nodectl
-from glance_tui.lab.envs import GLANCE_VERSIONS, TARGET_RELEASE
+from glance_tui.lab.envs import DEFAULT_PATH, GLANCE_VERSIONS
 from glance_tui.lab.hazards import (MAY_STOP, OUTAGE_SECONDS, SCENARIOS, LongDownload, is_drain, is_drain_wait, is_step7_upgrade, lb_states,
                                     wait_for_record)
 from glance_tui.lab.lab import BACKEND, EXTERNAL_BACKEND, Lab
@@ -35,7 +35,10 @@ from glance_tui.operator import Unattended
 from glance_tui.probes import Cluster
 from glance_tui.report import EventPrinter
 
+# The last schema revision on every path the lab builds (2024.1 .. 2026.2 add none).
 FINAL_HEAD = "2024_1_contract01"
+
+
 @dataclass
 class ProcedureReport:
     mode: str  # "drain" (the guide, via the engine) | "naive" (restart behind health checks)
@@ -54,6 +57,11 @@ class ProcedureReport:
     time_split: dict[str, Any] = field(default_factory=dict)  # timesplit.split_journal, or the naive equivalent
     witness: dict[str, Any] = field(default_factory=dict)  # process spans seen, samples taken
     long_request: dict[str, Any] | None = None
+    path: list[str] = field(default_factory=lambda: list(DEFAULT_PATH))  # [from, to] release: the lab's upgrade path
+
+    @property
+    def target(self) -> str:
+        return self.path[-1]
 
     @property
     def ok(self) -> bool:
@@ -78,7 +86,7 @@ def _judge_witness(report: ProcedureReport, records: list[dict[str, Any]], monit
     """From the journal's action windows and the processes seen: contract never under old code,
     the NEW NODE never running during expand/migrate (the guide keeps it stopped)."""
     for start, end in _windows(records, "contract"):
-        old = monitor.running_during(start, end, not_release=TARGET_RELEASE)
+        old = monitor.running_during(start, end, not_release=report.target)
         if old:
             who = ", ".join(sorted({f"{s.node} (pid {s.pid}, {s.release or '?'} code)" for s in old}))
             report.problems.append(f"db contract ran while old code was serving: {who}")
@@ -104,7 +112,7 @@ def _judge(report: ProcedureReport, load: LoadReport, said: list[str]) -> None:
     if report.finished:
         if report.final_heads != [FINAL_HEAD]:
             report.problems.append(f"final database revision {report.final_heads}, expected [{FINAL_HEAD!r}]")
-        want = GLANCE_VERSIONS[TARGET_RELEASE]
+        want = GLANCE_VERSIONS[report.target]
         behind = {n: v for n, v in report.node_versions.items() if v != want}
         if behind:
             report.problems.append(f"nodes not on {want}: {behind}")
@@ -250,6 +258,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     lab.autostart = scenario == "autostart"
     lab.reset()
     layout = lab.load_layout()
+    say(f"lab path {layout.base} -> {layout.target}")
     if scenario in ("failover", "stats-outage") and len(layout.balancers) < 2:
         raise UsageError(f"scenario {scenario} needs the lab's second HAProxy instance", fix="use the real lab (`glance-tui lab up`)")
     hazard: list[str] = []
@@ -261,8 +270,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
 
     if scenario == "prestaged":
         for n in layout.nodes:
-            nodectl.set_release(lab.node(n), TARGET_RELEASE)
-        note(f"every node's package upgraded to {TARGET_RELEASE}; the running 2023.1 processes were left alone")
+            nodectl.set_release(lab.node(n), layout.target)
+        note(f"every node's package upgraded to {layout.target}; the running {layout.base} processes were left alone")
     token = lab.token()
     config_path = lab.config_path
     proxy: StatsProxy | None = None
@@ -382,7 +391,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         if proxy is not None:
             await proxy.close()
     report = ProcedureReport(mode, finished, round(total, 2), steps, drains, scenario=scenario, hazard=hazard, stopped=stopped,
-                             time_split=split)
+                             time_split=split, path=list(layout.path))
     report.witness = {"samples": monitor.samples, "processes": [s.to_json() for s in monitor.spans.values()]}
     await _final_state(load_config(lab.config_path), report)
     if not finished:
@@ -434,6 +443,7 @@ def report_text(reports: list[ProcedureReport]) -> str:
 
     rows: list[tuple[str, list[str]]] = [
         ("result", ["PASS" if r.ok else "FAIL" for r in reports]),
+        ("path", ["→".join(r.path) for r in reports]),
         ("outcome", ["finished" if r.finished else "stopped" for r in reports]),
         ("total time", [f"{r.total_seconds:.1f}s" for r in reports]),
         ("requests", [str(r.load.get("total", 0)) for r in reports]),
