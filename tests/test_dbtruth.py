@@ -202,7 +202,7 @@ async def test_the_new_nodes_database_is_the_tools(sim_lab: Lab, sim_config: Con
 
 
 @pytest.mark.parametrize("connection, expected", [
-    ("mysql+pymysql://glance:SECRETPW@127.0.0.1:{port}/glance_other", "glance-1's [database] connection mysql+pymysql://glance@127.0.0.1:{port}/glance_other is not the tool's"),
+    ("mysql+pymysql://glance:SECRETPW@127.0.0.1:{port}/glance_other", "glance-1's [database] connection mysql+pymysql://********@127.0.0.1:{port}/glance_other is not the tool's"),
     ("mysql+pymysql://glance:SECRETPW@127.0.0.2:{port}/glance", "is not the tool's"),
     ("mysql+pymysql://glance:SECRETPW@localhost:{port}/glance?unix_socket=/run/mysqld.sock", "uses a unix socket"),
     ("mysql+pymysql://glance:SECRETPW@no-such-host.invalid:{port}/glance", "resolves to no address on glance-1"),
