@@ -15,7 +15,7 @@ import httpx
 
 from glance_tui.errors import GlanceTuiError, HostKeyError
 from glance_tui.gate_types import Gate, GateFn, GateResult, Remedy, fail, ok
-from glance_tui.releases import ORDER, supported_jump, upgrade_path
+from glance_tui.releases import ORDER, schema_release, supported_jump, upgrade_path
 
 # Gate, GateFn, GateResult, Remedy, ok and fail live in gate_types (a leaf); re-exported here.
 __all__ = ["Gate", "GateFn", "GateResult", "Remedy", "fail", "ok"]
@@ -263,6 +263,12 @@ async def _db_check_consistent(ctx: "Context") -> GateResult:
         return fail("db-check", f"db check with the {target} code failed: {check.error}", "check the database connection in glance-api.conf on the upgraded node")
     facts = await ctx.node_facts()
     old_running = [n for n, f in facts.items() if f.running is not False and not f.on(target)]
+    schema = schema_release(check.heads)
+    # contracted past what the old code knows; on a path with no schema change (e.g. 2025.1 → 2026.1
+    # on 2024.1's schema) "up to date" is the old code's own schema too
+    old_running = [n for n in old_running
+                   if schema is None or not facts[n].release or facts[n].release not in ORDER
+                   or ORDER.index(facts[n].release) < ORDER.index(schema)]
     if check.code == 0 and old_running:
         return fail("db-check", f"the schema is contracted but {', '.join(old_running)} still run the old release", "stop those nodes now: the old code cannot use the contracted schema")
     return ok("db-check", f"db check on {check.node}: {check.meaning}")

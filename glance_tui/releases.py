@@ -76,3 +76,19 @@ def upgrade_path(start: str, target: str) -> list[str] | None:
                     nxt.append(there)
         frontier = nxt
     return paths.get(target)
+
+
+def schema_release(heads: list[str] | tuple[str, ...]) -> str | None:
+    """The newest release whose migration the alembic heads name (``2024_1_contract01`` -> ``2024.1``).
+
+    Releases after 2024.1 add no revision, so their code runs on a 2024.1 schema; None when a head
+    does not name a release this tool knows (unknown: the caller decides the safe way)."""
+    import re
+
+    found = []
+    for head in heads:
+        m = re.fullmatch(r"(\d{4})_(\d)_(?:expand|contract)\d+", head)
+        if not m or f"{m.group(1)}.{m.group(2)}" not in RELEASES:
+            return None
+        found.append(f"{m.group(1)}.{m.group(2)}")
+    return max(found, key=ORDER.index) if found else None
