@@ -12,7 +12,6 @@ import errno
 import getpass
 import hashlib
 import json
-import math
 import os
 import socket
 import time
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from glance_tui.errors import GlanceTuiError
 from glance_tui.journal_read import TORN, JournalProblem, scan, strip_line_numbers, trusted
-from glance_tui.secrets import redact
+from glance_tui.secrets import redact_value
 from glance_tui.statedir import make_dir, state_home, unusable
 
 __all__ = ["Journal", "JournalProblem", "JournalWriteFailed", "NullJournal", "read_records", "state_home"]
@@ -67,18 +66,6 @@ def run_origin(config_path: Path | None) -> dict[str, Any]:
     return origin
 
 
-def _scrub(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # NaN/Infinity are not JSON: "unknown", as the reader would have to say
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
-    return value
-
-
 @dataclass
 class Journal:
     path: Path
@@ -116,7 +103,7 @@ class Journal:
         self.read = None  # from now on the file is the truth
         if self.broken:
             raise JournalWriteFailed(f"the journal {self.path} cannot be written ({self.broken})", fix=_WRITE_FIX)
-        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **_scrub(fields)}
+        record = {"ts": round(time.time(), 3), "run": self.run_id, "event": event, **redact_value(fields)}
         data = (json.dumps(record, sort_keys=False, default=str, allow_nan=False) + "\n").encode("utf-8")
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

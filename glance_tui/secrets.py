@@ -9,6 +9,7 @@ is in use is long enough to be replaced wherever it occurs, as a plain substring
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -79,7 +80,10 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: Any) -> Any:
-    """:func:`redact` applied to every string inside ``value`` (dicts, lists and tuples walked), before it is serialised."""
+    """:func:`redact` applied to every string inside ``value`` (dicts, lists and tuples walked), before it is
+    serialised as JSON; a NaN or infinity becomes None (not JSON: "unknown", as a reader would have to say)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
