@@ -148,10 +148,11 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
 def served_by(config: Config, node: str) -> list[tuple[int, str, str]]:
     """(pid, COMM, args) of every Glance server process the node's processes command lists — as
     ``ps`` shows them (the listing also holds the node's sshd and the probe itself)."""
+    from glance_tui.node.readings import parse_processes
+
     out = ssh(config, node, NodeCommands(config, node).processes().command)
     assert out.returncode == 0, out.stderr
-    rows = [line.split(None, 3) for line in out.stdout.splitlines()[1:]]
-    return [(int(pid), comm, args) for pid, _, comm, args in rows if runtime.is_glance(args.split())]
+    return [(p.pid, p.comm, p.args) for p in parse_processes(out.stdout)[1] if runtime.is_glance(p.args.split())]
 
 
 async def test_lab_paths_slurp_2025_1_eventlet_to_2026_1_uwsgi(lab: Lab) -> None:

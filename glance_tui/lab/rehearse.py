@@ -268,6 +268,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         hazard.append(f"{time.monotonic() - t0:6.1f}s  {text}")
         say(f"hazard: {text}")
 
+    if scenario == "autostart":
+        note("every node's upgrade starts its service, as a Debian/Ubuntu postinst does")
     if scenario == "prestaged":
         for n in layout.nodes:
             nodectl.set_release(lab.node(n), layout.target)
@@ -404,7 +406,18 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         _judge_long(report, long, records)
     if scenario == "lb-reload" and not naive:
         _judge_reloads(report, records)
+    if scenario == "autostart" and not naive:
+        _judge_autostart(report, records)
     return report
+
+
+def _judge_autostart(report: ProcedureReport, records: list[dict[str, Any]]) -> None:
+    """Every upgrade started the service: the tool must have seen it and stopped it again."""
+    started = sorted({str(r.get("node")) for r in records if r.get("event") == "restarted-by-upgrade"})
+    report.hazard.append(f"{'end':>6}   the upgrade started Glance on {len(started)} node(s) ({', '.join(started) or 'none'}); "
+                         "the tool stopped it again each time")
+    if not started:
+        report.problems.append("the hazard was not exercised: no upgrade started the service")
 
 
 def _judge_reloads(report: ProcedureReport, records: list[dict[str, Any]]) -> None:
