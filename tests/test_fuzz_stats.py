@@ -26,6 +26,7 @@ from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError
 from glance_tui.lab.procs import free_port
 from glance_tui.probes import LBFacts
+from tests.test_lbset import process_page
 
 TIMEOUT = 1.5
 SLACK = 1.0
@@ -148,7 +149,8 @@ BAD_COUNTERS: dict[str, tuple[bytes, str]] = {
 
 
 class FakeStats:
-    """An HTTP server on 127.0.0.1 that answers /CASE/stats;csv as BROKEN/BAD_COUNTERS say."""
+    """An HTTP server on 127.0.0.1 that answers /CASE/stats;csv as BROKEN/BAD_COUNTERS say (and
+    /CASE/stats with a sound process block: the CSV is what each case breaks)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
@@ -181,8 +183,13 @@ class FakeStats:
                     if not chunk:
                         return
                     request += chunk
-                case = request.split(b" ", 2)[1].decode().split("/")[1]
-                if case in BAD_COUNTERS:
+                path = request.split(b" ", 2)[1].decode()
+                case = path.split("/")[1]
+                if request.startswith(b"GET ") and not path.endswith(";csv") and (case in BAD_COUNTERS or case in BROKEN):
+                    # the top of the stats page: which HAProxy process answers (read with every CSV)
+                    body = process_page(4242, 3600).encode()
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                elif case in BAD_COUNTERS:
                     answer(BAD_COUNTERS[case][0])(conn, self.stop)
                 elif case in BROKEN:
                     BROKEN[case][0](conn, self.stop)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from glance_tui.adapters.haproxy import LBProcess, parse_process_html, parse_show_info
+from glance_tui.adapters.haproxy import LBProcess, parse_process_html
 from glance_tui.adapters.lbset import LoadBalancers
 from tests.fixtures.haproxy import SlowBackends, kolla_lab, make_lb_config
 from tests.test_lbset import process_page
@@ -37,18 +37,14 @@ def reloadable(tmp_path: Path, slow_backends: SlowBackends):
 
 def test_process_identity_parsers_are_strict() -> None:
     assert parse_process_html(process_page(812, 3 * 3600 + 62), 100.0) == LBProcess(812, 10862.0, 100.0)
-    assert parse_show_info("Name: HAProxy\nPid: 77\nUptime_sec: 5\n", 10.0) == LBProcess(77, 5.0, 10.0)
     for page in ("", "<b>pid = </b> 812 (process #1)", "<b>uptime = </b> 0d 0h00m02s", "<b>pid = </b> x (process #1)<b>uptime = </b> 0d 0h00m02s"):
         with pytest.raises(ValueError):
             parse_process_html(page, 0.0)
-    for info in ("", "Pid: 7\n", "Pid: x\nUptime_sec: 1\n", "Uptime_sec: 1\n"):
-        with pytest.raises(ValueError):
-            parse_show_info(info, 0.0)
     a, b = LBProcess(5, 10.0, 100.0), LBProcess(5, 12.0, 102.4)
     assert a.same_process(b) and not a.same_process(LBProcess(6, 12.0, 102.0)) and not a.same_process(LBProcess(5, 1.0, 102.0))
 
 
-@pytest.mark.parametrize("runtime", [True, False], ids=["show-info", "stats-page"])
+@pytest.mark.parametrize("runtime", [True, False], ids=["with-runtime-socket", "stats-page-only"])
 async def test_a_reload_is_seen_and_its_old_process_counts_as_unknown_until_hard_stop_after(reloadable, runtime: bool) -> None:
     cfg = make_lb_config(reloadable, backends=reloadable.backends, runtime=runtime).model_copy(update={"hard_stop_after": 2.0})
     lbs = LoadBalancers([cfg])

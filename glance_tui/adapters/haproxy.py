@@ -89,15 +89,6 @@ def parse_process_html(text: str, read_at: float) -> LBProcess:
     return LBProcess(int(pid.group(1)), float(((d * 24 + h) * 60 + m) * 60 + sec), read_at)
 
 
-def parse_show_info(text: str, read_at: float) -> LBProcess:
-    """The runtime API's ``show info``: ``Pid:`` and ``Uptime_sec:``; ValueError otherwise."""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    pid, uptime = fields.get("Pid", "").strip(), fields.get("Uptime_sec", "").strip()
-    if not pid.isdigit() or not uptime.isdigit():
-        raise ValueError("`show info` has no numeric Pid and Uptime_sec")
-    return LBProcess(int(pid), float(uptime), read_at)
-
-
 @dataclass(frozen=True)
 class AdminProbe:
     ok: bool
@@ -173,23 +164,18 @@ class HAProxy:
             raise AdapterError(f"not an HAProxy stats CSV: {exc}", where=shown_url(self.csv_url), fix=STATS_FIX) from None
 
     async def process(self) -> LBProcess:
-        """Which HAProxy process serves this instance now: ``show info`` over the runtime API when
-        one is configured, else the top of the stats page (its process block)."""
+        """Which HAProxy process serves this instance now: the top of the stats page (its process
+        block), read like the CSV — same URL, credentials and deadline, so it fails only when the
+        stats page itself does (the runtime socket is needed only for hidden admin states)."""
         import time
 
-        if self.cfg.runtime_socket:
-            answer = await self._runtime("show info")
-            where, parse = self.cfg.runtime_socket, parse_show_info
-        else:
-            where, parse = shown_url(self.cfg.stats_url), parse_process_html
-            response = await self._fetch("GET", self.cfg.stats_url, limit=PROCESS_HEAD_BYTES, until=_HTML_UPTIME)
-            self._raise_for_status(response, self.cfg.stats_url)
-            answer = response.content.decode("utf-8", errors="replace")
+        response = await self._fetch("GET", self.cfg.stats_url, limit=PROCESS_HEAD_BYTES, until=_HTML_UPTIME)
+        self._raise_for_status(response, self.cfg.stats_url)
         try:
-            return parse(answer, time.monotonic())
+            return parse_process_html(response.content.decode("utf-8", errors="replace"), time.monotonic())
         except ValueError as exc:
-            raise AdapterError(f"cannot tell which HAProxy process answers: {exc}", where=where,
-                               fix="point stats_url at HAProxy's own stats page (or set runtime_socket)") from None
+            raise AdapterError(f"cannot tell which HAProxy process answers: {exc}", where=shown_url(self.cfg.stats_url),
+                               fix="point stats_url at HAProxy's own stats page") from None
 
     async def servers(self, backend: str | None = None) -> dict[str, ServerStats]:
         """The servers of ``backend`` (default ``cfg.backend``) keyed by name; AdapterError if it does not exist."""
