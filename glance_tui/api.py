@@ -12,6 +12,7 @@ from glance_tui.context import RunState
 from glance_tui.crash import bug_line
 from glance_tui.engine import Engine, Outcome
 from glance_tui.errors import ConfigError, GlanceTuiError
+from glance_tui.terminal import require_terminal
 from glance_tui.events import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, SKIPPED, STEP_STATES,
     ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, PlanChanged,
@@ -71,6 +72,7 @@ class EngineView(Protocol):
 
 
 __all__ = [
+    "require_terminal",
     "Action", "ActionFinished", "ActionStarted", "BLOCKED", "BlockedDecision", "Cluster", "Config", "ConfigError",
     "ClusterView", "DB_CHECK_MEANING", "DBState", "DONE", "DbCheck", "DrainDecision", "DrainProgress", "Engine", "EngineView", "Event", "FAILED",
     "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "JournalProblem", "JournalWriteFailed", "LBFacts", "NodeFacts", "Notice",

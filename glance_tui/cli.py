@@ -293,9 +293,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_async(cmd_status(config, args.json))
     if command == "run" and args.yes:
         return _run_async(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
-    from glance_tui.terminal import require_terminal
-
-    require_terminal()  # the config is right; without a terminal the TUI would wait for keys forever
     from screens.app import run_tui  # the UI is imported only when it is needed
 
     return run_tui(args.config, dry_run=args.dry_run, resume=getattr(args, "resume", None))

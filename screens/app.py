@@ -21,7 +21,7 @@ from textual.widgets import Footer, Static
 
 from glance_tui.api import (
     INTERRUPTED, DONE, Config, ConfigError, Engine, EngineView, GateResult, GatesEvaluated, GlanceTuiError, JournalProblem,
-    JournalWriteFailed, StateDirProblem, Step, bug_line, load_config,
+    JournalWriteFailed, StateDirProblem, Step, bug_line, load_config, require_terminal,
 )
 from screens.dialogs import MessageScreen, QuitScreen, ResumeScreen
 from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, WorkerSucceeded
@@ -218,6 +218,11 @@ def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> i
         return 2
     except GlanceTuiError as exc:
         print(f"glance-tui: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    try:  # last, once the config, the journal and the lock are known good: what is left is the terminal
+        require_terminal()  # without one the TUI would write escapes into a file and wait for keys forever
+    except GlanceTuiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     app = GlanceApp(lambda resume_: Engine.open(config, resume=resume_, dry_run=dry_run), config=config, dry_run=dry_run,
                     resume=resume, pending=pending)
