@@ -202,7 +202,7 @@ class CloudLock:
             while True:
                 try:
                     if await self._take(self._db):
-                        self.on_event("retaken", {"old": old, "new": self.connection, "why": why})
+                        self.on_event("retaken", {"old_connection": old, "new_connection": self.connection, "why": why})
                         return True
                     holder = await find_holder(self._db, self.name)
                     if holder is None or (holder.connection == old and time.monotonic() < deadline):
@@ -215,7 +215,7 @@ class CloudLock:
                         self.lost = f"it could not be taken back within {self.retake_for:g}s: {exc.what}"
                         break
                     await asyncio.sleep(1.0)
-            self.on_event("lost", {"old": old, "why": why, "detail": self.lost})
+            self.on_event("lost", {"old_connection": old, "why": why, "detail": self.lost})
             return False
         finally:
             self._retaking = False

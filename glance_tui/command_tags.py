@@ -174,7 +174,7 @@ async def settle_database(ctx: "Context", *, wait: bool = True, poll: float | No
             raise CommandStillRunning(f"a command another run started is still running — {what}",
                                       fix="wait for it to finish (or find who runs it), then retry")
         if not told:
-            ctx.journal.write("command.foreign", processes={n: p[:5] for n, p in busy.items()})
+            ctx.journal.write("command.foreign", busy={n: p[:5] for n, p in busy.items()})
             ctx.emit(Notice("warning", f"a database change or glance-tui command started elsewhere still runs — {what}: waiting for it to end"))
             told = True
         await asyncio.sleep(interval)

@@ -56,7 +56,7 @@ async def test_a_killed_lock_connection_is_retaken(glance_db: GlanceDB) -> None:
         await lock.ensure()
         assert lock.connection not in (None, old)
         assert _holder_id(glance_db, lock.name) == lock.connection
-        assert events[0][1]["old"] == old and events[0][1]["new"] == lock.connection
+        assert events[0][1]["old_connection"] == old and events[0][1]["new_connection"] == lock.connection
     finally:
         await lock.release()
 

@@ -288,7 +288,7 @@ async def test_the_run_retakes_its_lock_after_the_connection_is_killed(sim_lab: 
         await engine.hold_cloud_lock()  # what every action does first
         assert lock.connection not in (None, old)
         retaken = [r for r in read_records(engine.journal.path) if r["event"] == "cloudlock.retaken"]
-        assert retaken and retaken[0]["old"] == old and retaken[0]["new"] == lock.connection
+        assert retaken and retaken[0]["old_connection"] == old and retaken[0]["new_connection"] == lock.connection
     finally:
         await engine.close()
 

@@ -47,7 +47,7 @@ def test_check_passes_on_a_healthy_cluster(sim_lab, sim_config, capsys):
     assert {g["gate"] for g in report["gates"]} == {"db-version", "api-v2-only", "node-count", "lb-mapping", "ssh", "same-release", "upgrade-path",
                                                     "db-check", "db-clients"}
     assert main(["check", "-c", str(sim_lab.config_path)]) == 0
-    assert "8/8 gates pass" in capsys.readouterr().out
+    assert "9/9 gates pass" in capsys.readouterr().out
 
 
 def test_status_snapshot(sim_lab, sim_config, capsys):
