@@ -434,10 +434,10 @@ async def _drain_with_stats_cut(engine: Engine, operator: Unattended, proxy: Cut
         await asyncio.sleep(0.05)
     step = asyncio.create_task(engine.run_step(engine.plan.step("new-node"), operator))
     for _ in range(400):
-        if any(isinstance(e, DrainProgress) and e.in_flight >= 1 for e in seen):
+        if any(isinstance(e, DrainProgress) and (e.in_flight or 0) >= 1 for e in seen):
             break
         await asyncio.sleep(0.05)
-    assert any(isinstance(e, DrainProgress) and e.in_flight >= 1 for e in seen), "never saw the drain wait"
+    assert any(isinstance(e, DrainProgress) and (e.in_flight or 0) >= 1 for e in seen), "never saw the drain wait"
     await proxy.cut()
     await asyncio.sleep(4)
     assert (await engine.cluster.probe_node("glance-1")).running is True  # not stopped while in-flight is unknown
