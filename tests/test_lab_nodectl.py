@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from glance_tui.node.readings import parse_processes
+
 from glance_tui.lab import glance, nodectl, procs
 
 API = f"""#!{sys.executable}
@@ -303,19 +305,20 @@ def test_a_uwsgi_release_runs_master_and_workers_and_the_witness_sees_them(tmp_p
         master = nodectl.running_pid(nodectl.Node.load(d))
         assert master and ctl(d, "is-running").stdout.strip() == str(master)
         assert (d / UWSGI_INI).exists()
-        rows = [line.split(None, 3) for line in ctl(d, "processes").stdout.splitlines()[1:]]
-        assert len(rows) == 1 + UWSGI_PROCESSES and {comm for _, _, comm, _ in rows} == {"uwsgi"}, rows
-        assert all(args.endswith(f"env-2026.1/bin/uwsgi --ini {d / UWSGI_INI}") for _, _, _, args in rows)
+        rows = parse_processes(ctl(d, "processes").stdout)[1]
+        assert len(rows) == 1 + UWSGI_PROCESSES and {p.comm for p in rows} == {"uwsgi"}, rows
+        assert sorted(p.ppid == master for p in rows) == [False] + [True] * UWSGI_PROCESSES, rows  # the workers are the master's
+        assert all(p.args.endswith(f"env-2026.1/bin/uwsgi --ini {d / UWSGI_INI}") for p in rows)
         with urllib.request.urlopen(f"http://127.0.0.21:{port}/versions", timeout=5) as resp:
             assert resp.status == 200
         monitor = ProcessMonitor({"n1": d})
         monitor.sample()
-        assert {(s.pid, s.release) for s in monitor.spans.values()} == {(int(pid), "2026.1") for pid, _, _, _ in rows}
+        assert {(s.pid, s.release) for s in monitor.spans.values()} == {(p.pid, "2026.1") for p in rows}
         assert ctl(d, "stop").returncode == 0
-        assert not any(procs.pid_alive(int(pid)) for pid, _, _, _ in rows) and procs.port_is_free("127.0.0.21", port)
+        assert not any(procs.pid_alive(p.pid) for p in rows) and procs.port_is_free("127.0.0.21", port)
         assert ctl(d, "downgrade").returncode == 0 and nodectl.Node.load(d).release == "2025.1"
         assert ctl(d, "start").returncode == 0
-        rows = [line.split(None, 3) for line in ctl(d, "processes").stdout.splitlines()[1:]]
-        assert [comm for _, _, comm, _ in rows] == ["glance-api"]
+        rows = parse_processes(ctl(d, "processes").stdout)[1]
+        assert [p.comm for p in rows] == ["glance-api"]
     finally:
         nodectl.stop(nodectl.Node.load(d), timeout=2)
