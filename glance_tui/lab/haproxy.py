@@ -8,6 +8,7 @@ retries, long upload timeouts, a stats page and runtime sockets for drain/ready.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from glance_tui.lab.procs import (
     free_port,
     is_running,
     pid_alive,
+    processes,
+    read_pid,
     require_binary,
     require_free_port,
     start_detached,
@@ -262,8 +265,23 @@ class HAProxyLab:
             time.sleep(0.05)
         raise GlanceTuiError("haproxy did not start a new worker after SIGUSR2", where=str(self.pidfile), fix=f"see {self.log_path}")
 
-    def stop(self) -> bool:
-        """Stop this HAProxy; True if it was running."""
+    def stop(self, timeout: float = 10) -> bool:
+        """Stop this HAProxy; True if it was running. Every process of its group is gone when this
+        returns: a worker a reload left finishing its transfers holds its listeners (SO_REUSEPORT)
+        until it exits, and a lab started next on a port it picked as free would share them."""
+        import signal
+
+        group = read_pid(self.pidfile)
         stopped = stop_pid(self.pidfile)  # reaps our own child too
+        deadline = time.monotonic() + timeout
+        while group is not None and (left := processes(group=group)):
+            if time.monotonic() > deadline:
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                deadline = float("inf")
+            time.sleep(0.05)
         self.runtime_socket.unlink(missing_ok=True)
         return stopped

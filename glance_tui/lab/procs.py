@@ -48,11 +48,24 @@ def require_binary(name: str) -> str:
     return path
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port that is free on ``host`` right now, and never one this process handed out before.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    closed: a lab picking its frontend, stats and runtime ports one after the other could get one
+    port twice, and HAProxy (SO_REUSEPORT) would then serve two listeners on it, answering an HTTP
+    request with its command line's "Unknown command"."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise GlanceTuiError(f"no free TCP port on {host} that was not handed out already", fix="free some ports, or restart the command")
 
 
 def port_is_free(host: str, port: int) -> bool:
