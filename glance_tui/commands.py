@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from glance_tui import templates
 from glance_tui.config import CommandsConfig, Config
-from glance_tui.kinds import kind_commands
+from glance_tui.kinds import kind_commands, kolla_image, kolla_reads, kolla_version_of
 from glance_tui.templates import PLACEHOLDERS
 
 __all__ = ["NO_TIMEOUT", "PLACEHOLDERS", "NodeCommands", "RemoteCommand", "quote_args", "render"]
@@ -119,6 +119,21 @@ class NodeCommands:
         return RemoteCommand(
             self.node, self._cmd("upgrade"), f"install Glance {self.config.policy.target_release}", changes=True
         )
+
+    def container_reads(self) -> tuple[RemoteCommand, RemoteCommand]:
+        """A Kolla node's truth: ``container inspect`` of its container, ``image inspect`` of the target image."""
+        k = self.config.kolla_of(self.node)
+        reads = kolla_reads(k)
+        return (RemoteCommand(self.node, reads["container"], f"container {k.container}: state and image"),
+                RemoteCommand(self.node, reads["target_image"], f"the target image {kolla_image(k)}"))
+
+    def image_inspect(self, image: str) -> RemoteCommand:
+        k = self.config.kolla_of(self.node)
+        return RemoteCommand(self.node, quote_args(str(k.engine), "image", "inspect", image), f"image {image[:12]}: its own configuration")
+
+    def image_version(self, image: str) -> RemoteCommand:
+        """The Glance version inside one image (by id)."""
+        return RemoteCommand(self.node, kolla_version_of(self.config.kolla_of(self.node), image), f"Glance version of image {image[:12]}")
 
     def installed_version(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._cmd("installed_version"), "installed Glance version")

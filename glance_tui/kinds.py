@@ -4,7 +4,8 @@
 ``kolla`` drives a container (``docker``/``podman``): stop/start the container, pull the target
 image, re-create the container from its own inspected configuration on that image (not started),
 and run ``glance-manage`` in a one-off container of the target image with the service container's
-volumes (Kolla's own bootstrap container does the same). ``osa`` runs everything inside the LXC
+volumes (Kolla's own bootstrap container does the same) — the container's image: after the
+upgrade re-created it, the target image; before, the code the node has. ``osa`` runs everything inside the LXC
 container (``lxc-attach``) against the uWSGI ``glance-api`` unit and the venv of each version.
 
 A key the operator wrote in ``[commands]`` always wins over the kind's command. Every value we
@@ -17,7 +18,7 @@ import shlex
 
 from glance_tui.config import Config, KollaConfig, OsaConfig
 
-__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_reads", "osa_target_venv"]
+__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_reads", "kolla_version_of", "osa_target_venv"]
 
 # Prints "glance <version>" (parse_version reads it) from whatever Python runs Glance.
 VERSION_SCRIPT = "import importlib.metadata as m; print('glance', m.version('glance'))"
@@ -45,11 +46,17 @@ def kolla_version_of(k: KollaConfig, image_id: str) -> str:
     return _q(str(k.engine), "run", "--rm", "--network", "none", "--entrypoint", "python3", image_id, "-c", VERSION_SCRIPT)
 
 
-def _one_off(k: KollaConfig, entrypoint: str, network: str) -> list[str]:
-    """A one-off container of the target image with the service container's volumes (its config
-    at ``manage_config``), as root: Kolla's config files are root's, read by kolla_set_configs."""
-    return [str(k.engine), "run", "--rm", "--network", network, "--user", "root", "--volumes-from", str(k.container),
-            "--entrypoint", entrypoint, kolla_image(k)]
+def container_image(k: KollaConfig) -> str:
+    """Shell text for the id of the image the node's container was created from: what it runs
+    (after the upgrade re-created it, the target image) — an empty id makes the run fail."""
+    return '"$(' + _q(str(k.engine), "container", "inspect", "--format", "{{.Image}}", str(k.container)) + ')"'
+
+
+def _one_off(k: KollaConfig, entrypoint: str, network: str) -> str:
+    """A one-off container of the node's container's image with its volumes (its config at
+    ``manage_config``), as root: Kolla's config files are root's, read by kolla_set_configs."""
+    return " ".join([_q(str(k.engine), "run", "--rm", "--network", network, "--user", "root", "--volumes-from", str(k.container),
+                        "--entrypoint", entrypoint), container_image(k)])
 
 
 def _kolla(k: KollaConfig) -> dict[str, str]:
@@ -59,8 +66,10 @@ def _kolla(k: KollaConfig) -> dict[str, str]:
         "start": _q(engine, "start", container),
         # The pull only; the container is re-created from its inspected configuration afterwards.
         "upgrade": _q(engine, "pull", kolla_image(k)),
-        "glance_manage": _q(*_one_off(k, "glance-manage", "host"), "--config-file", str(k.manage_config)),
-        "read_config": _q(*_one_off(k, "cat", "none"), str(k.manage_config)),
+        "glance_manage": f"{_one_off(k, 'glance-manage', 'host')} {_q('--config-file', str(k.manage_config))}",
+        "read_config": f"{_one_off(k, 'cat', 'none')} {_q(str(k.manage_config))}",
+        # The target image's Glance version (a preview; the probe asks the container's own image by id).
+        "installed_version": kolla_version_of(k, kolla_image(k)),
     }
 
 

@@ -81,10 +81,14 @@ def test_kolla_commands():
     assert argv(cmds.stop().command) == ["podman", "stop", "glance_api"]
     assert argv(cmds.start().command) == ["podman", "start", "glance_api"]
     assert argv(cmds.upgrade().command) == ["podman", "pull", "quay.io/openstack.kolla/glance-api:2025.1-ubuntu-noble"]
+    # glance-manage: a one-off container of the image the container was created from (after the
+    # upgrade re-created it: the target image), with the container's volumes and Kolla's config
+    image = "$(podman container inspect --format '{{.Image}}' glance_api)"
     assert argv(cmds.db_expand().command) == [
         "podman", "run", "--rm", "--network", "host", "--user", "root", "--volumes-from", "glance_api", "--entrypoint", "glance-manage",
-        "quay.io/openstack.kolla/glance-api:2025.1-ubuntu-noble", "--config-file", "/var/lib/kolla/config_files/glance-api.conf", "db", "expand"]
-    assert argv(cmds.read_config().command)[-2:] == ["quay.io/openstack.kolla/glance-api:2025.1-ubuntu-noble", "/var/lib/kolla/config_files/glance-api.conf"]
+        image, "--config-file", "/var/lib/kolla/config_files/glance-api.conf", "db", "expand"]
+    assert argv(cmds.read_config().command)[-2:] == [image, "/var/lib/kolla/config_files/glance-api.conf"]
+    assert argv(cmds.installed_version().command)[:7] == ["podman", "run", "--rm", "--network", "none", "--entrypoint", "python3"]
     # the host's processes and sockets (Kolla runs with host networking): the packages' reads
     assert cmds.processes().command == NodeCommands(config(""), "n1").processes().command
     assert cmds.is_running() is None
