@@ -116,9 +116,8 @@ class NodeCommands:
         return RemoteCommand(self.node, self._cmd("installed_at"), "when the installed Glance code was installed")
 
     def upgrade(self) -> RemoteCommand:
-        return RemoteCommand(
-            self.node, self._cmd("upgrade"), f"install Glance {self.config.policy.target_release}", changes=True
-        )
+        what = f"pull the target image of Glance {self.config.policy.target_release}" if "upgrade" in self._kind and self.kind == "kolla" else f"install Glance {self.config.policy.target_release}"
+        return RemoteCommand(self.node, self._cmd("upgrade"), what, changes=True)
 
     def container_reads(self) -> tuple[RemoteCommand, RemoteCommand]:
         """A Kolla node's truth: ``container inspect`` of its container, ``image inspect`` of the target image."""
@@ -126,6 +125,13 @@ class NodeCommands:
         reads = kolla_reads(k)
         return (RemoteCommand(self.node, reads["container"], f"container {k.container}: state and image"),
                 RemoteCommand(self.node, reads["target_image"], f"the target image {kolla_image(k)}"))
+
+    def recreate_preview(self) -> str:
+        """What the upgrade of a Kolla node does after the pull (the real command is built from the inspected container)."""
+        k = self.config.kolla_of(self.node)
+        return (f"{quote_args(str(k.engine), 'create', '--name', f'{k.container}-glance-tui-new')} <the mounts, network, environment, labels, "
+                f"restart policy, user and privileges of {k.container}> {quote_args(kolla_image(k))} && "
+                f"{quote_args(str(k.engine), 'container', 'rm', str(k.container))} && {quote_args(str(k.engine), 'rename', f'{k.container}-glance-tui-new', str(k.container))}")
 
     def image_inspect(self, image: str) -> RemoteCommand:
         k = self.config.kolla_of(self.node)

@@ -21,7 +21,7 @@ from glance_tui.config import Config, KollaConfig, OsaConfig
 __all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_reads", "kolla_version_of", "osa_target_venv"]
 
 # Prints "glance <version>" (parse_version reads it) from whatever Python runs Glance.
-VERSION_SCRIPT = "import importlib.metadata as m; print('glance', m.version('glance'))"
+VERSION_SCRIPT = 'import importlib.metadata as m; print("glance", m.version("glance"))'
 
 
 def _q(*args: str) -> str:

@@ -225,3 +225,123 @@ def test_image_ids_are_normalised():
 def test_a_reading_that_cannot_be_told_is_never_current():
     assert ContainerReading("glance_api", TARGET, container_error="x").image_current is None
     assert ContainerReading("glance_api", TARGET, target_error="x").image_current is None
+
+
+# ---------------------------------------------------------------- the upgrade: re-create on the target image
+
+KOLLA_INSPECT = {  # a Kolla glance_api as docker inspect prints it (the fields the re-create carries)
+    "Name": "/glance_api", "Image": f"sha256:{OLD}",
+    "State": {"Status": "exited", "Running": False, "Paused": False, "Restarting": False, "Pid": 0},
+    "Config": {"Env": ["PATH=/var/lib/kolla/venv/bin:/usr/bin", "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "KOLLA_SERVICE_NAME=glance-api",
+                       "HTTP_PROXY=http://proxy:3128 'quoted' $(x)"],
+               "Labels": {"build-date": "20261101", "kolla_version": "19.0.0", "deployed-by": "kolla-ansible"},
+               "User": "glance", "Cmd": ["kolla_start"], "Entrypoint": ["dumb-init", "--single-child", "--"],
+               "Healthcheck": {"Test": ["CMD-SHELL", "healthcheck_curl http://10.0.0.1:9292"], "Interval": 30000000000, "Timeout": 30000000000,
+                               "StartPeriod": 5000000000, "Retries": 3}},
+    "HostConfig": {"NetworkMode": "host", "PidMode": "", "IpcMode": "private", "Privileged": False,
+                   "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}, "CapAdd": None, "SecurityOpt": ["label=disable"]},
+    "Mounts": [
+        {"Type": "bind", "Source": "/etc/kolla/glance-api", "Destination": "/var/lib/kolla/config_files", "RW": False, "Propagation": "rprivate"},
+        {"Type": "volume", "Name": "glance", "Source": "/var/lib/docker/volumes/glance/_data", "Destination": "/var/lib/glance", "RW": True},
+        {"Type": "volume", "Name": "kolla_logs", "Source": "/var/lib/docker/volumes/kolla_logs/_data", "Destination": "/var/log/kolla", "RW": True},
+        {"Type": "bind", "Source": "/run/netns", "Destination": "/run/netns", "RW": True, "Propagation": "rshared"},
+    ],
+}
+OLD_IMAGE_CONFIG = {"Env": ["PATH=/var/lib/kolla/venv/bin:/usr/bin"], "Labels": {"build-date": "20261101", "kolla_version": "19.0.0"},
+                    "User": "glance", "Cmd": ["kolla_start"], "Entrypoint": ["dumb-init", "--single-child", "--"]}
+
+
+def test_create_args_carry_the_containers_own_configuration():
+    from glance_tui.node.containers import create_args
+
+    box = parse_container(json.dumps([KOLLA_INSPECT]))
+    args = create_args("docker", box, OLD_IMAGE_CONFIG, TARGET, "glance_api-glance-tui-new")
+    assert args[:4] == ["docker", "create", "--name", "glance_api-glance-tui-new"]
+    text = " ".join(args)
+    assert args[args.index("--network") + 1] == "host" and args[args.index("--restart") + 1] == "unless-stopped"
+    for mount in ("/etc/kolla/glance-api:/var/lib/kolla/config_files:ro", "glance:/var/lib/glance", "kolla_logs:/var/log/kolla", "/run/netns:/run/netns:rshared"):
+        assert mount in args, mount
+    # only what the container adds to its image: not the image's PATH or labels, not its user or command
+    envs = [args[i + 1] for i, a in enumerate(args) if a == "--env"]
+    assert envs == ["KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "KOLLA_SERVICE_NAME=glance-api", "HTTP_PROXY=http://proxy:3128 'quoted' $(x)"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--label"] == ["deployed-by=kolla-ansible"]
+    assert "--user" not in args and "--pid" not in args and "--ipc" not in args and "--privileged" not in args
+    assert args[args.index("--health-cmd") + 1] == "healthcheck_curl http://10.0.0.1:9292" and "--health-interval 30s" in text
+    assert args[-1] == TARGET  # the image's own command (kolla_start)
+    privileged = json.loads(json.dumps(KOLLA_INSPECT))
+    privileged["HostConfig"].update(Privileged=True, PidMode="host", RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 5})
+    args = create_args("podman", parse_container(json.dumps([privileged])), OLD_IMAGE_CONFIG, TARGET, "n")
+    assert "--privileged" in args and args[args.index("--pid") + 1] == "host" and args[args.index("--restart") + 1] == "on-failure:5"
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    (lambda d: d["Mounts"].append({"Type": "npipe", "Source": "x", "Destination": "/y"}), "only bind mounts"),
+    (lambda d: d["Mounts"].append({"Type": "bind", "Source": "/a:b", "Destination": "/y"}), "':' or ','"),
+    (lambda d: d["Config"].update(Entrypoint=["/bin/sh"]), "its own entrypoint"),
+    (lambda d: d["HostConfig"].update(Memory=1 << 30), "resource limits are not carried"),
+    (lambda d: d["Config"].update(Env="PATH=x"), "Config.Env is not a list"),
+])
+def test_what_cannot_be_carried_is_named(change, needle):
+    from glance_tui.node.containers import create_args
+
+    data = json.loads(json.dumps(KOLLA_INSPECT))
+    change(data)
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        create_args("docker", parse_container(json.dumps([data])), OLD_IMAGE_CONFIG, TARGET, "n")
+
+
+async def test_recreate_command_replaces_a_stopped_container_and_keeps_it_otherwise():
+    import shlex
+
+    from glance_tui.commands import NodeCommands
+    from glance_tui.errors import GlanceTuiError
+    from glance_tui.node.containers import recreate_command
+
+    config = kolla_config("docker")
+    cmds = NodeCommands(config, "g1")
+    node = KollaNode("docker", json.dumps([KOLLA_INSPECT]))
+
+    async def run(cmd):
+        if f"image inspect {OLD}" in cmd.command:
+            return CommandResult(cmd.command, 0, json.dumps([{"Id": f"sha256:{OLD}", "Config": OLD_IMAGE_CONFIG}]), "", 0.01, False)
+        return node.answer(cmd.command)
+
+    cmd = await recreate_command(run, cmds)
+    assert cmd is not None and cmd.changes
+    first, create = cmd.command.split("; ", 1)
+    assert first == "docker container rm --force glance_api-glance-tui-new >/dev/null 2>&1"
+    create, rm, rename = create.split(" && ")
+    assert shlex.split(rm) == ["docker", "container", "rm", "glance_api"]  # never --force: a running container stays
+    assert shlex.split(rename) == ["docker", "rename", "glance_api-glance-tui-new", "glance_api"]
+    argv = shlex.split(create)  # every value quoted: the hostile-looking env value is one argument
+    assert "HTTP_PROXY=http://proxy:3128 'quoted' $(x)" in argv and argv[-1] == TARGET
+    # already on the target image: nothing to do
+    node.container = inspect("docker", NEW, running=False)
+    assert await recreate_command(run, cmds) is None
+    # running, missing, unreadable, target not pulled: refused with the reason
+    for container, target, needle in ((inspect("docker", OLD), NEW, "is running"), (None, NEW, "no container glance_api"),
+                                      ("garbage", NEW, "not JSON"), (inspect("docker", OLD, running=False), None, "pull it")):
+        node.container, node.target = container, target
+        with pytest.raises(GlanceTuiError, match=needle):
+            await recreate_command(run, cmds)
+
+
+def test_plan_previews_a_kolla_nodes_commands(tmp_path, capsys, monkeypatch):
+    from glance_tui.cli import main
+    from tests.test_fuzz_config import to_toml
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("CONTAINER_TEST_DB_PW", "pw-containers")
+    data = kolla_config().model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+    data["commands"] = {"kind": "kolla", "kolla": {"engine": "podman", "container": "glance_api", "image": TARGET.split(":")[0], "target_tag": TARGET.split(":")[1]}}
+    data["load_balancer"] = {"stats_url": "http://lb:8404/stats", "backend": "glance_api"}
+    data["database"] = {"password_env": "CONTAINER_TEST_DB_PW"}
+    path = tmp_path / "kolla.toml"
+    path.write_text(to_toml(data))
+    assert main(["plan", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[g1] $ podman stop glance_api" in out and "[g1] $ podman start glance_api" in out
+    assert f"[g1] $ podman pull {TARGET}" in out
+    assert f"[g1] $ podman create --name glance_api-glance-tui-new <the mounts" in out and "re-created on the target image, not started" in out
+    assert "--entrypoint glance-manage \"$(podman container inspect --format '{{.Image}}' glance_api)\" --config-file /var/lib/kolla/config_files/glance-api.conf db expand" in out
+    assert "apt-get" not in out and "systemctl" not in out and "dpkg-query" not in out
