@@ -218,6 +218,8 @@ async def image_version(run: Any, cmds: NodeCommands, image: str) -> tuple[str, 
 # ---------------------------------------------------------------- re-creating the container on the target image
 
 _PROPAGATION = ("shared", "rshared", "slave", "rslave")
+# Set by the engine in every container (podman: container=podman, HOSTNAME): not the operator's.
+_ENGINE_ENV = ("container", "HOSTNAME")
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -288,7 +290,7 @@ def _config_options(config: dict[str, Any], image: dict[str, Any]) -> tuple[list
     out: list[str] = []
     image_env = set(_strings(image.get("Env"), "the image's Env"))
     for item in _strings(config.get("Env"), "Config.Env"):
-        if item not in image_env:
+        if item not in image_env and item.partition("=")[0] not in _ENGINE_ENV:
             out += ["--env", item]
     labels, image_labels = config.get("Labels") or {}, image.get("Labels") or {}
     if not isinstance(labels, dict) or not isinstance(image_labels, dict):
