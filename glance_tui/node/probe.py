@@ -21,6 +21,7 @@ from glance_tui.errors import GlanceTuiError
 from glance_tui.kinds import kolla_image
 from glance_tui.node.containers import image_version, judge_container, reading_of
 from glance_tui.node.facts import NodeFacts
+from glance_tui.node.venvs import judge_venv
 from glance_tui.node.readings import Listener, Proc, parse_epoch, parse_listeners, parse_processes
 from glance_tui.node.runtimes import compile_patterns, default_patterns
 from glance_tui.node.verdict import Health, Readings, Verdict, judge, recognised
@@ -130,6 +131,9 @@ async def probe_node(config: Config, name: str, run: Run, read_health: ReadHealt
     else:
         r = _with(r, installed_at_error=_failed("installed_at", at))
     verdict = await _host_verdict(config, name, r, read_health, override, flag)
+    if cmds.kind == "osa":
+        osa = config.osa_of(name)
+        verdict = judge_venv(verdict, str(osa.venv_root), str(osa.venv_tag))
     return _facts(config, name, node.ssh_host, ver, cmds, r, verdict)
 
 
