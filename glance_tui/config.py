@@ -372,6 +372,10 @@ OSA_REQUIRED = ("container",)
 OSA_DEFAULTS = {"venv_root": "/openstack/venvs", "service": "glance-api"}
 # A Kolla node's truth is its container's image, not these: set for such a node, they would be ignored.
 KIND_TRUTH_KEYS = ("installed_version", "installed_at")
+# The [commands] keys each kind fills in (kinds.py renders them). Written in [commands] with the
+# packages default (a copy of config.example.toml), they would drive a container host with apt-get.
+KIND_KEYS = {"kolla": ("stop", "start", "upgrade", "glance_manage", "read_config", "installed_version"),
+             "osa": ("stop", "start", "processes", "listeners", "installed_version", "installed_at", "glance_manage", "read_config")}
 
 
 TEMPLATE_KEYS = ("stop", "start", "processes", "listeners", "is_running", "upgrade", "installed_version", "installed_at",
@@ -562,6 +566,9 @@ class Config(_Strict):
             kind = kinds[node.name]
             if kind == "packages":
                 continue
+            for key in KIND_KEYS[kind]:
+                if key in self.commands.model_fields_set and getattr(self.commands, key) == CommandsConfig.model_fields[key].default:
+                    raise InvalidValue(f"is the packages default, but {node.name} is of kind {kind!r}", f"remove it from [commands] (the {kind} kind fills it in), or write the command you mean", key=f"commands.{key}")
             for key in KIND_TRUTH_KEYS if kind == "kolla" else ():
                 if key in self.commands.model_fields_set:
                     raise InvalidValue(f"is set, but {node.name} is of kind {kind!r}, whose container image tells the running code",
