@@ -18,7 +18,7 @@ import shlex
 
 from glance_tui.config import Config, KollaConfig, OsaConfig
 
-__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_reads", "kolla_version_of", "osa_target_venv"]
+__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_version_of", "osa_target_venv", "spare_name"]
 
 # Prints "glance <version>" (parse_version reads it) from whatever Python runs Glance.
 VERSION_SCRIPT = 'import importlib.metadata as m; print("glance", m.version("glance"))'
@@ -33,12 +33,9 @@ def kolla_image(k: KollaConfig) -> str:
     return f"{k.image}:{k.target_tag}"
 
 
-def kolla_reads(k: KollaConfig) -> dict[str, str]:
-    """The reads of a Kolla node's truth: its container, the target image (both JSON arrays)."""
-    return {
-        "container": _q(str(k.engine), "container", "inspect", str(k.container)),
-        "target_image": _q(str(k.engine), "image", "inspect", kolla_image(k)),
-    }
+def spare_name(container: str) -> str:
+    """The name a re-created container has until the old one is removed (then it is renamed)."""
+    return f"{container}-glance-tui-new"
 
 
 def kolla_version_of(k: KollaConfig, image_id: str) -> str:

@@ -318,6 +318,23 @@ async def test_recreate_command_replaces_a_stopped_container_and_keeps_it_otherw
     # already on the target image: nothing to do
     node.container = inspect("docker", NEW, running=False)
     assert await recreate_command(run, cmds) is None
+    # a run ended between removing the old container and renaming the new one: the rename finishes it
+    node.container = None
+    spare = inspect("docker", NEW, running=False)
+    answer = node.answer
+
+    def with_spare(command: str) -> CommandResult:
+        if "inspect glance_api-glance-tui-new" in command:
+            return CommandResult(command, 0, spare, "", 0.01, False)
+        return answer(command)
+
+    node.answer = with_spare  # type: ignore[method-assign]
+    finish = await recreate_command(run, cmds)
+    assert finish is not None and shlex.split(finish.command) == ["docker", "rename", "glance_api-glance-tui-new", "glance_api"]
+    spare = inspect("docker", OLD, running=False)  # a spare on another image is not the one to finish with
+    with pytest.raises(GlanceTuiError, match="no container glance_api"):
+        await recreate_command(run, cmds)
+    node.answer = answer  # type: ignore[method-assign]
     # running, missing, unreadable, target not pulled: refused with the reason
     for container, target, needle in ((inspect("docker", OLD), NEW, "is running"), (None, NEW, "no container glance_api"),
                                       ("garbage", NEW, "not JSON"), (inspect("docker", OLD, running=False), None, "pull it")):
