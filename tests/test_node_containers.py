@@ -362,3 +362,17 @@ def test_plan_previews_a_kolla_nodes_commands(tmp_path, capsys, monkeypatch):
     assert f"[g1] $ podman create --name glance_api-glance-tui-new <the mounts" in out and "re-created on the target image, not started" in out
     assert "--entrypoint glance-manage \"$(podman container inspect --format '{{.Image}}' glance_api)\" --config-file /var/lib/kolla/config_files/glance-api.conf db expand" in out
     assert "apt-get" not in out and "systemctl" not in out and "dpkg-query" not in out
+
+
+async def test_status_names_a_stopped_container_on_the_old_image():
+    from glance_tui.probes import LBFacts, Snapshot, DBState
+    from glance_tui.report import snapshot_dict, status_text
+
+    config = kolla_config(n=2)
+    nodes = {"g1": KollaNode(container=inspect("podman", OLD, running=False), ps=PS_STOPPED, ss=""), "g2": KollaNode(container=inspect("podman", NEW))}
+    facts = await probe(config, nodes)
+    snap = Snapshot(LBFacts({}), facts, DBState(None))
+    text = status_text(snap, None, {"g1": "g1", "g2": "g2"})
+    assert f"g1: container glance_api on image {OLD[:12]}, not the target image {TARGET}" in text
+    assert "g2:" not in text.split("\n\n", 1)[-1]
+    assert [n["image"] for n in snapshot_dict(snap, None)["nodes"]] == [facts["g1"].image_note, facts["g2"].image_note]
