@@ -18,7 +18,7 @@ import shlex
 
 from glance_tui.config import Config, KollaConfig, OsaConfig
 
-__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_version_of", "osa_target_venv", "spare_name"]
+__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_version_of", "osa_configured_version", "osa_target_venv", "osa_uwsgi_ini", "spare_name"]
 
 # Prints "glance <version>" (parse_version reads it) from whatever Python runs Glance.
 VERSION_SCRIPT = 'import importlib.metadata as m; print("glance", m.version("glance"))'
@@ -81,13 +81,27 @@ def osa_target_venv(o: OsaConfig) -> str:
     return f"{o.venv_root}/glance-{o.venv_tag}"
 
 
+def osa_uwsgi_ini(o: OsaConfig) -> str:
+    return f"/etc/uwsgi/{o.service}.ini"
+
+
+def osa_configured_version(o: OsaConfig) -> str:
+    """Shell text: the Glance version of the venv the unit's uWSGI ini names (``virtualenv =``, as
+    OSA's uwsgi role writes it), then ``venv=<path>`` on its own line; exit 1 without one."""
+    ini = shlex.quote(osa_uwsgi_ini(o))
+    return (f"v=$(sed -n 's/^[[:space:]]*virtualenv[[:space:]]*=[[:space:]]*//p' {ini} | tail -n 1); "
+            f"[ -n \"$v\" ] || {{ echo 'no virtualenv in '{ini} >&2; exit 1; }}; "
+            f"\"$v/bin/python\" -c {shlex.quote(VERSION_SCRIPT)} && echo \"venv=$v\"")
+
+
 def _osa(o: OsaConfig) -> dict[str, str]:
     unit, venv = str(o.service), osa_target_venv(o)
     return {
         "stop": _in_lxc(o, _q("systemctl", "stop", unit)),
         "start": _in_lxc(o, _q("systemctl", "start", unit)),
         "processes": _in_lxc(o, "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args="),
-        "installed_version": _in_lxc(o, _q(f"{venv}/bin/python", "-c", VERSION_SCRIPT)),
+        # The venv the uWSGI unit is configured with (its ini's `virtualenv`): what a start runs.
+        "installed_version": _in_lxc(o, osa_configured_version(o)),
         # The target venv's creation: a uWSGI process older than it still runs the previous venv.
         "installed_at": _in_lxc(o, _q("stat", "-L", "-c", "%Z", f"{venv}/bin/python")),
         # argv form: NodeCommands.manage appends the quoted subcommand

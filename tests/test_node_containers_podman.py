@@ -107,12 +107,12 @@ async def test_restart_on_the_old_image_is_stale_and_the_recreate_runs_the_targe
         return await probe_node(config, "g1", run, refused)
 
     f = await facts()  # created from the image its tag names: current, but 2024.2's Glance
-    assert f.running is True and f.image_current is True and f.code == CODE_INSTALLED and f.version == "29.0.0", f
+    assert f.running is True and f.deployed_current is True and f.code == CODE_INSTALLED and f.version == "29.0.0", f
     podman("import", *import_args, str(tmp_path / "new.tar"), f"{repo}:2025.1")  # the new image arrives under the same tag
     podman("restart", name)
     f = await facts()
-    assert f.running is True and f.image_current is False and f.code == CODE_OLD and f.stale is True, f
-    assert not f.on("2025.1") and "not the target image" in f.image_note, f
+    assert f.running is True and f.deployed_current is False and f.code == CODE_OLD and f.stale is True, f
+    assert not f.on("2025.1") and "not the target image" in f.deployed_note, f
     podman("stop", name)
     cmds = NodeCommands(config, "g1")
     f = await facts()
@@ -122,7 +122,7 @@ async def test_restart_on_the_old_image_is_stale_and_the_recreate_runs_the_targe
     result = await run(recreate)
     assert result.ok, result.tail()
     f = await facts()
-    assert f.running is False and f.image_current is True and f.version == "30.0.0" and f.on("2025.1"), f  # re-created, not started
+    assert f.running is False and f.deployed_current is True and f.version == "30.0.0" and f.on("2025.1"), f  # re-created, not started
     inspect = podman("container", "inspect", "--format", "{{.Config.StopTimeout}} {{.HostConfig.NetworkMode}} {{range .Mounts}}{{.Destination}}{{end}}", name)
     assert inspect.split() == ["1", "host", "/var/lib/kolla/config_files"], inspect
     assert "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS" in podman("container", "inspect", "--format", "{{.Config.Env}}", name)

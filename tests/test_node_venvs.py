@@ -46,7 +46,7 @@ def ps(*lines: str) -> str:
 SS = 'LISTEN 0 100 0.0.0.0:9292 0.0.0.0:* users:(("uwsgi",pid=200,fd=3))\n'
 
 
-def answers(processes: str):
+def answers(processes: str, version: str = "31.1.0", venv_tag: str = "31.1.0", ss: str = SS):
     async def run(cmd, **kw):
         argv = shlex.split(cmd.command)
         assert argv[:4] == ["lxc-attach", "-n", CONTAINER, "--"], cmd.command  # everything runs in the container
@@ -54,9 +54,10 @@ def answers(processes: str):
         if "ps -eo" in inner:
             return CommandResult(cmd.command, 0, processes, "", 0.01, False)
         if "ss -Htlnp" in inner:
-            return CommandResult(cmd.command, 0, SS, "", 0.01, False)
+            return CommandResult(cmd.command, 0, ss, "", 0.01, False)
         if "importlib.metadata" in inner:
-            return CommandResult(cmd.command, 0, "glance 31.0.0\n", "", 0.01, False)
+            assert "/etc/uwsgi/glance-api.ini" in inner  # the venv the unit is configured with
+            return CommandResult(cmd.command, 0, f"glance {version}\nvenv=/openstack/venvs/glance-{venv_tag}\n", "", 0.01, False)
         if inner.startswith("stat "):
             assert "/openstack/venvs/glance-31.1.0/bin/python" in inner
             return CommandResult(cmd.command, 0, f"{VENV_AT}\n", "", 0.01, False)
@@ -65,13 +66,13 @@ def answers(processes: str):
     return run
 
 
-async def probe(processes: str, name: str = "g1"):
+async def probe(processes: str, name: str = "g1", **configured):
     cluster = Cluster(osa_config())
 
     async def refused(url):
         return Health(url, refused=True)
 
-    cluster.run = answers(processes)  # type: ignore[method-assign]
+    cluster.run = answers(processes, **configured)  # type: ignore[method-assign]
     cluster.read_health = refused  # type: ignore[method-assign]
     try:
         return await cluster.probe_node(name)
@@ -92,7 +93,7 @@ async def test_osa_running_code(case, processes, code, needle):
     f = await probe(processes)
     assert f.running is True and f.code == code, (case, f.reason)
     assert needle in f.reason, (case, f.reason)
-    assert f.version == "31.0.0" and f.release == "2025.2"
+    assert f.version == "31.1.0" and f.release == "2025.2" and f.deployed_current is True
 
 
 async def test_an_osa_node_on_the_old_venv_fails_the_contract_gates():
@@ -112,3 +113,12 @@ def test_venv_names():
         "uwsgi-31.1.0-python3", "glance-31.1.0"]
     assert venvs_of("/usr/bin/uwsgi --ini x", "/openstack/venvs") == []
     assert is_target("glance-31.1.0", "31.1.0") and not is_target("glance-31.1.01", "31.1.0") and not is_target("glance-1.1.0", "31.1.0")
+
+
+async def test_a_unit_configured_with_the_old_venv_is_not_upgraded():
+    """Stopped, the target venv even built — but the unit still names the old venv: upgrade needed."""
+    f = await probe(ps(), version="31.0.0", venv_tag="31.0.0", ss="")
+    assert f.running is False and f.deployed_current is False and not f.on("2025.2")
+    assert "the glance-api unit runs /openstack/venvs/glance-31.0.0, not the target venv /openstack/venvs/glance-31.1.0" in f.deployed_note
+    ctx = FakeCtx(config=osa_config(), nodes={"g1": f})
+    assert not (await check(G.ALL_NODES_TARGET, ctx)).ok

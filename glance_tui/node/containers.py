@@ -110,7 +110,7 @@ class ContainerReading:
     target_error: str = ""
 
     @property
-    def image_current(self) -> bool | None:
+    def deployed_current(self) -> bool | None:
         """The container was created from the target image (None = cannot tell)."""
         if self.container_error or self.target_error:
             return None
@@ -169,7 +169,7 @@ def judge_container(v: Verdict, r: Readings, c: ContainerReading) -> Verdict:
     if outside:
         why = f"{v.reason}; but pid {', '.join(map(str, outside))} serve(s) outside container {box.name} (pid {box.pid})"
         return replace(unknown, reason=why, stale_error=why)
-    current = c.image_current
+    current = c.deployed_current
     reason = f"{v.reason}; {c.note}"
     if current is None:
         return replace(v, reason=reason, code=None, stale=None, stale_error=c.note)

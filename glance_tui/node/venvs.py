@@ -42,3 +42,19 @@ def judge_venv(v: Verdict, venv_root: str, tag: str) -> Verdict:
     if v.tree and all(named[p.pid] for p in v.tree):
         return replace(v, code=CODE_INSTALLED, stale=False, stale_error="", reason=f"{v.reason}; every process runs from a venv of {tag}")
     return v
+
+
+def configured_venv(output: str) -> str | None:
+    """The ``venv=<path>`` line of the OSA version command (the venv the unit's uWSGI ini names)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip().startswith("venv=")]
+    return lines[-1].removeprefix("venv=").rstrip("/") or None if lines else None
+
+
+def deployed(output: str, ok: bool, target_venv: str) -> tuple[bool | None, str]:
+    """``(deployed_current, deployed_note)``: the unit is configured with the target venv."""
+    venv = configured_venv(output) if ok else None
+    if venv is None:
+        return None, "cannot tell which venv the glance-api unit runs (the version command named none)"
+    if venv == target_venv.rstrip("/"):
+        return True, f"the glance-api unit runs the target venv {venv}"
+    return False, f"the glance-api unit runs {venv}, not the target venv {target_venv}: run the upgrade"
