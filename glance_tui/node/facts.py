@@ -74,7 +74,7 @@ class NodeFacts:
             return f"unknown ({self.running_error or self.error or 'no answer'})"
         if self.running is False:
             return "stopped"
-        if self.stale and self.deployed_note:
+        if self.stale and self.deployed_current is False:
             return f"running old code ({self.deployed_note})"
         if self.stale and self.code == CODE_MIXED:
             return f"running old and new code at once (some processes started before the install of {self.version or '?'})"
@@ -89,7 +89,7 @@ class NodeFacts:
         """``installed 28.2.0, still running code started before the upgrade`` for a stale node."""
         if not (self.running and self.stale):
             return ""
-        if self.deployed_note:
+        if self.deployed_current is False:
             return f"installed {self.version or '?'}, {self.deployed_note}"
         if self.code == CODE_MIXED:
             return f"installed {self.version or '?'}, serving old and new code at once (a worker respawned after the upgrade, others did not): restart it"
