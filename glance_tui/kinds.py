@@ -2,11 +2,12 @@
 
 ``packages`` is the ``[commands]`` templates as they are (Debian/Ubuntu/RDO systemd units).
 ``kolla`` drives a container (``docker``/``podman``): stop/start the container, pull the target
-image, re-create the container from its own inspected configuration on that image (not started),
-and run ``glance-manage`` in a one-off container of the target image with the service container's
-volumes (Kolla's own bootstrap container does the same) — the container's image: after the
-upgrade re-created it, the target image; before, the code the node has. ``osa`` runs everything inside the LXC
-container (``lxc-attach``) against the uWSGI ``glance-api`` unit and the venv of each version.
+image (the re-create from the inspected container is ``node.containers.recreate_command``), and
+run ``glance-manage`` as Kolla's bootstrap container does: a one-off container with the service
+container's volumes, of the service container's image — after the upgrade re-created it, the
+target image; before, the code the node has (as ``glance-manage`` on a packaged node).
+``osa`` runs everything inside the LXC container (``lxc-attach``) against the uWSGI
+``glance-api`` unit, the venv its ini names and the target venv.
 
 A key the operator wrote in ``[commands]`` always wins over the kind's command. Every value we
 put into a command is shell-quoted here.
