@@ -122,3 +122,24 @@ async def test_a_unit_configured_with_the_old_venv_is_not_upgraded():
     assert "the glance-api unit runs /openstack/venvs/glance-31.0.0, not the target venv /openstack/venvs/glance-31.1.0" in f.deployed_note
     ctx = FakeCtx(config=osa_config(), nodes={"g1": f})
     assert not (await check(G.ALL_NODES_TARGET, ctx)).ok
+
+
+def test_plan_previews_an_osa_nodes_commands(tmp_path, capsys, monkeypatch):
+    from glance_tui.cli import main
+    from tests.test_fuzz_config import to_toml
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("VENV_TEST_DB_PW", "pw-venvs")
+    data = {"database": {"password_env": "VENV_TEST_DB_PW"}, "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+            "commands": {"kind": "osa", "upgrade": "ssh deploy openstack-ansible os-glance-install.yml --limit {node}",
+                         "osa": {"container": CONTAINER, "venv_tag": "31.1.0"}},
+            "nodes": [{"name": f"g{i}", "ssh_host": f"10.0.0.{i}", "lb_server": f"g{i}", "api_url": f"http://10.0.0.{i}:9292"} for i in (1, 2)],
+            "policy": {"target_release": "2025.2"}}
+    path = tmp_path / "osa.toml"
+    path.write_text(to_toml(data))
+    assert main(["plan", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"[g1] $ lxc-attach -n {CONTAINER} -- sh -c 'systemctl stop glance-api'" in out
+    assert "[g2] $ ssh deploy openstack-ansible os-glance-install.yml --limit g2" in out
+    assert f"[g1] $ lxc-attach -n {CONTAINER} -- /openstack/venvs/glance-31.1.0/bin/glance-manage db expand" in out
+    assert "apt-get" not in out and "dpkg-query" not in out
