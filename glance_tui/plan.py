@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import httpx
 
 from glance_tui import gates as G
+from glance_tui import staging
 from glance_tui.command_tags import settle_database
 from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
 from glance_tui.holds import keep_out
+from glance_tui.inflight import InFlight, WaitLedger, lb_sources, read_in_flight, stage_hosts
 from glance_tui.node.containers import recreate_command
 from glance_tui.record.sampling import DrainSampler
 from glance_tui.secrets import redact
@@ -218,26 +220,48 @@ def _drain_override(ctx: "Context", node: str) -> dict | None:
     return next((o for o in ctx.state.overrides if o.get("gate") == "drain-timeout" and o.get("node") == node and not o.get("used")), None)
 
 
-async def _assert_drained(ctx: "Context", node: str) -> None:
-    """Re-read every LB right before a stop: out of rotation everywhere and nothing in flight."""
+async def _work_now(ctx: "Context", node: str, view: "ServerView") -> InFlight:
+    """A fresh read of all the node's work (LB sessions from ``view``, its connections, imports)."""
+    hosts, sources = await asyncio.gather(stage_hosts(ctx), lb_sources(ctx.config))
+    return await read_in_flight(ctx, node, view, hosts, sources)
+
+
+async def _assert_drained(ctx: "Context", node: str) -> InFlight:
+    """Re-read every LB, the node's own connections and Glance's import work right before a stop:
+    out of rotation everywhere and nothing in flight. An override covers the work the operator
+    saw when deciding, never an import that started since."""
     view = await _complete_view(ctx, node)
     if not view.admin_out:
         raise StepFailed(f"refusing to stop {node}: not drained on every load balancer ({view.status})", fix="drain it first (the step's drain action), then retry")
-    in_flight = view.in_flight
-    if in_flight is None and not (view.unknown_only_from_reload and _drain_override(ctx, node)):
-        raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({'; '.join(view.problems) or view.status})",
-                        fix="check the stats endpoints, then retry")
-    if in_flight is None or in_flight:
-        override = _drain_override(ctx, node)
-        if override is None:
-            raise StepFailed(f"refusing to stop {node}: {in_flight} request(s) still in flight", fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
+    work = await _work_now(ctx, node, view)
+    in_flight = work.total
+    override = _drain_override(ctx, node)
+    reload_only = view.in_flight is None and view.unknown_only_from_reload and work.connections is not None and work.imports is not None
+    if in_flight is None and not (reload_only and override):
+        what = "; ".join(work.problems) or view.status
+        if view.in_flight is None:
+            raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({what})", fix="check the stats endpoints, then retry")
+        raise StepFailed(f"refusing to stop {node}: its in-flight work is unknown ({what})",
+                         fix="fix what the reason names (SSH to the node, the connections command, the database), then retry")
+    new = [i for i in (work.imports.running if work.imports else ()) if override is None or (i.image_id or i.task_id) not in (override.get("imports") or [])]
+    if (in_flight is None or in_flight) and (override is None or new):
+        seen = "; ".join(work.lines()[:6])
+        since = " (started after the stop was decided)" if override is not None else ""
+        raise StepFailed(f"refusing to stop {node}: {work.summary()} still in flight{since}{': ' + seen if seen else ''}",
+                         fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
+    if override is not None and (in_flight is None or in_flight):
         override["used"] = True
         ctx.save_state()
         ctx.journal.write("override.used", gate="drain-timeout", node=node, in_flight=in_flight)
+    return work
 
 
-async def _stop_and_verify(ctx: "Context", node: str, what: str) -> None:
-    await _assert_drained(ctx, node)
+async def _stop_and_verify(ctx: "Context", node: str, what: str, *, list_staged: bool = True) -> None:
+    """``list_staged``: list the staged images and the staging directory first (not when stopping
+    again what the upgrade started: the listing from before the upgrade is what it must keep)."""
+    work = await _assert_drained(ctx, node)
+    if list_staged:
+        await staging.before_stop(ctx, node, work)
     await _run_checked(ctx, ctx.commands(node).stop(), what, "look at the output; fix the service, then retry")
 
     async def stopped() -> bool:
@@ -290,13 +314,17 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
         zeros = 0
         restarts = -1  # HAProxy restarts seen when the quiet period began
         sample = DrainSampler(ctx.journal, node)  # the report's in-flight chart (drain.sample records)
+        ledger = WaitLedger(node)  # how long each kind held the wait (the drain.work record)
+        hosts, sources = await asyncio.gather(stage_hosts(ctx), lb_sources(ctx.config))
         while True:
             view = await _view(ctx, node)
-            in_flight = view.in_flight
+            work = await read_in_flight(ctx, node, view, hosts, sources)
+            in_flight = work.total
             now = time.monotonic()
             elapsed = now - started
-            ctx.emit(DrainProgress(node, in_flight, elapsed, budget, view.state))
+            ctx.emit(DrainProgress(node, in_flight, elapsed, budget, view.state, work.summary(), tuple(work.lines())))
             sample(in_flight, elapsed)
+            ledger.add(work, elapsed)
             if view.restarts_seen != restarts:  # a reload: what the old process carried is not counted
                 quiet_since, zeros, restarts = None, 0, view.restarts_seen
             if view.in_rotation is True:
@@ -316,30 +344,38 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
                 if zeros >= 2 and now - quiet_since >= policy.drain_quiet_period:
                     await lb_act(ctx, node, "maint", "drained")
                     ctx.journal.write("drained", node=node, waited=round(elapsed, 2), quiet=round(now - quiet_since, 2), readings=zeros)
+                    ctx.journal.write("drain.work", **ledger.record())
                     return
             else:
                 quiet_since, zeros = None, 0
             if elapsed >= budget:
-                reload_unknown = in_flight is None and view.unknown_only_from_reload
+                reload_unknown = view.in_flight is None and view.unknown_only_from_reload and work.connections is not None and work.imports is not None
                 if reload_unknown:  # the operator decides, told what the current processes count
-                    in_flight = view.visible_in_flight
+                    in_flight = view.visible_in_flight + len(work.connections or ()) + (work.imports.count if work.imports else 0)
                     ctx.emit(Notice("warning", f"{node}: {'; '.join(view.lingering.values())}"))
-                elif in_flight is None:
+                elif in_flight is None and view.in_flight is None:
                     raise LBUnknown(f"cannot tell whether {node} is drained after {elapsed:.0f}s: {view.status or 'no reading'}",
                                      fix=f"{node} stays out of rotation; fix the stats endpoint(s), then retry")
+                elif in_flight is None:
+                    ctx.journal.write("drain.work", **ledger.record())
+                    raise StepFailed(f"cannot tell whether {node} is drained after {elapsed:.0f}s: {'; '.join(work.problems)}",
+                                     fix=f"{node} stays out of rotation; fix what the reason names (SSH, the connections command, the database), then retry")
                 if in_flight == 0 and not reload_unknown:  # still inside the quiet period
                     budget += policy.drain_quiet_period
                     await asyncio.sleep(policy.lb_poll_interval)
                     continue
-                decision = await io.operator.drain_timeout(node, in_flight, elapsed)
+                decision = await io.operator.drain_timeout(node, in_flight, elapsed, work=tuple(work.lines()))
                 ctx.journal.write("decision", gate="drain-timeout", node=node, choice=decision.choice, reason=decision.reason, in_flight=in_flight, waited=round(elapsed, 1))
+                if decision.choice != "wait":
+                    ctx.journal.write("drain.work", **ledger.record())
                 if decision.choice == "wait":
                     budget += policy.drain_timeout
                     continue
                 if decision.choice == "stop":
                     if not decision.reason.strip():
                         raise StepAborted("stopping with requests in flight needs a typed reason", fix="type why, or keep waiting")
-                    ctx.state.overrides.append({"gate": "drain-timeout", "node": node, "reason": decision.reason, "in_flight": in_flight})
+                    accepted = [i.image_id or i.task_id for i in (work.imports.running if work.imports else ())]
+                    ctx.state.overrides.append({"gate": "drain-timeout", "node": node, "reason": decision.reason, "in_flight": in_flight, "imports": accepted})
                     ctx.save_state()
                     await lb_act(ctx, node, "maint", "drain timeout override")
                     return
@@ -349,7 +385,9 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
 
     def preview(ctx: "Context") -> list[str]:
         p = ctx.config.policy
-        return [f"[lb] poll scur+qcur of {_server(ctx, node)} on every backend every {p.lb_poll_interval:g}s until 0 for {p.drain_quiet_period:g}s (timeout {p.drain_timeout:g}s)",
+        return [f"[lb] poll scur+qcur of {_server(ctx, node)} on every backend every {p.lb_poll_interval:g}s, with {node}'s own client connections "
+                f"({ctx.commands(node).connections().display()}) and Glance's import work (tasks, images importing/staged), until all are 0 "
+                f"for {p.drain_quiet_period:g}s (timeout {p.drain_timeout:g}s)",
                 *_lb_cmd(ctx, node, "maint").splitlines()]
 
     return Action("wait-drained", f"Wait until {node} has no request in flight", node, False, preview, needed, run)
@@ -368,42 +406,58 @@ def stop_action(node: str, *, keep_target: bool = True) -> Action:
     async def run(ctx: "Context", io: ActionIO) -> None:
         await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed")
 
-    return Action("stop", f"Stop Glance on {node}", node, True, lambda ctx: [ctx.commands(node).stop().display(), ctx.commands(node).processes().display() + "   # must list no Glance service"], needed, run)
+    def preview(ctx: "Context") -> list[str]:
+        cmds = ctx.commands(node)
+        return [f"[{node}] re-read right before the stop: LB sessions, {cmds.connections().display()}, Glance's import work   # all 0",
+                f"[{node}] $ ls -1A -- <its staging directory>   # images staged here but not imported are listed (kept through the upgrade)",
+                cmds.stop().display(), cmds.processes().display() + "   # must list no Glance service"]
+
+    return Action("stop", f"Stop Glance on {node}", node, True, preview, needed, run)
+
+
+async def _install(ctx: "Context", node: str, f: "NodeFacts") -> None:
+    """Install the target on the stopped node; stop again what its postinst started; verify the version."""
+    if f.running:
+        raise StepFailed(f"Glance is running on {node}; the guide upgrades stopped nodes only", fix="stop it first (the step's previous action)")
+    await _run_checked(ctx, ctx.commands(node).upgrade(), f"upgrading {node} failed", "look at the package manager output, fix, then retry")
+    f = await _known_facts(ctx, node)
+    if f.running:  # the package's postinst started the service again
+        ctx.journal.write("restarted-by-upgrade", node=node, pids=list(f.pids))
+        ctx.emit(Notice("warning", f"the upgrade started Glance on {node} again (package postinst); stopping it, it stays drained "
+                                   "(prevent this with policy-rc.d or systemctl mask, see README)"))
+        await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed", list_staged=False)
+        ctx.journal.write("stopped-again", node=node)
+        f = await _facts(ctx, node)
+    if ctx.commands(node).kind == "kolla":  # the pulled image runs only in a re-created container
+        recreate = await recreate_command(ctx.run, ctx.commands(node))
+        if recreate is not None:
+            await _run_checked(ctx, recreate, f"re-creating the container on {node} failed", "look at the output; the old container is kept until the new one exists")
+        f = await _facts(ctx, node)
+    if not _installed_target(ctx, f):
+        p = ctx.config.policy
+        raise StepFailed(f"{node} reports {f.version or f.error or '?'} after the upgrade, not {p.target_version or p.target_release}", fix="check the package source for the target release")
+    ctx.journal.write("upgraded", node=node, version=f.version)
 
 
 def upgrade_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        return not _installed_target(ctx, await _facts(ctx, node))  # a stale node is installed already
+        # a stale node is installed already; a staging check still owed (a retry after it failed,
+        # a resumed run) runs even when the package is
+        return not _installed_target(ctx, await _facts(ctx, node)) or node in ctx.state.staging
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         f = await _known_facts(ctx, node)
-        if f.running:
-            raise StepFailed(f"Glance is running on {node}; the guide upgrades stopped nodes only", fix="stop it first (the step's previous action)")
-        await _run_checked(ctx, ctx.commands(node).upgrade(), f"upgrading {node} failed", "look at the package manager output, fix, then retry")
-        f = await _known_facts(ctx, node)
-        if f.running:  # the package's postinst started the service again
-            ctx.journal.write("restarted-by-upgrade", node=node, pids=list(f.pids))
-            ctx.emit(Notice("warning", f"the upgrade started Glance on {node} again (package postinst); stopping it, it stays drained "
-                                       "(prevent this with policy-rc.d or systemctl mask, see README)"))
-            await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed")
-            ctx.journal.write("stopped-again", node=node)
-            f = await _facts(ctx, node)
-        if ctx.commands(node).kind == "kolla":  # the pulled image runs only in a re-created container
-            recreate = await recreate_command(ctx.run, ctx.commands(node))
-            if recreate is not None:
-                await _run_checked(ctx, recreate, f"re-creating the container on {node} failed", "look at the output; the old container is kept until the new one exists")
-            f = await _facts(ctx, node)
         if not _installed_target(ctx, f):
-            p = ctx.config.policy
-            raise StepFailed(f"{node} reports {f.version or f.error or '?'} after the upgrade, not {p.target_version or p.target_release}", fix="check the package source for the target release")
-        ctx.journal.write("upgraded", node=node, version=f.version)
+            await _install(ctx, node, f)
+        await staging.after_upgrade(ctx, node)  # the staged data the node held before its stop is still there
 
     def preview(ctx: "Context") -> list[str]:
         cmds = ctx.commands(node)
         recreate = [f"[{node}] $ {cmds.recreate_preview()}   # from `container inspect`: re-created on the target image, not started"] if cmds.kind == "kolla" else []
         return [cmds.upgrade().display(), *recreate,
                 cmds.installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}",
-                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)"]
+                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)",
+                f"[{node}] $ ls -1A -- <its staging directory>   # every staged file listed before the stop is still there"]
 
     return Action("upgrade", f"Upgrade {node} to the target release", node, True, preview, needed, run, forward=False)
 
@@ -625,7 +679,7 @@ def build_plan(ctx: "Context") -> Plan:
 
         async def new_upgraded(c: "Context") -> bool:
             f = (await c.node_facts()).get(new)
-            return bool(f and _installed_target(c, f))
+            return bool(f and _installed_target(c, f)) and new not in c.state.staging  # a staging check still owed
 
         steps.append(Step("upgrade-new", "3", f"Upgrade the NEW NODE ({new}), do not start it", WHY["upgrade-new"], (G.NEW_NODE_STOPPED,),
                           (upgrade_action(new),), new_upgraded, node=new))

@@ -59,6 +59,9 @@ LAB_PROCESSES = ("date +%s && ps -eo pid=,ppid=,etimes=,comm=,args= "
 LAB_INSTALLED_AT = 'stat -c %Y "$GLANCE_LAB_NODE_DIR/package"'
 LAB_INSTALLED_VERSION = 'cat "$GLANCE_LAB_NODE_DIR/package"'
 LAB_READ_CONFIG = 'cat "$GLANCE_LAB_NODE_DIR/glance-api.conf"'
+# Every lab node listens on the same machine, often on one port: the connections to THIS node's
+# address only (the address sshd was reached at, SSH_CONNECTION's third field).
+LAB_CONNECTIONS = """ss -Htn state established src "$(echo $SSH_CONNECTION | cut -d' ' -f3)" sport = :{port}"""
 # Debian packages the lab needs, checked up front so a fresh machine gets one line with the fix.
 BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen")
 
@@ -307,7 +310,7 @@ class Lab:
             self.dir / ("haproxy" if index == 0 else f"haproxy-{b.name}"), backend=BACKEND,
             servers=[HAProxyServer(n.name, n.host, n.api_port) for n in layout.nodes],
             frontend_host=b.host, frontend_port=b.frontend_port,
-            stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port,
+            stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port, source_host=b.host,
             stats_admin=True, check_inter_ms=500, served_by_header=SERVED_BY,
             check_timeout_s=max(runtime_of(r).check_timeout for r in layout.path),
             # Behind Keystone /versions still answers without a token, but /healthcheck is what a
@@ -547,6 +550,7 @@ class Lab:
             f"installed_version = {q(LAB_INSTALLED_VERSION)}",
             f"glance_manage = {q(nodectl_cmd + ' manage')}",
             f"read_config = {q(LAB_READ_CONFIG)}",
+            f"connections = {q(LAB_CONNECTIONS)}",
             f"rollback = {q(nodectl_cmd + ' downgrade')}", "",
         ]
         for n in layout.nodes:
