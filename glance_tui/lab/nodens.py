@@ -52,7 +52,7 @@ def inside(node_dir: Path) -> bool:
     return ns is None or _ns_of("self") == ns
 
 
-def _local_pid(pid: int) -> int | None:
+def local_pid(pid: int) -> int | None:
     """The innermost pid of a host process (``NSpid``'s last column)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -73,10 +73,10 @@ def host_pid(node_dir: Path, local: int | None) -> int | None:
     ns = namespace(node_dir)
     assert ns is not None
     known = _CACHE.get((ns, local))
-    if known is not None and _ns_of(known) == ns and _local_pid(known) == local:
+    if known is not None and _ns_of(known) == ns and local_pid(known) == local:
         return known
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _ns_of(entry.name) == ns and _local_pid(int(entry.name)) == local:
+        if entry.name.isdigit() and _ns_of(entry.name) == ns and local_pid(int(entry.name)) == local:
             _CACHE[(ns, local)] = int(entry.name)
             return int(entry.name)
     return None
