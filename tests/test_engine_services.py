@@ -67,7 +67,7 @@ def test_plan_lists_exact_commands_and_changes_nothing(sim_lab, sim_config, caps
     assert main(["plan", "-c", str(sim_lab.config_path), "--new-node", "glance-2"]) == 0
     out = capsys.readouterr().out
     assert "NEW NODE glance-2" in out
-    assert "[glance-2] $ " in out and "nodectl upgrade 2024.1" in out
+    assert "[glance-2] $ " in out and "apt-get install -y glance-api" in out
     assert out.index("Expand") < out.index("Migrate") < out.index("Contract")
     assert "7.1  Upgrade glance-1" in out and "7.2  Upgrade glance-3" in out
     assert main(["status", "-c", str(sim_lab.config_path), "--json"]) == 0
@@ -259,7 +259,7 @@ def test_dry_run_shows_every_command_and_changes_nothing(sim_lab, sim_config, tm
     assert main(["run", "--yes", "--dry-run", "-c", str(sim_lab.config_path)]) == 0
     out = capsys.readouterr().out
     assert "dry run complete: nothing was changed" in out
-    for text in ("mysqldump", "action=drain", "nodectl stop", "nodectl upgrade 2024.1", "manage db expand", "manage db migrate", "manage db contract"):
+    for text in ("mysqldump", "action=drain", "systemctl stop glance-api", "apt-get install -y glance-api", "manage db expand", "manage db migrate", "manage db contract"):
         assert text in out, text
     assert out.count("WOULD RUN") >= 20
     assert not (tmp_path / "state" / "glance-tui" / "runs").exists()  # no journal: nothing happened

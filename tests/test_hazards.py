@@ -26,7 +26,8 @@ from glance_tui.context import Context, RunState
 from glance_tui.engine import Engine
 from glance_tui.events import DrainProgress, Notice
 from glance_tui.journal import NullJournal, read_records
-from glance_tui.lab import nodectl
+from glance_tui.lab import nodectl, nodens
+from glance_tui.lab import procs as lab_procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.operator import FailureDecision, Unattended
 from glance_tui.plan import StepFailed, api_healthy, start_action, stop_action, wait_drained_action
@@ -55,11 +56,6 @@ def write_config(tmp_path: Path, text: str, name: str = "hazard.toml"):
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def nodectl_cmd(lab) -> str:
-    line = next(line for line in lab.config_path.read_text().splitlines() if line.startswith("stop = "))
-    return json.loads(line.split("=", 1)[1].strip()).rsplit(" stop", 1)[0]
 
 
 def starts(events: list[dict]) -> list[tuple[str, str]]:
@@ -147,10 +143,9 @@ async def test_autostarting_upgrades_are_stopped_again_and_capacity_is_restored(
     "NEW NODE serving" gate); then step 6 brings the NEW NODE back and the run completes."""
     sim_lab.reset()
     text = sim_lab.config_path.read_text()
-    ctl = nodectl_cmd(sim_lab)
-    text = re.sub(r'^upgrade = "(.*)"$', lambda m: f'upgrade = "{m.group(1)} && {ctl} start"', text, flags=re.M)
+    text = text.replace("[commands]\n", '[commands]\nupgrade = "apt-get install -y glance-api && systemctl start glance-api"\n', 1)
     config = load_config(write_config(tmp_path, text))
-    assert config.commands.upgrade.endswith("nodectl start")
+    assert config.commands.upgrade.endswith("systemctl start glance-api")
 
     async def new_node_dies() -> None:
         await asyncio.to_thread(nodectl.stop, lab_node(sim_lab, "glance-1"))
@@ -489,25 +484,32 @@ async def test_default_processes_probe_sees_every_service_and_not_our_own_probes
         script = bin_dir / name
         script.write_text("#!/bin/sh\nwhile :; do sleep 1; done\n")
         script.chmod(0o755)
-    procs = [subprocess.Popen([str(bin_dir / "glance-api"), "--config-file", "/etc/glance/glance-api.conf"]),
-             subprocess.Popen([str(bin_dir / "glance-scrubber")]),
-             subprocess.Popen([str(bin_dir / "glance-api"), "--version"])]  # the tool's own version probe, running concurrently
+    node = sim_lab.node_dir("glance-1")
+    on_node = nodens.enter(node)  # the node's own machine: its ps sees only what runs there
+    procs = [subprocess.Popen([*on_node, str(bin_dir / "glance-api"), "--config-file", "/etc/glance/glance-api.conf"]),
+             subprocess.Popen([*on_node, str(bin_dir / "glance-scrubber")]),
+             subprocess.Popen([*on_node, str(bin_dir / "glance-api"), "--version"])]  # the tool's own version probe, running concurrently
     text = sim_lab.config_path.read_text()
     text = re.sub(r"^processes = .*\n", "", text, flags=re.M).replace("[commands]\n", '[commands]\nservices = ["glance-api", "glance-scrubber"]\n', 1)
     config = load_config(write_config(tmp_path, text))
     assert config.commands.processes == "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args="  # the default
     cluster = Cluster(config)
+    time.sleep(0.5)
+    children = [next(iter(lab_procs.processes(parent=p.pid)), 0) for p in procs]  # under nsenter, in the node
     try:
-        time.sleep(0.5)
+        inside = [nodens.local_pid(child) for child in children]  # the pids the node's ps shows
+        assert all(inside)
         f = await cluster.probe_node("glance-1")
     finally:
         await cluster.close()
+        for child in children:
+            if child:
+                os.kill(child, signal.SIGKILL)
         for p in procs:
-            p.kill()
             p.wait()
     assert f.running is True and f.clock is not None
-    assert procs[0].pid in f.pids and procs[1].pid in f.pids
-    assert procs[2].pid not in f.pids
+    assert inside[0] in f.pids and inside[1] in f.pids
+    assert inside[2] not in f.pids
 
 
 # ---------------------------------------------------------------- 10. health behind Keystone

@@ -18,7 +18,7 @@ import pytest
 from glance_tui.commands import NodeCommands
 from glance_tui.config import Config, load_config
 from glance_tui.errors import UsageError
-from glance_tui.lab import envs, procs, runtime
+from glance_tui.lab import envs, nodens, procs, runtime
 from glance_tui.lab.lab import Lab
 from glance_tui.lab.monitor import ProcessMonitor
 from glance_tui.lab.load import run_load
@@ -110,9 +110,9 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert ssh(config, "glance-1", one.stop().command).returncode == 0
     assert not running(config, "glance-1")
     assert ssh(config, "glance-1", one.upgrade().command).returncode == 0
-    # the node's "package database", as dpkg-query prints it
-    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t28.2.0"
-    assert ssh(config, "glance-2", two.installed_version().command).stdout.strip() == "glance-api\t26.1.0"  # only that node changed
+    # the node's package database, as dpkg-query prints it (Ubuntu's epoch and revision)
+    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t2:28.2.0-0ubuntu1"
+    assert ssh(config, "glance-2", two.installed_version().command).stdout.strip() == "glance-api\t2:26.1.0-0ubuntu1"  # only that node changed
     assert ssh(config, "glance-1", one.db_check().command).returncode == 3  # expand next
     assert ssh(config, "glance-1", one.db_expand().command).returncode == 0
     assert ssh(config, "glance-1", one.db_migrate().command).returncode == 0
@@ -133,8 +133,8 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert lab.status()["autostart"]
     assert ssh(config, "glance-2", two.stop().command).returncode == 0
     started = ssh(config, "glance-2", two.upgrade().command)
-    assert started.returncode == 0 and "postinst: glance-api started" in started.stdout, started.stdout + started.stderr
-    assert running(config, "glance-2")
+    assert started.returncode == 0 and "Setting up glance-api (2:28.2.0-0ubuntu1) ..." in started.stdout, started.stdout + started.stderr
+    assert running(config, "glance-2") and ssh(config, "glance-2", "systemctl is-active glance-api").stdout == "active\n"
     lab.autostart = False
 
     lab.reset()
@@ -175,14 +175,15 @@ async def test_lab_paths_slurp_2025_1_eventlet_to_2026_1_uwsgi(lab: Lab) -> None
     assert ssh(config, "glance-1", one.stop().command).returncode == 0
     assert served_by(config, "glance-1") == []
     assert ssh(config, "glance-1", one.upgrade().command).returncode == 0
-    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t32.0.0"
+    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t2:32.0.0-0ubuntu1"
     assert ssh(config, "glance-1", one.db_check().command).returncode == 0  # no revision after 2024.1: up to date
     assert ssh(config, "glance-1", one.start().command).returncode == 0
-    uwsgi = served_by(config, "glance-1")
-    master = lab.status()["nodes"][0]["pid"]
+    uwsgi = served_by(config, "glance-1")  # pids as the node's own ps shows them (its PID namespace)
+    master = lab.status()["nodes"][0]["pid"]  # the lab host's view
     assert {comm for _, comm, _ in uwsgi} == {"uwsgi"} and len(uwsgi) == 5, uwsgi  # the master and 4 workers
-    assert master in {pid for pid, _, _ in uwsgi} and all("/glance-2026.1/bin/uwsgi --ini " in args for _, _, args in uwsgi)
-    workers = [pid for pid, _, _ in uwsgi if pid != master]
+    assert nodens.local_pid(master) in {pid for pid, _, _ in uwsgi} and all("/glance-2026.1/bin/uwsgi --ini " in args for _, _, args in uwsgi)
+    on_host = [nodens.host_pid(lab.node_dir("glance-1"), pid) for pid, _, _ in uwsgi]
+    workers = [pid for pid in on_host if pid != master]
     assert all(Path(f"/proc/{w}/stat").read_text().rsplit(") ", 1)[1].split()[1] == str(master) for w in workers)  # forked by it
     assert {comm for _, comm, _ in served_by(config, "glance-2")} == {"glance-api"}  # only that node changed
     layout = lab.load_layout()
@@ -195,11 +196,11 @@ async def test_lab_paths_slurp_2025_1_eventlet_to_2026_1_uwsgi(lab: Lab) -> None
     monitor = ProcessMonitor({n.name: lab.node_dir(n.name) for n in layout.nodes})
     monitor.sample()
     seen = {(s.node, s.pid, s.release) for s in monitor.spans.values()}
-    assert {("glance-1", pid, "2026.1") for pid, _, _ in uwsgi} <= seen
+    assert {("glance-1", pid, "2026.1") for pid in on_host} <= seen
     assert {s.release for s in monitor.spans.values() if s.node == "glance-2"} == {"2025.1"}
 
     assert ssh(config, "glance-1", one.stop().command).returncode == 0
-    assert served_by(config, "glance-1") == [] and not any(procs.pid_alive(pid) for pid, _, _ in uwsgi)
+    assert served_by(config, "glance-1") == [] and not any(procs.pid_alive(pid) for pid in on_host)
     lab.reset()  # back on the path's start
     status = lab.status()
     assert [(n["release"], n["version"], n["running"]) for n in status["nodes"]] == [("2025.1", "30.2.0", True)] * 2
@@ -221,7 +222,7 @@ async def test_lab_paths_2026_1_to_2026_2_uwsgi_to_uwsgi(lab: Lab) -> None:
     uwsgi = served_by(config, "glance-1")
     assert {comm for _, comm, _ in uwsgi} == {"uwsgi"} and len(uwsgi) == 5
     assert all("/glance-2026.2/bin/uwsgi --ini " in args for _, _, args in uwsgi)
-    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t33.0.0"
+    assert ssh(config, "glance-1", one.installed_version().command).stdout.strip() == "glance-api\t2:33.0.0-0ubuntu1"
     layout = lab.load_layout()
     token = lab.token()
     roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url, token)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,7 @@ from glance_tui.config import Config, load_config
 from glance_tui.context import Context, RunState
 from glance_tui.errors import ConfigError
 from glance_tui.journal import NullJournal
-from glance_tui.lab import nodectl, procs
+from glance_tui.lab import nodectl, nodens, procs
 from glance_tui.lab.lab import Lab
 from glance_tui.node import CODE_INSTALLED, CODE_MIXED, CODE_OLD, NodeFacts
 from glance_tui.probes import Cluster
@@ -70,8 +71,17 @@ def where(lab: Lab, name: str = NODE):
     return n, lab.node_dir(name)
 
 
-def set_installed(node_dir: Path, at: float) -> None:
-    os.utime(node_dir / "package", (at, at))
+def reinstall(node_dir: Path) -> None:
+    """A new install of the node's package in place (its glance-api's ctime is now)."""
+    nodectl.install_package(nodectl.Node.load(node_dir), reinstall=True)
+
+
+@dataclass
+class Served:
+    """A replacement server running inside the node's machine: its host pid and the pid the node's ps shows."""
+
+    pid: int
+    local: int
 
 
 def group_pids(pid: int) -> set[int]:
@@ -95,25 +105,27 @@ def answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serving_instead(lab: Lab, argv_for) -> Iterator[subprocess.Popen]:
+def serving_instead(lab: Lab, argv_for) -> Iterator[Served]:
     """Stop the node's simulated glance-api and serve its API address with ``argv_for(host, port, dir)``
     instead; put the node back (its glance-api, its install time) afterwards."""
     n, node_dir = where(lab)
     ctl = lab.node(n)
-    installed = (node_dir / "package").stat().st_mtime
     nodectl.stop(ctl)
     log = open(node_dir / "replacement.log", "a")
-    proc = subprocess.Popen(argv_for(n.host, n.api_port, node_dir), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # inside the node's machine (nsenter's child; one process group with it), where its ps looks
+    proc = subprocess.Popen([*nodens.enter(node_dir), *argv_for(n.host, n.api_port, node_dir)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         wait_for(lambda: answers(f"http://{n.host}:{n.api_port}/healthcheck"), what="the replacement server to answer")
-        yield proc
+        server = next(iter(procs.processes(parent=proc.pid)))
+        yield Served(server, nodens.local_pid(server) or 0)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
         wait_for(lambda: not answers(f"http://{n.host}:{n.api_port}/healthcheck") and procs.port_is_free(n.host, n.api_port), what="the port to be free")
-        set_installed(node_dir, installed)
+        reinstall(node_dir)  # the package is put back; the service starts after it
         nodectl.start(ctl)
 
 
@@ -135,7 +147,7 @@ def renamed_argv(host: str, port: int, node_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def uwsgi_node(lab: Lab) -> Iterator[subprocess.Popen]:
+def uwsgi_node(lab: Lab) -> Iterator[Served]:
     with serving_instead(lab, uwsgi_argv) as proc:
         wait_for(lambda: len(group_pids(proc.pid)) == 3, what="the uWSGI master and its 2 workers")
         yield proc
@@ -170,7 +182,7 @@ async def test_uwsgi_node_is_running_its_whole_tree_with_the_defaults(sim_lab, t
     config = load_config(sim_lab.config_path)
     assert config.commands.process_patterns == []  # the defaults
     with uwsgi_node(sim_lab) as master:
-        tree = group_pids(master.pid)
+        tree = {nodens.local_pid(pid) for pid in group_pids(master.pid)}  # as the node's ps shows them
         f, _ = await probe(config)
         n, _ = where(sim_lab)
     assert f.running is True, f.reason
@@ -185,7 +197,7 @@ async def test_patterns_that_miss_a_served_port_read_unknown_naming_the_holder(s
         f, _ = await probe(config)
         n, _ = where(sim_lab)
     assert f.running is None
-    assert f.reason.startswith(f"{NODE}: nothing matches process_patterns, but {n.host}:{n.api_port} is served by pid {master.pid} (uwsgi)"), f.reason
+    assert f.reason.startswith(f"{NODE}: nothing matches process_patterns, but {n.host}:{n.api_port} is served by pid {master.local} (uwsgi)"), f.reason
     assert "unknown" in f.service
 
 
@@ -195,7 +207,7 @@ async def test_a_renamed_server_holding_the_port_is_unknown_never_stopped(sim_la
         f, _ = await probe(config)
         n, _ = where(sim_lab)
     assert f.running is None, f.reason
-    assert f"{n.host}:{n.api_port} is served by pid {proc.pid} (python" in f.reason
+    assert f"{n.host}:{n.api_port} is served by pid {proc.local} (python" in f.reason
 
 
 async def test_health_that_answers_with_no_process_and_no_listener_read_is_unknown(sim_lab, tmp_path):
@@ -275,7 +287,7 @@ async def test_a_lazy_worker_respawned_after_the_install_makes_the_node_stale(si
     _, node_dir = where(sim_lab)
     with uwsgi_node(sim_lab) as master:
         time.sleep(1.5)
-        set_installed(node_dir, time.time())  # the target is installed under the running uWSGI
+        reinstall(node_dir)  # the target is installed under the running uWSGI
         time.sleep(1.5)
         old, _ = await probe(config)
         workers = sorted(group_pids(master.pid) - {master.pid})

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from glance_tui.config import load_config
 from glance_tui.engine import Engine
 from glance_tui.events import ActionFinished, DrainProgress, Event
 from glance_tui.journal import Journal, binlog_trust_to_restore, carry_over, read_records, unfinished_commands
+from glance_tui.lab import nodens
 from glance_tui.lab.lab import Lab
 from glance_tui.lab.procs import processes, read_pid
 from glance_tui.operator import Unattended
@@ -83,15 +83,16 @@ def config_with(lab: Lab, tmp_path: Path, name: str, **commands: str) -> Path:
     """A copy of the lab's config with some ``[commands]`` templates replaced (its own journal)."""
     text = lab.config_path.read_text()
     for key, template in commands.items():
-        text, n = re.subn(rf"^{key} = .*$", lambda m: f"{key} = {json.dumps(template)}", text, flags=re.M)
-        assert n == 1, key
+        assert not re.search(rf"^{key} = ", text, flags=re.M), key  # the lab's config keeps the defaults
+        text = text.replace("[commands]\n", f"[commands]\n{key} = {json.dumps(template)}\n", 1)
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return path
 
 
 def lab_command(lab: Lab, key: str) -> str:
-    return json.loads(re.search(rf"^{key} = (.*)$", lab.config_path.read_text(), flags=re.M).group(1))
+    """The template the lab's config uses for ``key`` (the packaged-node default)."""
+    return getattr(load_config(lab.config_path).commands, key)
 
 
 def held_until(release: Path, word: str, template: str) -> str:
@@ -506,24 +507,41 @@ async def test_a_node_that_cannot_start_stays_out_of_rotation_with_the_next_acti
     seen: list[Event] = []
     engine.subscribe(seen.append)
     operator = Unattended("glance-1")
-    squatter = socket.socket()
+    squatter: subprocess.Popen | None = None
     try:
         await _run_steps(engine, operator, "preflight", "backup", "new-node", "upgrade-new", "expand", "migrate")
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind((new.host, new.api_port))  # another process holds the NEW NODE's port
-        squatter.listen()
+        # another process on the node holds the NEW NODE's port
+        squatter = subprocess.Popen([*nodens.enter(sim_lab.node_dir(new.name)), sys.executable, "-c", SQUATTER, new.host, str(new.api_port)],
+                                    stdout=subprocess.PIPE, text=True)
+        assert squatter.stdout.readline().strip() == "listening"
+        squatter_pid = nodens.local_pid(processes(parent=squatter.pid)[0])  # as the node's ps and ss show it
         assert await engine.run_step(engine.plan.step("start-new"), operator) == "failed"
         failure = [e for e in seen if isinstance(e, ActionFinished) and not e.ok][-1]
         # whatever holds the node's API port is read before the start: the node is unknown, never "stopped"
         assert failure.action_id == "start" and "cannot tell whether Glance runs on glance-1" in failure.detail
-        assert f"{new.host}:{new.api_port} is served by pid {os.getpid()}" in failure.detail
+        assert f"{new.host}:{new.api_port} is served by pid {squatter_pid}" in failure.detail
         assert "fix: check SSH to the node, and what serves it" in failure.detail  # the next action is stated
         states = await _lb_states(sim_config)
         assert states["glance-1"] != "UP" and states["glance-2"] == states["glance-3"] == "UP"
         assert (await engine.cluster.probe_node("glance-1")).running is None
-        squatter.close()
+        stop_squatter(squatter)
         assert await engine.run_step(engine.plan.step("start-new"), operator) == "done"
         assert (await _lb_states(sim_config))["glance-1"] == "UP"
     finally:
-        squatter.close()
+        stop_squatter(squatter)
         await engine.close()
+
+
+SQUATTER = """import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()
+print("listening", flush=True); time.sleep(600)
+"""
+
+
+def stop_squatter(proc: subprocess.Popen | None) -> None:
+    """Kill the squatter (nsenter's child, in the node) and nsenter."""
+    if proc is None or proc.poll() is not None:
+        return
+    for child in processes(parent=proc.pid):
+        os.kill(child, signal.SIGKILL)
+    proc.wait(timeout=10)

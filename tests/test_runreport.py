@@ -152,10 +152,8 @@ def aborted_run(sim_lab: Lab, env, finished_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def rollback_run(sim_lab: Lab, env, aborted_run, tmp_path_factory) -> Path:
     sim_lab.reset()
-    text = sim_lab.config_path.read_text()
-    upgrade_line = next(line for line in text.splitlines() if line.startswith("upgrade = "))
-    failing = upgrade_line[:-1] + ' && echo \\"E: post-install script failed\\" && exit 3"'
-    cfg = variant(sim_lab, tmp_path_factory.mktemp("rollback"), "failing-upgrade", **{upgrade_line: failing})
+    failing = '[commands]\nupgrade = "apt-get install -y glance-api && echo \\"E: post-install script failed\\" && exit 3"\n'
+    cfg = variant(sim_lab, tmp_path_factory.mktemp("rollback"), "failing-upgrade", **{"[commands]\n": failing})
     assert run_engine(cfg, RollBack("glance-2")) is False
     return newest_journal(Path(env["XDG_STATE_HOME"]))
 
@@ -178,7 +176,7 @@ def test_finished_run_record(finished_run, sim_lab):
     # exact commands, node, exit code and duration of each command the tool ran
     upgrade = next(a for s in rec.steps if s.id == "upgrade-new" for a in s.actions if a.id == "upgrade")
     assert upgrade.node == "glance-1" and upgrade.status == "done" and upgrade.duration is not None
-    assert any("nodectl upgrade 2024.1" in c for c in upgrade.commands)
+    assert any("apt-get install -y glance-api" in c for c in upgrade.commands)
     assert upgrade.runs and upgrade.runs[0].exit == 0 and upgrade.runs[0].node == "glance-1" and upgrade.runs[0].duration is not None
     expand = next(a for s in rec.steps if s.id == "expand" for a in s.actions)
     assert expand.runs[0].exit == 0 and "manage db expand" in expand.runs[0].command
@@ -300,7 +298,7 @@ def test_plan_md_without_the_password_or_the_cluster(sim_lab, env, tmp_path):
     for heading in ("## Nodes", "## Database", "## Backup", "## Operator decisions", "## Steps"):
         assert heading in md
     assert md.index("### 4 Expand") < md.index("### 5 Migrate") < md.index("### 8 Contract") and "### 7.1 Upgrade glance-1" in md
-    assert "nodectl upgrade 2024.1" in md and "[type 'contract' to confirm]" in md
+    assert "apt-get install -y glance-api" in md and "[type 'contract' to confirm]" in md
     html = cli("plan", "-c", str(cfg), "--format", "html", "-o", str(tmp_path / "plan.html"), env=bare)
     assert html.returncode == 0 and "written:" in html.stdout
     bad = cli("plan", "-c", str(cfg), "--new-node", "nope", "--format", "md", env=bare)
