@@ -1,11 +1,13 @@
-"""The lab's import parts without real Glance: the slow web-download server (real sockets, real
-pacing), the node config Glance reads for imports, the import report and its judge, and the CLI's
-checks (--naive with import, --imports)."""
+"""The lab's import parts without a running Glance: the slow web-download server (real sockets,
+real pacing), the node config Glance reads for imports (and, ``-m lab``, every release's own Glance
+reading it), the import report and its judge, and the CLI's checks (--naive with import, --imports)."""
 
 from __future__ import annotations
 
 import configparser
 import hashlib
+import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from glance_tui.cli import main
-from glance_tui.lab import glance
+from glance_tui.lab import envs, glance
 from glance_tui.lab.hazards import NAIVE_SCENARIOS, SCENARIOS
 from glance_tui.lab.imports import ImportOutcome
 from glance_tui.lab.load import LoadReport
@@ -66,11 +68,11 @@ def test_node_conf_enables_distributed_import_and_web_download_from_the_lab_serv
     conf = configparser.ConfigParser(interpolation=None)
     conf.read_string(text)
     assert conf["DEFAULT"]["worker_self_reference_url"] == "http://127.0.0.11:9292"
-    assert conf["DEFAULT"]["enabled_import_methods"].split(",") == ["glance-direct", "web-download", "copy-image"]
+    assert conf["DEFAULT"]["enabled_import_methods"] == "[glance-direct, web-download, copy-image]"
     assert conf["os_glance_staging_store"]["filesystem_store_datadir"] == str(tmp_path / "n1" / "staging")
     assert conf["DEFAULT"]["node_staging_uri"] == f"file://{tmp_path / 'n1' / 'staging'}"
-    assert dict(conf["import_filtering_opts"]) == {**conf.defaults(), "allowed_schemes": "http", "allowed_hosts": "127.0.0.6",
-                                                   "allowed_ports": "41234"}
+    assert dict(conf["import_filtering_opts"]) == {**conf.defaults(), "allowed_schemes": "[http]", "allowed_hosts": "[127.0.0.6]",
+                                                   "allowed_ports": "[41234]"}
     without = glance.api_conf(host="127.0.0.11", port=9292, database="x", store_dir=tmp_path, node_dir=tmp_path)
     assert "[import_filtering_opts]" not in without  # no server, Glance's defaults
 
@@ -126,3 +128,41 @@ def test_naive_is_allowed_with_import_only_among_the_hazards(capsys) -> None:
 def test_load_refuses_an_import_share_outside_0_1(capsys, share: str) -> None:
     assert main(["lab", "load", "--imports", share, "--url", "http://127.0.0.1:9"]) == 2
     assert capsys.readouterr().err.startswith(f"error: --imports {float(share):g} is not a share between 0 and 1")
+
+
+# Read the node's conf with the release's own Glance and oslo.config: the options exist under these
+# names and parse (a list option Glance declares bounds=True must be in brackets), and the lab's
+# server is a URL Glance's web-download filter lets through while another port is refused.
+READ_WITH_GLANCE = """
+import json, sys
+from oslo_config import cfg
+import glance.common.config, glance.common.utils as u
+cfg.CONF([], project="glance", default_config_files=[sys.argv[1]])
+f = cfg.CONF.import_filtering_opts
+def allowed(uri):
+    if hasattr(u, "get_validated_address"):  # 2026.2: resolves and pins the address, loopback only when allowed_hosts names it
+        try:
+            return bool(u.get_validated_address(uri))
+        except ValueError:
+            return False
+    return u.validate_import_uri(uri)
+print(json.dumps({"methods": cfg.CONF.enabled_import_methods, "self": cfg.CONF.worker_self_reference_url,
+                  "filter": [f.allowed_schemes, f.allowed_hosts, f.allowed_ports],
+                  "ok": allowed(sys.argv[2]), "other_port": allowed(sys.argv[3])}))
+"""
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("release", sorted(envs.RELEASES))
+def test_every_release_reads_the_import_options_of_a_lab_node(tmp_path: Path, release: str) -> None:
+    bin_dir = envs.ensure_env(release, progress=lambda line: None)
+    conf = tmp_path / "glance-api.conf"
+    conf.write_text(glance.api_conf(host="127.0.0.11", port=9292, database="mysql+pymysql://x", store_dir=tmp_path / "images",
+                                    node_dir=tmp_path / "n1", web_source=("127.0.0.6", 41234)))
+    out = subprocess.run([str(bin_dir / "python"), "-W", "ignore", "-c", READ_WITH_GLANCE, str(conf),
+                          blob_url("http://127.0.0.6:41234", "x", 1, 1), blob_url("http://127.0.0.6:41235", "x", 1, 1)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+        "methods": ["glance-direct", "web-download", "copy-image"], "self": "http://127.0.0.11:9292",
+        "filter": [["http"], ["127.0.0.6"], [41234]], "ok": True, "other_port": False}

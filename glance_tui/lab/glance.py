@@ -38,7 +38,8 @@ def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: 
     the other nodes proxy an import of an image staged here to this node, bypassing the LB), the
     node's own staging store, and ``web-download`` allowed from ``web_source`` (host, port), the
     lab's slow HTTP server. Glance allows only ports 80/443 by default and, from 2025.1 on, no
-    loopback host that ``allowed_hosts`` does not name."""
+    loopback host that ``allowed_hosts`` does not name. These lists are ``bounds=True`` options:
+    Glance reads them only in brackets (without, the first request that reads one answers 500)."""
     if authtoken:
         paste = "# Behind Keystone: every request but /healthcheck and /versions needs a token.\nflavor = keystone"
     else:
@@ -51,7 +52,7 @@ bind_port = {port}
 workers = {workers}
 enabled_backends = fs:file
 image_size_cap = 1099511627776
-enabled_import_methods = glance-direct,web-download,copy-image
+enabled_import_methods = [glance-direct, web-download, copy-image]
 worker_self_reference_url = http://{host}:{port}
 # Read only without enabled_backends; set to the staging store's directory all the same.
 node_staging_uri = file://{node_dir / 'staging'}
@@ -90,9 +91,9 @@ def _import_filtering(host: str, port: int) -> str:
     """web-download from the lab's slow server only (http, its address and port)."""
     return f"""
 [import_filtering_opts]
-allowed_schemes = http
-allowed_hosts = {host}
-allowed_ports = {port}
+allowed_schemes = [http]
+allowed_hosts = [{host}]
+allowed_ports = [{port}]
 """
 
 
