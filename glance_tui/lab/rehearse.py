@@ -316,7 +316,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
                                web_size=int(import_seconds * import_rate), web_rate=import_rate, stage_size=8 * MiB)
         staged = await imports.stage()
         note(f"{staged.image or 'an image'} staged on {last.name} ({staged.detail or 'its own staging store'}); "
-             f"its import goes through the LB when {last.name} is stopped")
+             f"its import goes through the LB when {last.name} leaves rotation")
         mix = ImportMix(import_share, layout.web_url, settle_timeout=settle_timeout)
     stop = asyncio.Event()
     load = asyncio.create_task(run_load(targets, clients=clients, duration=3600, sizes=sizes, stop_event=stop,
