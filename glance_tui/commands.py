@@ -97,6 +97,9 @@ class NodeCommands:
     def listeners(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._t(self.templates.listeners), "what listens on the node's API port (and which processes hold it)")
 
+    def connections(self) -> RemoteCommand:
+        return RemoteCommand(self.node, self._t(self.templates.connections), "the client connections established to the node's API port")
+
     def installed_at(self) -> RemoteCommand:
         return RemoteCommand(self.node, self._t(self.templates.installed_at), "when the installed Glance code was installed")
 

@@ -257,6 +257,10 @@ class LoadBalancerConfig(_Strict):
     # at most this long. Unset = unknown: a reload makes this instance's in-flight unknown until
     # the operator decides at the drain timeout.
     hard_stop_after: Seconds | None = None
+    # The addresses this instance connects to the Glance servers from: connections from them are
+    # its own (sessions it counts, health checks) and are not counted again on the node. Empty =
+    # the stats_url host, resolved where the tool runs.
+    source_addresses: list[Host] = Field(default_factory=list)
 
     _username: str | None = PrivateAttr(None)
     _password: Secret | None = PrivateAttr(None)
@@ -318,7 +322,7 @@ class SSHConfig(_Strict):
     max_channels: Annotated[int, Field(ge=1, le=64)] = 4
 
 
-TEMPLATE_KEYS = ("stop", "start", "processes", "listeners", "is_running", "upgrade", "installed_version", "installed_at",
+TEMPLATE_KEYS = ("stop", "start", "processes", "listeners", "connections", "is_running", "upgrade", "installed_version", "installed_at",
                  "glance_manage", "read_config", "rollback")
 
 
@@ -340,6 +344,9 @@ class CommandsConfig(_Strict):
     # What listens on the node's API port ({port}, from api_url): `ss -Htlnp` lines. Its holders and
     # their process tree are Glance too, whatever their names.
     listeners: str = "ss -Htlnp sport = :{port}"
+    # The client connections established to the node's API port ({port}): `ss -Htn` lines. Those
+    # from a load balancer's source_addresses are HAProxy's; any other counts as in flight (drain).
+    connections: str = "ss -Htn state established sport = :{port}"
     # Optional override of "is a Glance service running": exit 0 running, 1 stopped, anything else unknown.
     # Empty = decided from ``processes``.
     is_running: str = ""

@@ -66,6 +66,8 @@ class DrainProgress:
     elapsed: float
     timeout: float
     state: str = ""
+    parts: str = ""  # "LB 0 · connections 1 · imports 2" (glance_tui.inflight)
+    work: tuple[str, ...] = ()  # what each piece of non-LB work is (a connection's peer, an import's image, method, age, size)
 
     @property
     def in_flight_text(self) -> str:

@@ -143,6 +143,10 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "started": ("an object of node → {installed_at, stopped_at} or null", _opt(_dict_of(_SEEN))),
     "pids": ("a list or null", _opt(lambda v: isinstance(v, list))),
     "processes": ("a list or null", _opt(lambda v: isinstance(v, list))),
+    # drain.work (glance_tui.inflight.WaitLedger) and staged (glance_tui.staging)
+    "held_by": ("an object of kind → seconds or null", _opt(_dict_of(_number))),
+    "imports": ("a list of objects or null", _opt(_list_of(_dict))),
+    "connections": ("a list of strings or null", _opt(_list_of(_str))),
 }
 
 REQUIRED = ("ts", "run", "event")
@@ -159,6 +163,7 @@ BY_EVENT: dict[str, tuple[str, ...]] = {
     "command.settled": ("tag",),
     "lb": ("node", "action"),
     "drain.sample": ("node",),
+    "drain.work": ("node",),
     "db.variable": ("name",),
 }
 

@@ -42,7 +42,7 @@ class Operator(Protocol):
 
     async def offer_remedy(self, result: "GateResult") -> bool: ...
 
-    async def drain_timeout(self, node: str, in_flight: int, waited: float) -> DrainDecision: ...
+    async def drain_timeout(self, node: str, in_flight: int, waited: float, work: tuple[str, ...] = ()) -> DrainDecision: ...
 
     async def action_failed(self, step: "Step", action: "Action", error: str, output: list[str], can_rollback: bool) -> FailureDecision: ...
 
@@ -68,7 +68,7 @@ class Unattended:
     async def offer_remedy(self, result: "GateResult") -> bool:
         return True
 
-    async def drain_timeout(self, node: str, in_flight: int, waited: float) -> DrainDecision:
+    async def drain_timeout(self, node: str, in_flight: int, waited: float, work: tuple[str, ...] = ()) -> DrainDecision:
         return DrainDecision("abort")
 
     async def action_failed(self, step: "Step", action: "Action", error: str, output: list[str], can_rollback: bool) -> FailureDecision:

@@ -20,6 +20,7 @@ from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
 from glance_tui.holds import keep_out
+from glance_tui.inflight import InFlight, WaitLedger, lb_sources, read_in_flight, stage_hosts
 from glance_tui.record.sampling import DrainSampler
 from glance_tui.secrets import redact
 
@@ -217,22 +218,40 @@ def _drain_override(ctx: "Context", node: str) -> dict | None:
     return next((o for o in ctx.state.overrides if o.get("gate") == "drain-timeout" and o.get("node") == node and not o.get("used")), None)
 
 
-async def _assert_drained(ctx: "Context", node: str) -> None:
-    """Re-read every LB right before a stop: out of rotation everywhere and nothing in flight."""
+async def _work_now(ctx: "Context", node: str, view: "ServerView") -> InFlight:
+    """A fresh read of all the node's work (LB sessions from ``view``, its connections, imports)."""
+    hosts, sources = await asyncio.gather(stage_hosts(ctx), lb_sources(ctx.config))
+    return await read_in_flight(ctx, node, view, hosts, sources)
+
+
+async def _assert_drained(ctx: "Context", node: str) -> InFlight:
+    """Re-read every LB, the node's own connections and Glance's import work right before a stop:
+    out of rotation everywhere and nothing in flight. An override covers the work the operator
+    saw when deciding, never an import that started since."""
     view = await _complete_view(ctx, node)
     if not view.admin_out:
         raise StepFailed(f"refusing to stop {node}: not drained on every load balancer ({view.status})", fix="drain it first (the step's drain action), then retry")
-    in_flight = view.in_flight
-    if in_flight is None and not (view.unknown_only_from_reload and _drain_override(ctx, node)):
-        raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({'; '.join(view.problems) or view.status})",
-                        fix="check the stats endpoints, then retry")
-    if in_flight is None or in_flight:
-        override = _drain_override(ctx, node)
-        if override is None:
-            raise StepFailed(f"refusing to stop {node}: {in_flight} request(s) still in flight", fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
+    work = await _work_now(ctx, node, view)
+    in_flight = work.total
+    override = _drain_override(ctx, node)
+    reload_only = view.in_flight is None and view.unknown_only_from_reload and work.connections is not None and work.imports is not None
+    if in_flight is None and not (reload_only and override):
+        what = "; ".join(work.problems) or view.status
+        if view.in_flight is None:
+            raise LBUnknown(f"refusing to stop {node}: its in-flight count is unknown ({what})", fix="check the stats endpoints, then retry")
+        raise StepFailed(f"refusing to stop {node}: its in-flight work is unknown ({what})",
+                         fix="fix what the reason names (SSH to the node, the connections command, the database), then retry")
+    new = [i for i in (work.imports.running if work.imports else ()) if override is None or (i.image_id or i.task_id) not in (override.get("imports") or [])]
+    if (in_flight is None or in_flight) and (override is None or new):
+        seen = "; ".join(work.lines()[:6])
+        since = " (started after the stop was decided)" if override is not None else ""
+        raise StepFailed(f"refusing to stop {node}: {work.summary()} still in flight{since}{': ' + seen if seen else ''}",
+                         fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
+    if override is not None and (in_flight is None or in_flight):
         override["used"] = True
         ctx.save_state()
         ctx.journal.write("override.used", gate="drain-timeout", node=node, in_flight=in_flight)
+    return work
 
 
 async def _stop_and_verify(ctx: "Context", node: str, what: str) -> None:
@@ -289,13 +308,17 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
         zeros = 0
         restarts = -1  # HAProxy restarts seen when the quiet period began
         sample = DrainSampler(ctx.journal, node)  # the report's in-flight chart (drain.sample records)
+        ledger = WaitLedger(node)  # how long each kind held the wait (the drain.work record)
+        hosts, sources = await asyncio.gather(stage_hosts(ctx), lb_sources(ctx.config))
         while True:
             view = await _view(ctx, node)
-            in_flight = view.in_flight
+            work = await read_in_flight(ctx, node, view, hosts, sources)
+            in_flight = work.total
             now = time.monotonic()
             elapsed = now - started
-            ctx.emit(DrainProgress(node, in_flight, elapsed, budget, view.state))
+            ctx.emit(DrainProgress(node, in_flight, elapsed, budget, view.state, work.summary(), tuple(work.lines())))
             sample(in_flight, elapsed)
+            ledger.add(work, elapsed)
             if view.restarts_seen != restarts:  # a reload: what the old process carried is not counted
                 quiet_since, zeros, restarts = None, 0, view.restarts_seen
             if view.in_rotation is True:
@@ -315,30 +338,38 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
                 if zeros >= 2 and now - quiet_since >= policy.drain_quiet_period:
                     await lb_act(ctx, node, "maint", "drained")
                     ctx.journal.write("drained", node=node, waited=round(elapsed, 2), quiet=round(now - quiet_since, 2), readings=zeros)
+                    ctx.journal.write("drain.work", **ledger.record())
                     return
             else:
                 quiet_since, zeros = None, 0
             if elapsed >= budget:
-                reload_unknown = in_flight is None and view.unknown_only_from_reload
+                reload_unknown = view.in_flight is None and view.unknown_only_from_reload and work.connections is not None and work.imports is not None
                 if reload_unknown:  # the operator decides, told what the current processes count
-                    in_flight = view.visible_in_flight
+                    in_flight = view.visible_in_flight + len(work.connections or ()) + (work.imports.count if work.imports else 0)
                     ctx.emit(Notice("warning", f"{node}: {'; '.join(view.lingering.values())}"))
-                elif in_flight is None:
+                elif in_flight is None and view.in_flight is None:
                     raise LBUnknown(f"cannot tell whether {node} is drained after {elapsed:.0f}s: {view.status or 'no reading'}",
                                      fix=f"{node} stays out of rotation; fix the stats endpoint(s), then retry")
+                elif in_flight is None:
+                    ctx.journal.write("drain.work", **ledger.record())
+                    raise StepFailed(f"cannot tell whether {node} is drained after {elapsed:.0f}s: {'; '.join(work.problems)}",
+                                     fix=f"{node} stays out of rotation; fix what the reason names (SSH, the connections command, the database), then retry")
                 if in_flight == 0 and not reload_unknown:  # still inside the quiet period
                     budget += policy.drain_quiet_period
                     await asyncio.sleep(policy.lb_poll_interval)
                     continue
-                decision = await io.operator.drain_timeout(node, in_flight, elapsed)
+                decision = await io.operator.drain_timeout(node, in_flight, elapsed, work=tuple(work.lines()))
                 ctx.journal.write("decision", gate="drain-timeout", node=node, choice=decision.choice, reason=decision.reason, in_flight=in_flight, waited=round(elapsed, 1))
+                if decision.choice != "wait":
+                    ctx.journal.write("drain.work", **ledger.record())
                 if decision.choice == "wait":
                     budget += policy.drain_timeout
                     continue
                 if decision.choice == "stop":
                     if not decision.reason.strip():
                         raise StepAborted("stopping with requests in flight needs a typed reason", fix="type why, or keep waiting")
-                    ctx.state.overrides.append({"gate": "drain-timeout", "node": node, "reason": decision.reason, "in_flight": in_flight})
+                    accepted = [i.image_id or i.task_id for i in (work.imports.running if work.imports else ())]
+                    ctx.state.overrides.append({"gate": "drain-timeout", "node": node, "reason": decision.reason, "in_flight": in_flight, "imports": accepted})
                     ctx.save_state()
                     await lb_act(ctx, node, "maint", "drain timeout override")
                     return
@@ -348,7 +379,9 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
 
     def preview(ctx: "Context") -> list[str]:
         p = ctx.config.policy
-        return [f"[lb] poll scur+qcur of {_server(ctx, node)} on every backend every {p.lb_poll_interval:g}s until 0 for {p.drain_quiet_period:g}s (timeout {p.drain_timeout:g}s)",
+        return [f"[lb] poll scur+qcur of {_server(ctx, node)} on every backend every {p.lb_poll_interval:g}s, with {node}'s own client connections "
+                f"({ctx.commands(node).connections().display()}) and Glance's import work (tasks, images importing/staged), until all are 0 "
+                f"for {p.drain_quiet_period:g}s (timeout {p.drain_timeout:g}s)",
                 *_lb_cmd(ctx, node, "maint").splitlines()]
 
     return Action("wait-drained", f"Wait until {node} has no request in flight", node, False, preview, needed, run)

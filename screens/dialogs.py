@@ -212,15 +212,16 @@ class DrainTimeoutScreen(Dialog[DrainDecision]):
     safe_answer = DrainDecision("abort")
     AUTO_FOCUS = "#dialog-buttons Button"  # the stop form is hidden until s
 
-    def __init__(self, node: str, in_flight: int, waited: float) -> None:
+    def __init__(self, node: str, in_flight: int, waited: float, work: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.node, self.in_flight, self.waited = node, in_flight, waited
+        self.node, self.in_flight, self.waited, self.work = node, in_flight, waited, work
         self.title_text = f"Drain of {node} timed out"
 
     def body(self) -> ComposeResult:
-        yield Static(Text(f"{self.node} still has {self.in_flight} request(s) in flight after {self.waited:.0f}s.\n"
+        work = "".join(f"  {line}\n" for line in self.work[:8]) + (f"  … and {len(self.work) - 8} more\n" if len(self.work) > 8 else "")
+        yield Static(Text(f"{self.node} still has {self.in_flight} request(s) in flight after {self.waited:.0f}s.\n{work}"
                           "w: keep waiting another timeout period\n"
-                          "s: stop anyway — those requests WILL FAIL (type 'stop' and a reason)\n"
+                          "s: stop anyway — those requests and imports WILL FAIL (type 'stop' and a reason)\n"
                           "a/esc: put the node back into rotation and abort the step"))
         with Vertical(id="stop-form", classes="hidden"):
             yield Input(placeholder="type stop", id="word")

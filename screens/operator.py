@@ -47,8 +47,8 @@ class TuiOperator:
     async def offer_remedy(self, result: GateResult) -> bool:
         return bool(await self.ask(RemedyScreen(result)))
 
-    async def drain_timeout(self, node: str, in_flight: int, waited: float) -> DrainDecision:
-        return await self.ask(DrainTimeoutScreen(node, in_flight, waited))
+    async def drain_timeout(self, node: str, in_flight: int, waited: float, work: tuple[str, ...] = ()) -> DrainDecision:
+        return await self.ask(DrainTimeoutScreen(node, in_flight, waited, work))
 
     async def action_failed(self, step: Step, action: Action, error: str, output: list[str], can_rollback: bool) -> FailureDecision:
         return await self.ask(FailureScreen(step, action, error, output, can_rollback))

@@ -111,7 +111,7 @@ def newest_journal(state: Path) -> Path:
 class OverrideThenDecline(DrainUnderLoad):
     """Stops anyway when the drain times out (typed reason), then declines the upgrade: the run aborts."""
 
-    async def drain_timeout(self, node, in_flight, waited):
+    async def drain_timeout(self, node, in_flight, waited, work=()):
         return DrainDecision("stop", OVERRIDE_REASON)
 
     async def confirm(self, step, action, commands):

@@ -233,6 +233,10 @@ class Database:
         rows = await self._query(sql, args)
         return tuple(rows[0]) if rows else None
 
+    async def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one read-only statement, bounded by ``query_timeout`` (Glance's import work)."""
+        return await self._query(sql, args)
+
     async def kill_connection(self, thread_id: int) -> None:
         """``KILL`` one of the account's own connections (releases its named locks at once); a
         thread that is already gone is fine."""

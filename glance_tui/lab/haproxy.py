@@ -64,6 +64,10 @@ class HAProxyLab:
     served_by_header: str | None = None
     # HAProxy's ``hard-stop-after`` (seconds): how long an old process may finish its transfers after a reload
     hard_stop_after: float | None = None
+    # HAProxy's ``source``: the address it connects to the servers from. On loopback every
+    # connection would otherwise come from 127.0.0.1, like any other client of a node, and the
+    # tool could not tell HAProxy's own (already counted) from a node's other clients.
+    source_host: str | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -163,6 +167,8 @@ class HAProxyLab:
                 "    http-check expect status 200",
                 f"    default-server check inter {self.check_inter_ms} fall 2 rise 2",
             ]
+            if self.source_host:
+                lines.append(f"    source {self.source_host}")
             if self.served_by_header:
                 lines.append(f"    http-response set-header {self.served_by_header} %s")
             lines += [f"    server {s.name} {s.host}:{s.port}{' backup' if s.backup else ''}" for s in self.servers]

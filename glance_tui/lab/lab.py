@@ -320,7 +320,7 @@ class Lab:
             self.dir / ("haproxy" if index == 0 else f"haproxy-{b.name}"), backend=BACKEND,
             servers=[HAProxyServer(n.name, n.host, n.api_port) for n in layout.nodes],
             frontend_host=b.host, frontend_port=b.frontend_port,
-            stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port,
+            stats_host=b.host, stats_port=b.stats_port, runtime_tcp_port=b.runtime_tcp_port, source_host=b.host,
             stats_admin=True, check_inter_ms=500, served_by_header=SERVED_BY,
             check_timeout_s=max(runtime_of(r).check_timeout for r in layout.path),
             # Behind Keystone /versions still answers without a token, but /healthcheck is what a

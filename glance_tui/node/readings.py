@@ -107,3 +107,42 @@ def parse_epoch(output: str) -> float:
     if value <= 0:
         raise ValueError(f"expected epoch seconds, got {text[:60]!r}")
     return value
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One established TCP connection to the node's API port (``ss -Htn state established``)."""
+
+    local: str  # "127.0.0.11:9292"
+    peer_ip: str  # canonical (an IPv4-mapped IPv6 peer is its IPv4 address)
+    peer_port: int
+
+    @property
+    def peer(self) -> str:
+        return f"[{self.peer_ip}]:{self.peer_port}" if ":" in self.peer_ip else f"{self.peer_ip}:{self.peer_port}"
+
+
+# [ESTAB] RECV-Q SEND-Q LOCAL:PORT PEER:PORT [process]; the state column is absent with `state established`
+_CONN_LINE = re.compile(r"^(?:(?P<state>[A-Z][A-Z0-9-]*)\s+)?\d+\s+\d+\s+(?P<local>\S+)\s+(?P<peer>\S+)(?:\s+.*)?$")
+
+
+def parse_connections(output: str) -> list[Connection]:
+    """Every established connection in ``ss -Htn`` output (no header); an empty answer = none.
+    A line of another state, a wildcard peer or anything unreadable raises ``ValueError``."""
+    found: list[Connection] = []
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        match = _CONN_LINE.match(line.strip())
+        if not match:
+            raise ValueError(f"not an `ss -Htn state established` line: {line.strip()[:80]!r}")
+        if match.group("state") not in (None, "ESTAB"):
+            raise ValueError(f"not an established connection: {line.strip()[:80]!r}")
+        local, _ = _split_address(match.group("local"))
+        peer, port = _split_address(match.group("peer"))
+        if peer == "*" or port == 0:
+            raise ValueError(f"not a connected peer: {match.group('peer')[:60]!r}")
+        ip = ipaddress.ip_address(peer)
+        mapped = getattr(ip, "ipv4_mapped", None)
+        found.append(Connection(match.group("local"), str(mapped or ip), port))
+    return found

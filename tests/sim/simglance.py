@@ -50,6 +50,15 @@ DDL = {
                      " UNIQUE KEY (image_id, node_reference_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8",
 }
 
+# Glance's own import tables (tasks, task_info, image_properties), exactly as its `db sync` makes them
+# (tests/fixtures/glance_tables.sql): the drain reads import work from them.
+_REAL_DDL = Path(__file__).resolve().parents[1] / "fixtures" / "glance_tables.sql"
+IMPORT_TABLES = ("image_properties", "tasks", "task_info")
+for _statement in _REAL_DDL.read_text().split(";"):
+    _name = _statement.split("CREATE TABLE `", 1)[-1].split("`", 1)[0] if "CREATE TABLE `" in _statement else ""
+    if _name in IMPORT_TABLES:
+        DDL[_name] = _statement.strip().replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+
 
 class SimError(Exception):
     """Ends glance-manage with exit 1 and the message on stderr (like ``sys.exit(msg)`` in Glance)."""
@@ -296,7 +305,7 @@ class Manage:
             self.contract()
         else:
             for release in RELEASES.values():
-                for table in ("images",) if release is RELEASES[26] else release.tables:
+                for table in ("images", *IMPORT_TABLES) if release is RELEASES[26] else release.tables:
                     self.db.sql(DDL[table])
                 if release.tables:
                     self.db.mark_migrated(release)

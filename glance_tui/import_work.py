@@ -1,0 +1,176 @@
+"""Image-import work Glance runs inside its API workers, read from Glance's own tables.
+
+``POST /v2/images/{id}/import`` answers 202 and the import then runs as a task inside the API
+worker that took it: the load balancer sees nothing in flight while it downloads, converts or
+copies. Stopping that worker loses the user's accepted import. What Glance records (its own
+code: ``glance/api/v2/images.py``, ``glance/async_/flows/api_image_import.py``):
+
+* ``tasks`` ``pending``/``processing`` (``task_info.input``: ``image_id`` and
+  ``import_req.method.name``; ``task_info.message``: "Copied N MiB" while it copies);
+* images ``importing``, and images with ``os_glance_importing_to_stores`` left (copy-image
+  keeps the image ``active``);
+* images ``uploading`` whose data is staged: ``os_glance_stage_host`` names the worker that holds
+  it. It is popped when the import starts, so running work never names its node: it counts
+  against every node. Only a stage host narrows an item to one node.
+
+Staged images that no import runs for are not in flight (they may wait for days): they are
+listed before a stop (:attr:`ImportWork.staged`). Soft-deleted rows (``deleted = 1``) are never
+counted. A read that fails raises; the caller makes it unknown, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glance_tui.adapters.database import Database
+
+LIMIT = 500  # rows per read: more work than this blocks the drain anyway (the count says "at least")
+STAGE_HOST, IMPORT_TASK, IMPORTING_TO = "os_glance_stage_host", "os_glance_import_task", "os_glance_importing_to_stores"
+_COPIED = re.compile(r"Copied (\d+) MiB")
+MIB = 1024 * 1024
+
+_TASKS = ("SELECT t.id, t.status, t.image_id, TIMESTAMPDIFF(SECOND, t.created_at, UTC_TIMESTAMP()),"
+          " TIMESTAMPDIFF(SECOND, COALESCE(t.updated_at, t.created_at), UTC_TIMESTAMP()), ti.input, ti.message"
+          " FROM tasks t LEFT JOIN task_info ti ON ti.task_id = t.id"
+          " WHERE t.deleted = 0 AND t.status IN ('pending', 'processing') ORDER BY t.created_at LIMIT %s")
+_IMAGES = ("SELECT i.id, i.status, i.size, TIMESTAMPDIFF(SECOND, COALESCE(i.updated_at, i.created_at), UTC_TIMESTAMP())"
+           " FROM images i WHERE i.deleted = 0 AND (i.status IN ('importing', 'uploading') OR EXISTS ("
+           "SELECT 1 FROM image_properties p WHERE p.image_id = i.id AND p.deleted = 0"
+           f" AND p.name = '{IMPORTING_TO}' AND p.value <> '')) ORDER BY i.created_at LIMIT %s")
+_PROPS = ("SELECT image_id, name, value FROM image_properties WHERE deleted = 0"
+          f" AND name IN ('{STAGE_HOST}', '{IMPORT_TASK}', '{IMPORTING_TO}') AND image_id IN ({{}})")
+
+
+@dataclass(frozen=True)
+class ImportItem:
+    """One image's import (or a task that names no image) as Glance records it."""
+
+    image_id: str  # "" when a task names no image
+    method: str  # glance-direct, web-download, copy-image, glance-download; "?" when Glance does not say
+    signs: tuple[str, ...]  # what shows it: "task processing", "image importing", "stores left: fs1"
+    age: float | None  # seconds since the task was created (else since the image last changed), database clock
+    size: int | None = None  # bytes so far where Glance records it (a task's "Copied N MiB", a staged image's size)
+    stage_host: str = ""  # os_glance_stage_host: the worker that holds its staged data
+    task_id: str = ""
+    where: str = "any node"  # "this node" when the stage host names it (set by :func:`for_node`)
+
+    def describe(self) -> str:
+        size = "size ?" if self.size is None else f"{_size(self.size)} so far"
+        age = "age ?" if self.age is None else f"{self.age:.0f}s old"
+        what = self.image_id or f"task {self.task_id}"
+        return f"{what} ({self.method}; {', '.join(self.signs)}; {age}; {size}; {self.where})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"image": self.image_id, "method": self.method, "signs": list(self.signs), "age": self.age,
+                "size": self.size, "stage_host": self.stage_host, "task": self.task_id, "where": self.where}
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} B"
+
+
+@dataclass(frozen=True)
+class ImportWork:
+    """``running``: imports that may be running (in flight); ``staged``: staged data no import runs for."""
+
+    running: tuple[ImportItem, ...] = ()
+    staged: tuple[ImportItem, ...] = ()
+    truncated: bool = False  # a read hit LIMIT: there is at least this much
+
+    @property
+    def count(self) -> int:
+        return len(self.running)
+
+
+def _method(raw: Any) -> tuple[str, str]:
+    """(image_id, method) from ``task_info.input`` (JSON); ("", "?") when it is not Glance's shape."""
+    try:
+        data = json.loads(raw) if isinstance(raw, (str, bytes)) else None
+    except ValueError:
+        return "", "?"
+    if not isinstance(data, dict):
+        return "", "?"
+    image = data.get("image_id") if isinstance(data.get("image_id"), str) else ""
+    req = data.get("import_req")
+    method = req.get("method") if isinstance(req, dict) else None
+    name = method.get("name") if isinstance(method, dict) else None
+    return image, name if isinstance(name, str) and name else "?"
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int) and value >= 0 else None
+
+
+async def read_import_work(db: "Database") -> ImportWork:
+    """Every import Glance records, cluster-wide; raises :class:`~glance_tui.errors.AdapterError` on a failed read."""
+    tasks = await db.rows(_TASKS, (LIMIT,))
+    images = await db.rows(_IMAGES, (LIMIT,))
+    ids = sorted({str(r[0]) for r in images} | {str(r[2]) for r in tasks if r[2]})
+    props: dict[str, dict[str, str]] = {}
+    for start in range(0, len(ids), 200):
+        chunk = ids[start:start + 200]
+        for image_id, name, value in await db.rows(_PROPS.format(", ".join(["%s"] * len(chunk))), tuple(chunk)):
+            props.setdefault(str(image_id), {})[str(name)] = str(value or "")
+    items: dict[str, ImportItem] = {}
+    for task_id, status, column_image, age, _since, raw_input, message in tasks:
+        image, method = _method(raw_input)
+        image = image or str(column_image or "")
+        copied = _COPIED.search(str(message or ""))
+        key = image or f"task:{task_id}"
+        items[key] = ImportItem(image, method, (f"task {status}",), _seconds(age), int(copied.group(1)) * MIB if copied else None,
+                                props.get(image, {}).get(STAGE_HOST, ""), str(task_id))
+    staged: list[ImportItem] = []
+    for image_id, status, size, age in images:
+        image_id = str(image_id)
+        mine = props.get(image_id, {})
+        signs = [f"image {status}"] if status in ("importing", "uploading") else []
+        left = mine.get(IMPORTING_TO, "").strip(",")
+        if left:
+            signs.append(f"stores left: {left}")
+        known = items.get(image_id)
+        if known is not None:
+            items[image_id] = replace(known, signs=known.signs + tuple(signs), size=known.size if known.size is not None else _int(size))
+        elif status == "uploading" and not left:  # staged (or staging): nothing runs for it
+            staged.append(ImportItem(image_id, "glance-direct", tuple(signs), _seconds(age), _int(size), mine.get(STAGE_HOST, ""),
+                                     mine.get(IMPORT_TASK, "")))
+        else:
+            items[image_id] = ImportItem(image_id, "?", tuple(signs), _seconds(age), _int(size), mine.get(STAGE_HOST, ""), mine.get(IMPORT_TASK, ""))
+    return ImportWork(tuple(items.values()), tuple(staged), len(tasks) >= LIMIT or len(images) >= LIMIT)
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and value >= 0 else None
+
+
+@dataclass(frozen=True)
+class StageHosts:
+    """Each node's self URL (``worker_self_reference_url``, else ``public_endpoint``) from its own
+    glance-api.conf. A URL two nodes share (a public endpoint) names no node; a node whose
+    config could not be read is in ``unread`` (an item that may be its own is nobody's)."""
+
+    urls: dict[str, str] = field(default_factory=dict)  # node -> self URL ("" when none)
+    unread: dict[str, str] = field(default_factory=dict)  # node -> why
+
+    def owner(self, stage_host: str) -> str | None:
+        """The one node whose self URL is ``stage_host``; None when it names no node, several, or
+        when a node's config is unread (that node could share the URL: never assumed it does not)."""
+        host = stage_host.strip().rstrip("/")
+        owners = [n for n, url in self.urls.items() if url and url == host]
+        return owners[0] if len(owners) == 1 and not self.unread else None
+
+
+def for_node(work: ImportWork, node: str, hosts: StageHosts) -> ImportWork:
+    """The work that counts against ``node``: everything that names no node, and what its stage host names it."""
+
+    def mine(item: ImportItem) -> ImportItem | None:
+        owner = hosts.owner(item.stage_host) if item.stage_host else None
+        if owner is None:
+            return item
+        return replace(item, where="this node") if owner == node else None
+
+    return ImportWork(tuple(i for i in map(mine, work.running) if i is not None),
+                      tuple(i for i in map(mine, work.staged) if i is not None), work.truncated)

@@ -1,0 +1,195 @@
+"""A node's in-flight work: what must be zero before it is stopped.
+
+The load balancer's sessions (scur + qcur on every instance × backend) are only part of it.
+Glance also works where HAProxy cannot see: image imports run inside the API worker after
+their request answered 202 (:mod:`glance_tui.import_work`), and with distributed import the
+other nodes proxy requests for an image staged here straight to this node's own URL. So a
+node's in-flight is the sum of the LB sessions, the client connections established to its API
+port read on the node itself (``[commands] connections``; the load balancers' own connections —
+their sessions, already counted, and their health checks — are left out by their
+``source_addresses``), and the import work that may be running on it. A part that cannot be
+read is unknown, and so is the sum: unknown blocks, never 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from glance_tui.db_clients import resolve_here
+from glance_tui.errors import GlanceTuiError
+from glance_tui.import_work import ImportItem, ImportWork, StageHosts, for_node, read_import_work
+from glance_tui.node.glance_conf import ImportConf, parse_import_conf
+from glance_tui.node.readings import Connection, parse_connections
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glance_tui.adapters.lbset import ServerView
+    from glance_tui.commands import RemoteCommand
+    from glance_tui.config import Config
+    from glance_tui.context import Context
+
+KINDS = ("lb", "connections", "imports")  # the parts, in the order they are shown
+MEANING = {"lb": "load-balancer sessions", "connections": "other client connections to its API port", "imports": "image imports"}
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """One reading of a node's work; a part is None when it could not be read (``problems`` says why)."""
+
+    lb: int | None
+    connections: tuple[Connection, ...] | None
+    imports: ImportWork | None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int | None]:
+        return {"lb": self.lb, "connections": None if self.connections is None else len(self.connections),
+                "imports": None if self.imports is None else self.imports.count}
+
+    @property
+    def total(self) -> int | None:
+        counts = self.counts.values()
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+    def busy(self) -> tuple[str, ...]:
+        """The kinds not (known to be) zero."""
+        return tuple(k for k, c in self.counts.items() if c != 0)
+
+    def summary(self) -> str:
+        """``LB 0 · connections 1 · imports 2`` (``?`` for an unknown part)."""
+        names = {"lb": "LB", "connections": "connections", "imports": "imports"}
+        return " · ".join(f"{names[k]} {'?' if c is None else c}" for k, c in self.counts.items())
+
+    def lines(self) -> list[str]:
+        """What each piece of work is: the operator's dialog, the drain view, ``status``."""
+        out = [f"connection from {c.peer} to {c.local}" for c in self.connections or ()]
+        out += [f"import {i.describe()}" for i in (self.imports.running if self.imports else ())]
+        if self.imports is not None and self.imports.truncated:
+            out.append(f"(Glance records more imports than the {len(self.imports.running)} read)")
+        out += [f"unknown: {p}" for p in self.problems]
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lb": self.lb, "connections": None if self.connections is None else [c.peer for c in self.connections],
+                "imports": None if self.imports is None else [i.as_dict() for i in self.imports.running],
+                "problems": list(self.problems)}
+
+
+async def lb_sources(config: "Config") -> tuple[set[str], list[str]]:
+    """Every load balancer's own source addresses (``source_addresses``, else its ``stats_url``
+    host), resolved here; and the instances whose addresses do not resolve."""
+    found: set[str] = set()
+    problems: list[str] = []
+
+    async def one(lb) -> None:
+        names = list(lb.source_addresses) or [urlsplit(lb.stats_url).hostname or ""]
+        for name in names:
+            ips = await resolve_here(name)
+            if not ips:
+                problems.append(f"load balancer {lb.name}'s source address {name!r} does not resolve here")
+            found.update(ips)
+
+    await asyncio.gather(*(one(lb) for lb in config.lbs))
+    return found, sorted(problems)
+
+
+async def _output(ctx: "Context", cmd: "RemoteCommand", what: str) -> str:
+    """The command's stdout; :class:`ValueError` naming ``what`` when it cannot be run or fails."""
+    try:
+        result = await ctx.run(cmd)
+    except GlanceTuiError as exc:
+        raise ValueError(f"cannot read {what}: {exc.what}") from None
+    if not result.ok:
+        raise ValueError(f"cannot read {what}: `{cmd.command}` exited {result.exit_status} ({' | '.join(result.tail(1))})")
+    return result.stdout
+
+
+async def import_conf(ctx: "Context", node: str) -> ImportConf:
+    """The node's self URL and staging directory from its own glance-api.conf (``read_config``);
+    :class:`ValueError` when it cannot be read."""
+    try:
+        return parse_import_conf(await _output(ctx, ctx.commands(node).read_config(), f"{node}'s glance-api.conf"))
+    except ValueError as exc:
+        raise ValueError(str(exc) if str(exc).startswith("cannot read") else f"{node}: {exc}") from None
+
+
+async def stage_hosts(ctx: "Context") -> StageHosts:
+    """Every node's self URL, each read on the node (an unread one is named, never guessed)."""
+    names = [n.name for n in ctx.config.nodes]
+    confs = await asyncio.gather(*(import_conf(ctx, n) for n in names), return_exceptions=True)
+    urls, unread = {}, {}
+    for name, conf in zip(names, confs):
+        if isinstance(conf, ImportConf):
+            urls[name] = conf.self_url
+        elif isinstance(conf, ValueError):
+            unread[name] = str(conf)
+        else:
+            raise conf
+    return StageHosts(urls, unread)
+
+
+async def node_connections(ctx: "Context", node: str, exclude: set[str]) -> tuple[Connection, ...]:
+    """Established client connections to the node's API port, read on the node, without the
+    load balancers' own; :class:`ValueError` when the reading fails or cannot be parsed."""
+    output = await _output(ctx, ctx.commands(node).connections(), f"{node}'s connections")
+    try:
+        found = parse_connections(output)
+    except ValueError as exc:
+        raise ValueError(f"{node}'s connections: {exc}") from None
+    return tuple(c for c in found if c.peer_ip not in exclude)
+
+
+async def read_in_flight(ctx: "Context", node: str, view: "ServerView", hosts: StageHosts,
+                         sources: tuple[set[str], list[str]]) -> InFlight:
+    """All three parts at once; each that fails is unknown with its reason."""
+    problems: list[str] = []
+    exclude, unresolved = sources
+
+    async def conns() -> tuple[Connection, ...] | None:
+        if unresolved:  # cannot tell HAProxy's own connections from others
+            problems.extend(unresolved)
+            return None
+        try:
+            return await node_connections(ctx, node, exclude)
+        except ValueError as exc:
+            problems.append(str(exc))
+            return None
+
+    async def imports() -> ImportWork | None:
+        try:
+            return for_node(await read_import_work(ctx.cluster.db), node, hosts)
+        except GlanceTuiError as exc:
+            problems.append(f"cannot read Glance's import work from the database: {exc.what}")
+            return None
+
+    connections, work = await asyncio.gather(conns(), imports())
+    if view.in_flight is None:
+        problems.insert(0, f"load balancer: {'; '.join(view.problems) or view.status or 'no reading'}")
+    return InFlight(view.in_flight, connections, work, tuple(problems))
+
+
+@dataclass
+class WaitLedger:
+    """How long each kind held a drain wait (not known to be zero), and what was seen: the
+    ``drain.work`` record the run report shows."""
+
+    node: str
+    held: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in KINDS})
+    last: float | None = None
+    seen_imports: dict[str, ImportItem] = field(default_factory=dict)
+    seen_peers: set[str] = field(default_factory=set)
+
+    def add(self, reading: InFlight, elapsed: float) -> None:
+        step = 0.0 if self.last is None else max(0.0, elapsed - self.last)
+        self.last = elapsed
+        for kind in reading.busy():
+            self.held[kind] += step
+        for item in reading.imports.running if reading.imports else ():
+            self.seen_imports[item.image_id or item.task_id] = item
+        self.seen_peers.update(c.peer for c in reading.connections or ())
+
+    def record(self) -> dict[str, Any]:
+        return {"node": self.node, "held_by": {k: round(v, 2) for k, v in self.held.items()},
+                "imports": [i.as_dict() for i in self.seen_imports.values()], "connections": sorted(self.seen_peers)}

@@ -1,0 +1,49 @@
+"""What a node's own glance-api.conf says about its image imports: its self URL and its staging directory.
+
+Glance records on a staged image the URL of the worker that holds the data
+(``os_glance_stage_host`` = ``worker_self_reference_url``, else ``public_endpoint``) and keeps
+the staged data in a local directory: ``[os_glance_staging_store] filesystem_store_datadir``
+when ``enabled_backends`` is set (default ``/var/lib/glance/staging``), else ``[DEFAULT]
+node_staging_uri`` (default ``file:///tmp/staging/``) — ``glance.housekeeping.staging_store_path``.
+Several files concatenated are read in order, the last value winning as in oslo.config.
+"""
+
+from __future__ import annotations
+
+import configparser
+from dataclasses import dataclass
+
+STAGING_DEFAULT = "/var/lib/glance/staging"
+NODE_STAGING_DEFAULT = "file:///tmp/staging/"
+
+
+@dataclass(frozen=True)
+class ImportConf:
+    self_url: str  # "" when neither worker_self_reference_url nor public_endpoint is set
+    staging_dir: str
+
+
+def _url(value: str) -> str:
+    return value.strip().rstrip("/")
+
+
+def parse_import_conf(text: str) -> ImportConf:
+    """The node's self URL and staging directory; ``ValueError`` when the text is not a config
+    or the staging store is not a local directory."""
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        raise ValueError(f"its glance-api.conf cannot be parsed ({exc.__class__.__name__})") from None
+    default = parser.defaults()
+    self_url = _url(default.get("worker_self_reference_url", "") or default.get("public_endpoint", ""))
+    if default.get("enabled_backends", "").strip():
+        staging = parser.get("os_glance_staging_store", "filesystem_store_datadir", fallback="").strip() or STAGING_DEFAULT
+    else:
+        uri = default.get("node_staging_uri", "").strip() or NODE_STAGING_DEFAULT
+        if not uri.startswith("file://"):
+            raise ValueError(f"its node_staging_uri {uri[:80]!r} is not a file:// directory")
+        staging = uri[len("file://"):]
+    if not staging.startswith("/"):
+        raise ValueError(f"its staging directory {staging[:80]!r} is not an absolute path")
+    return ImportConf(self_url, staging.rstrip("/") or "/")

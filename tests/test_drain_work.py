@@ -1,0 +1,217 @@
+"""The drain waits for the work HAProxy cannot see: Glance's image imports (read from Glance's own
+tables in the lab's real MariaDB) and client connections made straight to a node's API port
+(read on the node over real SSH), and the stop re-checks both right before it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+
+import pytest
+
+from glance_tui.engine import Engine
+from glance_tui.events import DrainProgress
+from glance_tui.journal import read_records
+from glance_tui.journal_read import shape_problem
+from glance_tui.lab.lab import DB_SCHEMA, Lab
+from glance_tui.lab.mariadb import sql_string
+from glance_tui.operator import DrainDecision, Unattended
+
+pytestmark = pytest.mark.services
+
+
+def sql(lab: Lab, statement: str) -> str:
+    return lab.mariadb(lab.load_layout()).execute(f"USE `{DB_SCHEMA}`;\n{statement}")
+
+
+def start_import(lab: Lab, method: str = "web-download", message: str = "Copied 3 MiB") -> str:
+    """What Glance writes when an import begins: the image importing, its task processing."""
+    image_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+    body = json.dumps({"image_id": image_id, "import_req": {"method": {"name": method}}, "backend": ["fs"]})
+    sql(lab, f"INSERT INTO images (id, name, status, created_at, deleted) VALUES ({sql_string(image_id)}, 'big', 'importing', UTC_TIMESTAMP(), 0);\n"
+             f"INSERT INTO tasks (id, type, status, owner, created_at, updated_at, deleted, image_id) VALUES ({sql_string(task_id)}, "
+             f"'api_image_import', 'processing', 'p', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0, {sql_string(image_id)});\n"
+             f"INSERT INTO task_info (task_id, input, message) VALUES ({sql_string(task_id)}, {sql_string(body)}, {sql_string(message)});")
+    return image_id
+
+
+def finish_imports(lab: Lab) -> None:
+    sql(lab, "UPDATE tasks SET status = 'success'; UPDATE images SET status = 'active' WHERE status = 'importing';")
+
+
+def clear(lab: Lab) -> None:
+    sql(lab, "DELETE FROM task_info; DELETE FROM tasks; DELETE FROM image_properties; DELETE FROM images;")
+
+
+async def first_steps(engine: Engine, operator) -> None:
+    for step in ("preflight", "backup"):
+        assert await engine.run_step(engine.plan.step(step), operator) == "done"
+
+
+async def held_drain(engine: Engine, operator, seen: list[DrainProgress]) -> tuple[asyncio.Task, DrainProgress]:
+    """Start the NEW NODE's drain; once it reads work, wait past the quiet period (the LB reads 0
+    all along): it must still be waiting. Returns the running step and the last reading."""
+    await first_steps(engine, operator)
+    run = asyncio.create_task(engine.run_step(engine.plan.step("new-node"), operator))
+    for _ in range(200):
+        if any(p.work and p.in_flight is not None for p in seen):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2)
+    assert not run.done(), "the node was stopped with work running on it"
+    return run, [p for p in seen if p.work and p.in_flight is not None][-1]
+
+
+def journal(engine: Engine) -> list[dict]:
+    return list(read_records(engine.journal.path))
+
+
+async def test_a_running_import_holds_the_drain_and_is_shown(sim_lab, sim_config):
+    sim_lab.reset()
+    clear(sim_lab)
+    image_id = start_import(sim_lab)
+    seen: list[DrainProgress] = []
+    engine = Engine.open(sim_config, resume=False)
+    engine.subscribe(lambda e: seen.append(e) if isinstance(e, DrainProgress) else None)
+    operator = Unattended("glance-1")
+    try:
+        run, shown = await held_drain(engine, operator, seen)
+        assert shown.in_flight == 1 and "imports 1" in shown.parts and "LB 0" in shown.parts
+        assert any(image_id in line and "web-download" in line and "3.0 MiB" in line for line in shown.work), shown.work
+        finish_imports(sim_lab)
+        assert await asyncio.wait_for(run, 60) == "done"
+    finally:
+        await engine.close()
+        clear(sim_lab)
+    records = journal(engine)
+    work = [r for r in records if r["event"] == "drain.work"]
+    assert work and work[-1]["node"] == "glance-1" and work[-1]["held_by"]["imports"] >= 1.5
+    assert [i["image"] for i in work[-1]["imports"]] == [image_id]
+    assert all(not shape_problem(r) for r in records)
+
+
+class ImportDuringConfirm(Unattended):
+    """Confirms the stop only after an import started on the node while the dialog sat open."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__("glance-1")
+        self.lab = lab
+        self.started: str | None = None
+
+    async def confirm(self, step, action, commands) -> bool:
+        if action.id == "stop" and self.started is None:
+            self.started = start_import(self.lab, "glance-direct")
+        return True
+
+
+async def test_the_stop_is_refused_when_an_import_started_while_its_confirmation_sat_open(sim_lab, sim_config):
+    sim_lab.reset()
+    clear(sim_lab)
+    operator = ImportDuringConfirm(sim_lab)
+    engine = Engine.open(sim_config, resume=False)
+    try:
+        await first_steps(engine, operator)
+        assert await engine.run_step(engine.plan.step("new-node"), operator) == "failed"
+        assert (await engine.cluster.probe_node("glance-1")).running  # never stopped
+    finally:
+        await engine.close()
+        clear(sim_lab)
+    failed = [r for r in journal(engine) if r["event"] == "action.end" and r.get("action") == "stop"]
+    assert failed and failed[-1]["ok"] is False
+    assert "refusing to stop glance-1" in failed[-1]["error"] and operator.started in failed[-1]["error"] and "glance-direct" in failed[-1]["error"]
+
+
+class StopAnyway(Unattended):
+    """Stops with a typed reason at the drain timeout, and starts a new import at the stop's confirmation."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__("glance-1")
+        self.lab = lab
+        self.late: str | None = None
+
+    async def drain_timeout(self, node, in_flight, waited, work=()):
+        self.offered = work
+        return DrainDecision("stop", "the import is a test fixture")
+
+    async def confirm(self, step, action, commands) -> bool:
+        if action.id == "stop" and self.late is None:
+            self.late = start_import(self.lab, "copy-image")
+        return True
+
+
+async def test_an_override_covers_the_imports_the_operator_saw_not_a_new_one(sim_lab, sim_config, tmp_path):
+    from glance_tui.config import load_config
+
+    sim_lab.reset()
+    clear(sim_lab)
+    seen_by_operator = start_import(sim_lab)
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(sim_lab.config_path.read_text().replace("drain_timeout = 120", "drain_timeout = 2"))
+    operator = StopAnyway(sim_lab)
+    engine = Engine.open(load_config(cfg), resume=False)
+    try:
+        await first_steps(engine, operator)
+        assert await engine.run_step(engine.plan.step("new-node"), operator) == "failed"
+        assert (await engine.cluster.probe_node("glance-1")).running
+    finally:
+        await engine.close()
+        clear(sim_lab)
+    assert any(seen_by_operator in line for line in operator.offered)  # the dialog named what would fail
+    records = journal(engine)
+    decision = next(r for r in records if r["event"] == "decision" and r.get("gate") == "drain-timeout")
+    assert decision["choice"] == "stop" and decision["in_flight"] == 1
+    error = next(r for r in records if r["event"] == "action.end" and r.get("action") == "stop")["error"]
+    assert operator.late in error and "started after the stop was decided" in error
+
+
+async def test_a_direct_client_connection_counts_and_the_load_balancer_does_not(sim_lab, sim_config):
+    sim_lab.reset()
+    clear(sim_lab)
+    node = next(n for n in sim_lab.load_layout().nodes if n.name == "glance-1")
+    seen: list[DrainProgress] = []
+    engine = Engine.open(sim_config, resume=False)
+    engine.subscribe(lambda e: seen.append(e) if isinstance(e, DrainProgress) else None)
+    operator = Unattended("glance-1")
+    # another node proxying a distributed-import request straight to glance-1: not through HAProxy
+    direct = socket.create_connection((node.host, node.api_port))
+    try:
+        run, shown = await held_drain(engine, operator, seen)
+        assert "connections 1" in shown.parts and "LB 0" in shown.parts
+        peer = "%s:%d" % direct.getsockname()
+        assert any(peer in line for line in shown.work), shown.work  # the health checks' connections are not listed
+        direct.close()
+        assert await asyncio.wait_for(run, 60) == "done"
+    finally:
+        direct.close()
+        await engine.close()
+    work = [r for r in journal(engine) if r["event"] == "drain.work"][-1]
+    assert work["connections"] and work["held_by"]["connections"] >= 1.5 and work["held_by"]["lb"] == 0
+
+
+async def test_an_unreadable_import_table_is_unknown_and_blocks(sim_lab, sim_config, tmp_path):
+    from glance_tui.config import load_config
+
+    sim_lab.reset()
+    clear(sim_lab)
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(sim_lab.config_path.read_text().replace("drain_timeout = 120", "drain_timeout = 3"))
+    seen: list[DrainProgress] = []
+    engine = Engine.open(load_config(cfg), resume=False)
+    engine.subscribe(lambda e: seen.append(e) if isinstance(e, DrainProgress) else None)
+    operator = Unattended("glance-1")
+    try:
+        await first_steps(engine, operator)
+        sql(sim_lab, "RENAME TABLE tasks TO tasks_away;")
+        try:
+            assert await engine.run_step(engine.plan.step("new-node"), operator) == "failed"
+        finally:
+            sql(sim_lab, "RENAME TABLE tasks_away TO tasks;")
+        assert (await engine.cluster.probe_node("glance-1")).running
+    finally:
+        await engine.close()
+    assert seen and all(p.in_flight is None for p in seen)
+    assert any("import work" in line for line in seen[-1].work)
+    error = next(r for r in journal(engine) if r["event"] == "action.end" and r.get("action") == "wait-drained")["error"]
+    assert "cannot tell whether glance-1 is drained" in error and "tasks" in error

@@ -1,0 +1,158 @@
+"""Glance's import work read from Glance's own tables (the DDL its `db sync` makes) on a real MariaDB."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from glance_tui.adapters.database import Database
+from glance_tui.errors import AdapterError
+from glance_tui.import_work import StageHosts, for_node, read_import_work
+from glance_tui.lab.mariadb import sql_string
+from glance_tui.node.glance_conf import parse_import_conf
+
+pytestmark = pytest.mark.services
+
+DDL = Path(__file__).parent / "fixtures" / "glance_tables.sql"
+A, B = "http://10.0.0.11:9292", "http://10.0.0.12:9292"
+
+
+@pytest.fixture
+def gdb(glance_db_factory):
+    """A fresh schema with Glance's real images, image_properties, tasks and task_info tables."""
+    db = glance_db_factory()
+    db.execute(DDL.read_text())
+    return db
+
+
+def _q(value) -> str:
+    return "NULL" if value is None else sql_string(str(value))
+
+
+def image(db, status: str, *, size: int | None = None, props: dict[str, str] | None = None, deleted: int = 0,
+          deleted_props: dict[str, str] | None = None) -> str:
+    image_id = str(uuid.uuid4())
+    db.execute(f"INSERT INTO images (id, name, size, status, created_at, updated_at, deleted, min_disk, min_ram, visibility) VALUES "
+               f"({_q(image_id)}, 'img', {_q(size)}, {_q(status)}, UTC_TIMESTAMP() - INTERVAL 90 SECOND, UTC_TIMESTAMP() - INTERVAL 30 SECOND, {deleted}, 0, 0, 'shared')")
+    for gone, rows in ((0, props or {}), (1, deleted_props or {})):
+        for name, value in rows.items():
+            db.execute(f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES "
+                       f"({_q(image_id)}, {_q(name)}, {_q(value)}, UTC_TIMESTAMP(), {gone})")
+    return image_id
+
+
+def task(db, status: str, image_id: str | None, method: str, *, message: str | None = None, deleted: int = 0, column_image: bool = True) -> str:
+    task_id = str(uuid.uuid4())
+    body = {"image_id": image_id, "import_req": {"method": {"name": method}}, "backend": ["fs"]}
+    db.execute(f"INSERT INTO tasks (id, type, status, owner, created_at, updated_at, deleted, image_id) VALUES "
+               f"({_q(task_id)}, 'api_image_import', {_q(status)}, 'p1', UTC_TIMESTAMP() - INTERVAL 120 SECOND, UTC_TIMESTAMP(), {deleted}, "
+               f"{_q(image_id if column_image else None)})")
+    db.execute(f"INSERT INTO task_info (task_id, input, message) VALUES ({_q(task_id)}, {_q(json.dumps(body))}, {_q(message)})")
+    return task_id
+
+
+async def read(db):
+    async with Database(db.database_config()) as conn:
+        return await read_import_work(conn)
+
+
+async def test_nothing_recorded_is_zero(gdb) -> None:
+    work = await read(gdb)
+    assert work.count == 0 and not work.staged and not work.truncated
+
+
+async def test_web_download_running_is_one_import_with_every_sign(gdb) -> None:
+    img = image(gdb, "importing", props={"os_glance_importing_to_stores": "fs", "os_glance_import_task": "x"})
+    tid = task(gdb, "processing", img, "web-download", message="Copied 12 MiB")
+    work = await read(gdb)
+    assert work.count == 1, work
+    item = work.running[0]
+    assert (item.image_id, item.method, item.task_id, item.size) == (img, "web-download", tid, 12 * 1024 * 1024)
+    assert set(item.signs) == {"task processing", "image importing", "stores left: fs"}
+    assert 100 <= item.age <= 200  # from the task's created_at, on the database's clock
+    assert img in item.describe() and "web-download" in item.describe() and "12.0 MiB" in item.describe()
+
+
+async def test_each_kind_alone_counts(gdb) -> None:
+    importing = image(gdb, "importing", size=2048)  # no task left (a task row culled): still an import
+    copying = image(gdb, "active", props={"os_glance_importing_to_stores": "fs2,fs3"})  # copy-image keeps it active
+    pending = task(gdb, "pending", None, "copy-image", column_image=False)  # a task that names no image
+    work = await read(gdb)
+    by_image = {i.image_id or i.task_id: i for i in work.running}
+    assert set(by_image) == {importing, copying, pending}
+    assert by_image[importing].signs == ("image importing",) and by_image[importing].size == 2048
+    assert by_image[copying].signs == ("stores left: fs2,fs3",)
+    assert by_image[pending].signs == ("task pending",) and by_image[pending].method == "copy-image"
+
+
+async def test_finished_deleted_and_emptied_work_is_not_counted(gdb) -> None:
+    done = image(gdb, "active", props={"os_glance_importing_to_stores": ""})  # every store done: Glance leaves ''
+    task(gdb, "success", done, "web-download")
+    task(gdb, "failure", done, "glance-direct")
+    gone = image(gdb, "importing", deleted=1)
+    task(gdb, "processing", gone, "web-download", deleted=1)
+    image(gdb, "active", deleted_props={"os_glance_importing_to_stores": "fs"})  # a soft-deleted property row
+    work = await read(gdb)
+    assert work.count == 0 and not work.staged, work
+
+
+async def test_staged_images_are_listed_not_in_flight_and_narrowed_by_stage_host(gdb) -> None:
+    on_a = image(gdb, "uploading", size=5000, props={"os_glance_stage_host": A})
+    on_b = image(gdb, "uploading", size=7000, props={"os_glance_stage_host": B + "/"})
+    nowhere = image(gdb, "uploading")  # no stage host (still staging, or no self URL configured)
+    work = await read(gdb)
+    assert work.count == 0
+    assert {i.image_id for i in work.staged} == {on_a, on_b, nowhere}
+    hosts = StageHosts({"a": A, "b": B})
+    for_a = for_node(work, "a", hosts)
+    assert {i.image_id: i.where for i in for_a.staged} == {on_a: "this node", nowhere: "any node"}
+    assert {i.image_id for i in for_node(work, "b", hosts).staged} == {on_b, nowhere}
+    # a URL both nodes share (public_endpoint) names no node; nor does any URL while a config is unread
+    assert len(for_node(work, "a", StageHosts({"a": A, "b": A})).staged) == 3
+    assert len(for_node(work, "b", StageHosts({"a": A}, {"b": "cannot read"})).staged) == 3
+
+
+async def test_glance_direct_import_pending_on_its_stage_host_is_narrowed(gdb) -> None:
+    img = image(gdb, "uploading", size=4096, props={"os_glance_stage_host": A, "os_glance_import_task": "t"})
+    task(gdb, "pending", img, "glance-direct")
+    running = image(gdb, "importing")  # its stage host was popped when the import began: any node
+    task(gdb, "processing", running, "glance-direct")
+    work = await read(gdb)
+    hosts = StageHosts({"a": A, "b": B})
+    assert {i.image_id: i.where for i in for_node(work, "a", hosts).running} == {img: "this node", running: "any node"}
+    assert [i.image_id for i in for_node(work, "b", hosts).running] == [running]
+    assert not work.staged  # an import is on its way for the staged one
+
+
+async def test_a_read_without_privileges_fails_never_zero(gdb) -> None:
+    image(gdb, "importing")
+    for host in ("127.0.0.1", "localhost"):
+        gdb.server.execute(f"REVOKE ALL PRIVILEGES ON `{gdb.schema}`.* FROM {sql_string(gdb.user)}@{sql_string(host)};"
+                           f"GRANT SELECT ON `{gdb.schema}`.`images` TO {sql_string(gdb.user)}@{sql_string(host)};")
+    with pytest.raises(AdapterError) as info:
+        await read(gdb)
+    assert "tasks" in info.value.what or "denied" in info.value.what
+
+
+async def test_a_server_that_is_gone_fails_never_zero(gdb) -> None:
+    cfg = gdb.database_config(port=1, connect_timeout=1.0)
+    async with Database(cfg) as conn:
+        with pytest.raises(AdapterError):
+            await read_import_work(conn)
+
+
+def test_import_conf_from_glance_api_conf() -> None:
+    multi = parse_import_conf("[DEFAULT]\nenabled_backends = fs:file\nworker_self_reference_url = http://10.0.0.11:9292/\n"
+                              "public_endpoint = http://lb:9292\n[os_glance_staging_store]\nfilesystem_store_datadir = /srv/staging/\n")
+    assert (multi.self_url, multi.staging_dir) == ("http://10.0.0.11:9292", "/srv/staging")
+    default = parse_import_conf("[DEFAULT]\nenabled_backends = fs:file\npublic_endpoint = http://lb:9292\n")
+    assert (default.self_url, default.staging_dir) == ("http://lb:9292", "/var/lib/glance/staging")
+    single = parse_import_conf("[DEFAULT]\n")
+    assert (single.self_url, single.staging_dir) == ("", "/tmp/staging")
+    for bad in ("not a config", "[DEFAULT]\nnode_staging_uri = swift://x\n",
+                "[DEFAULT]\nenabled_backends = a:file\n[os_glance_staging_store]\nfilesystem_store_datadir = rel/dir\n"):
+        with pytest.raises(ValueError):
+            parse_import_conf(bad)
