@@ -154,6 +154,8 @@ def status_text(status: dict) -> str:
     for n in status["nodes"]:
         lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']}, {n.get('runtime')})"
                      f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+    if status.get("web"):
+        lines.append(f"  web       {status['web']['url']:<24} {up(status['web']['running'])}  (web-download source, slow by design)")
     if status.get("autostart"):
         lines.append("  autostart a node's upgrade starts its service (as a Debian/Ubuntu postinst does)")
     lines.append(f"  config    glance-tui -c {status['config']}")

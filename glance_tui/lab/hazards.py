@@ -180,6 +180,16 @@ class ImportHazard:
     web_rate: int
     stage_size: int
     outcomes: list[ImportOutcome] = field(default_factory=list)
+    # each accepted import is watched from its request on, so ``settled`` is when it really ended
+    _watchers: dict[str, asyncio.Task] = field(default_factory=dict, repr=False)
+    WATCH_LIMIT = 3600.0
+
+    def _watch(self, outcome: ImportOutcome) -> None:
+        async def watch() -> None:
+            async with self._client() as http:
+                await settle(http, self.lb_url, outcome, timeout=self.WATCH_LIMIT)
+
+        self._watchers[outcome.image] = asyncio.create_task(watch())
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0),
@@ -211,6 +221,7 @@ class ImportHazard:
                 outcome.detail = f"the import request through the LB failed: {exc}"[:200]
                 return ""
         outcome.requested = time.time()
+        self._watch(outcome)
         return served
 
     async def start_web_download(self) -> ImportOutcome:
@@ -228,10 +239,17 @@ class ImportHazard:
                 outcome.detail = f"web-download on {name} failed: {exc}"[:200]
                 return outcome
         outcome.requested = time.time()
+        self._watch(outcome)
         return outcome
 
     async def settle(self, timeout: float) -> None:
-        """Wait (together) for every accepted import to settle; read the others once."""
+        """Wait up to ``timeout`` for the accepted imports' watchers (what they saw last stands);
+        read the others once."""
+        watchers = list(self._watchers.values())
+        if watchers:
+            await asyncio.wait(watchers, timeout=timeout)
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         async with self._client() as http:
-            await asyncio.gather(*(settle(http, self.lb_url, o, timeout=timeout if o.requested else 0)
-                                   for o in self.outcomes if o.image))
+            await asyncio.gather(*(settle(http, self.lb_url, o, timeout=0) for o in self.outcomes if o.image and not o.requested))

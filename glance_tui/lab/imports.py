@@ -35,7 +35,9 @@ class ImportOutcome:
     status: str = "not requested"
     checksum_match: bool = False
     requested: float = 0.0  # epoch seconds the import was accepted (0: never)
-    settled: float = 0.0  # epoch seconds it was seen settled (0: never)
+    # epoch seconds it was first seen settled (0: never): the rehearsal's own imports are watched
+    # from their request on; the load's are read when the run ends
+    settled: float = 0.0
     detail: str = ""
 
     @property
