@@ -149,15 +149,18 @@ async def cmd_check(config: Config, as_json: bool) -> int:
 
 
 async def cmd_status(config: Config, as_json: bool) -> int:
+    import asyncio
+
+    from glance_tui.inflight import cluster_work
     from glance_tui.report import snapshot_dict, status_text
 
     async def body(ctx: Any) -> int:
-        snap = await ctx.snapshot()
+        snap, work = await asyncio.gather(ctx.snapshot(), cluster_work(ctx))
         check = await ctx.newest_db_check()
         if as_json:
-            print(json.dumps(snapshot_dict(snap, check), indent=2))
+            print(json.dumps(snapshot_dict(snap, check, work=work), indent=2))
         else:
-            print(status_text(snap, check, {n.name: n.lb_server for n in config.nodes}))
+            print(status_text(snap, check, {n.name: n.lb_server for n in config.nodes}, work))
         return 0
 
     return await _with_context(config, body)

@@ -45,6 +45,9 @@ class RunState:
     # node -> "drain" | "maint": what this run set on every load balancer and must keep set until
     # its own "ready" (a HAProxy reload forgets it; see glance_tui.holds)
     held: dict[str, str] = field(default_factory=dict)
+    # node -> {"dir", "existed", "files"}: its staging directory as listed right before its stop,
+    # checked after its upgrade (see glance_tui.staging)
+    staging: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +71,9 @@ class RunState:
         started = data.get("started") if isinstance(data.get("started"), dict) else {}
         held = data.get("held") if isinstance(data.get("held"), dict) else {}
         held = {str(n): a for n, a in held.items() if a in ("drain", "maint")}
-        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started), held=held)
+        staging = data.get("staging") if isinstance(data.get("staging"), dict) else {}
+        staging = {str(n): s for n, s in staging.items() if isinstance(s, dict) and isinstance(s.get("dir"), str)}
+        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started), held=held, staging=staging)
 
 
 class Context:

@@ -193,3 +193,53 @@ class WaitLedger:
     def record(self) -> dict[str, Any]:
         return {"node": self.node, "held_by": {k: round(v, 2) for k, v in self.held.items()},
                 "imports": [i.as_dict() for i in self.seen_imports.values()], "connections": sorted(self.seen_peers)}
+
+
+@dataclass(frozen=True)
+class ClusterWork:
+    """What ``status`` shows beside the LB: every import Glance records (with the node its stage
+    host names, if any) and each node's other client connections; an unread part says why."""
+
+    imports: ImportWork | None
+    imports_error: str
+    hosts: StageHosts
+    connections: dict[str, tuple[Connection, ...] | None]
+    errors: dict[str, str]  # node -> why its connections are unknown
+
+    def where(self, item: ImportItem) -> str:
+        owner = self.hosts.owner(item.stage_host) if item.stage_host else None
+        return f"on {owner}" if owner else "any node"
+
+    def as_dict(self) -> dict[str, Any]:
+        items = lambda rows: [{**i.as_dict(), "where": self.where(i)} for i in rows]  # noqa: E731
+        return {"imports": None if self.imports is None else {"running": items(self.imports.running), "staged": items(self.imports.staged),
+                                                              "truncated": self.imports.truncated},
+                "imports_error": self.imports_error or None,
+                "connections": {n: None if c is None else [x.peer for x in c] for n, c in self.connections.items()},
+                "connections_errors": self.errors}
+
+
+async def cluster_work(ctx: "Context") -> ClusterWork:
+    """One read of every part ``status`` shows (nodes in parallel)."""
+    names = [n.name for n in ctx.config.nodes]
+    sources = await lb_sources(ctx.config)
+    errors: dict[str, str] = {}
+
+    async def conns(node: str) -> tuple[Connection, ...] | None:
+        if sources[1]:
+            errors[node] = "; ".join(sources[1])
+            return None
+        try:
+            return await node_connections(ctx, node, sources[0])
+        except ValueError as exc:
+            errors[node] = str(exc)
+            return None
+
+    async def imports() -> tuple[ImportWork | None, str]:
+        try:
+            return await read_import_work(ctx.cluster.db), ""
+        except GlanceTuiError as exc:
+            return None, exc.what
+
+    (work, error), hosts, *found = await asyncio.gather(imports(), stage_hosts(ctx), *(conns(n) for n in names))
+    return ClusterWork(work, error, hosts, dict(zip(names, found)), errors)

@@ -120,7 +120,10 @@ _OVERRIDE = _object({"step": lambda v: v is None or isinstance(v, str), "reason"
                      "gates": lambda v: v is None or (isinstance(v, list) and all(isinstance(g, str) for g in v))})
 _SEEN = _object({"installed_at": lambda v: v is None or _number(v), "stopped_at": lambda v: v is None or _number(v)})
 
-_TEXT = ("step", "action", "node", "tag", "command", "title", "why", "reason", "detail", "error", "outcome", "what", "gate",
+_STAGING = _object({"dir": lambda v: isinstance(v, str), "existed": lambda v: isinstance(v, bool),
+                    "files": lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v)})
+
+_TEXT = ("staging_dir", "step", "action", "node", "tag", "command", "title", "why", "reason", "detail", "error", "outcome", "what", "gate",
          "name", "version", "purpose", "carried_from", "when", "config", "target_release", "user", "host", "sudo_user",
          "tool_version", "config_sha256", "next", "new_node", "start_release", "choice")
 
@@ -147,6 +150,9 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "held_by": ("an object of kind → seconds or null", _opt(_dict_of(_number))),
     "imports": ("a list of objects or null", _opt(_list_of(_dict))),
     "connections": ("a list of strings or null", _opt(_list_of(_str))),
+    "files": ("a list of strings or null", _opt(_list_of(_str))),
+    "dir_exists": ("true, false or null", _opt(_bool)),
+    "staging": ("an object of node → {dir, existed, files} or null", _opt(_dict_of(_STAGING))),
 }
 
 REQUIRED = ("ts", "run", "event")

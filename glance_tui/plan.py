@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import httpx
 
 from glance_tui import gates as G
+from glance_tui import staging
 from glance_tui.command_tags import settle_database
 from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
@@ -254,8 +255,12 @@ async def _assert_drained(ctx: "Context", node: str) -> InFlight:
     return work
 
 
-async def _stop_and_verify(ctx: "Context", node: str, what: str) -> None:
-    await _assert_drained(ctx, node)
+async def _stop_and_verify(ctx: "Context", node: str, what: str, *, list_staged: bool = True) -> None:
+    """``list_staged``: list the staged images and the staging directory first (not when stopping
+    again what the upgrade started: the listing from before the upgrade is what it must keep)."""
+    work = await _assert_drained(ctx, node)
+    if list_staged:
+        await staging.before_stop(ctx, node, work)
     await _run_checked(ctx, ctx.commands(node).stop(), what, "look at the output; fix the service, then retry")
 
     async def stopped() -> bool:
@@ -400,35 +405,51 @@ def stop_action(node: str, *, keep_target: bool = True) -> Action:
     async def run(ctx: "Context", io: ActionIO) -> None:
         await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed")
 
-    return Action("stop", f"Stop Glance on {node}", node, True, lambda ctx: [ctx.commands(node).stop().display(), ctx.commands(node).processes().display() + "   # must list no Glance service"], needed, run)
+    def preview(ctx: "Context") -> list[str]:
+        cmds = ctx.commands(node)
+        return [f"[{node}] re-read right before the stop: LB sessions, {cmds.connections().display()}, Glance's import work   # all 0",
+                f"[{node}] $ ls -1A -- <its staging directory>   # images staged here but not imported are listed (kept through the upgrade)",
+                cmds.stop().display(), cmds.processes().display() + "   # must list no Glance service"]
+
+    return Action("stop", f"Stop Glance on {node}", node, True, preview, needed, run)
+
+
+async def _install(ctx: "Context", node: str, f: "NodeFacts") -> None:
+    """Install the target on the stopped node; stop again what its postinst started; verify the version."""
+    if f.running:
+        raise StepFailed(f"Glance is running on {node}; the guide upgrades stopped nodes only", fix="stop it first (the step's previous action)")
+    await _run_checked(ctx, ctx.commands(node).upgrade(), f"upgrading {node} failed", "look at the package manager output, fix, then retry")
+    f = await _known_facts(ctx, node)
+    if f.running:  # the package's postinst started the service again
+        ctx.journal.write("restarted-by-upgrade", node=node, pids=list(f.pids))
+        ctx.emit(Notice("warning", f"the upgrade started Glance on {node} again (package postinst); stopping it, it stays drained "
+                                   "(prevent this with policy-rc.d or systemctl mask, see README)"))
+        await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed", list_staged=False)
+        ctx.journal.write("stopped-again", node=node)
+        f = await _facts(ctx, node)
+    if not _installed_target(ctx, f):
+        p = ctx.config.policy
+        raise StepFailed(f"{node} reports {f.version or f.error or '?'} after the upgrade, not {p.target_version or p.target_release}", fix="check the package source for the target release")
+    ctx.journal.write("upgraded", node=node, version=f.version)
 
 
 def upgrade_action(node: str) -> Action:
     async def needed(ctx: "Context") -> bool:
-        return not _installed_target(ctx, await _facts(ctx, node))  # a stale node is installed already
+        # a stale node is installed already; a staging check still owed (a retry after it failed,
+        # a resumed run) runs even when the package is
+        return not _installed_target(ctx, await _facts(ctx, node)) or node in ctx.state.staging
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         f = await _known_facts(ctx, node)
-        if f.running:
-            raise StepFailed(f"Glance is running on {node}; the guide upgrades stopped nodes only", fix="stop it first (the step's previous action)")
-        await _run_checked(ctx, ctx.commands(node).upgrade(), f"upgrading {node} failed", "look at the package manager output, fix, then retry")
-        f = await _known_facts(ctx, node)
-        if f.running:  # the package's postinst started the service again
-            ctx.journal.write("restarted-by-upgrade", node=node, pids=list(f.pids))
-            ctx.emit(Notice("warning", f"the upgrade started Glance on {node} again (package postinst); stopping it, it stays drained "
-                                       "(prevent this with policy-rc.d or systemctl mask, see README)"))
-            await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed")
-            ctx.journal.write("stopped-again", node=node)
-            f = await _facts(ctx, node)
         if not _installed_target(ctx, f):
-            p = ctx.config.policy
-            raise StepFailed(f"{node} reports {f.version or f.error or '?'} after the upgrade, not {p.target_version or p.target_release}", fix="check the package source for the target release")
-        ctx.journal.write("upgraded", node=node, version=f.version)
+            await _install(ctx, node, f)
+        await staging.after_upgrade(ctx, node)  # the staged data the node held before its stop is still there
 
     def preview(ctx: "Context") -> list[str]:
         cmds = ctx.commands(node)
         return [cmds.upgrade().display(), cmds.installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}",
-                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)"]
+                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)",
+                f"[{node}] $ ls -1A -- <its staging directory>   # every staged file listed before the stop is still there"]
 
     return Action("upgrade", f"Upgrade {node} to the target release", node, True, preview, needed, run, forward=False)
 
@@ -650,7 +671,7 @@ def build_plan(ctx: "Context") -> Plan:
 
         async def new_upgraded(c: "Context") -> bool:
             f = (await c.node_facts()).get(new)
-            return bool(f and _installed_target(c, f))
+            return bool(f and _installed_target(c, f)) and new not in c.state.staging  # a staging check still owed
 
         steps.append(Step("upgrade-new", "3", f"Upgrade the NEW NODE ({new}), do not start it", WHY["upgrade-new"], (G.NEW_NODE_STOPPED,),
                           (upgrade_action(new),), new_upgraded, node=new))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from glance_tui.events import ActionFinished, ActionStarted, DrainProgress, Event, GatesEvaluated, Notice, OutputLine, RunFinished, StepChanged
 from glance_tui.gate_types import GateResult
 from glance_tui.probes import DbCheck, Snapshot
 from glance_tui.secrets import redact, redact_value
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glance_tui.inflight import ClusterWork
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -33,7 +36,7 @@ def gates_json(results: list[GateResult]) -> str:
     return json.dumps({"ok": all(r.ok for r in results), "gates": [redact_value(r.as_dict()) for r in results]}, indent=2)
 
 
-def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] | None = None) -> dict[str, Any]:
+def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] | None = None, *, work: "ClusterWork | None" = None) -> dict[str, Any]:
     nodes = []
     for name, f in snap.nodes.items():
         nodes.append({
@@ -57,7 +60,10 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
                   log_bin_trust_function_creators=f.log_bin_trust_function_creators, has_super=f.has_super)
     if check:
         db["db_check"] = {"node": check.node, "release": check.release, "exit": check.code, "meaning": check.meaning}
-    return redact_value({"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db})
+    out = {"taken_at": snap.taken_at, "load_balancer": {"error": snap.lb.error or None, "servers": lb}, "nodes": nodes, "database": db}
+    if work is not None:
+        out["work"] = work.as_dict()
+    return redact_value(out)
 
 
 def _service_cell(f) -> str:
@@ -70,7 +76,7 @@ def _service_cell(f) -> str:
     return "running" if f.running else "stopped"
 
 
-def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]) -> str:
+def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str], work: "ClusterWork | None" = None) -> str:
     rows = []
     notes = []
     for name, f in snap.nodes.items():
@@ -81,8 +87,9 @@ def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]
             lb_cell = v.state if v.state not in ("MIXED", "UNKNOWN") else f"{v.state}: {v.status}"
             flight = "?" if v.in_flight is None else str(v.in_flight)
         rate = "-" if v is None or v.rate is None else str(v.rate)
+        conns = "-" if work is None else ("?" if work.connections.get(name) is None else str(len(work.connections[name] or ())))
         rows.append([
-            name, f.address, lb_cell, flight, rate,
+            name, f.address, lb_cell, flight, conns, rate,
             f"{f.version} ({f.release})" if f.version else (f.error or f.version_error or "?")[:40],
             _service_cell(f),
         ])
@@ -92,9 +99,11 @@ def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]
             notes.append(f"{name}: service state unknown: {f.running_error or f.error}")
         elif f.running and f.stale is None:
             notes.append(f"{name}: cannot tell when the running code was installed: {f.stale_error}")
-    out = table(rows, ["NODE", "ADDRESS", "LB STATUS", "IN-FLIGHT", "RATE/s", "RELEASE", "SERVICE"])
+    out = table(rows, ["NODE", "ADDRESS", "LB STATUS", "IN-FLIGHT", "OTHER CONNS", "RATE/s", "RELEASE", "SERVICE"])
     if notes:
         out += "\n\n" + "\n".join(notes)
+    if work is not None:
+        out += "\n\n" + work_text(work)
     if snap.lb.error:
         out += f"\n\nload balancer: {snap.lb.error}"
     if snap.db.facts:
@@ -106,6 +115,23 @@ def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]
     if check:
         out += f"\ndb check (on {check.node}, {check.release} code): exit {check.code} — {check.meaning}"
     return redact(out)
+
+
+def work_text(work: "ClusterWork") -> str:
+    """The work HAProxy cannot see: each node's other client connections, Glance's imports."""
+    lines: list[str] = []
+    for node, conns in work.connections.items():
+        if conns is None:
+            lines.append(f"{node}: other client connections unknown ({work.errors.get(node, '?')})")
+        lines += [f"{node}: connection from {c.peer} (not a load balancer)" for c in conns or ()]
+    if work.imports is None:
+        lines.append(f"image imports: unknown ({work.imports_error})")
+    else:
+        running = [f"  {i.describe().removesuffix(f'; {i.where})')}; {work.where(i)})" for i in work.imports.running]
+        staged = [f"  {i.describe().removesuffix(f'; {i.where})')}; staged {work.where(i)})" for i in work.imports.staged]
+        lines.append(f"image imports running: {len(running)}{' (at least)' if work.imports.truncated else ''}" + "".join("\n" + r for r in running))
+        lines.append(f"images staged, not imported: {len(staged)}" + "".join("\n" + r for r in staged))
+    return "\n".join(lines)
 
 
 class EventPrinter:
@@ -137,7 +163,10 @@ class EventPrinter:
             case DrainProgress(node=n, in_flight=i, elapsed=e, timeout=t):
                 if e - self._last_drain.get(n, -10) >= 5 or i == 0:
                     self._last_drain[n] = e
-                    self._p(f"    drain {n}: {event.in_flight_text} in flight (LB {event.state or '?'}), {e:.0f}s of {t:.0f}s")
+                    parts = f" [{event.parts}]" if event.parts else ""
+                    self._p(f"    drain {n}: {event.in_flight_text} in flight{parts} (LB {event.state or '?'}), {e:.0f}s of {t:.0f}s")
+                    for line in event.work[:5]:
+                        self._p(f"      {line}")
             case Notice(level=lvl, text=text):
                 self._p(f"{lvl}: {text}")
             case RunFinished(ok=ok, detail=d):

@@ -12,8 +12,12 @@ from textual.widgets import Sparkline, Static
 from glance_tui.api import DrainProgress
 
 
+SHOWN_WORK = 3  # lines of non-LB work shown (the timeout dialog lists more)
+
+
 def drain_text(p: DrainProgress) -> Text:
-    """Two short lines (they fit the 80-column layout); the node is in the panel's title."""
+    """Two short lines (they fit the 80-column layout), then each kind's count and what the work
+    beside the LB's sessions is (a connection's peer; an import's image, method, age, size)."""
     left = max(0.0, p.timeout - p.elapsed)
     text = Text()
     text.append(f"in flight: {p.in_flight_text}", style="bold")
@@ -21,6 +25,12 @@ def drain_text(p: DrainProgress) -> Text:
     if left == 0:
         text.append("  TIMEOUT", style="bold red")
     text.append(f"\nelapsed {p.elapsed:.0f}s · time left {left:.0f}s of {p.timeout:.0f}s")
+    if p.parts:
+        text.append(f"\n{p.parts}")
+    for line in p.work[:SHOWN_WORK]:
+        text.append(f"\n· {line}", style="yellow" if line.startswith("unknown") else "")
+    if len(p.work) > SHOWN_WORK:
+        text.append(f"\n· … and {len(p.work) - SHOWN_WORK} more")
     return text
 
 

@@ -90,6 +90,11 @@ async def test_a_running_import_holds_the_drain_and_is_shown(sim_lab, sim_config
     assert work and work[-1]["node"] == "glance-1" and work[-1]["held_by"]["imports"] >= 1.5
     assert [i["image"] for i in work[-1]["imports"]] == [image_id]
     assert all(not shape_problem(r) for r in records)
+    from glance_tui.record.layout import node_rows
+    from glance_tui.record.model import read_run
+
+    row = next(r for r in node_rows(read_run(engine.journal.path)) if r[0] == "glance-1")
+    assert "imports" in row[4] and image_id in row[4] and "web-download" in row[4]
 
 
 class ImportDuringConfirm(Unattended):
@@ -215,3 +220,81 @@ async def test_an_unreadable_import_table_is_unknown_and_blocks(sim_lab, sim_con
     assert any("import work" in line for line in seen[-1].work)
     error = next(r for r in journal(engine) if r["event"] == "action.end" and r.get("action") == "wait-drained")["error"]
     assert "cannot tell whether glance-1 is drained" in error and "tasks" in error
+
+
+def stage_on(lab: Lab, node: str, tmp_path) -> tuple[str, object, str]:
+    """Give ``node`` a self URL and a staging store (as a distributed-import deployment has) and
+    stage an image there the way glance-direct does: the file, the image uploading, its stage host."""
+    layout = lab.load_layout()
+    n = next(x for x in layout.nodes if x.name == node)
+    conf = lab.node_dir(node) / "glance-api.conf"
+    original = conf.read_text()
+    staging_dir = tmp_path / f"staging-{node}"
+    staging_dir.mkdir()
+    url = f"http://{n.host}:{n.api_port}"
+    conf.write_text(original.replace("[DEFAULT]\n", f"[DEFAULT]\nworker_self_reference_url = {url}\nenabled_backends = fs:file\n", 1)
+                    + f"\n[os_glance_staging_store]\nfilesystem_store_datadir = {staging_dir}\n")
+    image_id = str(uuid.uuid4())
+    (staging_dir / image_id).write_bytes(b"staged data")
+    sql(lab, f"INSERT INTO images (id, name, size, status, created_at, deleted) VALUES ({sql_string(image_id)}, 'staged', 11, 'uploading', UTC_TIMESTAMP(), 0);\n"
+             f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES ({sql_string(image_id)}, 'os_glance_stage_host', {sql_string(url)}, UTC_TIMESTAMP(), 0);")
+    return image_id, staging_dir, original
+
+
+async def test_staged_images_are_listed_before_the_stop_and_must_survive_the_upgrade(sim_lab, sim_config, tmp_path):
+    from glance_tui.events import Notice
+    from glance_tui.record.layout import node_rows
+    from glance_tui.record.model import read_run
+
+    sim_lab.reset()
+    clear(sim_lab)
+    image_id, staging_dir, original = stage_on(sim_lab, "glance-1", tmp_path)
+    notices: list[str] = []
+    engine = Engine.open(sim_config, resume=False)
+    engine.subscribe(lambda e: notices.append(e.text) if isinstance(e, Notice) else None)
+    operator = Unattended("glance-1")
+    try:
+        await first_steps(engine, operator)
+        assert await engine.run_step(engine.plan.step("new-node"), operator) == "done"  # staged data is not in flight
+        told = [t for t in notices if image_id in t]
+        assert told and "an import requested for them fails" in told[0] and str(staging_dir) in told[0] and "this node" in told[0]
+        (staging_dir / image_id).unlink()  # the upgrade "loses" it
+        assert await engine.run_step(engine.plan.step("upgrade-new"), operator) == "failed"
+        (staging_dir / image_id).write_bytes(b"staged data")  # restored: the upgrade's re-check passes
+        assert await engine.run_step(engine.plan.step("upgrade-new"), operator) == "done"
+    finally:
+        await engine.close()
+        (sim_lab.node_dir("glance-1") / "glance-api.conf").write_text(original)
+        clear(sim_lab)
+    records = journal(engine)
+    staged = next(r for r in records if r["event"] == "staged")
+    assert staged["node"] == "glance-1" and staged["files"] == [image_id] and staged["dir_exists"] is True
+    assert [i["image"] for i in staged["imports"]] == [image_id]
+    lost = next(r for r in records if r["event"] == "action.end" and r.get("action") == "upgrade" and not r["ok"])
+    assert "lost staged image data" in lost["error"] and image_id in lost["error"]
+    assert any(r["event"] == "staged.kept" and r["files"] == [image_id] for r in records)
+    assert all(not shape_problem(r) for r in records)
+    row = next(r for r in node_rows(read_run(engine.journal.path)) if r[0] == "glance-1")
+    assert image_id in row[4] and "kept through the upgrade" in row[4]
+
+
+def test_status_names_imports_and_direct_connections(sim_lab, sim_config, capsys):
+    from glance_tui.cli import main
+
+    sim_lab.reset()
+    clear(sim_lab)
+    image_id = start_import(sim_lab, "web-download", "Copied 7 MiB")
+    node = next(n for n in sim_lab.load_layout().nodes if n.name == "glance-2")
+    direct = socket.create_connection((node.host, node.api_port))
+    try:
+        assert main(["status", "-c", str(sim_lab.config_path), "--json"]) == 0
+        work = json.loads(capsys.readouterr().out)["work"]
+        assert [i["image"] for i in work["imports"]["running"]] == [image_id] and work["imports"]["running"][0]["method"] == "web-download"
+        assert work["connections"]["glance-2"] == ["%s:%d" % direct.getsockname()] and work["connections"]["glance-1"] == []
+        assert main(["status", "-c", str(sim_lab.config_path)]) == 0
+        text = capsys.readouterr().out
+        assert "OTHER CONNS" in text and f"glance-2: connection from {'%s:%d' % direct.getsockname()}" in text
+        assert "image imports running: 1" in text and image_id in text and "7.0 MiB so far" in text
+    finally:
+        direct.close()
+        clear(sim_lab)

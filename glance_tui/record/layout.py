@@ -85,6 +85,10 @@ def node_rows(rec: RunRecord) -> list[list[str]]:
         if n.rolled_back:
             after += " (rolled back)"
         waits = ", ".join(seconds(w) for w in n.drain_waits) or "—"
+        if n.waited_for:
+            waits += " (" + "; ".join(n.waited_for) + ")"
+        if n.staged:
+            waits += " · staged: " + "; ".join(n.staged)
         rows.append([n.name, n.before or NOT_RECORDED, after, out if n.out else "never taken out", waits, ""])
     return rows
 

@@ -118,6 +118,8 @@ class NodeRecord:
     drain_waits: list[float] = field(default_factory=list)
     samples: list[list[float | None]] = field(default_factory=list)  # [seconds into the wait, in flight (None: unknown)]
     rolled_back: bool = False
+    waited_for: list[str] = field(default_factory=list)  # what held each drain wait, and how long (drain.work records)
+    staged: list[str] = field(default_factory=list)  # images staged on it at its stop, and whether the upgrade kept them
 
     def out_seconds(self, until: float | None) -> float | None:
         total, known = 0.0, False
@@ -314,6 +316,26 @@ class _Replay:
             node.drain_waits.append(float(r["waited"]))
         for t, n in r.get("samples") or []:  # samples carried in the drained record, if any
             node.samples.append([t, n])
+
+    def on_drain_work(self, r: dict[str, Any]) -> None:
+        node = self.rec.node(str(r.get("node")))
+        held = {k: v for k, v in (r.get("held_by") or {}).items() if v}
+        line = ", ".join(f"{k} {v:.0f}s" for k, v in held.items()) or "nothing but the quiet period"
+        imports = [f"{i.get('image') or i.get('task')} ({i.get('method')})" for i in r.get("imports") or [] if isinstance(i, dict)]
+        peers = list(r.get("connections") or [])
+        node.waited_for.append(line + (f"; imports: {', '.join(imports)}" if imports else "") + (f"; connections from {', '.join(peers)}" if peers else ""))
+
+    def on_staged(self, r: dict[str, Any]) -> None:
+        images = [str(i.get("image")) for i in r.get("imports") or [] if isinstance(i, dict)]
+        if images:
+            self.rec.node(str(r.get("node"))).staged.append(f"{len(images)} staged in {r.get('staging_dir')}: {', '.join(images)}")
+
+    def on_staged_kept(self, r: dict[str, Any]) -> None:
+        if r.get("files"):
+            self.rec.node(str(r.get("node"))).staged.append(f"kept through the upgrade: {', '.join(r['files'])}")
+
+    def on_staged_lost(self, r: dict[str, Any]) -> None:
+        self.rec.node(str(r.get("node"))).staged.append(f"LOST by the upgrade: {', '.join(r.get('files') or [])}")
 
     def on_upgraded(self, r: dict[str, Any]) -> None:
         self.rec.node(str(r.get("node"))).after = r.get("version")

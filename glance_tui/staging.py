@@ -1,0 +1,92 @@
+"""Images staged on a node but not yet imported: named before the node stops, and its staging
+directory checked after its upgrade.
+
+``PUT /v2/images/{id}/stage`` (glance-direct) keeps the data in the node's local staging
+directory (a file named by the image id) and records the node on the image
+(``os_glance_stage_host``); the import is requested later, and every other node proxies it to
+that node. While the node is down such an import fails ("Stage host is unavailable"); if the
+upgrade loses the staging directory, the data is gone for good and the image stays
+``uploading``. So before the stop the staged images and the directory's files are listed
+(a notice, and the ``staged`` record), and after the upgrade each listed file must still be
+there, else the upgrade fails with the files it lost.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+from glance_tui.errors import GlanceTuiError
+from glance_tui.events import Notice
+from glance_tui.inflight import InFlight, import_conf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glance_tui.context import Context
+
+MISSING = 3  # the listing's exit status when the directory does not exist
+
+
+class StagingUnknown(GlanceTuiError):
+    """The staging directory could not be listed: its survival could not be checked."""
+
+
+async def list_staging(ctx: "Context", node: str, directory: str) -> tuple[bool, list[str]]:
+    """(exists, the names in it) on the node; :class:`StagingUnknown` when it cannot be listed."""
+    q = shlex.quote(directory)
+    text = f"if [ -e {q} ]; then ls -1A -- {q}; else exit {MISSING}; fi"
+    try:
+        result = await ctx.run_text(node, text)
+    except GlanceTuiError as exc:
+        raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: {exc.what}") from None
+    if result.exit_status == MISSING:
+        return False, []
+    if not result.ok:
+        raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: `{text}` exited {result.exit_status} ({' | '.join(result.tail(1))})",
+                             fix="check that the SSH user may read it (ssh.sudo), then retry")
+    return True, [line for line in result.stdout.splitlines() if line]
+
+
+async def before_stop(ctx: "Context", node: str, work: InFlight) -> None:
+    """List what is staged on ``node`` (journaled, a notice if any) and remember the staging
+    directory's files for :func:`after_upgrade`."""
+    try:
+        conf = await import_conf(ctx, node)
+    except ValueError as exc:
+        raise StagingUnknown(f"cannot tell {node}'s staging directory: {exc}", fix="make read_config print the node's glance-api.conf, then retry") from None
+    exists, names = await list_staging(ctx, node, conf.staging_dir)
+    staged = list(work.imports.staged if work.imports else ())
+    ids = {i.image_id for i in staged}
+    files = sorted(n for n in names if n.split(".", 1)[0] in ids)
+    ctx.state.staging[node] = {"dir": conf.staging_dir, "existed": exists, "files": files}
+    ctx.save_state()
+    ctx.journal.write("staged", node=node, staging_dir=conf.staging_dir, dir_exists=exists, files=files, imports=[i.as_dict() for i in staged])
+    if staged:
+        shown = ", ".join(f"{i.image_id} ({i.where})" for i in staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
+        ctx.emit(Notice("warning", f"{len(staged)} image(s) staged but not imported may be on {node}: {shown}. While {node} is down, an import "
+                                   f"requested for them fails (Glance proxies it to {node}: 'Stage host is unavailable'); their data in "
+                                   f"{conf.staging_dir} must survive the upgrade (checked after it). Fix: after {node} is back, the owner "
+                                   f"requests the import again (POST /v2/images/ID/import, glance-direct)."))
+
+
+async def after_upgrade(ctx: "Context", node: str) -> None:
+    """Every staged file listed before the stop is still in the staging directory; else :class:`StagingLost`."""
+    seen = ctx.state.staging.get(node)
+    if not seen:
+        return
+    directory = str(seen.get("dir"))
+    exists, names = await list_staging(ctx, node, directory)
+    lost = [f for f in seen.get("files") or [] if f not in names]
+    if seen.get("existed") and not exists:
+        lost = lost or ["(the directory itself)"]
+    if lost:
+        ctx.journal.write("staged.lost", node=node, staging_dir=directory, files=lost)
+        raise StagingLost(f"the upgrade of {node} lost staged image data in {directory}: {', '.join(lost[:10])}",
+                          fix=f"restore {directory} on {node} from before the upgrade (the upgrade must keep the staging directory); "
+                              "else the images stay 'uploading': their owners stage and import them again")
+    ctx.journal.write("staged.kept", node=node, staging_dir=directory, files=list(seen.get("files") or []))
+    ctx.state.staging.pop(node, None)
+    ctx.save_state()
+
+
+class StagingLost(GlanceTuiError):
+    """Staged image data did not survive the upgrade."""
