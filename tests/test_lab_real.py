@@ -21,7 +21,9 @@ from glance_tui.errors import UsageError
 from glance_tui.lab import envs, nodens, procs, runtime
 from glance_tui.lab.lab import Lab
 from glance_tui.lab.monitor import ProcessMonitor
-from glance_tui.lab.load import run_load
+from glance_tui.lab.imports import GLANCE_DIRECT, WEB_DOWNLOAD, ImportOutcome, create, import_body, request_import, settle, stage
+from glance_tui.lab.load import ImportMix, run_load
+from glance_tui.lab.slowserve import blob_digests, blob_url
 from glance_tui.node import glance_processes
 
 pytestmark = pytest.mark.lab
@@ -145,6 +147,51 @@ async def test_lab_up_upgrade_one_node_reset_down(lab: Lab) -> None:
     assert ssh(config, "glance-1", one.db_check().command).returncode == 0  # 2023.1 code, schema up to date
 
 
+async def check_imports(lab: Lab, token: str) -> None:
+    """Image import works on this lab as on a recent deployment: glance-direct data staged on
+    glance-2's own staging store and imported by a request to glance-1 (which proxies it to
+    glance-2's worker_self_reference_url: glance-1 has no such file); web-download through the
+    LB from the lab's slow server (for as long as the server takes); a web-download from any
+    other port is refused by the import filtering options; `lab load` imports both ways."""
+    layout = lab.load_layout()
+    one, two = layout.nodes[0], layout.nodes[1]
+    frontend, web_url = layout.frontend_urls[0], lab.status()["web"]["url"]
+    async with httpx.AsyncClient(timeout=60, headers={"X-Auth-Token": token}) as http:
+        data = os.urandom(600_000)
+        staged = ImportOutcome(await create(http, two.api_url, "lab-import-staged"), GLANCE_DIRECT, two.name,
+                               hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest())
+        await stage(http, two.api_url, staged.image, data)
+        assert (lab.node_dir(two.name) / "staging" / staged.image).stat().st_size == len(data)
+        assert not (lab.node_dir(one.name) / "staging" / staged.image).exists()
+        await request_import(http, one.api_url, staged.image, GLANCE_DIRECT)
+
+        size, rate = 1024 * 1024, 512 * 1024  # 2 s
+        web = ImportOutcome(await create(http, frontend, "lab-import-web"), WEB_DOWNLOAD, "", *blob_digests("labtest", size))
+        web.node = await request_import(http, frontend, web.image, WEB_DOWNLOAD, blob_url(web_url, "labtest", size, rate))
+        web.requested = time.time()
+        for o in (staged, web):
+            await settle(http, frontend, o, timeout=120)
+            assert o.ok, o
+        assert web.settled - web.requested >= size / rate  # it ran as long as the slow server took to send it
+
+        other = await create(http, frontend, "lab-import-elsewhere")
+        port = int(web_url.rsplit(":", 1)[1])
+        refused = await http.post(f"{frontend}/v2/images/{other}/import",
+                                  json=import_body(WEB_DOWNLOAD, blob_url(web_url.replace(f":{port}", f":{port + 1}"), "x", 10, 10)))
+        assert refused.status_code == 400, refused.text
+
+    report = await run_load(layout.frontend_urls, clients=3, duration=300, max_requests=24, sizes=[256 * 1024], token=token,
+                            imports=ImportMix(0.5, web_url))
+    assert report.ok, report.summary()
+    assert {i["method"] for i in report.imports} == {GLANCE_DIRECT, WEB_DOWNLOAD}, report.imports
+    assert all(i["status"] == "active" and i["checksum_match"] for i in report.imports)
+
+
+async def test_lab_imports_glance_direct_and_web_download(lab: Lab) -> None:
+    lab.up()
+    await check_imports(lab, lab.token())
+
+
 def served_by(config: Config, node: str) -> list[tuple[int, str, str]]:
     """(pid, COMM, args) of every Glance server process the node's processes command lists — as
     ``ps`` shows them (the listing also holds the node's sshd and the probe itself)."""
@@ -192,6 +239,7 @@ async def test_lab_paths_slurp_2025_1_eventlet_to_2026_1_uwsgi(lab: Lab) -> None
     token = lab.token()
     roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url, token)  # 2026.1 (uWSGI) and 2025.1 (eventlet), one database
     roundtrip(layout.nodes[1].api_url, layout.nodes[0].api_url, token)
+    await check_imports(lab, token)  # a 2026.1 uWSGI node and a 2025.1 eventlet node
 
     monitor = ProcessMonitor({n.name: lab.node_dir(n.name) for n in layout.nodes})
     monitor.sample()
@@ -227,6 +275,7 @@ async def test_lab_paths_2026_1_to_2026_2_uwsgi_to_uwsgi(lab: Lab) -> None:
     token = lab.token()
     roundtrip(layout.nodes[0].api_url, layout.nodes[1].api_url, token)
     roundtrip(layout.nodes[1].api_url, layout.nodes[0].api_url, token)
+    await check_imports(lab, token)
 
 
 def test_lab_down_stops_everything(lab: Lab) -> None:
@@ -235,7 +284,7 @@ def test_lab_down_stops_everything(lab: Lab) -> None:
     pids = [n["pid"] for n in status["nodes"]]
     assert all(pids)
     stopped = lab.down()
-    assert {"haproxy lb-a", "haproxy lb-b", "keystone", "mariadb", "glance-api glance-1", "sshd glance-2"} <= set(stopped)
+    assert {"haproxy lb-a", "haproxy lb-b", "keystone", "mariadb", "glance-api glance-1", "sshd glance-2", "web server"} <= set(stopped)
     assert not any(procs.pid_alive(p) for p in pids)
     status = lab.status()
     assert not status["mariadb"]["running"] and not any(lb["running"] for lb in status["haproxies"])

@@ -104,6 +104,21 @@ async def test_haproxy_reloads_mid_run_lose_nothing(real_lab, tmp_path, monkeypa
     check(report)
 
 
+async def test_imports_running_and_staged_survive_the_upgrade(real_lab, tmp_path, monkeypatch):
+    """Issue 16: a 30 s web-download import runs on the NEW NODE (sent to it directly: the LB never
+    sees it) as its drain is issued; an image staged on glance-3 is imported through the LB as
+    glance-3's drain is issued (another node proxies it to glance-3's own URL); the clients import
+    too. Every import ends active with Glance's checksums equal to the data's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    report = await rehearse(on(real_lab, DEFAULT_PATH), naive=False, scenario="import", clients=6)
+    check(report)
+    assert {i["method"] for i in report.imports} == {"glance-direct", "web-download"}, report.imports
+    assert any(i["method"] == "web-download" and i["node"] == "glance-1" for i in report.imports)
+    assert any(i["method"] == "glance-direct" and i["node"] == "glance-3" for i in report.imports)
+    assert all(i["status"] == "active" and i["checksum_match"] for i in report.imports), report.imports
+    assert any("import of the image staged there requested through the LB (answered by" in h for h in report.hazard), report.hazard
+
+
 async def test_slurp_path_eventlet_to_uwsgi_loses_nothing(real_lab, tmp_path, monkeypatch):
     """2025.1 → 2026.1, the CI's one rehearsal on today's path: every node goes from the eventlet
     glance-api (30.2.0) to uWSGI (32.0.0) under load, drained first, nothing lost."""

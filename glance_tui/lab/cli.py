@@ -61,9 +61,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from glance_tui.lab.load import DEFAULT_SIZES, parse_size, run_load, write_json
+    from glance_tui.lab.load import DEFAULT_SIZES, ImportMix, parse_size, run_load, write_json
 
-    urls, token = [args.url] if args.url else [], None
+    if not 0 <= args.imports < 1:
+        raise UsageError(f"--imports {args.imports:g} is not a share between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
+    urls, token, web = [args.url] if args.url else [], None, None
     if not urls:
         lab = _lab(args)
         status = lab.status()
@@ -71,6 +73,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             raise GlanceTuiError("the lab is not running", where=status["dir"], fix="run `glance-tui lab up` (or pass --url)")
         urls = [url for lb in status["haproxies"] for url in lb["frontends"].values()]
         token = lab.token()
+        web = (status.get("web") or {}).get("url")
     url = ", ".join(urls)
     sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
@@ -80,7 +83,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         stop = asyncio.Event()  # Ctrl-C: let in-flight requests finish, then report
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
         return await run_load(urls, clients=args.clients, duration=args.duration, sizes=sizes, stop_event=stop, token=token,
-                              max_requests=args.max_requests, upload_rate=rate, cleanup=not args.keep_images)
+                              max_requests=args.max_requests, upload_rate=rate, cleanup=not args.keep_images,
+                              imports=ImportMix(args.imports, web) if args.imports else None)
 
     report = asyncio.run(load())
     print(report.summary())
@@ -96,9 +100,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from glance_tui.lab.load import parse_size
     from glance_tui.lab.rehearse import rehearse, report_text, scenario_names, write_reports
 
+    from glance_tui.lab.hazards import NAIVE_SCENARIOS
+
     names = scenario_names(args.scenario)
-    if args.naive and names != ["default"]:
-        raise UsageError("--naive runs only with the default scenario", fix="drop --naive, or drop --scenario")
+    if args.naive and not set(names) <= NAIVE_SCENARIOS:
+        raise UsageError(f"--naive runs only with the scenarios {', '.join(sorted(NAIVE_SCENARIOS))}",
+                         fix="drop --naive, or use one of those scenarios")
     lab = _lab(args)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
@@ -112,7 +119,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             path = Path(args.json) if args.json and len(names) == 1 else lab.dir / f"rehearsal-{name}.json"
             runs = [report]
             if args.naive:
-                runs.append(await rehearse(lab, naive=True, **kw))
+                runs.append(await rehearse(lab, naive=True, scenario=name, **kw))
                 reports.append(runs[-1])
             write_reports(runs, path)
             print(f"report for {name} written to {path}", flush=True)
@@ -147,6 +154,8 @@ def status_text(status: dict) -> str:
     for n in status["nodes"]:
         lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']}, {n.get('runtime')})"
                      f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+    if status.get("web"):
+        lines.append(f"  web       {status['web']['url']:<24} {up(status['web']['running'])}  (web-download source, slow by design)")
     if status.get("autostart"):
         lines.append("  autostart a node's upgrade starts its service (as a Debian/Ubuntu postinst does)")
     lines.append(f"  config    glance-tui -c {status['config']}")
@@ -193,12 +202,17 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--upload-rate", default="4M", metavar="RATE", help="bytes/s per upload, e.g. 2M; 0 = unthrottled (default 4M)")
     p.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests (default 100000)")
     p.add_argument("--keep-images", action="store_true", help="do not delete the verified images afterwards")
+    p.add_argument("--imports", type=float, default=0.2, metavar="SHARE",
+                   help="share of the requests that are image imports, glance-direct and web-download from the lab's "
+                        "slow server (default 0.2; 0 = none)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load, with a hazard; report")
     path_options(p, "default: the lab's path (another one moves the lab to it)")
     p.add_argument("--scenario", default="default", metavar="NAME",
-                   help="default, prestaged, autostart, failover, stats-outage, long-request, or all (each with its own report)")
-    p.add_argument("--naive", action="store_true", help="also run the no-drain restart procedure under the same load, side by side")
+                   help="default, prestaged, autostart, failover, stats-outage, long-request, lb-reload, import, "
+                        "or all (each with its own report)")
+    p.add_argument("--naive", action="store_true",
+                   help="also run the no-drain restart procedure under the same load (and, with import, the same imports), side by side")
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
     p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")

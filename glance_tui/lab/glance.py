@@ -30,9 +30,16 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1,
-             authtoken: str | None = None) -> str:
+             authtoken: str | None = None, web_source: tuple[str, int] | None = None) -> str:
     """glance-api.conf for one node: Images API v2 only, shared file store; behind Keystone when
-    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated."""
+    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated.
+
+    Image import as a recent deployment has it: distributed import (``worker_self_reference_url``:
+    the other nodes proxy an import of an image staged here to this node, bypassing the LB), the
+    node's own staging store, and ``web-download`` allowed from ``web_source`` (host, port), the
+    lab's slow HTTP server. Glance allows only ports 80/443 by default and, from 2025.1 on, no
+    loopback host that ``allowed_hosts`` does not name. These lists are ``bounds=True`` options:
+    Glance reads them only in brackets (without, the first request that reads one answers 500)."""
     if authtoken:
         paste = "# Behind Keystone: every request but /healthcheck and /versions needs a token.\nflavor = keystone"
     else:
@@ -45,6 +52,10 @@ bind_port = {port}
 workers = {workers}
 enabled_backends = fs:file
 image_size_cap = 1099511627776
+enabled_import_methods = [glance-direct, web-download, copy-image]
+worker_self_reference_url = http://{host}:{port}
+# Read only without enabled_backends; set to the staging store's directory all the same.
+node_staging_uri = file://{node_dir / 'staging'}
 
 [database]
 connection = {database}
@@ -73,7 +84,17 @@ lock_path = {node_dir / 'locks'}
 [oslo_policy]
 enforce_scope = false
 enforce_new_defaults = false
-""" + (f"\n{authtoken}" if authtoken else "")
+""" + (_import_filtering(*web_source) if web_source else "") + (f"\n{authtoken}" if authtoken else "")
+
+
+def _import_filtering(host: str, port: int) -> str:
+    """web-download from the lab's slow server only (http, its address and port)."""
+    return f"""
+[import_filtering_opts]
+allowed_schemes = [http]
+allowed_hosts = [{host}]
+allowed_ports = [{port}]
+"""
 
 
 def write_api_conf(path: Path, **kwargs) -> None:

@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 
 from glance_tui.journal import read_records
+from glance_tui.lab.imports import GLANCE_DIRECT, WEB_DOWNLOAD, ImportOutcome, ImportRefused, create, request_import, settle, stage
 from glance_tui.lab.lab import SERVED_BY
+from glance_tui.lab.slowserve import blob_digests, blob_url
 
 SCENARIOS: dict[str, str] = {
     "default": "no hazard: the guide's procedure under load",
@@ -31,7 +33,11 @@ SCENARIOS: dict[str, str] = {
     "stats-outage": "one instance's stats endpoint stops answering for several seconds during a drain wait",
     "long-request": "a large image downloaded slowly over a keep-alive connection while its node is drained",
     "lb-reload": "instance A reloaded (no server-state-file) right after the NEW NODE's drain and again while a node is upgraded",
+    "import": "a slow web-download import runs on the NEW NODE as its drain starts; an image staged on the last node is "
+              "imported through the LB as that node's drain starts; clients import too",
 }
+# The scenarios `--naive` runs beside the drained procedure (the same load and, for import, the same imports).
+NAIVE_SCENARIOS = frozenset({"default", "import"})
 # Where halting (node out of rotation, a clear reason) is as good an answer as finishing.
 MAY_STOP = frozenset({"stats-outage"})
 OUTAGE_SECONDS = 8.0
@@ -53,6 +59,11 @@ def is_drain(rec: dict[str, Any]) -> bool:
 def is_step7_upgrade(rec: dict[str, Any]) -> bool:
     """Step 7's node is stopped and out of rotation, and its upgrade starts."""
     return rec.get("event") == "action.start" and rec.get("action") == "upgrade" and str(rec.get("step", "")).startswith("node:")
+
+
+def is_first_step(rec: dict[str, Any]) -> bool:
+    """The procedure's first step starts (the NEW NODE's drain follows within seconds)."""
+    return rec.get("event") == "step.start"
 
 
 def is_drain_wait(rec: dict[str, Any]) -> bool:
@@ -151,3 +162,94 @@ class LongDownload:
         data.pop("_md5", None)
         data["seconds"] = round(self.finished - self.started, 2) if self.finished else None
         return data
+
+
+@dataclass
+class ImportHazard:
+    """The ``import`` scenario's own imports: a slow web-download sent straight to the NEW NODE
+    (its task runs there, invisible to the LB), and an image staged on another node whose
+    import goes through the LB (a node that does not hold the data proxies it there, bypassing
+    the LB). Each failed request is kept in its outcome's ``detail``."""
+
+    lb_url: str
+    token: str | None
+    web_url: str
+    web_node: tuple[str, str]  # (name, api_url) of the NEW NODE
+    stage_node: tuple[str, str]  # (name, api_url) of the node that holds the staged data
+    web_size: int
+    web_rate: int
+    stage_size: int
+    outcomes: list[ImportOutcome] = field(default_factory=list)
+    # each accepted import is watched from its request on, so ``settled`` is when it really ended
+    _watchers: dict[str, asyncio.Task] = field(default_factory=dict, repr=False)
+    WATCH_LIMIT = 3600.0
+
+    def _watch(self, outcome: ImportOutcome) -> None:
+        async def watch() -> None:
+            async with self._client() as http:
+                await settle(http, self.lb_url, outcome, timeout=self.WATCH_LIMIT)
+
+        self._watchers[outcome.image] = asyncio.create_task(watch())
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0),
+                                 headers={"X-Auth-Token": self.token} if self.token else {})
+
+    async def stage(self) -> ImportOutcome:
+        """Create the image and stage its data on the stage node itself (before the run)."""
+        data = os.urandom(self.stage_size)
+        name, url = self.stage_node
+        outcome = ImportOutcome("", GLANCE_DIRECT, name, hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest())
+        self.outcomes.append(outcome)
+        async with self._client() as http:
+            try:
+                outcome.image = await create(http, url, "glance-tui-import-staged")
+                await stage(http, url, outcome.image, data)
+                outcome.status = "uploading"
+            except (httpx.HTTPError, ImportRefused) as exc:
+                outcome.detail = f"staging on {name} failed: {exc}"[:200]
+        return outcome
+
+    async def import_staged(self, outcome: ImportOutcome) -> str:
+        """Ask for the staged image's import through the LB; returns the node that answered."""
+        if not outcome.image or outcome.detail:
+            return ""
+        async with self._client() as http:
+            try:
+                served = await request_import(http, self.lb_url, outcome.image, GLANCE_DIRECT)
+            except (httpx.HTTPError, ImportRefused) as exc:
+                outcome.detail = f"the import request through the LB failed: {exc}"[:200]
+                return ""
+        outcome.requested = time.time()
+        self._watch(outcome)
+        return served
+
+    async def start_web_download(self) -> ImportOutcome:
+        """Create an image and import it by web-download on the NEW NODE itself (its API URL)."""
+        seed = f"import-{os.urandom(6).hex()}"
+        md5, sha512 = await asyncio.to_thread(blob_digests, seed, self.web_size)
+        name, url = self.web_node
+        outcome = ImportOutcome("", WEB_DOWNLOAD, name, md5, sha512)
+        self.outcomes.append(outcome)
+        async with self._client() as http:
+            try:
+                outcome.image = await create(http, url, "glance-tui-import-web-download")
+                await request_import(http, url, outcome.image, WEB_DOWNLOAD, blob_url(self.web_url, seed, self.web_size, self.web_rate))
+            except (httpx.HTTPError, ImportRefused) as exc:
+                outcome.detail = f"web-download on {name} failed: {exc}"[:200]
+                return outcome
+        outcome.requested = time.time()
+        self._watch(outcome)
+        return outcome
+
+    async def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the accepted imports' watchers (what they saw last stands);
+        read the others once."""
+        watchers = list(self._watchers.values())
+        if watchers:
+            await asyncio.wait(watchers, timeout=timeout)
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        async with self._client() as http:
+            await asyncio.gather(*(settle(http, self.lb_url, o, timeout=0) for o in self.outcomes if o.image and not o.requested))

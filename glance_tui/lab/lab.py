@@ -35,6 +35,7 @@ from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.lab.keystone import KeystoneLab, authtoken_section
 from glance_tui.lab.mariadb import MariaDB
 from glance_tui.lab.runtime import runtime_of
+from glance_tui.lab.slowserve import SlowWebServer
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
 
@@ -121,6 +122,8 @@ class Layout:
     keystone_port: int | None = None
     autostart: bool = False  # a node's `upgrade` starts its service, as a Debian postinst does
     path: tuple[str, str] = lab_envs.DEFAULT_PATH  # (from, to) release: lab.json without it predates paths
+    web_host: str | None = None  # the slow HTTP server web-download imports read from (None: a lab.json from before it)
+    web_port: int | None = None
 
     base = property(lambda self: self.path[0])
     target = property(lambda self: self.path[1])
@@ -130,6 +133,10 @@ class Layout:
     frontend_port = property(lambda self: self.balancers[0].frontend_port)
     stats_port = property(lambda self: self.balancers[0].stats_port)
     runtime_tcp_port = property(lambda self: self.balancers[0].runtime_tcp_port)
+
+    @property
+    def web_url(self) -> str | None:
+        return f"http://{self.web_host}:{self.web_port}" if self.web_host else None
 
     @property
     def keystone_url(self) -> str | None:
@@ -170,6 +177,7 @@ class Lab:
         lb_ip: int = 10,
         lb_b_ip: int = 9,
         keystone_ip: int = 5,
+        web_ip: int = 6,
         api_port: int = 9292,
         frontend_port: int = 9292,
         external_port: int = 9293,
@@ -178,6 +186,7 @@ class Lab:
         ssh_port: int = 2222,
         db_port: int = 13306,
         keystone_port: int = 5000,
+        web_port: int = 0,  # the slow web-download server's; 0: a free one, kept in lab.json
         workers: int = 1,
         keystone: bool | None = None,  # None: on for the real Glance environments, off for simulated ones (envs=)
         second_lb: bool | None = None,  # instance B and the external backends; None: like keystone
@@ -191,8 +200,9 @@ class Lab:
         self.n_nodes = nodes
         self.envs = {k: str(Path(v).absolute()) for k, v in envs.items()} if envs else None
         self.ip_base, self.first_ip, self.lb_ip, self.lb_b_ip, self.keystone_ip = ip_base, first_ip, lb_ip, lb_b_ip, keystone_ip
+        self.web_ip = web_ip
         self.ports = dict(api=api_port, frontend=frontend_port, external=external_port, stats=stats_port, runtime=runtime_tcp_port,
-                          ssh=ssh_port, db=db_port, keystone=keystone_port)
+                          ssh=ssh_port, db=db_port, keystone=keystone_port, web=web_port)
         self.workers = workers
         real = envs is None
         self.with_keystone = real if keystone is None else keystone
@@ -270,6 +280,7 @@ class Lab:
             ))
         keystone_host = f"{self.ip_base}{self.keystone_ip}" if self.with_keystone else None
         autostart = self.autostart if self.autostart is not None else bool(old and old.autostart)
+        web_host = f"{self.ip_base}{self.web_ip}"
         return Layout(
             nodes=nodes,
             balancers=balancers,
@@ -280,6 +291,8 @@ class Lab:
             keystone_port=pick("keystone", keystone_host, old and old.keystone_port) if keystone_host else None,
             autostart=autostart,
             path=path,
+            web_host=web_host,
+            web_port=pick("web", web_host, old and old.web_host == web_host and old.web_port),
         )
 
     # ------------------------------------------------------------------ services
@@ -308,6 +321,12 @@ class Lab:
             extra_backends=[[EXTERNAL_BACKEND, b.external_port]] if b.external_port else [],
             hard_stop_after=self.lb_hard_stop_after,
         )
+
+    def web_server(self, layout: Layout) -> SlowWebServer | None:
+        """The slow HTTP server web-download imports read from (None: a layout from before it)."""
+        if not layout.web_host or not layout.web_port:
+            return None
+        return SlowWebServer(self.dir / "webserver", layout.web_host, layout.web_port)
 
     def keystone(self, layout: Layout) -> KeystoneLab | None:
         if not layout.keystone_host:
@@ -346,6 +365,9 @@ class Lab:
             return True
         if layout.keystone_host and procs.is_running(self.dir / "keystone" / "keystone.pid"):
             return True
+        web = self.web_server(layout)
+        if web and web.is_running():
+            return True
         for n in layout.nodes:
             if self.sshd(n).is_running() or nodens.is_running(self.node_dir(n.name)):
                 return True
@@ -373,6 +395,10 @@ class Lab:
         authtoken = self._up_keystone(layout)
         self.store_dir.mkdir(exist_ok=True)
         self.backup_dir.mkdir(exist_ok=True)
+        web = self.web_server(layout)
+        if web and not web.is_running():
+            self.progress(f"starting the slow web-download server on {layout.web_url}")
+            web.start()
         pending = []
         for n in layout.nodes:  # each node's Glance connects from the node's own address, as on a real cloud
             node = self._write_node(layout, n, glance.db_url(user=DB_USER, password=password, host="127.0.0.1", port=layout.db_port,
@@ -416,6 +442,9 @@ class Lab:
                            [(BACKEND, b.frontend_port), (EXTERNAL_BACKEND, b.external_port)] if port]
                 needed += [(b.host, b.stats_port, f"HAProxy {b.name}'s stats page"),
                            (b.host, b.runtime_tcp_port, f"HAProxy {b.name}'s runtime API")]
+        web = self.web_server(layout)
+        if web and not web.is_running():
+            needed.append((web.host, web.port, "the slow web-download server"))
         for n in layout.nodes:
             if not self.sshd(n).is_running():
                 needed.append((n.host, n.ssh_port, f"sshd of {n.name}"))
@@ -491,7 +520,8 @@ class Lab:
         node.save()
         nodectl.install_package(node)
         glance.write_api_conf(node.conf, host=n.host, port=n.api_port, database=database, store_dir=self.store_dir,
-                              node_dir=d, workers=layout.workers, authtoken=authtoken)
+                              node_dir=d, workers=layout.workers, authtoken=authtoken,
+                              web_source=(layout.web_host, layout.web_port) if layout.web_host and layout.web_port else None)
         return node
 
     def _wait_ready(self, url: str, timeout: float = 60) -> None:
@@ -568,6 +598,9 @@ class Lab:
             nodens.stop(self.node_dir(n.name))
         if procs.stop_pid(self.dir / "keystone" / "keystone.pid"):
             stopped.append("keystone")
+        web = self.web_server(layout)
+        if web and web.stop():
+            stopped.append("web server")
         if not keep_database and self.mariadb(layout).stop():
             stopped.append("mariadb")
         return stopped
@@ -600,6 +633,7 @@ class Lab:
             "keystone": {"url": layout.keystone_url, "running": procs.is_running(self.dir / "keystone" / "keystone.pid")}
             if layout.keystone_host else None,
             "autostart": layout.autostart,
+            "web": {"url": layout.web_url, "running": self.web_server(layout).is_running()} if layout.web_url else None,
             "nodes": nodes,
         }
 

@@ -1,10 +1,12 @@
 """Realistic Glance traffic through the load balancer, to prove an upgrade loses no request.
 
 Concurrent clients list images, create + upload images (throttled, chunked bodies so a large
-upload is still in flight when a node is drained), and download + verify them against the
-checksums computed locally and reported by Glance (``checksum`` = md5, ``os_hash_value`` =
-sha512). Bounded by time and request count. At the end every image the run created is
-re-read: any that is not ``active`` (or vanished) is reported.
+upload is still in flight when a node is drained), import images (``glance-direct``: create, stage,
+import; ``web-download`` from the lab's slow HTTP server; a share of the clients' requests), and
+download + verify them against the checksums computed locally and reported by Glance
+(``checksum`` = md5, ``os_hash_value`` = sha512). Bounded by time and request count. At the end
+every image the run created is re-read (an import once it has settled): any that is not
+``active`` (or vanished) is reported.
 
 Requests are spread over every frontend given (both HAProxy instances, internal and external);
 :class:`Targets` can be switched mid-run, as a moving VIP switches clients to another instance.
@@ -26,6 +28,9 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.lab.imports import GLANCE_DIRECT, WEB_DOWNLOAD, ImportOutcome, import_body, settle
+from glance_tui.lab.lab import SERVED_BY
+from glance_tui.lab.slowserve import blob_digests, blob_url
 
 KiB, MiB = 1024, 1024 * 1024
 DEFAULT_SIZES = (64 * KiB, 1 * MiB, 4 * MiB)
@@ -65,6 +70,7 @@ class LoadReport:
     images_not_active: dict[str, str] = field(default_factory=dict)  # image id -> status ("missing" if gone)
     bytes_uploaded: int = 0
     bytes_downloaded: int = 0
+    imports: list[dict] = field(default_factory=list)  # ImportOutcome.to_json of every import the clients asked for
 
     @property
     def total(self) -> int:
@@ -90,6 +96,11 @@ class LoadReport:
             f"  failed requests: {len(self.failures)}",
         ]
         lines += [f"    {n} × {reason}" for reason, n in self.failures_by_reason().items()]
+        if self.imports:
+            methods = Counter(i["method"] for i in self.imports)
+            good = sum(i["status"] == "active" and i["checksum_match"] for i in self.imports)
+            lines.append(f"  imports: {len(self.imports)} ({', '.join(f'{m} {n}' for m, n in sorted(methods.items()))}), "
+                         f"{good} active with a matching checksum")
         lines.append(f"  checksum mismatches: {len(self.checksum_mismatches)}")
         lines.append(f"  images left non-active: {len(self.images_not_active)}")
         lines += [f"    {image}: {status}" for image, status in sorted(self.images_not_active.items())]
@@ -123,9 +134,22 @@ class _Image:
     uploaded: bool = False
 
 
+@dataclass
+class ImportMix:
+    """Which share of the clients' requests are imports, and where web-download reads from."""
+
+    share: float = 0.0  # 0..1 of the requests; half of them web-download when there is a source
+    web_url: str | None = None  # the lab's slow HTTP server (None: glance-direct only)
+    web_rate: int = 4 * MiB  # bytes/s it serves each web-download at
+    settle_timeout: float = 120.0  # how long the end of the run waits for an import to settle
+
+
 class _Run:
-    def __init__(self, targets: Targets, clients: int, sizes: tuple[int, ...], upload_rate: int | None, token: str | None) -> None:
+    def __init__(self, targets: Targets, clients: int, sizes: tuple[int, ...], upload_rate: int | None, token: str | None,
+                 mix: ImportMix | None = None) -> None:
         self.targets = targets
+        self.mix = mix or ImportMix()
+        self.imports: dict[str, ImportOutcome] = {}
         self.sizes = sizes
         self.upload_rate = upload_rate
         self.headers = {"X-Auth-Token": token} if token else {}
@@ -180,6 +204,48 @@ class _Run:
         image.uploaded = True
         self.report.bytes_uploaded += size
 
+    async def _create(self, http: httpx.AsyncClient, rng: random.Random) -> str | None:
+        body = {"name": f"glance-tui-load-{rng.getrandbits(32):08x}", "disk_format": "raw", "container_format": "bare"}
+        resp = await self._request(http, "create", "POST", "/v2/images", 201, json=body)
+        if resp is None:
+            return None
+        self.report.images_created += 1
+        return resp.json()["id"]
+
+    async def glance_direct(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        """create → stage (the data lands on the node that serves it) → import, all through the LB."""
+        size = rng.choice(self.sizes)
+        data = os.urandom(size)
+        image = await self._create(http, rng)
+        if image is None:
+            return
+        outcome = self.imports[image] = ImportOutcome(image, GLANCE_DIRECT, "", hashlib.md5(data).hexdigest(),
+                                                      hashlib.sha512(data).hexdigest())
+        resp = await self._request(http, "stage", "PUT", f"/v2/images/{image}/stage", 204, image,
+                                   content=self._body(data), headers={"Content-Type": "application/octet-stream"})
+        if resp is None:
+            return
+        outcome.node = resp.headers.get(SERVED_BY, "")
+        self.report.bytes_uploaded += size
+        await self._import(http, outcome)
+
+    async def web_download(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        """create → import from the slow server (the task runs on the node that takes the request)."""
+        seed, size = f"load-{rng.getrandbits(48):012x}", rng.choice(self.sizes)
+        md5, sha512 = await asyncio.to_thread(blob_digests, seed, size)
+        image = await self._create(http, rng)
+        if image is None:
+            return
+        outcome = self.imports[image] = ImportOutcome(image, WEB_DOWNLOAD, "", md5, sha512)
+        await self._import(http, outcome, blob_url(self.mix.web_url or "", seed, size, self.mix.web_rate))
+
+    async def _import(self, http: httpx.AsyncClient, outcome: ImportOutcome, uri: str | None = None) -> None:
+        resp = await self._request(http, "import", "POST", f"/v2/images/{outcome.image}/import", 202, outcome.image,
+                                   json=import_body(outcome.method, uri))
+        if resp is not None:
+            outcome.requested = time.time()
+            outcome.node = outcome.node or resp.headers.get(SERVED_BY, "")
+
     async def _body(self, data: bytes):
         """Chunked, optionally throttled body: a big upload stays in flight long enough to matter."""
         for offset in range(0, len(data), CHUNK):
@@ -219,6 +285,10 @@ class _Run:
         async with httpx.AsyncClient(timeout=timeout, headers=self.headers) as http:
             while not stop.is_set() and time.monotonic() < deadline and (max_requests is None or self.count < max_requests):
                 roll = rng.random()
+                if roll < self.mix.share:
+                    await (self.web_download if self.mix.web_url and rng.random() < 0.5 else self.glance_direct)(http, rng)
+                    continue
+                roll = (roll - self.mix.share) / (1 - self.mix.share)
                 if roll < 0.3:
                     await self.list_images(http)
                 elif roll < 0.6:
@@ -234,7 +304,26 @@ class _Run:
                 async with gate:
                     await self._verify_one(http, image, cleanup)
 
-            await asyncio.gather(*(one(image) for image in self.images.values()))
+            async def imported(outcome: ImportOutcome) -> None:
+                async with gate:
+                    await self._verify_import(http, outcome, cleanup)
+
+            await asyncio.gather(*(one(image) for image in self.images.values()),
+                                 *(imported(outcome) for outcome in self.imports.values()))
+        self.report.imports = [o.to_json() for o in self.imports.values()]
+
+    async def _verify_import(self, http: httpx.AsyncClient, outcome: ImportOutcome, cleanup: bool) -> None:
+        """Wait for an accepted import to settle (one read for one never accepted), then judge it like an upload."""
+        await settle(http, self.url, outcome, timeout=self.mix.settle_timeout if outcome.requested else 0)
+        if outcome.status != "active":
+            self.report.images_not_active[outcome.image] = outcome.status
+        elif not outcome.checksum_match:
+            self.report.checksum_mismatches.append(outcome.image)
+        elif cleanup:
+            try:
+                await http.delete(f"{self.url}/v2/images/{outcome.image}")
+            except httpx.HTTPError:
+                pass  # cleanup only; the image was verified
 
     async def _verify_one(self, http: httpx.AsyncClient, image: _Image, cleanup: bool) -> None:
         try:
@@ -272,13 +361,16 @@ async def run_load(
     upload_rate: int | None = 4 * MiB,  # bytes/s per upload; None = as fast as possible
     cleanup: bool = True,
     token: str | None = None,  # Keystone token sent with every request
+    imports: ImportMix | None = None,  # a share of the requests are imports (None: none)
 ) -> LoadReport:
     """Drive traffic at ``url`` (LB frontends: one, several, or switchable :class:`Targets`) until
     ``duration`` passes, ``stop_event`` is set or ``max_requests`` were sent; in-flight requests
     always finish. Returns the report."""
     if clients < 1 or duration <= 0 or not sizes:
         raise GlanceTuiError("load needs at least one client, a positive duration and one size", fix="check --clients/--duration/--size")
-    run = _Run(url if isinstance(url, Targets) else Targets(url), clients, tuple(sizes), upload_rate, token)
+    if imports and not 0 <= imports.share < 1:
+        raise UsageError(f"import share {imports.share:g} is not between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
+    run = _Run(url if isinstance(url, Targets) else Targets(url), clients, tuple(sizes), upload_rate, token, imports)
     stop = stop_event or asyncio.Event()
     deadline = run.started + duration
     await asyncio.gather(*(run.client(i, deadline, max_requests, stop) for i in range(clients)))
