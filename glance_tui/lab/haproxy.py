@@ -64,6 +64,9 @@ class HAProxyLab:
     served_by_header: str | None = None
     # HAProxy's ``hard-stop-after`` (seconds): how long an old process may finish its transfers after a reload
     hard_stop_after: float | None = None
+    # ``stats show-legends``: the stats CSV's ``addr`` column shows each server's address:port
+    # (HAProxy leaves it empty otherwise), which ``glance-tui init`` reads.
+    show_legends: bool = True
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -174,6 +177,8 @@ class HAProxyLab:
             "    stats uri /stats",
             "    stats refresh 10s",
         ]
+        if self.show_legends:
+            lines.append("    stats show-legends")
         if self.stats_admin:
             lines.append("    stats admin if TRUE")
         if self.stats_auth:
