@@ -148,7 +148,7 @@ def common_port(hosts: list[str]) -> int:
 
 def start_cluster(workdir: Path, operator_key: Path, answers: dict[str, NodeAnswers], *, hosts: list[str],
                   backends: dict[str, list[str]], lb_count: int = 1, show_legends: bool = True,
-                  stats_admin: bool = True) -> FakeCluster:
+                  stats_admin: bool = True, extra_config: str = "") -> FakeCluster:
     """Nodes ``answers`` (name -> answers) on ``hosts``; HAProxy instances with ``backends`` (backend -> node names)."""
     ssh_port = common_port(hosts)
     nodes = []
@@ -171,6 +171,9 @@ def start_cluster(workdir: Path, operator_key: Path, answers: dict[str, NodeAnsw
                          servers=[HAProxyServer(by_name[s].name, by_name[s].host, by_name[s].api_port) for s in backends[first]],
                          runtime_tcp_port=0, show_legends=show_legends, stats_admin=stats_admin)
         lab.extra_backends = [[b, 0] for b in names[1:]]
+        if extra_config:  # more backends, with servers of their own
+            rendered = lab.render_config
+            lab.render_config = lambda rendered=rendered: rendered() + extra_config  # type: ignore[method-assign]
         lbs.append(lab)
     # extra backends share the first backend's servers in HAProxyLab: only use same-server backends here
     for lab in lbs:

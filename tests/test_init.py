@@ -215,3 +215,83 @@ def test_bad_flags_are_one_line_exit_2(argv, tmp_path, capsys):
     code, stdout, stderr = init(capsys, *argv, "-o", str(tmp_path / "c.toml"))
     assert code == 2 and stderr.count("\n") == 1 and stderr.startswith("error: ") and not stdout, stderr
     assert "pw" not in stderr.replace("pw@", "") or "user:pw" not in stderr
+
+
+def test_what_the_answers_do_not_decide_is_asked_and_the_file_still_loads(ssh_operator_key, tmp_path, capsys):
+    """Nodes on different databases, a node without SSH, a backend only named like Glance, a release with two
+    supported next releases: each is a question; a Nova backend is left out with its reason."""
+    nova_port = free_port("127.0.0.49")
+    from tests.init_nodes import serve_versions
+
+    nova = serve_versions("127.0.0.49", nova_port, NOVA_VERSIONS)
+    extra = (f"\nbackend glance_registry\n    server old-registry 127.0.0.48:1\n"
+             f"\nbackend nova_api\n    server nova-1 127.0.0.49:{nova_port}\n")
+    answers = {"glance-1": eventlet("2:26.1.0-0ubuntu1", None), "glance-2": eventlet("2:26.1.0-0ubuntu1", None, host="10.0.0.6"),
+               "glance-3": eventlet("2:26.1.0-0ubuntu1", None)}
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, answers, hosts=["127.0.0.44", "127.0.0.45", "127.0.0.46"],
+                            backends={"glance_api": ["glance-1", "glance-2", "glance-3"]}, extra_config=extra)
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    cluster.nodes[2].sshd.stop()
+    out = tmp_path / "asked.toml"
+    try:
+        code, _, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "-o", str(out))
+    finally:
+        cluster.stop()
+        nova.shutdown()
+        nova.server_close()
+    assert code == 0, stderr
+    text = out.read_text()
+    asked = questions(text)
+    assert len(asked) == 4 and "4 questions to answer" in stderr, asked
+    assert any("the nodes name different databases" in q and "10.0.0.5" in q and "10.0.0.6" in q for q in asked), asked
+    assert any("answers no SSH" in q and "refused" in q for q in asked), asked
+    assert any("backend glance_registry" in q and "named like Glance" in q for q in asked), asked
+    assert any("which release is the target? 2023.2 | 2024.1" in q for q in asked), asked
+    assert "not Glance: nova_api (no server answers Glance's /versions)" in flat(text)
+    assert SECRET not in text + stderr
+    config = load_config(out)  # the questions are comments: the file loads as it is
+    assert [n.name for n in config.nodes] == ["glance-1", "glance-2", "glance-3"]
+    assert config.lbs[0].backends == ["glance_api"]
+    data = data_of(text)
+    assert set(data["database"]) == {"password_env"}  # the disagreeing values are commented out, not guessed
+    assert '# host = "10.0.0.5"' in text and '# host = "10.0.0.6"' in text
+    assert config.policy.target_release == "2023.2" and "NOT DECIDED" in text
+
+
+def kolla(engine: str) -> NodeAnswers:
+    return NodeAnswers(engine=engine, containers=["glance_api quay.io/openstack.kolla/glance-api:2024.1-ubuntu-jammy running",
+                                                  "glance_tls_proxy quay.io/openstack.kolla/haproxy:2024.1 running"],
+                       container_version="28.2.0", dpkg_version=None,
+                       connection=f"mysql+pymysql://glance:{SECRET}@192.0.2.10:3306/glance", versions=GLANCE_VERSIONS,
+                       processes=["/var/lib/kolla/venv/bin/python3 /var/lib/kolla/venv/bin/glance-api"])
+
+
+def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
+    """Kolla nodes are told by their container (engine, name, image, the container's Glance version and
+    config); a stats page without legends gives no addresses, the runtime API does."""
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"ctl-1": kolla("docker"), "ctl-2": kolla("docker")},
+                            hosts=["127.0.0.51", "127.0.0.52"], backends={"glance_api": ["ctl-1", "ctl-2"]}, show_legends=False)
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    lb = cluster.lbs[0]
+    args = ["--stats-url", lb.stats_url, *ssh_args(cluster, known, ssh_operator_key)]
+    try:
+        code, _, stderr = init(capsys, *args, "-o", str(tmp_path / "none.toml"))
+        assert code == 1 and stderr.count("\n") == 1, stderr  # no address: nothing can be probed or written
+        assert not (tmp_path / "none.toml").exists()
+        out = tmp_path / "kolla.toml"
+        code, _, stderr = init(capsys, *args, "--runtime-socket", f"tcp:127.0.0.1:{lb.runtime_tcp_port}", "-o", str(out))
+    finally:
+        cluster.stop()
+    assert code == 0, stderr
+    text = out.read_text()
+    said = flat(text)
+    config = load_config(out)
+    assert config.lbs[0].runtime_socket == f"tcp:127.0.0.1:{lb.runtime_tcp_port}"
+    assert "runtime API `show servers state`" in said
+    assert [n.ssh_host for n in config.nodes] == ["127.0.0.51", "127.0.0.52"]
+    assert "docker container glance_api (running) of image quay.io/openstack.kolla/glance-api:2024.1-ubuntu-jammy" in said
+    assert '# kind = "kolla"' in text and "release: 2024.1 (version 28.2.0)" in said
+    assert (config.database.host, config.database.port) == ("192.0.2.10", 3306)
+    asked = questions(text)
+    assert any("these are kolla nodes" in q for q in asked) and any("2024.2 | 2025.1" in q for q in asked), asked
+    assert SECRET not in text + stderr

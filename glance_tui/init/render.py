@@ -184,10 +184,6 @@ def _loopback(host: str) -> bool:
 
 def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
     page, auth = lb.page, found.options.stats_auth
-    for b in lb.backends:
-        if b.glance is None:
-            doc.question(f"{page.url}: backend {b.name} — {b.rule}. If it is Glance, add it to backends below and run init again "
-                         "once its servers answer.")
     values: dict[str, Any] = {"name": lb.name, "kind": "haproxy", "stats_url": page.url, "backends": lb.glance_backends}
     for key in ("username", "username_env", "password_env", "password_file"):
         if getattr(auth, key):
@@ -208,6 +204,9 @@ def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
         doc.blank()
         return
     doc.table("load_balancers", array=True)
+    for b in lb.backends:
+        if b.glance is None:
+            doc.question(f"backend {b.name} — {b.rule}. If it is Glance, add it to backends below and run init again once its servers answer.")
     for b in lb.backends:
         if b.glance:
             doc.comment(f"backend {b.name} is Glance: {b.rule}.")
