@@ -88,7 +88,7 @@ def test_packaged_nodes_give_a_config_that_loads_as_written(packaged, ssh_operat
     said = flat(text)
     assert "their package repository offers 2024.2" in said
     assert "backend glance_api is Glance: 3 of its 3 servers answer Glance's /versions" in said
-    assert 'kind = "packages"' in said and "systemd unit glance-api (active) running the eventlet glance-api" in said
+    assert data_of(text)["commands"]["kind"] == "packages" and "systemd unit glance-api (active) running the eventlet glance-api" in said
     assert "read_config" not in data_of(text)["commands"]
     assert not (tmp_path / "state").exists()  # init journals nothing
 
@@ -290,8 +290,13 @@ def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
     assert "runtime API `show servers state`" in said
     assert [n.ssh_host for n in config.nodes] == ["127.0.0.51", "127.0.0.52"]
     assert "docker container glance_api (running) of image quay.io/openstack.kolla/glance-api:2024.1-ubuntu-jammy" in said
-    assert '# kind = "kolla"' in text and "release: 2024.1 (version 28.2.0)" in said
+    assert "release: 2024.1 (version 28.2.0)" in said
     assert (config.database.host, config.database.port) == ("192.0.2.10", 3306)
+    assert config.commands.kind == "kolla" and all(config.kind_of(n.name) == "kolla" for n in config.nodes)
+    settings = config.kolla_of("ctl-1")
+    assert (settings.engine, settings.container, settings.image) == ("docker", "glance_api", "quay.io/openstack.kolla/glance-api")
     asked = questions(text)
-    assert any("these are kolla nodes" in q for q in asked) and any("2024.2 | 2025.1" in q for q in asked), asked
+    # The target is not decided (2024.1 is a SLURP: 2024.2 or 2025.1), so neither is the tag that follows it.
+    assert any("2024.2 | 2025.1" in q for q in asked) and any("target_tag 2024.2-ubuntu-jammy follows the undecided" in q for q in asked), asked
+    assert settings.target_tag == "2024.2-ubuntu-jammy"
     assert SECRET not in text + stderr

@@ -97,6 +97,7 @@ class Decision:
     value: str | None
     rule: str
     question: str = ""
+    placeholder: str = ""  # written (marked NOT DECIDED) where the config needs a value and ``value`` is None
 
 
 @dataclass
@@ -275,6 +276,15 @@ def _database(nodes: list[NodePlan]) -> tuple[DbTarget | None, str, str, dict[st
 
 
 def _target(nodes: list[NodePlan], given: str | None) -> Decision:
+    found = _target_of(nodes, given)
+    if found.value is None:
+        releases = sorted({r for n in nodes if n.findings and (r := n.findings.release)}, key=ORDER.index)
+        jumps = [r for r in ORDER if releases and supported_jump(releases[0], r)]
+        found.placeholder = jumps[0] if jumps else ORDER[-1]
+    return found
+
+
+def _target_of(nodes: list[NodePlan], given: str | None) -> Decision:
     releases = sorted({r for n in nodes if n.findings and (r := n.findings.release)}, key=ORDER.index)
     unread = [n.name for n in nodes if not (n.findings and n.findings.release)]
     if given:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from glance_tui.config import DatabaseConfig, LoadBalancerConfig, NodeConfig, load_config
 from glance_tui.errors import GlanceTuiError, one_line
 from glance_tui.init.discover import Discovery, LBPlan, NodePlan, NothingFound, db_password_source
-from glance_tui.releases import ORDER, supported_jump
+from glance_tui.init.kindplan import KindPlan, plan_kinds
 
 QUESTION = "QUESTION:"
 WIDTH = 110
@@ -75,6 +75,14 @@ class Document:
             self.data[name] = table
         self._table = table
 
+    def subtable(self, parent: str, name: str) -> None:
+        """``[parent.name]``: a table inside ``[parent]``, or inside the last ``[[parent]]`` entry."""
+        self.lines.append(f"[{parent}.{name}]")
+        table: dict[str, Any] = {}
+        owner = self.data[parent]
+        (owner[-1] if isinstance(owner, list) else owner)[name] = table
+        self._table = table
+
     def value(self, key: str, value: Any, note: str = "") -> None:
         self._table[key] = value
         self.lines.append(f"{key} = {toml_value(value)}" + (f"  # {one_line(note)}" if note else ""))
@@ -118,8 +126,9 @@ def render(found: Discovery, *, now: datetime | None = None) -> tuple[str, int]:
     for lb in found.lbs:
         _load_balancer(doc, found, lb)
     _ssh(doc, found)
-    _commands(doc, found)
-    written = [n for n in found.nodes if _node(doc, found, n)]
+    kinds = plan_kinds(found)
+    _commands(doc, found, kinds)
+    written = [n for n in found.nodes if _node(doc, found, n, kinds)]
     if not written:
         raise NothingFound("no Glance server of the load balancers could be written as a node",
                            fix="see the servers' addresses on the stats page (`stats show-legends`), or give --runtime-socket")
@@ -251,17 +260,20 @@ def _common(found: Discovery, attr: str) -> set[Any]:
     return {getattr(n.findings, attr) for n in found.nodes if n.findings and not n.findings.problem}
 
 
-def _commands(doc: Document, found: Discovery) -> None:
+OSA_UPGRADE_UNSET = "echo 'glance-tui init: write the command that installs the target venv on '{node} >&2; exit 1"
+
+
+def _commands(doc: Document, found: Discovery, kinds: KindPlan) -> None:
     doc.table("commands")
     kind = found.kind
     if kind.value is None:
         doc.question(f"which kind of node is this? {kind.question}")
-        doc.commented("kind", "packages")
     else:
         doc.comment(f"Node kind: {kind.value} — {kind.rule}.")
-        doc.commented("kind", kind.value, "node kinds (`[commands] kind`) come with the kinds change; until then the commands below apply")
-    if kind.value == "packages":
-        units = _common(found, "unit")
+    if kinds.kind is not None:
+        doc.value("kind", kinds.kind, "what the nodes showed" + (" (most of them: see each node's own kind)" if kinds.node_kind else ""))
+    if kinds.kind == "packages":
+        units = {n.findings.unit for n in found.nodes if n.findings and n.findings.kind == "packages"}
         if len(units) == 1 and (unit := units.pop()) != "glance-api":
             doc.value("services", [unit], "the systemd unit every node shows")
         elif len(units) > 1:
@@ -270,26 +282,27 @@ def _commands(doc: Document, found: Discovery) -> None:
         if runtimes & {"uwsgi", "mod_wsgi"}:
             doc.comment(f"The nodes run {', '.join(sorted(runtimes))}: date the Glance code itself rather than a script, e.g. "
                         "installed_at = \"stat -L -c %Z /usr/lib/python3/dist-packages/glance/__init__.py\"")
-    elif kind.value in ("kolla", "osa"):
-        for n in found.nodes:
-            f = n.findings
-            if f and not f.problem:
-                if kind.value == "kolla":
-                    doc.comment(f"{n.name}: engine {f.engine}, container {f.container}, image {f.image}")
-                else:
-                    doc.comment(f"{n.name}: LXC container {f.hostname or '?'}, venv root {f.venv_root}")
-        doc.question(f"these are {kind.value} nodes: the commands below are a packaged node's; until node kinds are supported, "
-                     "write the equivalent commands for your nodes")
-    reads = _common(found, "read_config") - {""}
-    if len(reads) == 1 and (read := reads.pop()) != "cat /etc/glance/glance-api.conf" and kind.value != "kolla":
-        doc.value("read_config", read, "the config file Glance runs with on every node (--config-file)")
-    elif len(reads) > 1 and kind.value != "kolla":
-        doc.question(f"the nodes run Glance with different config files ({' | '.join(sorted(reads))}): read_config must print the one "
-                     "glance-manage uses on each node (one command for every node)")
+        reads = {n.findings.read_config for n in found.nodes if n.findings and n.findings.kind == "packages"} - {""}
+        if len(reads) == 1 and (read := reads.pop()) != "cat /etc/glance/glance-api.conf":
+            doc.value("read_config", read, "the config file Glance runs with on every node (--config-file)")
+        elif len(reads) > 1:
+            doc.question(f"the nodes run Glance with different config files ({' | '.join(sorted(reads))}): read_config must print the one "
+                         "glance-manage uses on each node (one command for every node)")
+    if "osa" in (kinds.kind, *kinds.node_kind.values()):
+        doc.question("how is the target venv installed? OpenStack-Ansible builds it from its deploy host: write upgrade, e.g. "
+                     "\"ssh deploy openstack-ansible os-glance-install.yml --limit {node} --tags glance-install\" (until then it fails, changing nothing)")
+        doc.value("upgrade", OSA_UPGRADE_UNSET)
+    for q in kinds.questions:
+        doc.question(q)
+    if kinds.shared and kinds.kind in ("kolla", "osa"):
+        doc.blank()
+        doc.subtable("commands", kinds.kind)
+        for key, value in kinds.shared.items():
+            doc.value(key, value)
     doc.blank()
 
 
-def _node(doc: Document, found: Discovery, n: NodePlan) -> bool:
+def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool:
     values: dict[str, Any] = {"name": n.name, "ssh_host": n.address.host if n.address else "", "lb_server": n.server,
                               "api_url": f"http://{n.address}" if n.address else ""}
     problem = _invalid(NodeConfig, values) if n.address else "HAProxy shows no address"
@@ -315,6 +328,13 @@ def _node(doc: Document, found: Discovery, n: NodePlan) -> bool:
             doc.comment(f"note: {note}")
     for key, value in values.items():
         doc.value(key, value)
+    if n.name in kinds.node_kind:
+        doc.value("kind", kinds.node_kind[n.name], "this node's own kind")
+    own = kinds.own.get(n.name)
+    if own:
+        doc.subtable("nodes", kinds.node_kind.get(n.name) or str(kinds.kind))
+        for key, value in own.items():
+            doc.value(key, value)
     doc.blank()
     return True
 
@@ -325,10 +345,7 @@ def _policy(doc: Document, found: Discovery) -> None:
     if target.value:
         doc.value("target_release", target.value, f"decided: {target.rule}")
         return
-    releases = [r for n in found.nodes if n.findings and (r := n.findings.release)]
-    start = min(releases, key=ORDER.index) if releases else None
-    jumps = [r for r in ORDER if start and supported_jump(start, r)]
-    placeholder = jumps[0] if jumps else ORDER[-1]
+    placeholder = target.placeholder
     doc.question(f"{target.question} — target_release below is {placeholder} only so that the file loads: "
                  "write the release you are upgrading to (or run init again with --target-release)")
     doc.value("target_release", placeholder, "NOT DECIDED: see the question above")
