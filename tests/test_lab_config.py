@@ -12,7 +12,7 @@ import pytest
 
 from glance_tui.cli import main
 from glance_tui.commands import NodeCommands
-from glance_tui.config import load_config
+from glance_tui.config import CommandsConfig, load_config
 from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.lab import envs, glance
 from glance_tui.lab.lab import BalancerLayout, Lab, Layout, NodeLayout
@@ -29,7 +29,9 @@ def make_layout(bin_dir: str = "/opt/none/bin", *, two: bool = False) -> Layout:
     return Layout(nodes=nodes, balancers=balancers, db_port=13306, envs={"2023.1": bin_dir, "2024.1": bin_dir})
 
 
-def test_generated_config_loads_and_renders_nodectl_commands(tmp_path: Path) -> None:
+def test_generated_config_loads_and_uses_the_packaged_defaults(tmp_path: Path) -> None:
+    """The lab proves the defaults: no lab-only command in the config, and [commands] holds only
+    the rollback a packaged operator writes (there is no default for it)."""
     lab = Lab(tmp_path / "lab", envs={"2023.1": "/opt/none/bin", "2024.1": "/opt/none/bin"})
     lab.dir.mkdir()
     lab._password()
@@ -45,9 +47,13 @@ def test_generated_config_loads_and_renders_nodectl_commands(tmp_path: Path) -> 
     assert config.ssh.identity_file == str(lab.operator_key) and config.ssh.known_hosts == str(lab.known_hosts)
     assert config.backup.where == "local" and config.backup.directory == str(lab.backup_dir)
     assert config.policy.target_release == "2024.1" and config.policy.target_version == "28.2.0"
+    assert "nodectl" not in path.read_text() and "GLANCE_LAB" not in path.read_text()
+    defaults = CommandsConfig()
+    assert config.commands.model_dump(exclude={"rollback"}) == defaults.model_dump(exclude={"rollback"})
+    assert config.commands.rollback == "apt-get install -y --allow-downgrades glance-api=2:26.1.0-0ubuntu1"
     cmds = NodeCommands(config, "glance-2")
-    assert cmds.upgrade().command.endswith("-m glance_tui.lab.nodectl upgrade 2024.1")
-    assert cmds.db_check().command.endswith("-m glance_tui.lab.nodectl manage db check")
+    assert cmds.upgrade().command == "apt-get install -y glance-api"
+    assert cmds.db_check().command == "glance-manage db check"
     assert lab.password_file.stat().st_mode & 0o777 == 0o600
 
 
@@ -61,7 +67,9 @@ def test_each_path_targets_its_release_and_each_release_has_a_lock_and_a_runtime
     layout.path = path
     config = load_config(lab.write_config(layout))
     assert config.policy.target_release == target and config.policy.target_version == envs.GLANCE_VERSIONS[target]
-    assert NodeCommands(config, "glance-1").upgrade().command.endswith(f"-m glance_tui.lab.nodectl upgrade {target}")
+    # the repository's candidate is the target (apt-get's own choice); rollback pins the start's package
+    assert NodeCommands(config, "glance-1").upgrade().command == "apt-get install -y glance-api"
+    assert config.commands.rollback.endswith(f"glance-api=2:{envs.GLANCE_VERSIONS[start]}-0ubuntu1")
     # a uWSGI node's health check may wait behind its busy workers: Kolla-Ansible's 10 s, else the lab's 2 s
     uwsgi = any(runtime_of(r) is UWSGI for r in path)
     assert lab.haproxy(layout).check_timeout_s == (10.0 if uwsgi else 2.0) and (uwsgi == (path != envs.DEFAULT_PATH))
@@ -254,9 +262,11 @@ def test_missing_package_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert "fix: apt-get update && apt-get install -y" in err and "\n" not in err
 
 
-def test_nodectl_starts_quickly() -> None:
-    """The engine runs nodectl for every probe: it must not import heavy modules."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "glance_tui.lab.nodectl"], capture_output=True, text=True,
+@pytest.mark.parametrize("module", ["glance_tui.lab.nodectl", "glance_tui.lab.pkgshims"])
+def test_node_tools_start_quickly(module: str) -> None:
+    """A lab node's systemctl, apt-get and glance-manage run these: they must not import heavy modules."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", module], capture_output=True, text=True,
                          cwd=Path(__file__).parent.parent, env={**os.environ}, timeout=30)
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if "|" in line}
+    assert "glance_tui.lab.procs" in imported  # the tool itself was imported
     assert not imported & {"pydantic", "httpx", "asyncssh", "textual", "glance_tui.config"}

@@ -223,62 +223,6 @@ def test_without_autostart_the_old_process_keeps_running(node_dir: Path) -> None
     assert nodectl.running_pid(node) == pid and b"env-2023.1" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
-def _lab_probe(node_dir: Path, template: str) -> subprocess.CompletedProcess[str]:
-    """A lab probe template as a node's sshd runs it: ``sh -c`` with the node dir in the env."""
-    from glance_tui.templates import render
-
-    return subprocess.run(["sh", "-c", render(template, {})], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, nodectl.NODE_DIR_ENV: str(node_dir)})
-
-
-def test_lab_probes_read_the_package_file_and_only_this_nodes_processes(node_dir: Path, tmp_path: Path) -> None:
-    """The lab's installed_version/installed_at/processes templates are the packaged-node kind
-    (cat, stat, ps), narrowed to this node; a glance-api of another node is not seen."""
-    import time
-
-    from glance_tui.lab.lab import LAB_INSTALLED_AT, LAB_INSTALLED_VERSION, LAB_PROCESSES
-    from glance_tui.config import CommandsConfig
-    from glance_tui.node import glance_processes
-    from glance_tui.node.readings import parse_epoch
-    from glance_tui.releases import parse_version
-
-    node = nodectl.Node.load(node_dir)
-    nodectl.write_package(node)
-    assert parse_version(_lab_probe(node_dir, LAB_INSTALLED_VERSION).stdout) == "26.1.0"
-    before = time.time()
-    assert ctl(node_dir, "upgrade", "2024.1").returncode == 0
-    assert parse_version(_lab_probe(node_dir, LAB_INSTALLED_VERSION).stdout) == "28.2.0"
-    at = parse_epoch(_lab_probe(node_dir, LAB_INSTALLED_AT).stdout)
-    assert before - 1 <= at <= time.time() + 1 and abs(at - nodectl.installed_at(nodectl.Node.load(node_dir))) < 1
-    # another node's glance-api (its node dir is a prefix-sharing sibling) is not this node's
-    other = tmp_path / "node2"
-    other.mkdir()
-    fake = other / "glance-api"
-    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
-    fake.chmod(0o755)
-    decoy = subprocess.Popen([str(fake), "--config-file", f"{other}/glance-api.conf"])
-    try:
-        for _ in range(50):  # the decoy is a glance-api to the unfiltered default probe
-            everywhere = glance_processes(_lab_probe(node_dir, CommandsConfig().processes).stdout, CommandsConfig())
-            if decoy.pid in [p.pid for p in everywhere]:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the decoy glance-api never showed up in ps")
-        found = glance_processes(_lab_probe(node_dir, LAB_PROCESSES).stdout, CommandsConfig())
-        assert found == []  # stopped: nothing of this node runs
-        assert ctl(node_dir, "start").returncode == 0
-        out = _lab_probe(node_dir, LAB_PROCESSES)
-        assert out.returncode == 0, out.stderr
-        found = glance_processes(out.stdout, CommandsConfig())
-        assert [p.pid for p in found] == [nodectl.running_pid(nodectl.Node.load(node_dir))]
-    finally:
-        decoy.kill()
-    # a ps that prints nothing is an error, never "stopped"
-    broken = _lab_probe(node_dir, LAB_PROCESSES.replace("ps -eo", "true ps -eo"))
-    assert broken.returncode == 3
-
-
 def test_a_uwsgi_release_runs_master_and_workers_and_the_witness_sees_them(tmp_path: Path) -> None:
     """On the 2025.1 -> 2026.1 path a node upgraded to 2026.1 runs uWSGI (its runtime in
     envs.RELEASES): the master and its workers are the node's service for start, is-running,

@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import shutil
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -32,7 +30,7 @@ from pathlib import Path
 import glance_tui
 from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.lab import envs as lab_envs
-from glance_tui.lab import glance, nodectl, procs
+from glance_tui.lab import glance, nodectl, nodens, procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.lab.keystone import KeystoneLab, authtoken_section
 from glance_tui.lab.mariadb import MariaDB
@@ -51,16 +49,10 @@ SERVED_BY = "X-Lab-Served-By"
 # Each lab HAProxy's hard-stop-after (and the config's hard_stop_after): after a reload the old
 # worker finishes its transfers for at most this long, so the tool knows when it is gone.
 LB_HARD_STOP_AFTER = 10.0
-# A lab node's read-only probes (see write_config): what a packaged node runs, for this node only.
-# The node dir is in every argv of the node's Glance server (glance-api --config-file, uwsgi --ini), and sshd sets it.
-# (Templates: a literal brace is doubled.)
-LAB_PROCESSES = ("date +%s && ps -eo pid=,ppid=,etimes=,comm=,args= "
-                 """| awk -v d="$GLANCE_LAB_NODE_DIR/" 'index($0, d) {{ print }} END {{ if (NR == 0) exit 3 }}'""")
-LAB_INSTALLED_AT = 'stat -c %Y "$GLANCE_LAB_NODE_DIR/package"'
-LAB_INSTALLED_VERSION = 'cat "$GLANCE_LAB_NODE_DIR/package"'
-LAB_READ_CONFIG = 'cat "$GLANCE_LAB_NODE_DIR/glance-api.conf"'
+# sshd's own PATH for a session (OpenSSH's default), after the node's package tools.
+SESSION_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Debian packages the lab needs, checked up front so a fresh machine gets one line with the fix.
-BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen")
+BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen", "unshare", "nsenter")
 
 
 def default_dir() -> Path:
@@ -334,14 +326,17 @@ class Lab:
         return ks.token() if ks else None
 
     def sshd(self, node: NodeLayout) -> SSHD:
-        """The node's sshd. HOME is the node's own dir: sshd runs every command through the login
-        shell, and bash then sources ~/.bashrc — the lab host's root dotfiles (a pyenv init there
-        costs ~90 ms of CPU per command) are not the node's."""
+        """The node's sshd, inside the node's machine (:mod:`nodens`). HOME is the node's own dir:
+        sshd runs every command through the login shell, and bash then sources ~/.bashrc — the lab
+        host's root dotfiles (a pyenv init there costs ~90 ms of CPU per command) are not the
+        node's. The node's package tools (``nodectl.PATH_DIR``) come first on its PATH."""
         package_root = str(Path(glance_tui.__file__).resolve().parent.parent)
-        home = str(self.node_dir(node.name))
-        return SSHD(self.node_dir(node.name) / "sshd", node.host, node.ssh_port,
+        home = self.node_dir(node.name)
+        return SSHD(home / "sshd", node.host, node.ssh_port,
                     authorized_keys=[public_key_path(self.operator_key)],
-                    set_env={nodectl.NODE_DIR_ENV: home, "PYTHONPATH": package_root, "HOME": home})
+                    set_env={nodectl.NODE_DIR_ENV: str(home), "PYTHONPATH": package_root, "HOME": str(home),
+                             "PATH": f"{home / nodectl.PATH_DIR}:{SESSION_PATH}"},
+                    wrap=lambda: nodens.enter(home))
 
     def node(self, node: NodeLayout) -> nodectl.Node:
         return nodectl.Node.load(self.node_dir(node.name))
@@ -352,7 +347,7 @@ class Lab:
         if layout.keystone_host and procs.is_running(self.dir / "keystone" / "keystone.pid"):
             return True
         for n in layout.nodes:
-            if self.sshd(n).is_running() or (self.node_dir(n.name) / "node.json").exists() and nodectl.running_pid(self.node(n)):
+            if self.sshd(n).is_running() or nodens.is_running(self.node_dir(n.name)):
                 return True
         return False
 
@@ -382,6 +377,7 @@ class Lab:
         for n in layout.nodes:  # each node's Glance connects from the node's own address, as on a real cloud
             node = self._write_node(layout, n, glance.db_url(user=DB_USER, password=password, host="127.0.0.1", port=layout.db_port,
                                                              schema=DB_SCHEMA, bind_address=n.host), authtoken)
+            nodens.start(node.dir)
             if nodectl.running_pid(node) is None:
                 self.progress(f"starting glance-api {n.name} ({node.release}) on {n.api_url}")
                 pending.append((node, nodectl.start(node, wait=False)))
@@ -493,7 +489,7 @@ class Lab:
                                 "autostart": layout.autostart,
                                 **({"installed_at": installed} if installed else {})})
         node.save()
-        nodectl.write_package(node)
+        nodectl.install_package(node)
         glance.write_api_conf(node.conf, host=n.host, port=n.api_port, database=database, store_dir=self.store_dir,
                               node_dir=d, workers=layout.workers, authtoken=authtoken)
         return node
@@ -514,7 +510,6 @@ class Lab:
     # ------------------------------------------------------------------ config for glance-tui
     def write_config(self, layout: Layout) -> Path:
         """The ready glance-tui.toml for this lab (loads with ``glance_tui.config.load_config``)."""
-        nodectl_cmd = f"{shlex.quote(sys.executable)} -m glance_tui.lab.nodectl"
         q = json.dumps  # TOML basic strings are JSON-compatible for these values
         lines = [
             "# Written by `glance-tui lab up`: the staging lab on loopback. Regenerated on every `lab up`.",
@@ -535,19 +530,11 @@ class Lab:
                           f"runtime_socket = {q('unix:' + str(lb.runtime_socket))}", f"hard_stop_after = {self.lb_hard_stop_after:g}", ""]
         lines += [
             "[ssh]", 'user = "root"', f"identity_file = {q(str(self.operator_key))}", f"known_hosts = {q(str(self.known_hosts))}", "",
+            # The packaged node's defaults, unchanged: each lab node has systemctl, dpkg-query, apt-get,
+            # glance-manage and glance-api of its own, and sees only its own processes and /etc/glance.
+            # rollback has no default; this is the one a packaged operator writes: pin the old version.
             "[commands]",
-            f"stop = {q(nodectl_cmd + ' stop')}",
-            f"start = {q(nodectl_cmd + ' start')}",
-            # The probes are the packaged-node defaults, narrowed to this node (every lab node shares
-            # one machine; sshd sets GLANCE_LAB_NODE_DIR): ps, cat and stat, no Python per probe.
-            # awk exits 3 on no input at all, so a failing ps is an error, never "stopped".
-            f"processes = {q(LAB_PROCESSES)}",
-            f"installed_at = {q(LAB_INSTALLED_AT)}",
-            f"upgrade = {q(nodectl_cmd + ' upgrade {target_release}')}",
-            f"installed_version = {q(LAB_INSTALLED_VERSION)}",
-            f"glance_manage = {q(nodectl_cmd + ' manage')}",
-            f"read_config = {q(LAB_READ_CONFIG)}",
-            f"rollback = {q(nodectl_cmd + ' downgrade')}", "",
+            f"rollback = {q('apt-get install -y --allow-downgrades glance-api=' + nodectl.debian_version(lab_envs.GLANCE_VERSIONS[layout.base]))}", "",
         ]
         for n in layout.nodes:
             lines += ["[[nodes]]", f"name = {q(n.name)}", f"ssh_host = {q(n.host)}", f"ssh_port = {n.ssh_port}",
@@ -578,6 +565,7 @@ class Lab:
                     raise GlanceTuiError(f"glance-api on {n.name} does not stop", where=str(node.pidfile), fix=f"kill it by hand (pid {was})")
                 if was:
                     stopped.append(f"glance-api {n.name}")
+            nodens.stop(self.node_dir(n.name))
         if procs.stop_pid(self.dir / "keystone" / "keystone.pid"):
             stopped.append("keystone")
         if not keep_database and self.mariadb(layout).stop():

@@ -51,7 +51,7 @@ class ProcessMonitor:
                 node = nodectl.Node.load(node_dir)
             except Exception:  # node.json being rewritten: the next sample sees it
                 continue
-            pid = procs.read_pid(node.pidfile)
+            pid = nodectl.service_pid(node)  # a host pid: the node writes its own machine's
             if pid is None:
                 continue
             envs = {release: str(Path(bin_dir)) for release, bin_dir in node.data.get("envs", {}).items()}

@@ -7,17 +7,23 @@ Each node's sshd sets ``GLANCE_LAB_NODE_DIR``; the node dir holds ``node.json``
 (``deb-systemd-invoke restart``), else the running service keeps the old code. The service
 runs as its release's runtime (:mod:`glance_tui.lab.runtime`): the eventlet ``glance-api``
 or uWSGI (master and workers); ``downgrade`` goes back to the lab path's starting release.
-Stdlib only and quick to start: the engine runs it for every probe.
+The node's package files (:func:`install_package`) put on its PATH what a packaged
+Debian/Ubuntu node has — ``glance-api``, ``glance-manage``, ``dpkg-query``, ``systemctl``,
+``apt-get`` (:mod:`glance_tui.lab.pkgshims`) — so the lab's config uses the tool's defaults.
+A node with a machine (:mod:`glance_tui.lab.nodens`) runs its service inside it; host-side callers
+get host pids. Stdlib only and quick to start.
 
-    python -m glance_tui.lab.nodectl start|stop|is-running|processes|installed-at|upgrade [REL]|downgrade|version|manage ARGS…|read-config
+    python -m glance_tui.lab.nodectl start [--no-wait]|stop|is-running|processes|installed-at|upgrade [REL]|downgrade|version|manage ARGS…|read-config
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glance_tui.errors import GlanceTuiError
-from glance_tui.lab import envs, procs, runtime
+from glance_tui.lab import envs, nodens, procs, runtime
 
 NODE_DIR_ENV = "GLANCE_LAB_NODE_DIR"
 
@@ -72,8 +78,8 @@ class Node:
 
 
 def running_pid(node: Node) -> int | None:
-    """The service's pid if its process group still has a live Glance server process (any runtime)."""
-    pid = procs.read_pid(node.pidfile)
+    """The service's pid (in the caller's view) if its process group still has a live Glance server process (any runtime)."""
+    pid = service_pid(node)
     if pid is None:
         return None
     for member in procs.processes(group=pid):
@@ -85,11 +91,23 @@ def running_pid(node: Node) -> int | None:
     return None
 
 
+def service_pid(node: Node) -> int | None:
+    """The pid the pid file names, in the caller's view (the node writes it as its machine sees it)."""
+    return nodens.host_pid(node.dir, procs.read_pid(node.pidfile))
+
+
+# ps counts whole seconds: a service started within a second of its install would read as
+# started before it. A real package's install and the first start are further apart.
+INSTALL_SETTLE = 1.5
+
+
 def start(node: Node, *, wait: bool = True, timeout: float = 120) -> int:
     """Start the service from the node's current environment, as its release's runtime (no-op if running)."""
     pid = running_pid(node)
     if pid is not None:
         return pid
+    if not nodens.inside(node.dir):
+        return _start_inside(node, wait=wait, timeout=timeout)
     server = runtime.runtime_of(node.release)
     api = node.bin(server.binary)
     if not api.exists():
@@ -105,6 +123,24 @@ def start(node: Node, *, wait: bool = True, timeout: float = 120) -> int:
     argv, env = server.command(api.parent, node.dir, node.conf, host=node.host, port=node.port,
                                workers=int(node.data.get("workers", 1)))
     pid = procs.start_detached(argv, log=node.log, pidfile=node.pidfile, cwd=node.dir, env=env)
+    if wait:
+        wait_listening(node, pid, timeout)
+    return pid
+
+
+def _start_inside(node: Node, *, wait: bool, timeout: float) -> int:
+    """From the lab host: start the service inside the node's machine (its processes live in its
+    PID namespace, so the node's own `ps` sees them); returns the service's host pid."""
+    settle = INSTALL_SETTLE - (time.time() - installed_at(node))
+    if settle > 0:
+        time.sleep(settle)
+    argv = [*nodens.enter(node.dir), sys.executable, "-m", "glance_tui.lab.nodectl", "--node-dir", str(node.dir), "start", "--no-wait"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise GlanceTuiError(f"glance-api on {node.name} does not start: {(done.stderr or done.stdout).strip()[-300:]}", fix=f"see {node.log}")
+    pid = service_pid(node)
+    if pid is None:
+        raise GlanceTuiError(f"glance-api on {node.name} exited at once", fix=f"see {node.log}")
     if wait:
         wait_listening(node, pid, timeout)
     return pid
@@ -136,7 +172,7 @@ def wait_listening(node: Node, pid: int, timeout: float = 120) -> None:
 
 def stop(node: Node, *, timeout: float = 30) -> bool:
     """SIGTERM the service's process group, SIGKILL after ``timeout``; True once nothing is left."""
-    pid = procs.read_pid(node.pidfile)
+    pid = service_pid(node)
     if pid is None or not procs.processes(group=pid):
         node.pidfile.unlink(missing_ok=True)
         return True
@@ -156,22 +192,60 @@ def stop(node: Node, *, timeout: float = 30) -> bool:
     return True
 
 
-PACKAGE_FILE = "package"
+PACKAGE_STATUS = "dpkg-status"  # the node's package database: "glance-api<TAB>DEBIAN-VERSION"
+PATH_DIR = "bin"  # first on the PATH of the node's SSH sessions
 
 
-def write_package(node: Node) -> Path:
-    """The node's "package database": ``glance-api<TAB>VERSION``, its mtime the install time.
+def debian_version(upstream: str) -> str:
+    """A Glance version as Ubuntu's cloud archive spells it (epoch 2): ``2:28.2.0-0ubuntu1``."""
+    return f"2:{upstream}-0ubuntu1"
 
-    The lab's ``installed_version`` and ``installed_at`` templates read it with ``cat`` and
-    ``stat``, as a packaged node answers with ``dpkg-query`` and ``stat`` — milliseconds, with
-    no Python started for every probe (a probe runs several of them on every node)."""
-    path = node.dir / PACKAGE_FILE
-    tmp = node.dir / (PACKAGE_FILE + ".tmp")
-    tmp.write_text(f"glance-api\t{version(node)}\n")
-    at = installed_at(node)
-    os.utime(tmp, (at, at))
+
+def _write(path: Path, text: str, mode: int = 0o644, *, force: bool = False) -> None:
+    """Write ``path`` by rename (a new inode: its ctime is now), unless it already says ``text``."""
+    if not force and path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
     tmp.replace(path)
-    return path
+
+
+def install_package(node: Node, *, reinstall: bool = False) -> Path:
+    """The node's package files, as a packaged node has them: ``bin/glance-api`` (its ctime is the
+    install time: the default ``installed_at`` stats it), ``bin/glance-manage``, the package
+    database ``dpkg-query`` reads, and the package tools (``systemctl``, ``apt-get``). Unchanged
+    files are left alone (``lab up`` keeps a node's install time), unless ``reinstall``."""
+    bin_dir = node.dir / PATH_DIR
+    bin_dir.mkdir(exist_ok=True)
+    py, d = shlex.quote(sys.executable), shlex.quote(str(node.dir))
+    api = shlex.quote(str(node.bin("glance-api")))
+    _write(bin_dir / "glance-api", f"#!/bin/sh\n# glance-api of Glance {node.release}, installed by the lab's apt-get\nexec {api} \"$@\"\n",
+           0o755, force=reinstall)
+    _write(node.dir / PACKAGE_STATUS, f"glance-api\t{debian_version(version(node))}\n", force=reinstall)
+    _write(bin_dir / "glance-manage", f"#!/bin/sh\nexec {py} -m glance_tui.lab.nodectl --node-dir {d} manage \"$@\"\n", 0o755)
+    for tool in ("systemctl", "apt-get"):
+        _write(bin_dir / tool, f"#!/bin/sh\nexec {py} -m glance_tui.lab.pkgshims --node-dir {d} {tool} \"$@\"\n", 0o755)
+    _write(bin_dir / "dpkg-query", DPKG_QUERY.replace("@STATUS@", shlex.quote(str(node.dir / PACKAGE_STATUS))), 0o755)
+    return bin_dir
+
+
+# dpkg-query -W [PACKAGE…]: no Python per probe (the engine asks every node on every probe).
+DPKG_QUERY = """#!/bin/sh
+# The lab's dpkg-query: -W/--show over the node's package database.
+db=@STATUS@
+case "$1" in
+  -W|--show) shift ;;
+  *) echo "dpkg-query: error: need an action option" >&2; exit 2 ;;
+esac
+[ $# -gt 0 ] || { cat "$db"; exit 0; }
+rc=0
+for p in "$@"; do
+  line=$(awk -F '\t' -v p="$p" '$1 == p' "$db")
+  if [ -n "$line" ]; then printf '%s\n' "$line"; else echo "dpkg-query: no packages found matching $p" >&2; rc=1; fi
+done
+exit $rc
+"""
 
 
 def set_release(node: Node, release: str) -> str:
@@ -181,12 +255,17 @@ def set_release(node: Node, release: str) -> str:
     node.data["release"] = release
     node.data["installed_at"] = time.time()
     node.save()
-    write_package(node)
+    install_package(node, reinstall=True)
     return old
 
 
 def installed_at(node: Node) -> float:
-    """When the node's current release was installed (``set_release``), else when its environment was made."""
+    """When the node's current release was installed: its ``glance-api``'s ctime (what the default
+    ``installed_at`` reads), else ``set_release``'s time, else when its environment was made."""
+    try:
+        return (node.dir / PATH_DIR / "glance-api").stat().st_ctime
+    except OSError:
+        pass
     at = node.data.get("installed_at")
     if at:
         return float(at)
@@ -238,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         node = Node.load(node_dir)
         if verb == "start":
             was = running_pid(node)
-            pid = start(node)
+            pid = start(node, wait="--no-wait" not in rest)
             print(f"{node.name}: glance-api {'already running' if was else 'started'} (pid {pid}, release {node.release}) on {node.host}:{node.port}")
         elif verb == "stop":
             if not stop(node):

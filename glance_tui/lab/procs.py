@@ -27,6 +27,8 @@ PACKAGES = {
     "sshd": "openssh-server",
     "ssh-keygen": "openssh-client",
     "socat": "socat",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
 }
 
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -91,7 +93,7 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0, *, pid: int | Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
-            tail = _tail(log) if log else ""
+            tail = log_tail(log) if log else ""
             raise GlanceTuiError(f"{what} exited during start-up{': ' + tail if tail else ''}", fix=f"see {log}" if log else "")
         try:
             with socket.create_connection((host, port), timeout=0.5):
@@ -101,7 +103,8 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0, *, pid: int | Non
     raise GlanceTuiError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s", fix=f"see {log}" if log else "")
 
 
-def _tail(path: Path | None, lines: int = 3) -> str:
+def log_tail(path: Path | None, lines: int = 3) -> str:
+    """The last lines of a service's log, joined on one line (for a one-line error)."""
     if not path or not path.exists():
         return ""
     text = path.read_text(errors="replace").strip().splitlines()

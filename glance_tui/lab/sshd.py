@@ -10,7 +10,8 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,9 @@ class SSHD:
     port: int = 0  # 0: a free port is picked at start()
     authorized_keys: list[Path] = field(default_factory=list)  # public key files
     set_env: dict[str, str] = field(default_factory=dict)  # exported to every session
+    # The argv prefix sshd runs under (a lab node's machine: ``nsenter …``), asked at each start.
+    # The pid file then names sshd itself (the prefix's child), so stop() reaches its sessions.
+    wrap: Callable[[], list[str]] | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir).absolute()
@@ -147,8 +151,24 @@ class SSHD:
         check = subprocess.run([sshd, "-t", "-f", str(self.config_file)], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise GlanceTuiError(f"sshd rejects its config: {check.stderr.strip()}", where=str(self.config_file), fix="see the message")
-        pid = start_detached([sshd, "-f", str(self.config_file), "-D", "-e"], log=self.log, pidfile=self.pidfile)
+        prefix = self.wrap() if self.wrap else []
+        pid = start_detached([*prefix, sshd, "-f", str(self.config_file), "-D", "-e"], log=self.log, pidfile=self.pidfile)
+        if prefix:
+            pid = self._wrapped(pid, timeout)
         wait_for_port(self.host, self.port, timeout, pid=pid, what=f"sshd on {self.host}", log=self.log)
+
+    def _wrapped(self, prefix_pid: int, timeout: float) -> int:
+        """sshd's own pid under the prefix process, recorded in the pid file."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in processes(parent=prefix_pid):
+                if Path(f"/proc/{child}/exe").resolve().name == "sshd":
+                    self.pidfile.write_text(f"{child}\n")
+                    return child
+            if not pid_alive(prefix_pid):
+                break
+            time.sleep(0.02)
+        raise GlanceTuiError(f"sshd on {self.host} did not start under {self.wrap}", fix=f"see {self.log}")
 
     def stop(self) -> bool:
         """Stop sshd and its open sessions; True if something was running."""
