@@ -58,8 +58,8 @@ def write_bin(bin_dir: Path, node_dir: Path, a: NodeAnswers) -> None:
     cases = "".join(f"  {shlex.quote(u)}) state={shlex.quote(s)};;\n" for u, s in a.units.items())
     _script(bin_dir / "systemctl", f'for u; do :; done\ncase "$u" in\n{cases}  *) state=;;\nesac\n'
             'case "$1" in\n  is-active) [ -n "$state" ] && echo "$state" || echo inactive; [ "$state" = active ];;\n'
-            '  show) [ -n "$state" ] && echo loaded || echo not-found;;\n  *) exit 1;;\nesac')
-    _script(bin_dir / "dpkg-query", f"echo {shlex.quote(a.dpkg_version)}" if a.dpkg_version else "exit 1")
+            '  status) [ -n "$state" ] || exit 4; [ "$state" = active ] && exit 0; exit 3;;\n  *) exit 1;;\nesac')
+    _script(bin_dir / "dpkg-query", f"printf 'glance-api\\t%s\\n' {shlex.quote(a.dpkg_version)}" if a.dpkg_version else "exit 1")
     _script(bin_dir / "rpm", "exit 1")
     _script(bin_dir / "apt-cache", f"printf 'glance-api:\\n  Installed: x\\n  Candidate: %s\\n' {shlex.quote(a.candidate)}" if a.candidate else "exit 0")
     _script(bin_dir / "systemd-detect-virt", "echo none; exit 1")

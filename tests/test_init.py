@@ -17,7 +17,7 @@ from glance_tui.lab.procs import free_port
 from glance_tui.lab.sshd import write_known_hosts
 from tests.init_nodes import GLANCE_VERSIONS, NOVA_VERSIONS, SECRET, NodeAnswers, start_cluster
 
-PACKAGED = "mysql+pymysql://glance:{secret}@10.0.0.5:3306/glance"
+pytestmark = pytest.mark.services
 
 
 def eventlet(version: str = "2:28.2.0-0ubuntu1", candidate: str | None = "2:29.0.0-0ubuntu1", host: str = "10.0.0.5") -> NodeAnswers:

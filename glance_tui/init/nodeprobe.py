@@ -39,12 +39,13 @@ SURVEY = "; ".join([
     f"echo {MARK} host", "hostname 2>/dev/null",
     f"echo {MARK} virt", "systemd-detect-virt -c 2>/dev/null",
     f"echo {MARK} units",
-    f"for u in {' '.join(UNITS)}; do a=$(systemctl is-active \"$u\" 2>/dev/null); "
-    "l=$(systemctl show -p LoadState --value \"$u\" 2>/dev/null); echo \"$u ${a:-?} ${l:-?}\"; done",
+    # is-active: "active" or not; status exits 0 running, 3 not running, 4 no such unit (systemd's codes)
+    f"for u in {' '.join(UNITS)}; do a=$(systemctl is-active \"$u\" 2>/dev/null | head -n 1); "
+    "systemctl status \"$u\" >/dev/null 2>&1; echo \"$u ${a:-?} $?\"; done",
     f"echo {MARK} processes", "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args=",
     f"echo {MARK} containers",
     "for e in docker podman; do command -v $e >/dev/null 2>&1 && $e ps -a --format \"$e {{.Names}} {{.Image}} {{.State}}\" 2>/dev/null; done",
-    f"echo {MARK} version", "dpkg-query -W -f '${Version}\\n' glance-api 2>/dev/null || rpm -q --qf '%{VERSION}\\n' openstack-glance 2>/dev/null",
+    f"echo {MARK} version", "dpkg-query -W glance-api 2>/dev/null || rpm -q --qf '%{VERSION}\\n' openstack-glance 2>/dev/null",
     f"echo {MARK} candidate", "apt-cache policy glance-api 2>/dev/null",
     f"echo {MARK} end",
 ])
@@ -120,7 +121,7 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
         bits = line.split()
         if len(bits) == 3 and bits[0] in UNITS:
             units[bits[0]] = (bits[1], bits[2])
-    present = [u for u, (active, load) in units.items() if active == "active" or load == "loaded"]
+    present = [u for u, (active, status) in units.items() if active == "active" or status in ("0", "3")]
     containers = []
     for line in parts.get("containers", "").splitlines():
         bits = line.split()
@@ -221,3 +222,20 @@ async def _read_database(conn: NodeSSH, found: NodeFindings) -> None:
         found.db = parse_connection(result.stdout)
     except Unknown as exc:
         found.db_problem = str(exc)
+        return
+    if found.kind != "kolla" and found.conf_path != DEFAULT_CONF:
+        await _default_reads_the_same(conn, found)
+
+
+async def _default_reads_the_same(conn: NodeSSH, found: NodeFindings) -> None:
+    """Glance runs with another --config-file: the default ``read_config`` still serves when the
+    node's /etc/glance/glance-api.conf names the same database (one command for every node)."""
+    default = f"cat {DEFAULT_CONF}"
+    try:
+        result = await conn.run(default, timeout=PROBE_TIMEOUT)
+        same = result.ok and parse_connection(result.stdout) == found.db
+    except (AdapterError, Unknown):
+        same = False
+    if same:
+        found.notes.append(f"Glance runs with --config-file {found.conf_path}; {DEFAULT_CONF} names the same database")
+        found.read_config = default
