@@ -300,3 +300,33 @@ def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
     assert any("2024.2 | 2025.1" in q for q in asked) and any("target_tag 2024.2-ubuntu-jammy follows the undecided" in q for q in asked), asked
     assert settings.target_tag == "2024.2-ubuntu-jammy"
     assert SECRET not in text + stderr
+
+
+def test_hostile_server_names_and_one_host_twice_are_questions(tmp_path, capsys):
+    """A stats page whose Glance servers have names the config refuses (an escape sequence, a space, 300
+    characters) or share one host: each is asked about, commented out, and the file still loads. Nothing
+    answers SSH here, so each written node is asked about too."""
+    from tests.init_nodes import serve_versions
+
+    glance = [serve_versions(f"127.0.0.{h}", free_port(f"127.0.0.{h}"), GLANCE_VERSIONS) for h in (61, 62, 63, 63, 64, 65)]
+    names = ["good-1", "evil\x1b[2K", "good-2", "good-3", "sp ace", "x" * 300]
+    rows = b"".join(f'glance_api,"{n}",0,0,UP,1,{s.server_address[0]}:{s.server_address[1]},\n'.encode() for n, s in zip(names, glance))
+    page = HEADER + b"glance_api,FRONTEND,0,0,OPEN,,,\n" + rows + b"glance_api,BACKEND,0,0,UP,1,,\n"
+    server, port = serve_bodies({"/stats": (200, page)})
+    out = tmp_path / "hostile.toml"
+    try:
+        code, _, stderr = init(capsys, "--stats-url", f"http://127.0.0.1:{port}/stats", "--timeout", "2", "--ssh-port", str(free_port()),
+                               "--known-hosts", str(tmp_path / "none"), "-o", str(out))
+    finally:
+        for s in [server, *glance]:
+            s.shutdown()
+            s.server_close()
+    assert code == 0, stderr
+    text = out.read_text()
+    config = load_config(out)
+    assert [n.lb_server for n in config.nodes] == ["good-1", "good-2"]
+    asked = questions(text)
+    assert any("server good-3 is on the host of server good-2" in q for q in asked), asked
+    assert any("\\x1b" in q for q in asked) and "\x1b" not in text  # shown escaped, never raw
+    assert any("sp ace" in q for q in asked) and any("x" * 300 in q for q in asked), asked
+    assert any("answers no SSH" in q for q in asked), asked

@@ -20,6 +20,9 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from glance_tui.adapters.known_hosts import KnownHostsCache
 from glance_tui.config import NodeConfig, SSHConfig
@@ -90,6 +93,24 @@ class NodePlan:
     findings: NodeFindings | None = None
     questions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    held: str = ""  # why this server cannot be a node as it is (written commented out, under its question)
+
+    def values(self) -> dict[str, str]:
+        """The node's keys as the config has them."""
+        return {"name": self.name, "ssh_host": self.address.host if self.address else "", "lb_server": self.server,
+                "api_url": f"http://{self.address}" if self.address else ""}
+
+
+def invalid(model: type[BaseModel], values: dict[str, Any]) -> str:
+    """Why ``model`` refuses ``values`` (one line), or "" when it accepts them."""
+    try:
+        model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        inner = err.get("ctx", {}).get("error")
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where}: {getattr(inner, 'what', None) or err['msg']}"
+    return ""
 
 
 @dataclass
@@ -173,8 +194,10 @@ async def discover(options: InitOptions) -> Discovery:
     lbs = [LBPlan(page, lb_name(page.url, taken), decide_backends(page, answers)) for page in pages]
     if not any(lb.glance_backends for lb in lbs):
         seen = "; ".join(f"{lb.page.url}: " + (", ".join(f"{b.name} ({b.rule})" for b in lb.backends) or "no backends") for lb in lbs)
+        hidden = any(not lb.page.address_source and any(lb.page.backends.values()) for lb in lbs)
         raise NothingFound(f"no Glance backend found ({clipped(seen, 600)})",
-                           fix="give the stats page of the HAProxy in front of Glance; its Glance servers must answer GET /versions")
+                           fix="the stats page hides the servers' addresses: add `stats show-legends` to HAProxy's stats section, or give --runtime-socket"
+                           if hidden else "give the stats page of the HAProxy in front of Glance; its Glance servers must answer GET /versions")
     nodes = _nodes(lbs, answers)
     await _probe_nodes(nodes, options, limit)
     database, db_rule, db_question, choices = _database(nodes)
@@ -188,7 +211,7 @@ def _nodes(lbs: list[LBPlan], answers: dict[Address, VersionsAnswer]) -> list[No
             for server in lb.page.backends[backend]:
                 _add_server(by_server, server, lb.name)
     taken: dict[str, str] = {}
-    by_address: dict[Address, str] = {}
+    by_host: dict[str, str] = {}
     for plan in by_server.values():
         name, i = plan.name, 2
         while name in taken:
@@ -200,10 +223,14 @@ def _nodes(lbs: list[LBPlan], answers: dict[Address, VersionsAnswer]) -> list[No
                                   "(add `stats show-legends` to HAProxy's stats section, or give --runtime-socket, and run init again)")
             continue
         plan.versions = answers.get(plan.address)
-        if plan.address in by_address:
-            plan.questions.append(f"server {plan.server} has the address of server {by_address[plan.address]} ({plan.address}): "
-                                  "one node per address — keep one of them, list the other in exclude_servers")
-        by_address.setdefault(plan.address, plan.server)
+        problem = invalid(NodeConfig, plan.values())
+        if problem:
+            plan.held = f"the config refuses it ({problem})"
+        elif plan.address.host in by_host:  # one node per machine: its stop, drain and probes would act on the other
+            plan.held = (f"server {plan.server} is on the host of server {by_host[plan.address.host]} ({plan.address.host}): one node per "
+                         "machine — if both are Glance on one machine, list one in exclude_servers and configure the machine once")
+        if not problem:
+            by_host.setdefault(plan.address.host, plan.server)
     return list(by_server.values())
 
 
@@ -223,11 +250,11 @@ async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: async
     ssh = SSHConfig(user=options.ssh_user, port=options.ssh_port, identity_file=options.identity_file,
                     known_hosts=options.known_hosts, connect_timeout=max(options.timeout, 5.0))
     known = KnownHostsCache()
-    reachable = [n for n in nodes if n.address is not None and not n.questions]
+    reachable = [n for n in nodes if n.address is not None and not n.questions and not n.held]
 
     async def one(plan: NodePlan) -> None:
         assert plan.address is not None
-        cfg = NodeConfig(name=plan.name, ssh_host=plan.address.host, lb_server=plan.server, api_url=f"http://{plan.address}")
+        cfg = NodeConfig.model_validate(plan.values())
         plan.findings = await _bounded(limit, probe_node(cfg, ssh, known))
         if plan.findings.problem:
             plan.questions.append(f"this address answers no SSH ({plan.findings.problem}): is it a Glance node? "

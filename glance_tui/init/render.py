@@ -16,11 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from glance_tui.config import DatabaseConfig, LoadBalancerConfig, NodeConfig, load_config
 from glance_tui.errors import GlanceTuiError, one_line
-from glance_tui.init.discover import Discovery, LBPlan, NodePlan, NothingFound, db_password_source
+from glance_tui.init.discover import Discovery, LBPlan, NodePlan, NothingFound, db_password_source, invalid
 from glance_tui.init.kindplan import KindPlan, plan_kinds
 
 QUESTION = "QUESTION:"
@@ -100,18 +98,6 @@ class Document:
         return "\n".join(self.lines) + "\n"
 
 
-def _invalid(model: type[BaseModel], values: dict[str, Any]) -> str:
-    """Why ``model`` refuses ``values`` (one line), or "" when it accepts them."""
-    try:
-        model.model_validate(values)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        inner = err.get("ctx", {}).get("error")
-        where = ".".join(str(p) for p in err["loc"])
-        return f"{where}: {getattr(inner, 'what', None) or err['msg']}"
-    return ""
-
-
 def render(found: Discovery, *, now: datetime | None = None) -> tuple[str, int]:
     """(the config text, the number of questions in it); raises if it would not load."""
     doc = Document()
@@ -158,7 +144,7 @@ def _database(doc: Document, found: Discovery) -> None:
     values: dict[str, Any] = {}
     if target is not None:
         values = {"host": target.host, "port": target.port, "user": target.user, "schema": target.schema}
-        problem = _invalid(DatabaseConfig, {**values, key: source})
+        problem = invalid(DatabaseConfig, {**values, key: source})
         if problem:
             doc.question(f"the nodes' database cannot be written as it is ({problem}): correct these lines")
             for k, v in values.items():
@@ -206,7 +192,7 @@ def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
         doc.commented_table("load_balancers", values, array=True)
         doc.blank()
         return
-    problem = _invalid(LoadBalancerConfig, values)
+    problem = invalid(LoadBalancerConfig, values)
     if problem:
         doc.question(f"{page.url} cannot be written as it is ({problem}): correct it and uncomment")
         doc.commented_table("load_balancers", values, array=True)
@@ -303,12 +289,11 @@ def _commands(doc: Document, found: Discovery, kinds: KindPlan) -> None:
 
 
 def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool:
-    values: dict[str, Any] = {"name": n.name, "ssh_host": n.address.host if n.address else "", "lb_server": n.server,
-                              "api_url": f"http://{n.address}" if n.address else ""}
-    problem = _invalid(NodeConfig, values) if n.address else "HAProxy shows no address"
+    values: dict[str, Any] = n.values()
+    problem = n.held or (invalid(NodeConfig, values) if n.address else "HAProxy shows no address")
     f = n.findings
     if problem:
-        doc.question(f"server {n.server} cannot be written as a node ({problem}). " + " ".join(n.questions))
+        doc.question(f"server {n.server} is not written as a node: {problem}. " + " ".join(n.questions))
         doc.commented_table("nodes", values, array=True)
         doc.blank()
         return False
