@@ -330,3 +330,33 @@ def test_hostile_server_names_and_one_host_twice_are_questions(tmp_path, capsys)
     assert any("\\x1b" in q for q in asked) and "\x1b" not in text  # shown escaped, never raw
     assert any("sp ace" in q for q in asked) and any("x" * 300 in q for q in asked), asked
     assert any("answers no SSH" in q for q in asked), asked
+
+
+def test_osa_nodes_and_a_packaged_one(ssh_operator_key, tmp_path, capsys):
+    """OpenStack-Ansible nodes (Glance's uWSGI from /openstack/venvs/glance-…, reached inside their LXC container)
+    beside one packaged node: [commands] kind is the most common, the other node has its own kind; what no
+    node shows (the target venv's tag, how OSA installs it) is asked, written so that it fails safe."""
+    osa = NodeAnswers(processes=["/openstack/venvs/glance-31.1.0/bin/uwsgi --autoload --ini /etc/uwsgi/glance-api.ini"] * 2,
+                      units={"glance-api": "active"}, connection=f"mysql+pymysql://glance:{SECRET}@172.29.236.100:3306/glance",
+                      versions=GLANCE_VERSIONS)
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"infra1-glance": osa, "infra2-glance": osa,
+                                                               "metal-glance": eventlet(host="172.29.236.100")},
+                            hosts=["127.0.0.55", "127.0.0.56", "127.0.0.57"],
+                            backends={"glance_api": ["infra1-glance", "infra2-glance", "metal-glance"]})
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    out = tmp_path / "osa.toml"
+    try:
+        code, _, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "-o", str(out))
+    finally:
+        cluster.stop()
+    assert code == 0, stderr
+    text = out.read_text()
+    config = load_config(out)
+    assert config.commands.kind == "osa" and [config.kind_of(n.name) for n in config.nodes] == ["osa", "osa", "packages"]
+    settings = config.osa_of("infra1-glance")
+    assert (settings.container, settings.venv_root) == ("", "/openstack/venvs")
+    assert "Glance runs from the OpenStack-Ansible venv /openstack/venvs/glance-31.1.0" in flat(text)
+    asked = questions(text)
+    assert any("which venv is the target?" in q for q in asked) and any("how is the target venv installed?" in q for q in asked), asked
+    assert "exit 1" in config.commands.upgrade  # until answered, the upgrade fails and changes nothing
+    assert SECRET not in text + stderr
