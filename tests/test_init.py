@@ -209,6 +209,12 @@ def test_no_glance_backend_is_exit_1(tmp_path, capsys):
     ["--stats-url", "http://127.0.0.1:1/stats", "--stats-user", "u"],
     ["--stats-url", "http://127.0.0.1:1/stats", "--identity-file", "/nonexistent/key"],
     ["--stats-url", "http://127.0.0.1:1/stats", "--runtime-socket", "tcp:127.0.0.1:1", "--runtime-socket", "tcp:127.0.0.1:2"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-url", "http://127.0.0.1:1/stats"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--ssh-user", "-oProxyCommand=x"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--known-hosts", "/tmp/kh\x1b[2K"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-user", "a:b", "--stats-password-env", "X"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-user-env", "1BAD", "--stats-password-env", "X"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--runtime-socket", "relative/sock"],
     [],
 ])
 def test_bad_flags_are_one_line_exit_2(argv, tmp_path, capsys):

@@ -9,9 +9,9 @@ import stat
 import sys
 from pathlib import Path
 
-from glance_tui.config import DEFAULT_CONFIG
+from glance_tui.config import DEFAULT_CONFIG, DatabaseConfig, LoadBalancerConfig, SSHConfig
 from glance_tui.errors import UsageError
-from glance_tui.init.discover import InitOptions, StatsAuth, discover
+from glance_tui.init.discover import InitOptions, StatsAuth, discover, invalid
 from glance_tui.init.render import render
 from glance_tui.releases import RELEASES
 from glance_tui.secrets import SecretProblem, env_value, read_secret
@@ -43,6 +43,16 @@ def options_from(args: argparse.Namespace) -> InitOptions:
             secret = (user, read_secret(env=args.stats_password_env, file=args.stats_password_file, what="stats password", key="--stats-password"))
         except SecretProblem as exc:
             raise UsageError(str(exc), where="init", fix=exc.fix) from None
+    if len(set(args.stats_url)) != len(args.stats_url):
+        raise UsageError("a --stats-url is given twice", where="init", fix="give each HAProxy instance's stats page once")
+    checks = ((SSHConfig, {"user": args.ssh_user, "identity_file": args.identity_file, "known_hosts": args.known_hosts}, "--ssh-user/--identity-file/--known-hosts"),
+              (DatabaseConfig, {"password_file": args.db_password_file or "unset", "password_env": None}, "--db-password-file"),
+              (LoadBalancerConfig, {"stats_url": "http://lb/stats", "backend": "b", "username": args.stats_user, "username_env": args.stats_user_env,
+                                    "password_env": args.stats_password_env, "password_file": args.stats_password_file}, "the --stats-* flags"))
+    for model, values, flags in checks:
+        problem = invalid(model, {k: v for k, v in values.items() if v is not None})
+        if problem:
+            raise UsageError(f"{flags}: {problem}", where="init", fix="correct the flag (the config would refuse the value)")
     for flag, value in (("--identity-file", args.identity_file), ("--db-password-file", args.db_password_file)):
         if value is not None and not Path(value).expanduser().is_file():
             raise UsageError(f"{flag} {value}: no such file", where="init", fix=f"give {flag} an existing file")
