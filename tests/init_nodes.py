@@ -71,7 +71,7 @@ def write_bin(bin_dir: Path, node_dir: Path, a: NodeAnswers) -> None:
             continue
         listing = "\n".join(f"{engine} {c}" for c in a.containers)
         _script(bin_dir / engine, f'case "$1" in\n  ps) cat <<\'EOF\'\n{listing}\nEOF\n;;\n'
-                f'  exec) shift 2; case "$1" in\n    glance-manage) echo {shlex.quote(a.container_version or "")};;\n'
+                f'  exec) shift 2; case "$1" in\n    python3) echo glance {shlex.quote(a.container_version or "")};;\n'
                 f'    cat) /bin/cat {shlex.quote(str(conf))};;\n  esac;;\nesac')
 
 

@@ -116,7 +116,7 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
         state_problem = ""
         if cfg.runtime_socket:
             try:
-                by_state = parse_state_addresses(await lb._runtime("show servers state"))
+                by_state = parse_state_addresses(await lb.servers_state())
             except (AdapterError, ValueError) as exc:
                 state_problem = getattr(exc, "what", str(exc))
         from_csv = False

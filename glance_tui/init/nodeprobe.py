@@ -24,6 +24,7 @@ from glance_tui.adapters.ssh import NodeSSH
 from glance_tui.config import NodeConfig, SSHConfig
 from glance_tui.db_target import DbTarget, Unknown, parse_connection
 from glance_tui.errors import AdapterError, HostKeyError, UsageError, clipped
+from glance_tui.kinds import VERSION_SCRIPT
 from glance_tui.node.readings import parse_processes
 from glance_tui.node.runtimes import runtime_of
 from glance_tui.releases import parse_version, release_of
@@ -64,6 +65,7 @@ class NodeFindings:
     container: str | None = None
     image: str | None = None
     venv_root: str | None = None
+    venv: str | None = None  # the venv Glance runs from (OSA)
     hostname: str = ""
     version: str | None = None
     candidate: str | None = None
@@ -143,7 +145,7 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
         found.candidate = None
         return
     if venvs:
-        found.kind, found.venv_root = "osa", venvs[0].rsplit("/", 1)[0]
+        found.kind, found.venv, found.venv_root = "osa", venvs[0], venvs[0].rsplit("/", 1)[0]
         found.kind_reason = f"Glance runs from the OpenStack-Ansible venv {venvs[0]}"
         found.read_config = f"cat {shlex.quote(found.conf_path)}"
         found.version = None
@@ -191,11 +193,12 @@ async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCa
 
 
 async def _read_versions(conn: NodeSSH, found: NodeFindings) -> None:
-    """Kolla and OSA: the Glance version of the code that runs (the container's, the venv's)."""
+    """Kolla and OSA: the Glance version of the code that runs (the container's, the venv's), read as the kinds read it."""
+    script = shlex.quote(VERSION_SCRIPT)
     if found.kind == "kolla":
-        command = f"{found.engine} exec {shlex.quote(found.container or '')} glance-manage --version"
-    elif found.kind == "osa":
-        command = f"for m in {shlex.quote(found.venv_root or '')}/glance-*/bin/glance-manage; do \"$m\" --version; break; done"
+        command = f"{found.engine} exec {shlex.quote(found.container or '')} python3 -c {script}"
+    elif found.kind == "osa" and found.venv:
+        command = f"{shlex.quote(found.venv)}/bin/python -c {script}"
     else:
         return
     try:
