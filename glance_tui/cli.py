@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--new-run", dest="resume", action="store_false", help="start a new run even if one is unfinished")
     p.add_argument("--quiet", action="store_true", help="do not print command output lines")
 
+    _add_init_parser(sub)
+
     try:
         from glance_tui.lab.cli import add_lab_parser
     except ImportError:  # pragma: no cover - the lab ships with the package
@@ -84,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_lab_parser(sub)
     return parser
+
+
+def _add_init_parser(sub: Any) -> None:
+    p = sub.add_parser("init", help="write a first config from the HAProxy stats pages and the nodes (asks what it cannot decide)")
+    p.add_argument("--stats-url", metavar="URL", action="append", required=True, help="an HAProxy stats page in front of Glance (repeat for each instance)")
+    p.add_argument("--runtime-socket", metavar="SPEC", action="append", default=[],
+                   help="that instance's runtime API (unix:/path or tcp:HOST:PORT), in --stats-url order: gives the server addresses "
+                        "when the stats page hides them (no `stats show-legends`)")
+    p.add_argument("--stats-user", metavar="NAME", help="basic-auth user of the stats pages")
+    p.add_argument("--stats-user-env", metavar="VAR", help="... or the variable holding it")
+    p.add_argument("--stats-password-env", metavar="VAR", help="the variable holding the stats pages' password")
+    p.add_argument("--stats-password-file", metavar="FILE", help="... or a file holding it")
+    p.add_argument("--ssh-user", metavar="USER", default="root", help="SSH user on the nodes (default root)")
+    p.add_argument("--ssh-port", metavar="PORT", type=int, default=22, help="SSH port of the nodes (default 22)")
+    p.add_argument("--identity-file", metavar="FILE", help="SSH private key (default: ssh-agent and ~/.ssh)")
+    p.add_argument("--known-hosts", metavar="FILE", default="~/.ssh/known_hosts", help="the nodes' host keys (always verified)")
+    p.add_argument("--db-password-file", metavar="FILE", help="the config's database.password_file (default: password_env = \"GLANCE_DB_PASSWORD\")")
+    p.add_argument("--target-release", metavar="RELEASE", help="the release to upgrade to (default: decided from the nodes, else asked)")
+    p.add_argument("--timeout", metavar="SECONDS", type=float, default=5.0, help="for each stats page and /versions probe (default 5)")
+    p.add_argument("-o", "--output", metavar="FILE", default=None, help="where to write the config (default ./glance-tui.toml; - for standard output)")
+    p.add_argument("--force", action="store_true", help="replace an existing FILE")
 
 
 # ---------------------------------------------------------------- commands
@@ -278,6 +301,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         with loop_interrupts():  # the lab's own Ctrl-C handling expects Python's
             return args.lab_handler(args)
     command = args.command
+    if command == "init":
+        from glance_tui.init.command import cmd_init
+
+        return _run_async(cmd_init(args))
     if command == "report":
         return cmd_report(args.run, args.latest, args.format, args.output)
     if command == "runs":

@@ -100,11 +100,12 @@ def config(tmp_path: Path, *, ssh_host: str = "127.0.0.1", ssh_port: int, db_por
     return path
 
 
-async def cli(path: Path, *args: str, state: Path, interrupt_after: float | None = None, lb_secret: str = LB_SECRET) -> tuple[int, str, str, float]:
+async def cli(path: Path | None, *args: str, state: Path, interrupt_after: float | None = None, lb_secret: str = LB_SECRET) -> tuple[int, str, str, float]:
+    """``path`` None: a command without a config (``init``)."""
     env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=lb_secret, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default")
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "glance_tui", *args, "-c", str(path), cwd=ROOT, env=env,
+        sys.executable, "-m", "glance_tui", *args, *(["-c", str(path)] if path else []), cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
@@ -160,6 +161,19 @@ async def test_silent_services_answer_within_the_timeouts(tmp_path, silent, args
     assert_clean(out, err, state)
     text = out + err
     assert "within 1s" in text or "within 2s" in text, text
+
+
+@pytest.mark.parametrize("interrupt_after", [None, 1.5])
+async def test_init_against_a_silent_stats_page(tmp_path, silent, interrupt_after):
+    """``init`` whose stats page accepts and never answers: one line within its timeout, or one line at Ctrl-C; no file."""
+    state, out = tmp_path / "state", tmp_path / "init.toml"
+    rc, stdout, err, elapsed = await cli(None, "init", "--stats-url", f"http://127.0.0.1:{silent}/stats", "--stats-user", "admin",
+                                         "--stats-password-env", "CLI_FUZZ_LB_PW", "--timeout", "1", "-o", str(out),
+                                         state=state, interrupt_after=interrupt_after)
+    assert (rc, elapsed < BOUND) == ((2, True) if interrupt_after is None else (130, True)), (rc, stdout, err)
+    assert err.count("\n") == 1 and not stdout and not out.exists(), err
+    assert "within 1s" in err if interrupt_after is None else err.startswith("interrupted")
+    assert_clean(stdout, err, state)
 
 
 async def test_refusing_services_many_times(tmp_path):

@@ -215,6 +215,10 @@ class HAProxy:
         except StatsFormatError as exc:
             raise AdapterError(str(exc), where=self.cfg.runtime_socket or "", fix="check load_balancer.runtime_socket and backends") from None
 
+    async def servers_state(self) -> str:
+        """The runtime API's ``show servers state`` for every backend, as HAProxy prints it (addresses, admin states)."""
+        return await self._runtime("show servers state")
+
     async def _with_runtime_admin(self, backend: str, found: dict[str, ServerStats]) -> dict[str, ServerStats]:
         try:
             states = await self.admin_states(backend)

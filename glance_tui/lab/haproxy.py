@@ -68,6 +68,9 @@ class HAProxyLab:
     # connection would otherwise come from 127.0.0.1, like any other client of a node, and the
     # tool could not tell HAProxy's own (already counted) from a node's other clients.
     source_host: str | None = None
+    # ``stats show-legends``: the stats CSV's ``addr`` column shows each server's address:port
+    # (HAProxy leaves it empty otherwise), which ``glance-tui init`` reads.
+    show_legends: bool = True
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -180,6 +183,8 @@ class HAProxyLab:
             "    stats uri /stats",
             "    stats refresh 10s",
         ]
+        if self.show_legends:
+            lines.append("    stats show-legends")
         if self.stats_admin:
             lines.append("    stats admin if TRUE")
         if self.stats_auth:

@@ -1,0 +1,151 @@
+"""One HAProxy instance as ``init`` sees it: its backends, their servers and each server's address.
+
+The address comes from the stats CSV's ``addr`` column, which HAProxy fills for servers only with
+``stats show-legends`` (verified on 2.6: empty without it), else from the runtime API's
+``show servers state`` (``srv_addr`` + ``srv_port``) when a runtime socket is given. A server
+whose address neither tells is kept without one (the config asks about it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from glance_tui.adapters.haproxy import HAProxy, shown_url
+from glance_tui.adapters.haproxy_stats import TOTAL_ROWS
+from glance_tui.config import LoadBalancerConfig
+from glance_tui.errors import AdapterError, UsageError, quoted
+from glance_tui.secrets import Secret
+
+PLACEHOLDER_BACKEND = "init"  # the adapter wants a backend; init reads every row instead
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    @property
+    def url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def __str__(self) -> str:
+        return f"{self.url_host}:{self.port}"
+
+
+@dataclass
+class LBServer:
+    name: str
+    backend: str
+    status: str
+    address: Address | None
+    backup: bool = False
+
+
+@dataclass
+class StatsPage:
+    """What one stats URL told: its backends (in page order) and their servers."""
+
+    url: str
+    runtime_socket: str | None
+    backends: dict[str, list[LBServer]] = field(default_factory=dict)
+    admin_ok: bool | None = None
+    admin_detail: str = ""
+    address_source: str = ""  # "stats CSV addr column", "runtime API", or "" when neither gave one
+
+
+def parse_address(text: str) -> Address | None:
+    """``10.0.0.1:9292`` or ``[fd00::1]:9292`` → Address; None for anything else (``unix``, empty, junk)."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return Address(str(ipaddress.ip_address(host)), int(port))
+    except ValueError:
+        return None
+
+
+def parse_state_addresses(text: str) -> dict[tuple[str, str], Address]:
+    """``show servers state`` (every backend) → {(backend, server): address}; ValueError if it is not that answer."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2 or lines[0].strip() != "1" or not lines[1].startswith("# "):
+        raise ValueError(f"unexpected answer to `show servers state`: {quoted(lines[0] if lines else '', 80)}")
+    header = lines[1][2:].split()
+    try:
+        idx = [header.index(k) for k in ("be_name", "srv_name", "srv_addr", "srv_port")]
+    except ValueError:
+        raise ValueError("`show servers state` has no be_name, srv_name, srv_addr or srv_port field") from None
+    out: dict[tuple[str, str], Address] = {}
+    for ln in lines[2:]:
+        fields = ln.split()
+        if len(fields) <= max(idx):
+            continue
+        be, srv, addr, port = (fields[i] for i in idx)
+        found = parse_address(f"{addr}:{port}")
+        if found is not None:
+            out[(be, srv)] = found
+    return out
+
+
+def lb_config(url: str, runtime_socket: str | None, auth: tuple[str, Secret] | None, timeout: float) -> LoadBalancerConfig:
+    """The adapter's config for a stats URL given on the command line (the URL checked as the config checks it)."""
+    try:
+        cfg = LoadBalancerConfig(stats_url=url, backend=PLACEHOLDER_BACKEND, runtime_socket=runtime_socket, timeout=timeout,
+                                 admin="runtime" if runtime_socket else "http")
+    except Exception as exc:  # pydantic's ValidationError: one line, the URL's own problem
+        what = getattr(exc, "errors", lambda: [{"msg": str(exc)}])()[0]
+        inner = what.get("ctx", {}).get("error")
+        raise UsageError(f"--stats-url {quoted(shown_url(url), 120)}: {getattr(inner, 'what', None) or what.get('msg', 'invalid')}",
+                         fix=getattr(inner, "fix", None) or "give HAProxy's stats page, e.g. http://lb:8404/stats") from None
+    if auth:
+        cfg._username, cfg._password = auth
+    return cfg
+
+
+async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
+    """Every backend and server of one instance; a page that cannot be read or is no stats CSV is a UsageError."""
+    page = StatsPage(cfg.stats_url, cfg.runtime_socket)
+    async with HAProxy(cfg) as lb:
+        try:
+            rows = await lb.all_rows()
+        except AdapterError as exc:
+            raise UsageError(exc.what, where=exc.where, fix=f"give --stats-url HAProxy's stats page ({exc.fix})") from None
+        by_state: dict[tuple[str, str], Address] = {}
+        state_problem = ""
+        if cfg.runtime_socket:
+            try:
+                by_state = parse_state_addresses(await lb.servers_state())
+            except (AdapterError, ValueError) as exc:
+                state_problem = getattr(exc, "what", str(exc))
+        from_csv = False
+        for row in rows:
+            backend, server = row["pxname"], row["svname"]
+            if server in TOTAL_ROWS:
+                if server == "BACKEND":
+                    page.backends.setdefault(backend, [])
+                continue
+            address = parse_address(row.get("addr", ""))
+            from_csv = from_csv or address is not None
+            address = address or by_state.get((backend, server))
+            page.backends.setdefault(backend, []).append(
+                LBServer(server, backend, row.get("status", ""), address, row.get("bck", "").strip() == "1"))
+        page.address_source = "stats CSV addr column" if from_csv else ("runtime API `show servers state`" if by_state else "")
+        if state_problem and not from_csv:
+            raise UsageError(f"the runtime API did not give the server addresses: {state_problem}", where=cfg.runtime_socket or "",
+                             fix="check --runtime-socket (HAProxy's `stats socket`), or add `stats show-legends` to the stats section")
+    if page.backends:
+        page.admin_ok, page.admin_detail = await _admin_probe(cfg, next(iter(page.backends)))
+    return page
+
+
+async def _admin_probe(cfg: LoadBalancerConfig, backend: str) -> tuple[bool | None, str]:
+    """Whether drain/ready would be accepted (a POST naming a backend but no server changes nothing), or unknown."""
+    probe_cfg = cfg.model_copy(update={"backend": backend, "backends": [backend]})
+    try:
+        async with HAProxy(probe_cfg) as lb:
+            found = await lb.probe_admin()
+    except AdapterError as exc:
+        return None, exc.what
+    return found.ok, found.detail + (f" — {found.fix}" if found.fix else "")

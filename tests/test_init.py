@@ -1,0 +1,368 @@
+"""``glance-tui init`` against real HAProxy and real sshd on loopback, with node answers the test controls
+(tests/init_nodes.py): the config it writes loads and reads back as written, asks what the answers do
+not decide, never copies the database password, never overwrites without --force; bad input is one line."""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from glance_tui.cli import main
+from glance_tui.config import load_config
+from glance_tui.lab.procs import free_port
+from glance_tui.lab.sshd import write_known_hosts
+from tests.init_nodes import GLANCE_VERSIONS, NOVA_VERSIONS, SECRET, NodeAnswers, start_cluster
+
+pytestmark = pytest.mark.services
+
+
+def eventlet(version: str = "2:28.2.0-0ubuntu1", candidate: str | None = "2:29.0.0-0ubuntu1", host: str = "10.0.0.5") -> NodeAnswers:
+    return NodeAnswers(processes=["/usr/bin/python3 /usr/bin/glance-api --config-file={conf}"], units={"glance-api": "active"},
+                       dpkg_version=version, candidate=candidate,
+                       connection=f"mysql+pymysql://glance:{SECRET}@{host}:3306/glance?charset=utf8", versions=GLANCE_VERSIONS)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory, ssh_operator_key):
+    work = tmp_path_factory.mktemp("init-packaged")
+    cluster = start_cluster(work, ssh_operator_key, {f"glance-{i}": eventlet() for i in (1, 2, 3)},
+                            hosts=["127.0.0.41", "127.0.0.42", "127.0.0.43"], backends={"glance_api": ["glance-1", "glance-2", "glance-3"],
+                                                                                           "glance_api_external": []})
+    known = write_known_hosts(work / "known_hosts", [n.sshd for n in cluster.nodes])
+    yield cluster, known
+    cluster.stop()
+
+
+def flat(text: str) -> str:
+    """The config with its wrapped comments joined (assertions read sentences, not line breaks)."""
+    return " ".join(line.removeprefix("# ") for line in text.splitlines())
+
+
+def questions(text: str) -> list[str]:
+    """Each question of the config, its wrapped lines joined."""
+    return [line.removeprefix("# QUESTION: ") for line in text.splitlines() if line.startswith("# QUESTION: ")]
+
+
+def data_of(text: str) -> dict:
+    return tomllib.loads(text)
+
+
+def init(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["init", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ssh_args(cluster, known: Path, key: Path) -> list[str]:
+    return ["--ssh-port", str(cluster.ssh_port), "--identity-file", str(key), "--known-hosts", str(known), "--timeout", "3"]
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("GLANCE_DB_PASSWORD", "operator-db-password")
+
+
+def test_packaged_nodes_give_a_config_that_loads_as_written(packaged, ssh_operator_key, tmp_path, capsys):
+    cluster, known = packaged
+    out = tmp_path / "glance-tui.toml"
+    code, stdout, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "-o", str(out))
+    assert code == 0, stderr
+    text = out.read_text()
+    assert SECRET not in text + stdout + stderr
+    assert questions(text) == [], text
+    assert stderr.startswith(f"written: {out} (3 nodes, no question)")
+    config = load_config(out)
+    assert [(n.name, n.ssh_host, n.lb_server, n.api_url) for n in config.nodes] == [
+        (n.name, n.host, n.name, f"http://{n.host}:{n.api_port}") for n in cluster.nodes]
+    db = config.database
+    assert (db.host, db.port, db.user, db.schema_name, db.password_env) == ("10.0.0.5", 3306, "glance", "glance", "GLANCE_DB_PASSWORD")
+    lb = config.lbs[0]
+    assert lb.backends == ["glance_api", "glance_api_external"] and lb.admin == "http"
+    assert (config.ssh.port, config.ssh.known_hosts) == (cluster.ssh_port, str(known))
+    assert config.policy.target_release == "2024.2"  # the repository's candidate, a supported jump from 2024.1
+    said = flat(text)
+    assert "their package repository offers 2024.2" in said
+    assert "backend glance_api is Glance: 3 of its 3 servers answer Glance's /versions" in said
+    assert data_of(text)["commands"]["kind"] == "packages" and "systemd unit glance-api (active) running the eventlet glance-api" in said
+    assert "read_config" not in data_of(text)["commands"]
+    assert not (tmp_path / "state").exists()  # init journals nothing
+
+
+def test_db_password_file_and_stdout(packaged, ssh_operator_key, tmp_path, capsys):
+    cluster, known = packaged
+    secret_file = tmp_path / "db-password"
+    secret_file.write_text("operator-db-password\n")
+    code, stdout, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key),
+                                "--db-password-file", str(secret_file), "--target-release", "2025.1", "-o", "-")
+    assert code == 0, stderr
+    data = tomllib.loads(stdout)
+    assert data["database"]["password_file"] == str(secret_file) and "password_env" not in data["database"]
+    assert data["policy"]["target_release"] == "2025.1"
+    assert SECRET not in stdout + stderr
+
+
+def test_never_overwrites_without_force(packaged, ssh_operator_key, tmp_path, capsys):
+    cluster, known = packaged
+    out = tmp_path / "mine.toml"
+    out.write_text("# the operator's own config\n")
+    args = ["--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "-o", str(out)]
+    code, _, stderr = init(capsys, *args)
+    assert code == 2 and stderr.count("\n") == 1 and "already exists" in stderr and "--force" in stderr
+    assert out.read_text() == "# the operator's own config\n"
+    code, _, stderr = init(capsys, *args, "--force")
+    assert code == 0, stderr
+    load_config(out)
+
+
+def test_unknown_host_key_is_one_line(packaged, ssh_operator_key, tmp_path, capsys):
+    cluster, _ = packaged
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    out = tmp_path / "x.toml"
+    code, _, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, empty, ssh_operator_key), "-o", str(out))
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1 and "host key" in stderr and "SHA256:" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+
+
+class _Page(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def serve_bodies(bodies: dict[str, tuple[int, bytes]]) -> tuple[_Page, int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            status, body = bodies.get(self.path.split(";")[0], (404, b"no"))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(303)
+            self.send_header("Location", "/x;st=NONE")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Page(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+HEADER = b"# pxname,svname,qcur,scur,status,weight,addr,\n"
+BAD_PAGES = {
+    "/empty": (200, b""),
+    "/html": (200, b"<html><body>Statistics Report</body></html>"),
+    "/binary": (200, bytes(range(256)) * 4),
+    "/ragged": (200, HEADER + b"a,b,0\n"),
+    "/nul": (200, HEADER + b"glance_api,g1,0,0,UP,1,127.0.0.1:1\x00,\n"),
+    "/huge-name": (200, HEADER + b"glance_api," + b"x" * 5000 + b",0,0,UP,1,127.0.0.1:1,\n"),
+    "/forbidden": (403, b"no"),
+    "/login": (401, b"no"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(BAD_PAGES))
+def test_a_page_that_is_not_a_stats_page_is_one_line(path, tmp_path, capsys):
+    server, port = serve_bodies(BAD_PAGES)
+    try:
+        code, stdout, stderr = init(capsys, "--stats-url", f"http://127.0.0.1:{port}{path}", "--timeout", "3", "-o", str(tmp_path / "c.toml"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code in (1, 2), stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and "Traceback" not in stderr and not stdout
+    assert not (tmp_path / "c.toml").exists()
+
+
+NOT_GLANCE = HEADER + b"nova_api,FRONTEND,0,0,OPEN,,,\nnova_api,n1,0,0,UP,1,{addr},\nnova_api,BACKEND,0,0,UP,1,,\n"
+
+
+def test_no_glance_backend_is_exit_1(tmp_path, capsys):
+    nova_port = free_port("127.0.0.1")
+    from tests.init_nodes import serve_versions
+
+    nova = serve_versions("127.0.0.1", nova_port, NOVA_VERSIONS)
+    server, port = serve_bodies({"/stats": (200, NOT_GLANCE.replace(b"{addr}", f"127.0.0.1:{nova_port}".encode()))})
+    try:
+        code, _, stderr = init(capsys, "--stats-url", f"http://127.0.0.1:{port}/stats", "--timeout", "3", "-o", str(tmp_path / "c.toml"))
+    finally:
+        for s in (server, nova):
+            s.shutdown()
+            s.server_close()
+    assert code == 1 and stderr.count("\n") == 1 and "no Glance backend found" in stderr and "nova_api" in stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["--stats-url", "ftp://lb/stats"],
+    ["--stats-url", "http://user:pw@lb/stats"],
+    ["--stats-url", "http://127.0.0.1:1/stats"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--ssh-port", "0"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--target-release", "zed"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-user", "u"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--identity-file", "/nonexistent/key"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--runtime-socket", "tcp:127.0.0.1:1", "--runtime-socket", "tcp:127.0.0.1:2"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-url", "http://127.0.0.1:1/stats"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--ssh-user", "-oProxyCommand=x"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--known-hosts", "/tmp/kh\x1b[2K"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-user", "a:b", "--stats-password-env", "X"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--stats-user-env", "1BAD", "--stats-password-env", "X"],
+    ["--stats-url", "http://127.0.0.1:1/stats", "--runtime-socket", "relative/sock"],
+    [],
+])
+def test_bad_flags_are_one_line_exit_2(argv, tmp_path, capsys):
+    code, stdout, stderr = init(capsys, *argv, "-o", str(tmp_path / "c.toml"))
+    assert code == 2 and stderr.count("\n") == 1 and stderr.startswith("error: ") and not stdout, stderr
+    assert "pw" not in stderr.replace("pw@", "") or "user:pw" not in stderr
+
+
+def test_what_the_answers_do_not_decide_is_asked_and_the_file_still_loads(ssh_operator_key, tmp_path, capsys):
+    """Nodes on different databases, a node without SSH, a backend only named like Glance, a release with two
+    supported next releases: each is a question; a Nova backend is left out with its reason."""
+    nova_port = free_port("127.0.0.49")
+    from tests.init_nodes import serve_versions
+
+    nova = serve_versions("127.0.0.49", nova_port, NOVA_VERSIONS)
+    extra = (f"\nbackend glance_registry\n    server old-registry 127.0.0.48:1\n"
+             f"\nbackend nova_api\n    server nova-1 127.0.0.49:{nova_port}\n")
+    answers = {"glance-1": eventlet("2:26.1.0-0ubuntu1", None), "glance-2": eventlet("2:26.1.0-0ubuntu1", None, host="10.0.0.6"),
+               "glance-3": eventlet("2:26.1.0-0ubuntu1", None)}
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, answers, hosts=["127.0.0.44", "127.0.0.45", "127.0.0.46"],
+                            backends={"glance_api": ["glance-1", "glance-2", "glance-3"]}, extra_config=extra)
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    cluster.nodes[2].sshd.stop()
+    out = tmp_path / "asked.toml"
+    try:
+        code, _, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "-o", str(out))
+    finally:
+        cluster.stop()
+        nova.shutdown()
+        nova.server_close()
+    assert code == 0, stderr
+    text = out.read_text()
+    asked = questions(text)
+    assert len(asked) == 4 and "4 questions to answer" in stderr, asked
+    assert any("the nodes name different databases" in q and "10.0.0.5" in q and "10.0.0.6" in q for q in asked), asked
+    assert any("answers no SSH" in q and "refused" in q for q in asked), asked
+    assert any("backend glance_registry" in q and "named like Glance" in q for q in asked), asked
+    assert any("which release is the target? 2023.2 | 2024.1" in q for q in asked), asked
+    assert "not Glance: nova_api (no server answers Glance's /versions)" in flat(text)
+    assert SECRET not in text + stderr
+    config = load_config(out)  # the questions are comments: the file loads as it is
+    assert [n.name for n in config.nodes] == ["glance-1", "glance-2", "glance-3"]
+    assert config.lbs[0].backends == ["glance_api"]
+    data = data_of(text)
+    assert set(data["database"]) == {"password_env"}  # the disagreeing values are commented out, not guessed
+    assert '# host = "10.0.0.5"' in text and '# host = "10.0.0.6"' in text
+    assert config.policy.target_release == "2023.2" and "NOT DECIDED" in text
+
+
+def kolla(engine: str) -> NodeAnswers:
+    return NodeAnswers(engine=engine, containers=["glance_api quay.io/openstack.kolla/glance-api:2024.1-ubuntu-jammy running",
+                                                  "glance_tls_proxy quay.io/openstack.kolla/haproxy:2024.1 running"],
+                       container_version="28.2.0", dpkg_version=None,
+                       connection=f"mysql+pymysql://glance:{SECRET}@192.0.2.10:3306/glance", versions=GLANCE_VERSIONS,
+                       processes=["/var/lib/kolla/venv/bin/python3 /var/lib/kolla/venv/bin/glance-api"])
+
+
+def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
+    """Kolla nodes are told by their container (engine, name, image, the container's Glance version and
+    config); a stats page without legends gives no addresses, the runtime API does."""
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"ctl-1": kolla("docker"), "ctl-2": kolla("docker")},
+                            hosts=["127.0.0.51", "127.0.0.52"], backends={"glance_api": ["ctl-1", "ctl-2"]}, show_legends=False)
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    lb = cluster.lbs[0]
+    args = ["--stats-url", lb.stats_url, *ssh_args(cluster, known, ssh_operator_key)]
+    try:
+        code, _, stderr = init(capsys, *args, "-o", str(tmp_path / "none.toml"))
+        assert code == 1 and stderr.count("\n") == 1, stderr  # no address: nothing can be probed or written
+        assert not (tmp_path / "none.toml").exists()
+        out = tmp_path / "kolla.toml"
+        code, _, stderr = init(capsys, *args, "--runtime-socket", f"tcp:127.0.0.1:{lb.runtime_tcp_port}", "-o", str(out))
+    finally:
+        cluster.stop()
+    assert code == 0, stderr
+    text = out.read_text()
+    said = flat(text)
+    config = load_config(out)
+    assert config.lbs[0].runtime_socket == f"tcp:127.0.0.1:{lb.runtime_tcp_port}"
+    assert "runtime API `show servers state`" in said
+    assert [n.ssh_host for n in config.nodes] == ["127.0.0.51", "127.0.0.52"]
+    assert "docker container glance_api (running) of image quay.io/openstack.kolla/glance-api:2024.1-ubuntu-jammy" in said
+    assert "release: 2024.1 (version 28.2.0)" in said
+    assert (config.database.host, config.database.port) == ("192.0.2.10", 3306)
+    assert config.commands.kind == "kolla" and all(config.kind_of(n.name) == "kolla" for n in config.nodes)
+    settings = config.kolla_of("ctl-1")
+    assert (settings.engine, settings.container, settings.image) == ("docker", "glance_api", "quay.io/openstack.kolla/glance-api")
+    asked = questions(text)
+    # The target is not decided (2024.1 is a SLURP: 2024.2 or 2025.1), so neither is the tag that follows it.
+    assert any("2024.2 | 2025.1" in q for q in asked) and any("target_tag 2024.2-ubuntu-jammy follows the undecided" in q for q in asked), asked
+    assert settings.target_tag == "2024.2-ubuntu-jammy"
+    assert SECRET not in text + stderr
+
+
+def test_hostile_server_names_and_one_host_twice_are_questions(tmp_path, capsys):
+    """A stats page whose Glance servers have names the config refuses (an escape sequence, a space, 300
+    characters) or share one host: each is asked about, commented out, and the file still loads. Nothing
+    answers SSH here, so each written node is asked about too."""
+    from tests.init_nodes import serve_versions
+
+    glance = [serve_versions(f"127.0.0.{h}", free_port(f"127.0.0.{h}"), GLANCE_VERSIONS) for h in (61, 62, 63, 63, 64, 65)]
+    names = ["good-1", "evil\x1b[2K", "good-2", "good-3", "sp ace", "x" * 300]
+    rows = b"".join(f'glance_api,"{n}",0,0,UP,1,{s.server_address[0]}:{s.server_address[1]},\n'.encode() for n, s in zip(names, glance))
+    page = HEADER + b"glance_api,FRONTEND,0,0,OPEN,,,\n" + rows + b"glance_api,BACKEND,0,0,UP,1,,\n"
+    server, port = serve_bodies({"/stats": (200, page)})
+    out = tmp_path / "hostile.toml"
+    try:
+        code, _, stderr = init(capsys, "--stats-url", f"http://127.0.0.1:{port}/stats", "--timeout", "2", "--ssh-port", str(free_port()),
+                               "--known-hosts", str(tmp_path / "none"), "-o", str(out))
+    finally:
+        for s in [server, *glance]:
+            s.shutdown()
+            s.server_close()
+    assert code == 0, stderr
+    text = out.read_text()
+    config = load_config(out)
+    assert [n.lb_server for n in config.nodes] == ["good-1", "good-2"]
+    asked = questions(text)
+    assert any("server good-3 is on the host of server good-2" in q for q in asked), asked
+    assert any("\\x1b" in q for q in asked) and "\x1b" not in text  # shown escaped, never raw
+    assert any("sp ace" in q for q in asked) and any("x" * 300 in q for q in asked), asked
+    assert any("answers no SSH" in q for q in asked), asked
+
+
+def test_osa_nodes_and_a_packaged_one(ssh_operator_key, tmp_path, capsys):
+    """OpenStack-Ansible nodes (Glance's uWSGI from /openstack/venvs/glance-…, reached inside their LXC container)
+    beside one packaged node: [commands] kind is the most common, the other node has its own kind; what no
+    node shows (the target venv's tag, how OSA installs it) is asked, written so that it fails safe."""
+    osa = NodeAnswers(processes=["/openstack/venvs/glance-31.1.0/bin/uwsgi --autoload --ini /etc/uwsgi/glance-api.ini"] * 2,
+                      units={"glance-api": "active"}, connection=f"mysql+pymysql://glance:{SECRET}@172.29.236.100:3306/glance",
+                      versions=GLANCE_VERSIONS)
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"infra1-glance": osa, "infra2-glance": osa,
+                                                               "metal-glance": eventlet(host="172.29.236.100")},
+                            hosts=["127.0.0.55", "127.0.0.56", "127.0.0.57"],
+                            backends={"glance_api": ["infra1-glance", "infra2-glance", "metal-glance"]})
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    out = tmp_path / "osa.toml"
+    try:
+        code, _, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "-o", str(out))
+    finally:
+        cluster.stop()
+    assert code == 0, stderr
+    text = out.read_text()
+    config = load_config(out)
+    assert config.commands.kind == "osa" and [config.kind_of(n.name) for n in config.nodes] == ["osa", "osa", "packages"]
+    settings = config.osa_of("infra1-glance")
+    assert (settings.container, settings.venv_root) == ("", "/openstack/venvs")
+    assert "Glance runs from the OpenStack-Ansible venv /openstack/venvs/glance-31.1.0" in flat(text)
+    asked = questions(text)
+    assert any("which venv is the target?" in q for q in asked) and any("how is the target venv installed?" in q for q in asked), asked
+    assert "exit 1" in config.commands.upgrade  # until answered, the upgrade fails and changes nothing
+    assert SECRET not in text + stderr
