@@ -22,6 +22,7 @@ from glance_tui.db_clients import resolve_here
 from glance_tui.errors import GlanceTuiError
 from glance_tui.import_work import ImportItem, ImportWork, StageHosts, for_node, read_import_work
 from glance_tui.node.glance_conf import ImportConf, parse_import_conf
+from glance_tui.node.probe import api_address, to_api
 from glance_tui.node.readings import Connection, parse_connections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,7 +139,8 @@ async def node_connections(ctx: "Context", node: str, exclude: set[str]) -> tupl
         found = parse_connections(output)
     except ValueError as exc:
         raise ValueError(f"{node}'s connections: {exc}") from None
-    return tuple(c for c in found if c.peer_ip not in exclude)
+    host, port = api_address(ctx.config.node(node).api_url)
+    return tuple(c for c in to_api(found, host, port) if c.peer_ip not in exclude)
 
 
 async def read_in_flight(ctx: "Context", node: str, view: "ServerView", hosts: StageHosts,

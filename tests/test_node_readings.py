@@ -128,3 +128,18 @@ def test_readings_that_disagree_are_unknown_with_the_reason():
     assert v.running is False
     v = judge(Readings("glance-1", 9292, procs=UWSGI, listeners=(Listener("0.0.0.0", 9292, ((999, "uwsgi"),)),), installed_at=50.0), PATTERNS)
     assert v.running is True and v.stale is None and "pid 999 holds :9292" in v.stale_error  # cannot date what it cannot see
+
+
+def test_connections_to_another_address_on_the_api_port_are_another_services():
+    """HAProxy's frontend on a VIP:9292 beside Glance on a Kolla controller (or another lab node on
+    the same machine) shares the port, not the address: only connections to the node's own IP count."""
+    from glance_tui.node.probe import to_api
+    from glance_tui.node.readings import parse_connections
+
+    found = parse_connections("0 0 10.0.0.11:9292 10.0.0.50:40000\n"
+                              "0 0 10.0.0.100:9292 10.0.0.51:40001\n"
+                              "0 0 [::ffff:10.0.0.11]:9292 [::ffff:10.0.0.52]:40002\n"
+                              "0 0 10.0.0.11:8080 10.0.0.53:40003\n")
+    assert [c.peer_ip for c in to_api(found, "10.0.0.11", 9292)] == ["10.0.0.50", "10.0.0.52"]
+    # a host name: which IPs it means is not known here, so every address on the port counts
+    assert [c.peer_ip for c in to_api(found, "glance-1.example", 9292)] == ["10.0.0.50", "10.0.0.51", "10.0.0.52"]

@@ -22,7 +22,7 @@ from glance_tui.kinds import kolla_image, osa_target_venv
 from glance_tui.node.containers import image_version, judge_container, reading_of
 from glance_tui.node.facts import NodeFacts
 from glance_tui.node.venvs import deployed, judge_venv
-from glance_tui.node.readings import Listener, Proc, parse_epoch, parse_listeners, parse_processes
+from glance_tui.node.readings import Connection, Listener, Proc, parse_epoch, parse_listeners, parse_processes
 from glance_tui.node.runtimes import compile_patterns, default_patterns
 from glance_tui.node.verdict import Health, Readings, Verdict, judge, recognised
 from glance_tui.releases import parse_version, release_of
@@ -61,6 +61,18 @@ def on_api(listeners: Sequence[Listener], host: str, port: int) -> list[Listener
     except ValueError:
         ip = None
     return [s for s in listeners if s.port == port and (ip is None or s.address in _WILDCARDS or s.address == ip)]
+
+
+def to_api(connections: Sequence[Connection], host: str, port: int) -> list[Connection]:
+    """The connections made to ``host:port`` itself: that port, on that IP (every address when
+    ``host`` is a name). A connection to another address on the same port is another service's —
+    HAProxy's frontend on a VIP:9292 beside Glance on a Kolla controller, or another lab node."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    wanted = str(getattr(ip, "ipv4_mapped", None) or ip) if ip is not None else None
+    return [c for c in connections if c.local_port == port and (wanted is None or c.local_ip == wanted)]
 
 
 def _failed(what: str, result: CommandResult) -> str:

@@ -121,6 +121,17 @@ class Connection:
     def peer(self) -> str:
         return f"[{self.peer_ip}]:{self.peer_port}" if ":" in self.peer_ip else f"{self.peer_ip}:{self.peer_port}"
 
+    @property
+    def local_ip(self) -> str:
+        """The local address, canonical (an IPv4-mapped IPv6 address is its IPv4 address)."""
+        host, _ = _split_address(self.local)
+        ip = ipaddress.ip_address(host)
+        return str(getattr(ip, "ipv4_mapped", None) or ip)
+
+    @property
+    def local_port(self) -> int:
+        return _split_address(self.local)[1]
+
 
 # [ESTAB] RECV-Q SEND-Q LOCAL:PORT PEER:PORT [process]; the state column is absent with `state established`
 _CONN_LINE = re.compile(r"^(?:(?P<state>[A-Z][A-Z0-9-]*)\s+)?\d+\s+\d+\s+(?P<local>\S+)\s+(?P<peer>\S+)(?:\s+.*)?$")
