@@ -21,7 +21,7 @@ def _lab(args: argparse.Namespace, **kwargs):
 
     start, target = getattr(args, "from_release", None), getattr(args, "to_release", None)
     path = check_path(start, target) if start or target else None
-    return Lab(args.dir, progress=lambda line: print(line, flush=True), path=path, **kwargs)
+    return Lab(args.dir, progress=lambda line: print(line, flush=True), path=path, node_kind=getattr(args, "node_kind", None), **kwargs)
 
 
 def _guard(handler):
@@ -145,8 +145,9 @@ def status_text(status: dict) -> str:
         fronts = "  ".join(f"{backend} {url}" for backend, url in lb["frontends"].items())
         lines.append(f"  HAProxy {lb['name']:<5} {up(lb['running'])}  {fronts}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}")
     for n in status["nodes"]:
+        box = f"  container {n['container']} image {n.get('image_name') or '?'} {n['image'] or ''}" if "container" in n else ""
         lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']}, {n.get('runtime')})"
-                     f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+                     f"{box}  ssh {n['ssh']} {up(n['sshd_running'])}")
     if status.get("autostart"):
         lines.append("  autostart a node's upgrade starts its service (as a Debian/Ubuntu postinst does)")
     lines.append(f"  config    glance-tui -c {status['config']}")
@@ -155,7 +156,7 @@ def status_text(status: dict) -> str:
 
 def add_lab_parser(subparsers) -> None:
     """Add ``lab`` and its sub-commands to the main CLI's sub-parsers."""
-    from glance_tui.lab.envs import PATHS
+    from glance_tui.lab.envs import NODE_KINDS, PATHS
 
     lab = subparsers.add_parser("lab", help="a real Glance cluster on this machine for rehearsals (staging lab)")
     lab.set_defaults(lab_handler=lambda args: (lab.print_help(), 2)[1])
@@ -172,6 +173,9 @@ def add_lab_parser(subparsers) -> None:
                        help=f"the upgrade path's starting release ({', '.join(a for a, _ in PATHS)}); {what}")
         p.add_argument("--to", dest="to_release", metavar="RELEASE", default=None,
                        help=f"the path's target release ({', '.join(b for _, b in PATHS)})")
+        p.add_argument("--node-kind", choices=NODE_KINDS, default=None,
+                       help="how each node runs Glance: packages (a service, as a packaged node) or kolla (a podman container "
+                            "of the release's image, as Kolla-Ansible); default: the existing lab's, else packages")
 
     paths = ", ".join(f"{a} -> {b}" for a, b in PATHS)
     p = command("up", cmd_up, f"start the lab (idempotent; the first run installs the path's Glance environments). Paths: {paths}")
@@ -197,7 +201,8 @@ def add_lab_parser(subparsers) -> None:
     p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load, with a hazard; report")
     path_options(p, "default: the lab's path (another one moves the lab to it)")
     p.add_argument("--scenario", default="default", metavar="NAME",
-                   help="default, prestaged, autostart, failover, stats-outage, long-request, or all (each with its own report)")
+                   help="default, prestaged, autostart, failover, stats-outage, long-request, lb-reload, stale-image (kolla nodes), "
+                        "or all (each with its own report)")
     p.add_argument("--naive", action="store_true", help="also run the no-drain restart procedure under the same load, side by side")
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")

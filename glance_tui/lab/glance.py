@@ -30,9 +30,10 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1,
-             authtoken: str | None = None) -> str:
+             authtoken: str | None = None, paste_file: Path | None = None) -> str:
     """glance-api.conf for one node: Images API v2 only, shared file store; behind Keystone when
-    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated."""
+    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated. A container
+    node's paths are the container's (``node_dir`` its Glance volume, ``paste_file`` its image's)."""
     if authtoken:
         paste = "# Behind Keystone: every request but /healthcheck and /versions needs a token.\nflavor = keystone"
     else:
@@ -53,7 +54,7 @@ retry_interval = 1
 
 [paste_deploy]
 {paste}
-config_file = {node_dir / 'glance-api-paste.ini'}
+config_file = {paste_file or node_dir / 'glance-api-paste.ini'}
 
 [glance_store]
 default_backend = fs

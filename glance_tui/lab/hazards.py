@@ -31,9 +31,12 @@ SCENARIOS: dict[str, str] = {
     "stats-outage": "one instance's stats endpoint stops answering for several seconds during a drain wait",
     "long-request": "a large image downloaded slowly over a keep-alive connection while its node is drained",
     "lb-reload": "instance A reloaded (no server-state-file) right after the NEW NODE's drain and again while a node is upgraded",
+    "stale-image": "container nodes: every node's new image pulled and its container restarted, still on the old image",
 }
+# Scenarios of one node kind only (the others need every kind).
+KIND_ONLY: dict[str, str] = {"stale-image": "kolla", "prestaged": "packages", "autostart": "packages"}
 # Where halting (node out of rotation, a clear reason) is as good an answer as finishing.
-MAY_STOP = frozenset({"stats-outage"})
+MAY_STOP = frozenset({"stats-outage", "stale-image"})
 OUTAGE_SECONDS = 8.0
 
 
