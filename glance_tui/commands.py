@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from glance_tui import templates
 from glance_tui.config import CommandsConfig, Config
+from glance_tui.kinds import kind_commands, kolla_image, kolla_reads, kolla_version_of
 from glance_tui.templates import PLACEHOLDERS
 
 __all__ = ["NO_TIMEOUT", "PLACEHOLDERS", "NodeCommands", "RemoteCommand", "quote_args", "render"]
@@ -72,18 +73,32 @@ class NodeCommands:
             "port": _api_port(config, node),
         }
 
+        # The node's kind's commands (kinds.py) for every key the operator did not write in [commands].
+        written = config.commands.model_fields_set
+        self._kind = {k: v for k, v in kind_commands(config, node, str(self._values["port"])).items() if k not in written}
+
     def _t(self, template: str) -> str:
         return templates.render(template, self._values)
+
+    def _cmd(self, key: str) -> str:
+        """The command for one ``[commands]`` key: the operator's template, else the kind's."""
+        if key in self._kind:
+            return self._kind[key]
+        return self._t(getattr(self.templates, key))
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind_of(self.node)
 
     @property
     def templates(self) -> CommandsConfig:
         return self.config.commands
 
     def stop(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.stop), "stop the Glance services", changes=True)
+        return RemoteCommand(self.node, self._cmd("stop"), "stop the Glance services", changes=True)
 
     def start(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.start), "start the Glance services", changes=True)
+        return RemoteCommand(self.node, self._cmd("start"), "start the Glance services", changes=True)
 
     def is_running(self) -> RemoteCommand | None:
         """The operator's own "is a Glance service running" probe, if configured (else: processes)."""
@@ -92,24 +107,45 @@ class NodeCommands:
         return RemoteCommand(self.node, self._t(self.templates.is_running), "is any Glance service running?")
 
     def processes(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.processes), "the node's clock and its processes (which Glance services run, since when)")
+        return RemoteCommand(self.node, self._cmd("processes"), "the node's clock and its processes (which Glance services run, since when)")
 
     def listeners(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.listeners), "what listens on the node's API port (and which processes hold it)")
+        return RemoteCommand(self.node, self._cmd("listeners"), "what listens on the node's API port (and which processes hold it)")
 
     def installed_at(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.installed_at), "when the installed Glance code was installed")
+        return RemoteCommand(self.node, self._cmd("installed_at"), "when the installed Glance code was installed")
 
     def upgrade(self) -> RemoteCommand:
-        return RemoteCommand(
-            self.node, self._t(self.templates.upgrade), f"install Glance {self.config.policy.target_release}", changes=True
-        )
+        what = f"pull the target image of Glance {self.config.policy.target_release}" if "upgrade" in self._kind and self.kind == "kolla" else f"install Glance {self.config.policy.target_release}"
+        return RemoteCommand(self.node, self._cmd("upgrade"), what, changes=True)
+
+    def container_reads(self) -> tuple[RemoteCommand, RemoteCommand]:
+        """A Kolla node's truth: ``container inspect`` of its container, ``image inspect`` of the target image."""
+        k = self.config.kolla_of(self.node)
+        reads = kolla_reads(k)
+        return (RemoteCommand(self.node, reads["container"], f"container {k.container}: state and image"),
+                RemoteCommand(self.node, reads["target_image"], f"the target image {kolla_image(k)}"))
+
+    def recreate_preview(self) -> str:
+        """What the upgrade of a Kolla node does after the pull (the real command is built from the inspected container)."""
+        k = self.config.kolla_of(self.node)
+        return (f"{quote_args(str(k.engine), 'create', '--name', f'{k.container}-glance-tui-new')} <the mounts, network, environment, labels, "
+                f"restart policy, user and privileges of {k.container}> {quote_args(kolla_image(k))} && "
+                f"{quote_args(str(k.engine), 'container', 'rm', str(k.container))} && {quote_args(str(k.engine), 'rename', f'{k.container}-glance-tui-new', str(k.container))}")
+
+    def image_inspect(self, image: str) -> RemoteCommand:
+        k = self.config.kolla_of(self.node)
+        return RemoteCommand(self.node, quote_args(str(k.engine), "image", "inspect", image), f"image {image[:12]}: its own configuration")
+
+    def image_version(self, image: str) -> RemoteCommand:
+        """The Glance version inside one image (by id)."""
+        return RemoteCommand(self.node, kolla_version_of(self.config.kolla_of(self.node), image), f"Glance version of image {image[:12]}")
 
     def installed_version(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.installed_version), "installed Glance version")
+        return RemoteCommand(self.node, self._cmd("installed_version"), "installed Glance version")
 
     def read_config(self) -> RemoteCommand:
-        return RemoteCommand(self.node, self._t(self.templates.read_config), "read glance-api.conf")
+        return RemoteCommand(self.node, self._cmd("read_config"), "read glance-api.conf")
 
     def rollback(self) -> RemoteCommand | None:
         if not self.templates.rollback:
@@ -117,7 +153,7 @@ class NodeCommands:
         return RemoteCommand(self.node, self._t(self.templates.rollback), "reinstall the old release", changes=True)
 
     def manage(self, *args: str, changes: bool = False, purpose: str = "", timeout: float | None = None) -> RemoteCommand:
-        text = f"{self._t(self.templates.glance_manage)} {quote_args(*args)}"
+        text = f"{self._cmd('glance_manage')} {quote_args(*args)}"
         return RemoteCommand(self.node, text, purpose or f"glance-manage {' '.join(args)}", changes=changes, timeout=timeout)
 
     def _ddl_timeout(self) -> float:

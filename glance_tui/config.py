@@ -318,6 +318,62 @@ class SSHConfig(_Strict):
     max_channels: Annotated[int, Field(ge=1, le=64)] = 4
 
 
+def _absolute_path(value: str) -> str:
+    _plain_text(value)
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise InvalidValue(f"{_shown(value)} is not an absolute path", "write an absolute path without spaces, e.g. /openstack/venvs")
+    return value
+
+
+def _image_repository(value: str) -> str:
+    """A container image repository without tag or digest: ``[registry[:port]/]path``."""
+    fix = "write the repository without a tag, e.g. quay.io/openstack.kolla/glance-api (the tag goes in target_tag)"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(?::[0-9]{1,5})?(?:/[a-z0-9][a-z0-9._-]*)*", value) or len(value) > 255:
+        raise InvalidValue(f"{_shown(value)} is not an image repository" + (" (it has a tag or digest)" if "@" in value or ":" in value.rpartition("/")[2] else ""), fix)
+    return value
+
+
+KINDS = ("packages", "kolla", "osa")
+Kind = Literal["packages", "kolla", "osa"]
+ContainerName = _name(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "container name", "letters, digits, '.', '_' or '-', starting with a letter or digit", 128)
+LxcName = _name(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]*)?", "container name", "the LXC container's name (letters, digits, '.', '_' or '-'), or \"\" for Glance on metal", 128)
+ImageTag = _name(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", "image tag", "letters, digits, '.', '_' or '-' (a tag such as 2026.1-ubuntu-noble)", 128)
+ImageRepository = Annotated[str, AfterValidator(_image_repository)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+
+
+class KollaConfig(_Strict):
+    """``kind = "kolla"``: Glance in a container (Kolla-Ansible's ``glance_api``). Every key may be
+    set in ``[commands.kolla]`` and overridden per node in ``[nodes.kolla]``; the first four are required."""
+
+    engine: Literal["docker", "podman"] | None = None
+    container: ContainerName | None = None
+    image: ImageRepository | None = None  # repository, without tag
+    target_tag: ImageTag | None = None
+    # glance-manage's --config-file inside the one-off container (Kolla mounts /etc/kolla/glance-api there).
+    manage_config: AbsolutePath | None = None
+
+
+class OsaConfig(_Strict):
+    """``kind = "osa"``: OpenStack-Ansible — Glance's uWSGI unit inside an LXC container ("" = on metal),
+    one venv per version under ``venv_root`` (``glance-<version>``). Overridable per node in ``[nodes.osa]``."""
+
+    container: LxcName | None = None
+    venv_root: AbsolutePath | None = None
+    # The target venv is venv_root/glance-<venv_tag>; OSA tags venvs with its own release version
+    # (e.g. 31.1.0), so this defaults to policy.target_version only when unset.
+    venv_tag: ImageTag | None = None
+    service: ServiceName | None = None  # the systemd unit inside the container
+
+
+KOLLA_REQUIRED = ("engine", "container", "image", "target_tag")
+KOLLA_DEFAULTS = {"manage_config": "/var/lib/kolla/config_files/glance-api.conf"}
+OSA_REQUIRED = ("container",)
+OSA_DEFAULTS = {"venv_root": "/openstack/venvs", "service": "glance-api"}
+# A Kolla node's truth is its container's image, not these: set for such a node, they would be ignored.
+KIND_TRUTH_KEYS = ("installed_version", "installed_at")
+
+
 TEMPLATE_KEYS = ("stop", "start", "processes", "listeners", "is_running", "upgrade", "installed_version", "installed_at",
                  "glance_manage", "read_config", "rollback")
 
@@ -328,6 +384,12 @@ class CommandsConfig(_Strict):
     of ``services``, quoted separately and joined by spaces). Only these, written as plain
     ``{name}``; literal braces are ``{{`` and ``}}``. Every template is checked here, at load."""
 
+    # What the node is: "packages" (systemd units of distribution packages: these defaults), "kolla"
+    # (a container: [commands.kolla]) or "osa" (an LXC container and a venv per version: [commands.osa]).
+    # Keys written in [commands] override the kind's commands; a node may have its own kind.
+    kind: Kind = "packages"
+    kolla: KollaConfig | None = None
+    osa: OsaConfig | None = None
     services: Annotated[list[ServiceName], Field(min_length=1)] = Field(default_factory=lambda: ["glance-api"])
     stop: str = "systemctl stop {services}"
     start: str = "systemctl start {services}"
@@ -384,6 +446,9 @@ class NodeConfig(_Strict):
     # The address the database sees this node's Glance connect from, when it is neither ssh_host
     # nor api_url's host (another network, NAT).
     db_client_host: Host | None = None
+    kind: Kind | None = None  # None = [commands] kind
+    kolla: KollaConfig | None = None  # keys override [commands.kolla] one by one
+    osa: OsaConfig | None = None  # keys override [commands.osa] one by one
 
     @field_validator("api_url")
     @classmethod
@@ -458,6 +523,7 @@ class Config(_Strict):
                                    key=f"{section}.exclude_servers")
         if self.policy.new_node and self.policy.new_node not in names:
             raise InvalidValue(f"{self.policy.new_node!r} is not one of the nodes", f"use one of: {', '.join(names)}", key="policy.new_node")
+        self._kinds_complete()
         floor = self.policy.min_in_rotation
         if floor >= len(names) and (len(names) > 1 or "min_in_rotation" in self.policy.model_fields_set):
             raise InvalidValue(
@@ -481,6 +547,61 @@ class Config(_Strict):
                     raise InvalidValue(f"{node.name} has the same {what} as {seen[key]}: one node's commands, health checks or drain would act on the other",
                                        f"give each node its own {what}", key=f"nodes[{i}].{field}")
                 seen[key] = node.name
+
+    def _kinds_complete(self) -> None:
+        """Each node's kind has every key it needs, and no kind table is written for a kind no node has
+        (a forgotten ``kind = "kolla"`` would otherwise drive a container host with apt-get)."""
+        kinds = {n.name: self.kind_of(n.name) for n in self.nodes}
+        for table in ("kolla", "osa"):
+            if getattr(self.commands, table) is not None and table not in kinds.values():
+                raise InvalidValue(f"[commands.{table}] is set but no node is of kind {table!r}", f'add kind = "{table}" to [commands] (or to the nodes it is for), or remove [commands.{table}]', key=f"commands.{table}")
+        for i, node in enumerate(self.nodes):
+            for table in ("kolla", "osa"):
+                if getattr(node, table) is not None and kinds[node.name] != table:
+                    raise InvalidValue(f"[nodes.{table}] is set but {node.name} is of kind {kinds[node.name]!r}", f'add kind = "{table}" to this node, or remove its [nodes.{table}]', key=f"nodes[{i}].{table}")
+            kind = kinds[node.name]
+            if kind == "packages":
+                continue
+            for key in KIND_TRUTH_KEYS if kind == "kolla" else ():
+                if key in self.commands.model_fields_set:
+                    raise InvalidValue(f"is set, but {node.name} is of kind {kind!r}, whose container image tells the running code",
+                                       "remove it (the kind reads it), or use kind = \"packages\" with your own commands", key=f"commands.{key}")
+            required = KOLLA_REQUIRED if kind == "kolla" else OSA_REQUIRED
+            settings = self._kind_table(node, kind)
+            if kind == "osa":
+                settings.setdefault("venv_tag", self.policy.target_version)
+                required = required + ("venv_tag",)
+                if "upgrade" not in self.commands.model_fields_set:
+                    raise InvalidValue(f"is required for kind 'osa' (node {node.name}): OpenStack-Ansible builds the target venv from its deploy host",
+                                       "write the command that installs the target venv on {node}, e.g. upgrade = \"ssh deploy openstack-ansible os-glance-install.yml --limit {node} --tags glance-install\"", key="commands.upgrade")
+            missing = [k for k in required if settings.get(k) is None]
+            if missing:
+                raise InvalidValue(f"{missing[0]} is required for kind {kind!r} (node {node.name})",
+                                   f"add {missing[0]} = ... to [commands.{kind}] (every {kind} node) or to this node's [nodes.{kind}]", key=f"commands.{kind}.{missing[0]}")
+
+    def _kind_table(self, node: NodeConfig, kind: str) -> dict[str, Any]:
+        defaults = KOLLA_DEFAULTS if kind == "kolla" else OSA_DEFAULTS
+        shared = getattr(self.commands, kind)
+        own = getattr(node, kind)
+        merged: dict[str, Any] = dict(defaults)
+        for table in (shared, own):
+            if table is not None:
+                merged.update({k: v for k, v in table.model_dump().items() if v is not None})
+        return merged
+
+    def kind_of(self, node: str) -> str:
+        """``packages``, ``kolla`` or ``osa``: the node's own kind, else ``[commands] kind``."""
+        return self.node(node).kind or self.commands.kind
+
+    def kolla_of(self, node: str) -> KollaConfig:
+        """The node's Kolla settings: [commands.kolla], its [nodes.kolla] key by key, the defaults."""
+        return KollaConfig.model_validate(self._kind_table(self.node(node), "kolla"))
+
+    def osa_of(self, node: str) -> OsaConfig:
+        """The node's OpenStack-Ansible settings, merged like :meth:`kolla_of` (``venv_tag``: else the target version)."""
+        table = self._kind_table(self.node(node), "osa")
+        table.setdefault("venv_tag", self.policy.target_version)
+        return OsaConfig.model_validate(table)
 
     @property
     def path(self) -> Path | None:

@@ -20,6 +20,7 @@ from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
 from glance_tui.holds import keep_out
+from glance_tui.node.containers import recreate_command
 from glance_tui.record.sampling import DrainSampler
 from glance_tui.secrets import redact
 
@@ -387,6 +388,11 @@ def upgrade_action(node: str) -> Action:
             await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed")
             ctx.journal.write("stopped-again", node=node)
             f = await _facts(ctx, node)
+        if ctx.commands(node).kind == "kolla":  # the pulled image runs only in a re-created container
+            recreate = await recreate_command(ctx.run, ctx.commands(node))
+            if recreate is not None:
+                await _run_checked(ctx, recreate, f"re-creating the container on {node} failed", "look at the output; the old container is kept until the new one exists")
+            f = await _facts(ctx, node)
         if not _installed_target(ctx, f):
             p = ctx.config.policy
             raise StepFailed(f"{node} reports {f.version or f.error or '?'} after the upgrade, not {p.target_version or p.target_release}", fix="check the package source for the target release")
@@ -394,7 +400,9 @@ def upgrade_action(node: str) -> Action:
 
     def preview(ctx: "Context") -> list[str]:
         cmds = ctx.commands(node)
-        return [cmds.upgrade().display(), cmds.installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}",
+        recreate = [f"[{node}] $ {cmds.recreate_preview()}   # from `container inspect`: re-created on the target image, not started"] if cmds.kind == "kolla" else []
+        return [cmds.upgrade().display(), *recreate,
+                cmds.installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}",
                 cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)"]
 
     return Action("upgrade", f"Upgrade {node} to the target release", node, True, preview, needed, run, forward=False)

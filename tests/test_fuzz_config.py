@@ -77,6 +77,15 @@ def base() -> dict[str, Any]:
     }
 
 
+def base_kolla() -> dict[str, Any]:
+    """The base config with Kolla nodes: shared [commands.kolla], one node overriding the container."""
+    data = base()
+    data["commands"] = {"kind": "kolla", "kolla": {"engine": "podman", "container": "glance_api",
+                                                   "image": "quay.io/openstack.kolla/glance-api", "target_tag": "2024.1-ubuntu-jammy"}}
+    data["nodes"][1]["kolla"] = {"container": "glance_api_2", "engine": "docker"}
+    return data
+
+
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
     monkeypatch.setenv("FUZZ_DB_PW", SECRET)
@@ -245,6 +254,45 @@ def test_hostile_value_is_a_one_line_config_error(tmp_path, capsys, key, value, 
     assert needle in err, err
 
 
+KOLLA_CASES = [
+    ("commands.kind", "docker", "'packages', 'kolla' or 'osa'"),
+    ("nodes[0].kind", "lxc", "'packages', 'kolla' or 'osa'"),
+    ("commands.kolla.engine", "podman; rm -rf /", "'docker' or 'podman'"),
+    ("commands.kolla.container", "glance_api; reboot", "container name"),
+    ("commands.kolla.container", "-v/:/host", "container name"),
+    ("commands.kolla.image", "quay.io/openstack.kolla/glance-api:2024.1", "has a tag"),
+    ("commands.kolla.image", "quay.io/x@sha256:00", "has a tag"),
+    ("commands.kolla.image", "$(reboot)", "image repository"),
+    ("commands.kolla.target_tag", "2024.1 --privileged", "image tag"),
+    ("commands.kolla.target_tag", "-rm", "image tag"),
+    ("commands.kolla.manage_config", "relative/glance-api.conf", "absolute path"),
+    ("commands.kolla.manage_config", "/etc/glance/a\u001b[2K", "ESC"),
+    ("commands.kolla.bogus", "x", "unknown key"),
+    ("nodes[1].kolla.container", "a b", "container name"),
+    ("nodes[0].osa", {"container": "x"}, "is of kind 'kolla'"),
+    ("commands.installed_at", "stat -c %Z /x", "container image tells the running code"),
+    ("commands.osa", {"container": ""}, "no node is of kind 'osa'"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), KOLLA_CASES, ids=[f"{k}={v!r}"[:60] for k, v, _ in KOLLA_CASES])
+def test_hostile_kind_value_is_a_one_line_config_error(tmp_path, capsys, key, value, needle):
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(set_key(base_kolla(), key, value)))
+    err = assert_config_error(capsys, path, key.rsplit(".", 1)[0] if key.endswith(".bogus") else key)
+    assert needle in err, err
+
+
+@pytest.mark.parametrize("missing", ["engine", "container", "image", "target_tag"])
+def test_a_kolla_key_missing_for_a_node_is_named(tmp_path, capsys, missing):
+    data = base_kolla()
+    del data["commands"]["kolla"][missing]
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(data))
+    err = assert_config_error(capsys, path, f"commands.kolla.{missing}")
+    assert f"{missing} is required for kind 'kolla' (node glance-1)" in err, err
+
+
 @pytest.mark.parametrize("command", ["check", "status", "plan", "run"])
 def test_every_command_refuses_at_load(tmp_path, capsys, command):
     """``schema = "../etc"`` used to be found halfway through printing the plan (exit 1)."""
@@ -343,13 +391,14 @@ def _keys(data: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def test_generated_configs_never_crash_leak_or_fail_later(tmp_path, capsys):
+@pytest.mark.parametrize("start", [base, base_kolla], ids=["packages", "kolla"])
+def test_generated_configs_never_crash_leak_or_fail_later(tmp_path, capsys, start):
     """Seeded random mutations (one to three keys each): a ConfigError line, or a config that fully works."""
     rng = random.Random(20261125)
-    keys = _keys(base())
+    keys = _keys(start())
     loaded = refused = 0
     for case in range(300):
-        data = base()
+        data = start()
         for _ in range(rng.randint(1, 3)):
             key = rng.choice(keys)
             if rng.random() < 0.1:  # an unknown key next to a real one
@@ -372,7 +421,7 @@ def test_generated_configs_never_crash_leak_or_fail_later(tmp_path, capsys):
             loaded += 1
             for node in config.nodes:  # every template of a loaded config renders
                 cmds = NodeCommands(config, node.name)
-                for name in ("stop", "start", "processes", "upgrade", "installed_version", "installed_at", "read_config", "db_check", "db_contract"):
+                for name in ("stop", "start", "processes", "listeners", "upgrade", "installed_version", "installed_at", "read_config", "db_check", "db_contract"):
                     getattr(cmds, name)()
                 cmds.rollback()
                 cmds.is_running()

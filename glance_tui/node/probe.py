@@ -18,6 +18,8 @@ from glance_tui.adapters.ssh import CommandResult
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import CommandsConfig, Config
 from glance_tui.errors import GlanceTuiError
+from glance_tui.kinds import kolla_image
+from glance_tui.node.containers import image_version, judge_container, reading_of
 from glance_tui.node.facts import NodeFacts
 from glance_tui.node.readings import Listener, Proc, parse_epoch, parse_listeners, parse_processes
 from glance_tui.node.runtimes import compile_patterns, default_patterns
@@ -91,9 +93,12 @@ async def probe_node(config: Config, name: str, run: Run, read_health: ReadHealt
     cmds = NodeCommands(config, name)
     override = cmds.is_running()
     host, port = api_address(node.api_url)
+    kolla = cmds.kind == "kolla"
     try:
-        ver, procs, listen, at, flag = await asyncio.gather(
-            run(cmds.installed_version()), run(cmds.processes()), run(cmds.listeners()), run(cmds.installed_at()),
+        # A Kolla node: its container and the target image in place of the version and install time.
+        first, procs, listen, at, flag = await asyncio.gather(
+            run(cmds.container_reads()[0]) if kolla else run(cmds.installed_version()), run(cmds.processes()), run(cmds.listeners()),
+            run(cmds.container_reads()[1]) if kolla else run(cmds.installed_at()),
             run(override) if override else asyncio.sleep(0, None),
         )
     except GlanceTuiError as exc:
@@ -114,6 +119,9 @@ async def probe_node(config: Config, name: str, run: Run, read_health: ReadHealt
             r = _with(r, listeners=tuple(on_api(parse_listeners(listen.stdout), host, port)))
         except ValueError as exc:
             r = _with(r, listeners_error=str(exc))
+    if kolla:
+        return await _container_facts(config, name, run, cmds, r, first, at, read_health, override, flag)
+    ver = first
     if at.ok:
         try:
             r = _with(r, installed_at=parse_epoch(at.stdout))
@@ -121,13 +129,34 @@ async def probe_node(config: Config, name: str, run: Run, read_health: ReadHealt
             r = _with(r, installed_at_error=f"installed_at: {exc}")
     else:
         r = _with(r, installed_at_error=_failed("installed_at", at))
+    verdict = await _host_verdict(config, name, r, read_health, override, flag)
+    return _facts(config, name, node.ssh_host, ver, cmds, r, verdict)
+
+
+async def _host_verdict(config: Config, name: str, r: Readings, read_health: ReadHealth, override: RemoteCommand | None, flag: CommandResult | None) -> Verdict:
+    """What the host's readings say (its health URL asked only when nothing matches and nothing listens)."""
     patterns = patterns_of(config.commands)
     verdict = judge(r, patterns)
     if verdict.running is None and not r.procs_error and not r.listeners_error and not r.listeners and r.health is None:
-        health = await read_health(node.api_url + config.policy.health_paths[0])
+        health = await read_health(config.node(name).api_url + config.policy.health_paths[0])
         verdict = judge(_with(r, health=health), patterns)
-    verdict = _with_override(verdict, override, flag)
-    return _facts(config, name, node.ssh_host, ver, cmds, r, verdict)
+    return _with_override(verdict, override, flag)
+
+
+async def _container_facts(config: Config, name: str, run: Run, cmds: NodeCommands, r: Readings, box: CommandResult, image: CommandResult,
+                           read_health: ReadHealth, override: RemoteCommand | None, flag: CommandResult | None) -> NodeFacts:
+    """A Kolla node: the host's verdict checked against its container; the version is its image's."""
+    k = config.kolla_of(name)
+    reading = reading_of(str(k.container), kolla_image(k), box, image)
+    verdict = judge_container(await _host_verdict(config, name, r, read_health, override, flag), r, reading)
+    if reading.container is None:
+        ver = CommandResult("", 1, "", reading.note, 0.0, False)
+    else:
+        out, error = await image_version(run, cmds, reading.container.image)
+        ver = CommandResult("", 0 if not error else 1, out, error, 0.0, False)
+    facts = _facts(config, name, config.node(name).ssh_host, ver, cmds, r, verdict)
+    return replace(facts, image_current=reading.image_current, image_note=reading.note,
+                   version_error=facts.version_error if reading.container is not None else reading.note)
 
 
 def _with(r: Readings, **changes: object) -> Readings:

@@ -1,0 +1,362 @@
+"""The running code of a container node (Kolla): the image the container was created from.
+
+A container is bound to its image: pulling a new image under the same tag changes nothing until
+the container is re-created, and restarting it runs the old image again. So the code a Kolla
+node runs is decided by image id — the container's ``Image`` against the target image's ``Id``
+(docker writes ``sha256:<hex>``, podman bare hex: both normalised) — never by timestamps.
+
+The container's own state must agree with what the host shows (the Glance processes, the API
+port, the health URL): a running container whose processes are not what serves, or a stopped
+one while something serves, is unknown, and unknown blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+from glance_tui.commands import NodeCommands, RemoteCommand, quote_args
+from glance_tui.errors import GlanceTuiError
+from glance_tui.kinds import kolla_image
+from glance_tui.node.facts import CODE_INSTALLED, CODE_OLD
+from glance_tui.node.readings import Proc
+from glance_tui.node.verdict import Readings, Verdict
+
+_HEX = re.compile(r"[0-9a-f]{12,128}")
+_MISSING = re.compile(r"no such (?:container|object|image)|image not known|not found", re.IGNORECASE)
+SHORT = 12  # how many hex digits name an image in messages
+
+
+def image_id(raw: Any) -> str:
+    """An image id as bare lowercase hex (docker's ``sha256:`` prefix dropped); ValueError otherwise."""
+    if not isinstance(raw, str):
+        raise ValueError(f"the image id is not a string: {str(raw)[:40]!r}")
+    text = raw.strip().lower().removeprefix("sha256:")
+    if not _HEX.fullmatch(text):
+        raise ValueError(f"not an image id: {raw[:80]!r}")
+    return text
+
+
+def missing(stderr: str, stdout: str = "") -> bool:
+    """The engine's answer means "there is no such container/image" (a known absence)."""
+    return bool(_MISSING.search(stderr)) and stdout.strip() in ("", "[]")
+
+
+def _one_object(stdout: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        raise ValueError(f"{what}: not JSON: {stdout.strip()[:60]!r}") from None
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+        return data[0]
+    raise ValueError(f"{what}: expected a JSON array of one object, got {type(data).__name__}{f' of {len(data)}' if isinstance(data, list) else ''}")
+
+
+def _table(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} is not an object")
+    return value
+
+
+@dataclass(frozen=True)
+class Container:
+    """What ``{engine} container inspect`` says about the node's container."""
+
+    name: str
+    image: str  # bare hex id of the image it was created from
+    running: bool
+    status: str
+    pid: int | None  # the container's first process on the host (None when not running)
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def parse_container(stdout: str) -> Container:
+    """The container from inspect JSON (docker or podman); ValueError when it is not one."""
+    obj = _one_object(stdout, "container inspect")
+    state = _table(obj, "State")
+    running, paused, restarting, pid = (state.get(k) for k in ("Running", "Paused", "Restarting", "Pid"))
+    if not isinstance(running, bool) or not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
+        raise ValueError("container inspect: State.Running/State.Pid missing or not a boolean/number")
+    if paused is True or restarting is True:
+        raise ValueError(f"container inspect: the container is {'paused' if paused else 'restarting'}")
+    if running and pid == 0:
+        raise ValueError("container inspect: State.Running but no State.Pid")
+    name = obj.get("Name")
+    if not isinstance(name, str) or not name.strip("/"):
+        raise ValueError("container inspect: no Name")
+    return Container(name.lstrip("/"), image_id(obj.get("Image")), running, str(state.get("Status", "")), pid if running else None, obj)
+
+
+def parse_image(stdout: str) -> tuple[str, dict[str, Any]]:
+    """``(id, its Config)`` from ``{engine} image inspect`` JSON; ValueError when it is not one image."""
+    obj = _one_object(stdout, "image inspect")
+    return image_id(obj.get("Id")), _table(obj, "Config")
+
+
+@dataclass(frozen=True)
+class ContainerReading:
+    """A Kolla node's container and target image as read, each known, absent or unknown (``*_error``)."""
+
+    container_name: str
+    target: str  # "repository:tag"
+    container: Container | None = None  # None and no error: there is no such container
+    container_error: str = ""
+    target_id: str | None = None  # None and no error: the target image is not on the node
+    target_error: str = ""
+
+    @property
+    def image_current(self) -> bool | None:
+        """The container was created from the target image (None = cannot tell)."""
+        if self.container_error or self.target_error:
+            return None
+        return self.container is not None and self.target_id is not None and self.container.image == self.target_id
+
+    @property
+    def note(self) -> str:
+        """The container's image in words (for gates and the status table)."""
+        c = self.container
+        if self.container_error:
+            return f"cannot read container {self.container_name}: {self.container_error}"
+        if c is None:
+            return f"no container {self.container_name} on the node"
+        if self.target_error:
+            return f"container {self.container_name} on image {c.image[:SHORT]}; cannot read the target image {self.target}: {self.target_error}"
+        if self.target_id is None:
+            return f"container {self.container_name} on image {c.image[:SHORT]}; the target image {self.target} is not on the node (pull it)"
+        if c.image == self.target_id:
+            return f"container {self.container_name} on the target image {self.target} ({c.image[:SHORT]})"
+        return f"container {self.container_name} on image {c.image[:SHORT]}, not the target image {self.target} ({self.target_id[:SHORT]}): re-create it (upgrade)"
+
+
+def descends(procs: Sequence[Proc], pid: int, root: int) -> bool:
+    """``pid`` is ``root`` or one of its descendants in ``procs``."""
+    parents = {p.pid: p.ppid for p in procs}
+    seen = set()
+    while pid not in seen:
+        if pid == root:
+            return True
+        seen.add(pid)
+        if pid not in parents or pid <= 1:
+            return False
+        pid = parents[pid]
+    return False
+
+
+def judge_container(v: Verdict, r: Readings, c: ContainerReading) -> Verdict:
+    """The host's verdict checked against the container: both must say the same, and the code of a
+    running node is the container's image (target or old), never the start times."""
+    unknown = replace(v, running=None, code=None, stale=None)
+    if c.container_error:
+        return replace(unknown, reason=f"{v.reason}; {c.note}", stale_error=c.note)
+    if v.running is None:
+        return v
+    box = c.container
+    if box is None or not box.running:
+        if v.running:
+            said = c.note if box is None else f"container {box.name} is {box.status or 'not running'}"
+            why = f"{v.reason}; but {said}: something else serves Glance here"
+            return replace(unknown, reason=why, stale_error=why)
+        return replace(v, reason=f"{v.reason}; {c.note}" if box is None else f"{v.reason}; container {box.name} is {box.status or 'stopped'}")
+    if not v.running:
+        why = f"{v.reason}; but container {box.name} is running (pid {box.pid}): the readings disagree"
+        return replace(unknown, reason=why, stale_error=why)
+    outside = [p.pid for p in v.tree if box.pid is None or not descends(r.procs, p.pid, box.pid)]
+    if outside:
+        why = f"{v.reason}; but pid {', '.join(map(str, outside))} serve(s) outside container {box.name} (pid {box.pid})"
+        return replace(unknown, reason=why, stale_error=why)
+    current = c.image_current
+    reason = f"{v.reason}; {c.note}"
+    if current is None:
+        return replace(v, reason=reason, code=None, stale=None, stale_error=c.note)
+    return replace(v, reason=reason, code=CODE_INSTALLED if current else CODE_OLD, stale=not current, stale_error="")
+
+
+def _failed(what: str, result: Any) -> str:
+    return f"{what} failed (exit {result.exit_status}): {' | '.join(result.tail(2))}"
+
+
+def reading_of(name: str, target: str, box: Any, image: Any) -> ContainerReading:
+    """The two inspect answers (``CommandResult``s) as one :class:`ContainerReading`."""
+    c = ContainerReading(name, target)
+    if box.ok:
+        try:
+            c = replace(c, container=parse_container(box.stdout))
+        except ValueError as exc:
+            c = replace(c, container_error=str(exc))
+    elif not missing(box.stderr, box.stdout):
+        c = replace(c, container_error=_failed("container inspect", box))
+    if image.ok:
+        try:
+            c = replace(c, target_id=parse_image(image.stdout)[0])
+        except ValueError as exc:
+            c = replace(c, target_error=str(exc))
+    elif not missing(image.stderr, image.stdout):
+        c = replace(c, target_error=_failed("image inspect", image))
+    return c
+
+
+# Glance's version inside an image never changes: asked once per image id and process.
+_VERSIONS: dict[str, str] = {}
+
+
+async def image_version(run: Any, cmds: NodeCommands, image: str) -> tuple[str, str]:
+    """``(output, error)`` of the Glance version inside ``image`` (one-off container, cached by id)."""
+    if image in _VERSIONS:
+        return _VERSIONS[image], ""
+    result = await run(cmds.image_version(image))
+    if not result.ok:
+        return "", _failed(f"the version of image {image[:SHORT]}", result)
+    _VERSIONS[image] = result.stdout
+    return result.stdout, ""
+
+
+# ---------------------------------------------------------------- re-creating the container on the target image
+
+_PROPAGATION = ("shared", "rshared", "slave", "rslave")
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} is not a list of strings")
+    return value
+
+
+def _words(value: Any, what: str) -> list[str]:
+    """An entrypoint or command as a list (podman 4 prints a string, docker a list)."""
+    return value.split() if isinstance(value, str) else _strings(value, what)
+
+
+def _seconds(ns: Any) -> str:
+    return f"{ns / 1e9:g}s"
+
+
+def _mounts(raw: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    mounts = raw.get("Mounts") or []
+    if not isinstance(mounts, list):
+        raise ValueError("Mounts is not a list")
+    for m in mounts:
+        if not isinstance(m, dict):
+            raise ValueError("a mount is not an object")
+        kind, dst = m.get("Type"), m.get("Destination")
+        src = m.get("Source") if kind == "bind" else m.get("Name")
+        if kind == "tmpfs" and isinstance(dst, str):
+            out += ["--tmpfs", dst]
+            continue
+        if kind not in ("bind", "volume") or not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
+            raise ValueError(f"cannot carry mount {str(m)[:80]}: only bind mounts, named volumes and tmpfs are")
+        if any(c in src + dst for c in ":,\n"):
+            raise ValueError(f"cannot carry mount {src[:60]} → {dst[:60]}: ':' or ',' in a path")
+        opts = [o for o in (("ro" if m.get("RW") is False else ""), (m.get("Propagation") if m.get("Propagation") in _PROPAGATION else "")) if o]
+        out += ["--volume", f"{src}:{dst}" + (f":{','.join(opts)}" if opts else "")]
+    return out
+
+
+def _host_options(host: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    network = host.get("NetworkMode")
+    if isinstance(network, str) and network not in ("", "default", "bridge"):
+        out += ["--network", network]
+    for key, flag in (("PidMode", "--pid"), ("IpcMode", "--ipc"), ("UTSMode", "--uts")):
+        if host.get(key) == "host":
+            out += [flag, "host"]
+    if host.get("Privileged") is True:
+        out.append("--privileged")
+    policy = host.get("RestartPolicy") or {}
+    name = policy.get("Name") if isinstance(policy, dict) else None
+    if name and name != "no":
+        retries = policy.get("MaximumRetryCount")
+        out += ["--restart", f"{name}:{retries}" if name == "on-failure" and isinstance(retries, int) and retries > 0 else str(name)]
+    for key, flag in (("CapAdd", "--cap-add"), ("CapDrop", "--cap-drop"), ("SecurityOpt", "--security-opt")):
+        for value in _strings(host.get(key), f"HostConfig.{key}"):
+            out += [flag, value]
+    for key in ("Memory", "NanoCpus"):
+        if isinstance(host.get(key), int) and host[key] > 0:
+            raise ValueError(f"HostConfig.{key} is set: resource limits are not carried; re-create the container with your deployment tool")
+    return out
+
+
+def _config_options(config: dict[str, Any], image: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What the container's own configuration adds to its image's: options, and a command if it has its own."""
+    out: list[str] = []
+    image_env = set(_strings(image.get("Env"), "the image's Env"))
+    for item in _strings(config.get("Env"), "Config.Env"):
+        if item not in image_env:
+            out += ["--env", item]
+    labels, image_labels = config.get("Labels") or {}, image.get("Labels") or {}
+    if not isinstance(labels, dict) or not isinstance(image_labels, dict):
+        raise ValueError("Labels is not an object")
+    for key, value in sorted(labels.items()):
+        if image_labels.get(key) != value:
+            out += ["--label", f"{key}={value}"]
+    user = config.get("User")
+    if isinstance(user, str) and user and user != image.get("User"):
+        out += ["--user", user]
+    health = config.get("Healthcheck")
+    if isinstance(health, dict) and health != image.get("Healthcheck"):
+        test = _strings(health.get("Test"), "Config.Healthcheck.Test")
+        if test[:1] == ["NONE"]:
+            out.append("--no-healthcheck")
+        elif test:
+            out += ["--health-cmd", test[1] if test[0] == "CMD-SHELL" and len(test) == 2 else " ".join(test[1:])]
+            for key, flag in (("Interval", "--health-interval"), ("Timeout", "--health-timeout"), ("StartPeriod", "--health-start-period")):
+                if isinstance(health.get(key), int) and health[key] > 0:
+                    out += [flag, _seconds(health[key])]
+            if isinstance(health.get("Retries"), int) and health["Retries"] > 0:
+                out += ["--health-retries", str(health["Retries"])]
+    stop = config.get("StopTimeout")
+    if isinstance(stop, int) and not isinstance(stop, bool) and stop > 0:
+        out += ["--stop-timeout", str(stop)]
+    if _words(config.get("Entrypoint"), "Config.Entrypoint") != _words(image.get("Entrypoint"), "the image's Entrypoint"):
+        raise ValueError("the container has its own entrypoint: it is not carried; re-create the container with your deployment tool")
+    command = _words(config.get("Cmd"), "Config.Cmd")
+    return out, (command if command != _words(image.get("Cmd"), "the image's Cmd") else [])
+
+
+def create_args(engine: str, box: Container, image_config: dict[str, Any], image: str, name: str) -> list[str]:
+    """``{engine} create`` arguments for a container like ``box`` (its mounts, network, environment and
+    labels beyond its image's, restart policy, user, privileges, health check) on ``image``, named ``name``.
+    ValueError names what cannot be carried."""
+    raw = box.raw
+    options, command = _config_options(_table(raw, "Config"), image_config)
+    return [engine, "create", "--name", name, *_host_options(_table(raw, "HostConfig")), *_mounts(raw), *options, image, *command]
+
+
+async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None:
+    """The command that re-creates a stopped Kolla container on the target image (not starting it),
+    from its own inspected configuration; None when it already is on the target image.
+
+    It creates the new container under a spare name first, then removes the old one (``rm`` without
+    ``-f``: never a running one) and renames the new one: a create that fails leaves the old one as it was.
+    """
+    k = cmds.config.kolla_of(cmds.node)
+    box_cmd, target_cmd = cmds.container_reads()
+    box_result, target_result = await run(box_cmd), await run(target_cmd)
+    reading = reading_of(str(k.container), kolla_image(k), box_result, target_result)
+    fix = "look at the container on the node (the reason names what was read), then retry"
+    if reading.container_error or reading.target_error or reading.container is None or reading.target_id is None:
+        raise GlanceTuiError(f"cannot re-create {k.container} on {cmds.node}: {reading.note}", fix=fix)
+    box = reading.container
+    if box.image == reading.target_id:
+        return None
+    if box.running:
+        raise GlanceTuiError(f"container {box.name} on {cmds.node} is running: it is re-created only when stopped", fix="stop it first (the step's stop action)")
+    old = await run(cmds.image_inspect(box.image))
+    try:
+        if not old.ok:
+            raise ValueError(_failed(f"image inspect of {box.image[:SHORT]}", old))
+        spare = f"{box.name}-glance-tui-new"
+        args = create_args(str(k.engine), box, parse_image(old.stdout)[1], kolla_image(k), spare)
+    except ValueError as exc:
+        raise GlanceTuiError(f"cannot re-create {box.name} on {cmds.node} from its configuration: {exc}", fix=fix) from None
+    engine = str(k.engine)
+    text = (f"{quote_args(engine, 'container', 'rm', '--force', spare)} >/dev/null 2>&1; {quote_args(*args)}"
+            f" && {quote_args(engine, 'container', 'rm', box.name)} && {quote_args(engine, 'rename', spare, box.name)}")
+    return RemoteCommand(cmds.node, text, f"re-create container {box.name} on the target image {kolla_image(k)} (not started)", changes=True)

@@ -1,0 +1,347 @@
+"""The running code of a Kolla node is its container's image, compared by id with the target
+image — never by timestamps. The real probe (``Cluster.probe_node``) and the real gates are fed a
+Kolla node's answers (host ``ps``/``ss``, ``container inspect``, ``image inspect``, the version in
+an image) as docker and podman print them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from glance_tui import gates as G
+from glance_tui.adapters.local import CommandResult
+from glance_tui.config import parse_config
+from glance_tui.node.containers import ContainerReading, image_id, parse_container
+from glance_tui.node.facts import CODE_INSTALLED, CODE_OLD
+from glance_tui.node.verdict import Health
+from glance_tui.probes import Cluster, DbCheck
+from tests.test_gates import FakeCtx, check
+
+OLD = "1" * 64  # the image the container was created from (2024.2, Glance 29.0.0)
+NEW = "2" * 64  # the target image, pulled under the same tag (2025.1, Glance 30.0.0)
+VERSIONS = {OLD: "glance 29.0.0\n", NEW: "glance 30.0.0\n"}
+TARGET = "quay.io/openstack.kolla/glance-api:2025.1-ubuntu-noble"
+
+
+def kolla_config(engine: str = "podman", n: int = 3):
+    import os
+
+    os.environ["CONTAINER_TEST_DB_PW"] = "pw-containers"
+    return parse_config({
+        "database": {"password_env": "CONTAINER_TEST_DB_PW"},
+        "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+        "commands": {"kind": "kolla", "kolla": {"engine": engine, "container": "glance_api", "image": TARGET.split(":")[0],
+                                                "target_tag": TARGET.split(":")[1]}},
+        "nodes": [{"name": f"g{i}", "ssh_host": f"10.0.0.{i}", "lb_server": f"g{i}", "api_url": f"http://10.0.0.{i}:9292"} for i in range(1, n + 1)],
+        "policy": {"target_release": "2025.1"},
+    })
+
+
+def inspect(engine: str, image: str, *, running: bool = True, pid: int = 501, status: str | None = None, **state) -> str:
+    """``{engine} container inspect glance_api`` as each engine prints it (the fields the probe reads)."""
+    obj = {
+        "Id": "c" * 64,
+        "Name": "/glance_api" if engine == "docker" else "glance_api",
+        "Image": f"sha256:{image}" if engine == "docker" else image,
+        "State": {"Status": status or ("running" if running else "exited"), "Running": running, "Paused": False, "Restarting": False,
+                  "Pid": pid if running else 0, "StartedAt": "2026-12-07T04:00:00.000000000Z", **state},
+        "Config": {"Env": ["KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "PATH=/var/lib/kolla/venv/bin:/usr/bin"], "Labels": {"kolla_version": "19"}},
+        "HostConfig": {"NetworkMode": "host", "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}, "Privileged": False},
+        "Mounts": [{"Type": "bind", "Source": "/etc/kolla/glance-api", "Destination": "/var/lib/kolla/config_files", "RW": False}],
+    }
+    if engine == "podman":
+        obj["ImageName"] = TARGET
+    return json.dumps([obj], indent=4)
+
+
+def image_inspect(engine: str, image: str) -> str:
+    return json.dumps([{"Id": f"sha256:{image}" if engine == "docker" else image, "RepoTags": [TARGET], "Config": {"Env": ["PATH=/var/lib/kolla/venv/bin:/usr/bin"]}}])
+
+
+# The host's view of a Kolla glance_api container: conmon → dumb-init (the container's pid) → uWSGI master → worker.
+PS_RUNNING = """1700000000
+1 0 100000 systemd /sbin/init
+500 1 5000 conmon /usr/bin/conmon --api-version 1 -c cccc
+501 500 4990 dumb-init dumb-init --single-child -- kolla_start
+502 501 4990 uwsgi uwsgi /etc/glance/glance-api-uwsgi.ini
+503 502 4990 uwsgi uwsgi /etc/glance/glance-api-uwsgi.ini
+"""
+PS_STOPPED = "1700000000\n1 0 100000 systemd /sbin/init\n"
+SS_RUNNING = 'LISTEN 0 128 0.0.0.0:9292 0.0.0.0:* users:(("uwsgi",pid=502,fd=3),("uwsgi",pid=503,fd=3))\n'
+
+
+@dataclass
+class KollaNode:
+    """One node's answers; ``None`` for a command that must not be asked."""
+
+    engine: str = "podman"
+    container: str | None = None  # inspect JSON; None = no such container
+    target: str | None = NEW  # the target image's id; None = not pulled
+    ps: str = PS_RUNNING
+    ss: str = SS_RUNNING
+    health: Health | None = None
+    container_exit: int = 0
+    asked: list[str] = field(default_factory=list)
+
+    def answer(self, command: str) -> CommandResult:
+        self.asked.append(command)
+        ok = lambda out: CommandResult(command, 0, out, "", 0.01, False)  # noqa: E731
+        if "ps -eo" in command:
+            return ok(self.ps)
+        if "ss -Htlnp" in command:
+            return ok(self.ss)
+        if " container inspect " in command:
+            if self.container is None:
+                err = "Error: no such container glance_api" if self.engine == "podman" else "Error: No such container: glance_api"
+                return CommandResult(command, 125 if self.engine == "podman" else 1, "[]\n", err, 0.01, False)
+            return CommandResult(command, self.container_exit, self.container, "", 0.01, False)
+        if " image inspect " in command:
+            if self.target is None:
+                return CommandResult(command, 125, "[]\n", f"Error: {TARGET}: image not known", 0.01, False)
+            return ok(image_inspect(self.engine, self.target))
+        if "importlib.metadata" in command:
+            image = next((i for i in VERSIONS if i in command), None)
+            return ok(VERSIONS[image]) if image else CommandResult(command, 125, "", "Error: image not known", 0.01, False)
+        raise AssertionError(f"unexpected command on a Kolla node: {command}")
+
+
+async def probe(config, nodes: dict[str, KollaNode]):
+    cluster = Cluster(config)
+
+    async def run(cmd, **kw):
+        return nodes[cmd.node].answer(cmd.command)
+
+    async def health(url):
+        node = next(n for name, n in nodes.items() if f"//{config.node(name).ssh_host}:" in url)
+        return node.health or Health(url, refused=True)
+
+    cluster.run = run  # type: ignore[method-assign]
+    cluster.read_health = health  # type: ignore[method-assign]
+    try:
+        return {name: await cluster.probe_node(name) for name in nodes}
+    finally:
+        await cluster.close()
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+async def test_pull_and_start_on_the_old_image_fails_the_contract_gates(engine):
+    """The issue's case: the new image pulled, the container started again — it runs the OLD image."""
+    config = kolla_config(engine)
+    nodes = {f"g{i}": KollaNode(engine, inspect(engine, NEW)) for i in (1, 2)}
+    nodes["g3"] = KollaNode(engine, inspect(engine, OLD))  # `pull` + `start`: still created from the old image
+    facts = await probe(config, nodes)
+    assert facts["g1"].on("2025.1") and facts["g1"].code == CODE_INSTALLED and facts["g1"].version == "30.0.0"
+    g3 = facts["g3"]
+    assert g3.running is True and g3.code == CODE_OLD and g3.stale is True and g3.image_current is False
+    assert not g3.on("2025.1") and not g3.installed("2025.1")
+    ctx = FakeCtx(config=config, nodes=facts, check=DbCheck("g1", 5, "2025.1"))
+    for gate in (G.ALL_NODES_TARGET, G.NO_OLD_PROCESS):
+        result = await check(gate, ctx)
+        assert not result.ok, gate.id
+        assert f"g3 (installed 29.0.0, container glance_api on image {OLD[:12]}, not the target image {TARGET} ({NEW[:12]})" in result.reason, result.reason
+    # the same image under the same version number (a rebuilt image): still decided by id
+    VERSIONS["3" * 64] = "glance 30.0.0\n"
+    try:
+        nodes["g3"] = KollaNode(engine, inspect(engine, "3" * 64))
+        facts = await probe(config, nodes)
+        assert facts["g3"].version == "30.0.0" and not facts["g3"].on("2025.1")
+        assert not (await check(G.NO_OLD_PROCESS, FakeCtx(config=config, nodes=facts))).ok
+    finally:
+        del VERSIONS["3" * 64]
+    # re-created on the target image and started: every gate passes
+    nodes["g3"] = KollaNode(engine, inspect(engine, NEW))
+    facts = await probe(config, nodes)
+    ctx = FakeCtx(config=config, nodes=facts, check=DbCheck("g1", 5, "2025.1"))
+    for gate in (G.ALL_NODES_TARGET, G.NO_OLD_PROCESS):
+        assert (await check(gate, ctx)).ok, gate.id
+
+
+async def test_a_stopped_container_on_the_old_image_is_not_upgraded():
+    """Stopped, nothing old runs — but starting it would run the old image: not installed, upgrade needed."""
+    config = kolla_config()
+    node = KollaNode(container=inspect("podman", OLD, running=False), ps=PS_STOPPED, ss="")
+    f = (await probe(config, {"g1": node, "g2": KollaNode(container=inspect("podman", NEW)), "g3": KollaNode(container=inspect("podman", NEW))}))["g1"]
+    assert f.running is False and f.image_current is False and not f.on("2025.1") and f.fresh is True
+    ctx = FakeCtx(config=config, nodes={"g1": f})
+    assert (await check(G.NO_OLD_PROCESS, ctx)).ok  # nothing old serves...
+    assert not (await check(G.ALL_NODES_TARGET, ctx)).ok  # ...but it is not upgraded
+
+
+@pytest.mark.parametrize(("name", "node", "running", "current", "needle"), [
+    ("running target", KollaNode(container=inspect("podman", NEW)), True, True, "on the target image"),
+    ("restarted old", KollaNode(container=inspect("podman", OLD)), True, False, "not the target image"),
+    ("created, not started", KollaNode(container=inspect("podman", NEW, running=False, status="created"), ps=PS_STOPPED, ss=""), False, True, "container glance_api is created"),
+    ("missing container", KollaNode(container=None, ps=PS_STOPPED, ss=""), False, False, "no container glance_api"),
+    ("target not pulled", KollaNode(container=inspect("podman", OLD), target=None), True, False, "is not on the node (pull it)"),
+    ("docker ids", KollaNode("docker", inspect("docker", NEW)), True, True, "on the target image"),
+    # unknown: the readings and the container disagree, or the container cannot be read
+    ("running but nothing serves", KollaNode(container=inspect("podman", NEW), ps=PS_STOPPED, ss=""), None, True, "the readings disagree"),
+    ("serving but container stopped", KollaNode(container=inspect("podman", NEW, running=False)), None, True, "something else serves"),
+    ("serving but no container", KollaNode(container=None), None, False, "something else serves"),
+    ("serving outside the container", KollaNode(container=inspect("podman", NEW, pid=777)), None, True, "outside container glance_api"),
+    ("garbage", KollaNode(container="Error: short-name resolution\n"), None, None, "not JSON"),
+    ("empty array", KollaNode(container="[]"), None, None, "array of one object"),
+    ("two containers", KollaNode(container="[{}, {}]"), None, None, "array of one object"),
+    ("no state", KollaNode(container='[{"Name": "glance_api", "Image": "' + NEW + '"}]'), None, None, "State.Running"),
+    ("bad image id", KollaNode(container=inspect("podman", "not-an-id")), None, None, "not an image id"),
+    ("paused", KollaNode(container=inspect("podman", NEW, Paused=True)), None, None, "paused"),
+    ("inspect fails", KollaNode(container=inspect("podman", NEW), container_exit=125), None, None, "container inspect failed (exit 125)"),
+    ("stopped, health answers", KollaNode(container=inspect("podman", NEW, running=False), ps=PS_STOPPED, ss="", health=Health("u", status=200)), None, True, "answered 200"),
+])
+async def test_container_truth_table(name, node, running, current, needle):
+    others = {f"g{i}": KollaNode(container=inspect("podman", NEW)) for i in (2, 3)}
+    f = (await probe(kolla_config(node.engine), {"g1": node, **others}))["g1"]
+    assert f.running is running, (name, f.reason)
+    assert f.image_current is current, (name, f.image_note)
+    assert needle in f.reason or needle in f.image_note, (name, f.reason, f.image_note)
+    if running is None:
+        assert f.stale is None and f.fresh is None and not f.on("2025.1")
+    assert f.installed_at is None  # no install time is read or used for a container
+    assert not any("stat " in c for c in node.asked)
+
+
+async def test_an_images_version_is_asked_once():
+    node = KollaNode(container=inspect("podman", NEW))
+    config = kolla_config()
+    from glance_tui.node import containers
+
+    containers._VERSIONS.pop(NEW, None)
+    for _ in range(3):
+        await probe(config, {"g1": node})
+    assert sum("importlib.metadata" in c for c in node.asked) == 1
+
+
+def test_image_ids_are_normalised():
+    assert image_id("sha256:" + "A" * 64) == "a" * 64 == image_id("a" * 64)
+    for bad in ("", "sha256:", "xyz", 5, None, "../../etc"):
+        with pytest.raises(ValueError):
+            image_id(bad)
+    c = parse_container(inspect("docker", NEW))
+    assert (c.name, c.image, c.running, c.pid) == ("glance_api", NEW, True, 501)
+
+
+def test_a_reading_that_cannot_be_told_is_never_current():
+    assert ContainerReading("glance_api", TARGET, container_error="x").image_current is None
+    assert ContainerReading("glance_api", TARGET, target_error="x").image_current is None
+
+
+# ---------------------------------------------------------------- the upgrade: re-create on the target image
+
+KOLLA_INSPECT = {  # a Kolla glance_api as docker inspect prints it (the fields the re-create carries)
+    "Name": "/glance_api", "Image": f"sha256:{OLD}",
+    "State": {"Status": "exited", "Running": False, "Paused": False, "Restarting": False, "Pid": 0},
+    "Config": {"Env": ["PATH=/var/lib/kolla/venv/bin:/usr/bin", "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "KOLLA_SERVICE_NAME=glance-api",
+                       "HTTP_PROXY=http://proxy:3128 'quoted' $(x)"],
+               "Labels": {"build-date": "20261101", "kolla_version": "19.0.0", "deployed-by": "kolla-ansible"},
+               "User": "glance", "Cmd": ["kolla_start"], "Entrypoint": ["dumb-init", "--single-child", "--"],
+               "Healthcheck": {"Test": ["CMD-SHELL", "healthcheck_curl http://10.0.0.1:9292"], "Interval": 30000000000, "Timeout": 30000000000,
+                               "StartPeriod": 5000000000, "Retries": 3}},
+    "HostConfig": {"NetworkMode": "host", "PidMode": "", "IpcMode": "private", "Privileged": False,
+                   "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}, "CapAdd": None, "SecurityOpt": ["label=disable"]},
+    "Mounts": [
+        {"Type": "bind", "Source": "/etc/kolla/glance-api", "Destination": "/var/lib/kolla/config_files", "RW": False, "Propagation": "rprivate"},
+        {"Type": "volume", "Name": "glance", "Source": "/var/lib/docker/volumes/glance/_data", "Destination": "/var/lib/glance", "RW": True},
+        {"Type": "volume", "Name": "kolla_logs", "Source": "/var/lib/docker/volumes/kolla_logs/_data", "Destination": "/var/log/kolla", "RW": True},
+        {"Type": "bind", "Source": "/run/netns", "Destination": "/run/netns", "RW": True, "Propagation": "rshared"},
+    ],
+}
+OLD_IMAGE_CONFIG = {"Env": ["PATH=/var/lib/kolla/venv/bin:/usr/bin"], "Labels": {"build-date": "20261101", "kolla_version": "19.0.0"},
+                    "User": "glance", "Cmd": ["kolla_start"], "Entrypoint": ["dumb-init", "--single-child", "--"]}
+
+
+def test_create_args_carry_the_containers_own_configuration():
+    from glance_tui.node.containers import create_args
+
+    box = parse_container(json.dumps([KOLLA_INSPECT]))
+    args = create_args("docker", box, OLD_IMAGE_CONFIG, TARGET, "glance_api-glance-tui-new")
+    assert args[:4] == ["docker", "create", "--name", "glance_api-glance-tui-new"]
+    text = " ".join(args)
+    assert args[args.index("--network") + 1] == "host" and args[args.index("--restart") + 1] == "unless-stopped"
+    for mount in ("/etc/kolla/glance-api:/var/lib/kolla/config_files:ro", "glance:/var/lib/glance", "kolla_logs:/var/log/kolla", "/run/netns:/run/netns:rshared"):
+        assert mount in args, mount
+    # only what the container adds to its image: not the image's PATH or labels, not its user or command
+    envs = [args[i + 1] for i, a in enumerate(args) if a == "--env"]
+    assert envs == ["KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "KOLLA_SERVICE_NAME=glance-api", "HTTP_PROXY=http://proxy:3128 'quoted' $(x)"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--label"] == ["deployed-by=kolla-ansible"]
+    assert "--user" not in args and "--pid" not in args and "--ipc" not in args and "--privileged" not in args
+    assert args[args.index("--health-cmd") + 1] == "healthcheck_curl http://10.0.0.1:9292" and "--health-interval 30s" in text
+    assert args[-1] == TARGET  # the image's own command (kolla_start)
+    privileged = json.loads(json.dumps(KOLLA_INSPECT))
+    privileged["HostConfig"].update(Privileged=True, PidMode="host", RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 5})
+    args = create_args("podman", parse_container(json.dumps([privileged])), OLD_IMAGE_CONFIG, TARGET, "n")
+    assert "--privileged" in args and args[args.index("--pid") + 1] == "host" and args[args.index("--restart") + 1] == "on-failure:5"
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    (lambda d: d["Mounts"].append({"Type": "npipe", "Source": "x", "Destination": "/y"}), "only bind mounts"),
+    (lambda d: d["Mounts"].append({"Type": "bind", "Source": "/a:b", "Destination": "/y"}), "':' or ','"),
+    (lambda d: d["Config"].update(Entrypoint=["/bin/sh"]), "its own entrypoint"),
+    (lambda d: d["HostConfig"].update(Memory=1 << 30), "resource limits are not carried"),
+    (lambda d: d["Config"].update(Env="PATH=x"), "Config.Env is not a list"),
+])
+def test_what_cannot_be_carried_is_named(change, needle):
+    from glance_tui.node.containers import create_args
+
+    data = json.loads(json.dumps(KOLLA_INSPECT))
+    change(data)
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        create_args("docker", parse_container(json.dumps([data])), OLD_IMAGE_CONFIG, TARGET, "n")
+
+
+async def test_recreate_command_replaces_a_stopped_container_and_keeps_it_otherwise():
+    import shlex
+
+    from glance_tui.commands import NodeCommands
+    from glance_tui.errors import GlanceTuiError
+    from glance_tui.node.containers import recreate_command
+
+    config = kolla_config("docker")
+    cmds = NodeCommands(config, "g1")
+    node = KollaNode("docker", json.dumps([KOLLA_INSPECT]))
+
+    async def run(cmd):
+        if f"image inspect {OLD}" in cmd.command:
+            return CommandResult(cmd.command, 0, json.dumps([{"Id": f"sha256:{OLD}", "Config": OLD_IMAGE_CONFIG}]), "", 0.01, False)
+        return node.answer(cmd.command)
+
+    cmd = await recreate_command(run, cmds)
+    assert cmd is not None and cmd.changes
+    first, create = cmd.command.split("; ", 1)
+    assert first == "docker container rm --force glance_api-glance-tui-new >/dev/null 2>&1"
+    create, rm, rename = create.split(" && ")
+    assert shlex.split(rm) == ["docker", "container", "rm", "glance_api"]  # never --force: a running container stays
+    assert shlex.split(rename) == ["docker", "rename", "glance_api-glance-tui-new", "glance_api"]
+    argv = shlex.split(create)  # every value quoted: the hostile-looking env value is one argument
+    assert "HTTP_PROXY=http://proxy:3128 'quoted' $(x)" in argv and argv[-1] == TARGET
+    # already on the target image: nothing to do
+    node.container = inspect("docker", NEW, running=False)
+    assert await recreate_command(run, cmds) is None
+    # running, missing, unreadable, target not pulled: refused with the reason
+    for container, target, needle in ((inspect("docker", OLD), NEW, "is running"), (None, NEW, "no container glance_api"),
+                                      ("garbage", NEW, "not JSON"), (inspect("docker", OLD, running=False), None, "pull it")):
+        node.container, node.target = container, target
+        with pytest.raises(GlanceTuiError, match=needle):
+            await recreate_command(run, cmds)
+
+
+def test_plan_previews_a_kolla_nodes_commands(tmp_path, capsys, monkeypatch):
+    from glance_tui.cli import main
+    from tests.test_fuzz_config import to_toml
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("CONTAINER_TEST_DB_PW", "pw-containers")
+    data = kolla_config().model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+    data["commands"] = {"kind": "kolla", "kolla": {"engine": "podman", "container": "glance_api", "image": TARGET.split(":")[0], "target_tag": TARGET.split(":")[1]}}
+    data["load_balancer"] = {"stats_url": "http://lb:8404/stats", "backend": "glance_api"}
+    data["database"] = {"password_env": "CONTAINER_TEST_DB_PW"}
+    path = tmp_path / "kolla.toml"
+    path.write_text(to_toml(data))
+    assert main(["plan", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[g1] $ podman stop glance_api" in out and "[g1] $ podman start glance_api" in out
+    assert f"[g1] $ podman pull {TARGET}" in out
+    assert f"[g1] $ podman create --name glance_api-glance-tui-new <the mounts" in out and "re-created on the target image, not started" in out
+    assert "--entrypoint glance-manage \"$(podman container inspect --format '{{.Image}}' glance_api)\" --config-file /var/lib/kolla/config_files/glance-api.conf db expand" in out
+    assert "apt-get" not in out and "systemctl" not in out and "dpkg-query" not in out
