@@ -77,7 +77,7 @@ def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp
     one, two = nodes
     try:
         for box in nodes:
-            box.setup()
+            box.setup([str(b) for b in envs.values()])
         glance.write_api_conf(one.conf, host=host, port=port, database="mysql+pymysql://x:y@127.0.0.1:1/glance",
                               store_dir=Path(containers.DATA_DIR) / "images", node_dir=Path(containers.DATA_DIR),
                               paste_file=Path(containers.PASTE_FILE))
@@ -92,7 +92,7 @@ def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp
         # every node is its own world: glance-2 has neither the image nor a container
         assert two.world.image_id(containers.image_ref("old")) is None and two.state() is None
 
-        one.create("old", store_dir=store, env_bins=[str(b) for b in envs.values()])
+        one.create("old", store_dir=store)
         assert one.state()["status"] == "created"
         one.start(wait_url=f"http://{host}:{port}/versions")
         assert served_code(f"http://{host}:{port}") == str(envs["old"] / "glance-api")
@@ -109,9 +109,19 @@ def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp
 
         # Kolla's upgrade: re-created on the new image, it runs the new code
         one.remove()
-        one.create("new", store_dir=store, env_bins=[str(b) for b in envs.values()])
+        one.create("new", store_dir=store)
         one.start(wait_url=f"http://{host}:{port}/versions")
         assert served_code(f"http://{host}:{port}") == str(envs["new"] / "glance-api")
+
+        # the node's `ps` shows its own containers' processes only (every lab node shares this machine)
+        ps = subprocess.run([str(one.bin_dir / "ps"), "-eo", "pid=,ppid=,comm=,args="], capture_output=True, text=True, timeout=30)
+        assert ps.returncode == 0, ps.stderr
+        assert [line.split()[0] for line in ps.stdout.splitlines()] == [str(one.state()["pid"])]
+        assert subprocess.run([str(two.bin_dir / "ps"), "-eo", "pid="], capture_output=True, text=True, timeout=30).stdout == ""
+        # a one-off container of the image answers without the service container's volumes (the host's code is every container's)
+        version = subprocess.run([wrapper, "run", "--rm", "--network", "none", "--entrypoint", "python3", ids["new"], "-c", "print(42)"],
+                                 capture_output=True, text=True, timeout=60)
+        assert version.stdout.strip() == "42", version.stderr
 
         # the witness: the container's processes, their release and image, from podman's own files
         pid, image = containers.running_container(one.world.dir)

@@ -49,6 +49,9 @@ CONTAINERS_CONF = """\
 [containers]
 default_ulimits = []
 pids_limit = 0
+# The host's code, read-only at its own paths, in every container of this node (a one-off one too):
+# the lab's images are a few KB and name the environment they run.
+volumes = {volumes}
 
 [engine]
 cgroup_manager = "cgroupfs"
@@ -102,12 +105,12 @@ class World:
         return [require_podman(), "--root", str(self.dir / "root"), "--runroot", str(self.state_dir / "run"),
                 "--tmpdir", str(self.state_dir / "tmp")]
 
-    def setup(self) -> None:
+    def setup(self, env_bins: list[str]) -> None:
         (self.dir / "root").mkdir(parents=True, exist_ok=True)
         for sub in ("run", "tmp"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.state_dir / "world").write_text(f"{self.dir}\n")  # whose it is
-        self.conf.write_text(CONTAINERS_CONF)
+        self.conf.write_text(CONTAINERS_CONF.format(volumes=json.dumps(host_code_volumes(env_bins))))
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         argv = [*self.base_argv(), *args]
@@ -145,13 +148,19 @@ class World:
             raise GlanceTuiError(f"cannot read container {name}'s inspect output ({exc})", where=str(self.dir), fix="see `podman inspect`") from None
 
 
-def container_volumes(*, config_dir: Path, data_dir: Path, store_dir: Path, env_bins: list[str]) -> list[str]:
-    """``-v`` values of a node's glance_api: Kolla's (config read-only, the Glance volume), then the
-    host's code read-only at its own paths — ``/usr``, the cached environments, their Python."""
+def container_volumes(*, config_dir: Path, data_dir: Path, store_dir: Path) -> list[str]:
+    """``-v`` values of a node's glance_api, as Kolla-Ansible's glance role has them: the config dir
+    read-only, the Glance volume (here with the lab's shared file store on its images/)."""
     vols = [f"{config_dir}/:{CONFIG_DIR}/:ro", f"{data_dir}/:{DATA_DIR}/", f"{store_dir}/:{DATA_DIR}/images/"]
     if Path("/etc/localtime").exists():
         vols.append("/etc/localtime:/etc/localtime:ro")
-    vols.append("/usr:/usr:ro")
+    return vols
+
+
+def host_code_volumes(env_bins: list[str]) -> list[str]:
+    """The host's code read-only at its own paths — ``/usr``, the cached environments (every
+    release's: the image picks one), the Python they were made from."""
+    vols = ["/usr:/usr:ro"]
     roots: list[str] = []
     for bin_dir in env_bins:
         venv = Path(bin_dir).resolve().parent
@@ -181,7 +190,7 @@ class Images:
 
     def __init__(self, dir: Path, progress=print) -> None:
         self.dir = Path(dir).absolute()
-        self.builder = World(self.dir / "podman")
+        self.builder = World(self.dir / "podman")  # imports and saves only: runs no container
         self.progress = progress
 
     def archive(self, release: str) -> Path:
@@ -227,7 +236,7 @@ class Images:
     def build(self, release: str, bin_dir: str, stamp: str) -> str:
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.builder.setup()
+        self.builder.setup([bin_dir])
         argv, env = self._spec(release, bin_dir)
         version = envs.glance_version(Path(bin_dir)) or "?"
         rootfs = self.dir / f"rootfs-{release}.tar"
@@ -310,6 +319,22 @@ exec {base} pull "$@"
 """
 
 
+# The node's ``ps``: every lab node shares this machine, and a node's processes are those of its own
+# containers (in their cgroups), as a Kolla host's Glance runs only in its container. Lines whose
+# first field is not a pid (headers) are kept; ps's own failure is the shim's.
+PS_SHIM = """#!/bin/sh
+# Written by glance-tui's lab: {node}'s ps (the processes of this node's containers only).
+here=$(dirname "$0")
+ids=$("$here/podman" ps -q --no-trunc) || exit 1
+pids=" "
+for id in $ids; do
+  pids="$pids$(grep -l "$id" /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3 | tr '\\n' ' ')"
+done
+out=$(/usr/bin/ps "$@") || exit $?
+printf '%s\\n' "$out" | awk -v ok="$pids" '$1 !~ /^[0-9]+$/ || index(ok, " " $1 " ")'
+"""
+
+
 @dataclass
 class ContainerNode:
     """One lab node's Glance container: its world, wrapper, Kolla config dir and data volume."""
@@ -327,15 +352,16 @@ class ContainerNode:
     data_dir = property(lambda self: self.node_dir / "glance")  # the glance volume
     conf = property(lambda self: self.config_dir / "glance-api.conf")
 
-    def setup(self) -> None:
-        self.world.setup()
+    def setup(self, env_bins: list[str]) -> None:
+        self.world.setup(env_bins)
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         self.config_dir.mkdir(parents=True, exist_ok=True)
         for sub in ("staging", "tasks", "locks"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
-        wrapper = self.bin_dir / "podman"
-        wrapper.write_text(wrapper_text(self.world, self.images.dir, self.name))
-        wrapper.chmod(0o755)
+        for name, text in (("podman", wrapper_text(self.world, self.images.dir, self.name)), ("ps", PS_SHIM.format(node=self.name))):
+            tool = self.bin_dir / name
+            tool.write_text(text)
+            tool.chmod(0o755)
 
     def pull(self, release: str) -> str:
         """What ``podman pull IMAGE:release`` does on the node: the release's image in its storage."""
@@ -349,9 +375,9 @@ class ContainerNode:
     def state(self) -> dict | None:
         return self.world.inspect()
 
-    def create(self, release: str, *, store_dir: Path, env_bins: list[str]) -> None:
+    def create(self, release: str, *, store_dir: Path) -> None:
         """Kolla's deploy: the container from ``release``'s image with the node's configuration (not started)."""
-        vols = container_volumes(config_dir=self.config_dir, data_dir=self.data_dir, store_dir=store_dir, env_bins=env_bins)
+        vols = container_volumes(config_dir=self.config_dir, data_dir=self.data_dir, store_dir=store_dir)
         self.world.run("create", "--name", CONTAINER, "--network", "host", "--pull", "never", "--stop-timeout", "30",
                        *(x for v in vols for x in ("-v", v)), image_ref(release))
 

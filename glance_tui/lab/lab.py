@@ -59,7 +59,6 @@ LAB_PROCESSES = ("date +%s && ps -eo pid=,ppid=,etimes=,comm=,args= "
 LAB_INSTALLED_AT = 'stat -c %Y "$GLANCE_LAB_NODE_DIR/package"'
 LAB_INSTALLED_VERSION = 'cat "$GLANCE_LAB_NODE_DIR/package"'
 LAB_READ_CONFIG = 'cat "$GLANCE_LAB_NODE_DIR/glance-api.conf"'
-LAB_KOLLA_CONFIG = 'cat "$GLANCE_LAB_NODE_DIR/kolla/glance-api/glance-api.conf"'  # a Kolla host's /etc/kolla/glance-api
 # Debian packages the lab needs, checked up front so a fresh machine gets one line with the fix.
 BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -536,7 +535,7 @@ class Lab:
         nodectl.write_package(node)
         if layout.node_kind == "kolla":  # the container's paths: its Glance volume, its image's paste ini
             box = self.container(n)
-            box.setup()
+            box.setup(list(envs.values()))
             glance.write_api_conf(box.conf, host=n.host, port=n.api_port, database=database,
                                   store_dir=Path(containers.DATA_DIR) / "images", node_dir=Path(containers.DATA_DIR),
                                   workers=layout.workers, authtoken=authtoken, paste_file=Path(containers.PASTE_FILE))
@@ -553,7 +552,7 @@ class Lab:
         state = box.state()
         if state is None:
             box.pull(layout.base)
-            box.create(layout.base, store_dir=self.store_dir, env_bins=[layout.envs[r] for r in layout.path])
+            box.create(layout.base, store_dir=self.store_dir)
             state = box.state()
         if state and state["status"] != "running":
             self.progress(f"starting container {containers.CONTAINER} on {n.name} ({state.get('image_name') or state['image'][:12]}) on {n.api_url}")
@@ -624,10 +623,10 @@ class Lab:
 
     @staticmethod
     def _kolla_commands(layout: Layout) -> list[str]:
-        """The kolla kind's own commands (nothing lab-only): the container, the image, the target tag.
-        Only the config's place differs from a Kolla host's, as every lab node shares this machine."""
+        """The kolla kind's own commands, nothing lab-only: the engine, the container, the image, the
+        target tag. The node's `podman` and `ps` on its PATH keep to that node (containers.py)."""
         q = json.dumps
-        return ["[commands]", 'kind = "kolla"', f"read_config = {q(LAB_KOLLA_CONFIG)}", "",
+        return ["[commands]", 'kind = "kolla"', "",
                 "[commands.kolla]", 'engine = "podman"', f"container = {q(containers.CONTAINER)}",
                 f"image = {q(containers.IMAGE)}", f"target_tag = {q(layout.target)}", ""]
 
