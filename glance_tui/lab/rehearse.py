@@ -434,6 +434,10 @@ def _stale_images(lab: Lab, layout) -> None:
             raise GlanceTuiError(f"stale-image: `podman pull` on {n.name} failed: {wrapper.stderr.strip()}", fix="run `glance-tui lab reset`")
         box.world.run("restart", containers.CONTAINER, timeout=90)
         box.wait_serving(f"{n.api_url}/versions")
+        state, target = box.state(), box.world.image_id(containers.image_ref(layout.target))
+        if not state or state["status"] != "running" or not target or state["image"] == target:
+            raise GlanceTuiError(f"stale-image: the hazard did not take on {n.name} (container {state and state['status']}, "
+                                 f"image {state and state['image'][:12]}, target image {str(target)[:12]})", fix="run `glance-tui lab reset`")
 
 
 def _judge_images(report: ProcedureReport, records: list[dict[str, Any]], monitor: ProcessMonitor, lab: Lab) -> None:
