@@ -298,6 +298,8 @@ def test_node_kind_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     kolla = Lab(tmp_path / "lab", envs={"2023.1": "/opt/none/bin", "2024.1": "/opt/none/bin"}, node_kind="kolla")
     with pytest.raises(UsageError, match="scenario prestaged needs packages nodes"):
         asyncio.run(rehearse(kolla, naive=False, scenario="prestaged", say=lambda line: None))
+    with pytest.raises(UsageError, match="--naive restarts packaged services"):
+        asyncio.run(rehearse(kolla, naive=True, say=lambda line: None))
     assert not lab.layout_file.exists()
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("glance_tui.lab.procs.SBIN_DIRS", ())

@@ -94,12 +94,16 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from glance_tui.lab.load import parse_size
-    from glance_tui.lab.rehearse import rehearse, report_text, scenario_names, write_reports
+    from glance_tui.lab.rehearse import check_kind, rehearse, report_text, scenario_names, write_reports
 
-    names = scenario_names(args.scenario)
+    scenario_names(args.scenario)  # a bad name is refused before the lab is read
+    lab = _lab(args)
+    layout = lab.load_layout()
+    names = scenario_names(args.scenario, lab.requested_kind or (layout.node_kind if layout else "packages"))
     if args.naive and names != ["default"]:
         raise UsageError("--naive runs only with the default scenario", fix="drop --naive, or drop --scenario")
-    lab = _lab(args)
+    for name in names:  # before the first rehearsal, not after it
+        check_kind(lab, name, args.naive)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
 

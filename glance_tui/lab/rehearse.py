@@ -256,10 +256,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     mode = "naive" if naive else "drain"
     say(f"rehearsal {scenario} ({'naive: restart behind health checks' if naive else 'drain: the guide, via the engine'}): "
         f"{SCENARIOS[scenario]}; resetting the lab")
-    kind = lab.requested_kind or (lab.load_layout().node_kind if lab.load_layout() else "packages")
-    if KIND_ONLY.get(scenario, kind) != kind:
-        raise UsageError(f"scenario {scenario} needs {KIND_ONLY[scenario]} nodes, the lab's are {kind}",
-                         fix=f"add --node-kind {KIND_ONLY[scenario]}, or choose another scenario")
+    check_kind(lab, scenario, naive)
     lab.autostart = scenario == "autostart"
     lab.reset()
     layout = lab.load_layout()
@@ -422,6 +419,19 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     return report
 
 
+def check_kind(lab: Lab, scenario: str, naive: bool) -> str:
+    """The lab's node kind (the one asked for, else the lab's), if the scenario and mode run on it."""
+    layout = lab.load_layout()
+    kind = lab.requested_kind or (layout.node_kind if layout else "packages")
+    if KIND_ONLY.get(scenario, kind) != kind:
+        raise UsageError(f"scenario {scenario} needs {KIND_ONLY[scenario]} nodes, the lab's are {kind}",
+                         fix=f"add --node-kind {KIND_ONLY[scenario]}, or choose another scenario")
+    if naive and kind != "packages":
+        raise UsageError("--naive restarts packaged services (its upgrade is the package's); container nodes are re-created by the tool only",
+                         fix="drop --naive, or use --node-kind packages")
+    return kind
+
+
 def _stale_images(lab: Lab, layout) -> None:
     """The stale-image hazard, as an operator's half-done upgrade leaves it: on every node the target
     image pulled (the node's own ``podman pull``) and ``glance_api`` restarted — on its old image."""
@@ -575,10 +585,10 @@ def write_reports(reports: list[ProcedureReport], path: Path) -> None:
     write_output(path, json.dumps([{**asdict(r), "ok": r.ok} for r in reports], indent=2) + "\n", where="--json")
 
 
-def scenario_names(name: str) -> list[str]:
-    """``all`` -> every scenario; else the one named (checked)."""
+def scenario_names(name: str, kind: str | None = None) -> list[str]:
+    """``all`` -> every scenario (of the node ``kind``, when given); else the one named (checked)."""
     if name == "all":
-        return list(SCENARIOS)
+        return [s for s in SCENARIOS if kind is None or KIND_ONLY.get(s, kind) == kind]
     if name not in SCENARIOS:
         raise UsageError(f"unknown scenario {name!r}", fix=f"use one of {', '.join(SCENARIOS)} or all")
     return [name]
