@@ -8,13 +8,13 @@ through :func:`shlex.quote`, so a value can never become shell syntax.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
 from glance_tui import templates
 from glance_tui.config import CommandsConfig, Config
-from glance_tui.kinds import kind_commands, kolla_image, kolla_reads, kolla_version_of
+from glance_tui.kinds import kind_commands, kolla_image, kolla_version_of, spare_name
 from glance_tui.templates import PLACEHOLDERS
 
 __all__ = ["NO_TIMEOUT", "PLACEHOLDERS", "NodeCommands", "RemoteCommand", "quote_args", "render"]
@@ -122,20 +122,23 @@ class NodeCommands:
     def container_reads(self) -> tuple[RemoteCommand, RemoteCommand]:
         """A Kolla node's truth: ``container inspect`` of its container, ``image inspect`` of the target image."""
         k = self.config.kolla_of(self.node)
-        reads = kolla_reads(k)
-        return (RemoteCommand(self.node, reads["container"], f"container {k.container}: state and image"),
-                RemoteCommand(self.node, reads["target_image"], f"the target image {kolla_image(k)}"))
+        return self.inspect_container(str(k.container)), replace(self.image_inspect(kolla_image(k)), purpose=f"the target image {kolla_image(k)}")
 
     def recreate_preview(self) -> str:
         """What the upgrade of a Kolla node does after the pull (the real command is built from the inspected container)."""
         k = self.config.kolla_of(self.node)
-        return (f"{quote_args(str(k.engine), 'create', '--name', f'{k.container}-glance-tui-new')} <the mounts, network, environment, labels, "
+        spare = spare_name(str(k.container))
+        return (f"{quote_args(str(k.engine), 'create', '--name', spare)} <the mounts, network, environment, labels, "
                 f"restart policy, user and privileges of {k.container}> {quote_args(kolla_image(k))} && "
-                f"{quote_args(str(k.engine), 'container', 'rm', str(k.container))} && {quote_args(str(k.engine), 'rename', f'{k.container}-glance-tui-new', str(k.container))}")
+                f"{quote_args(str(k.engine), 'container', 'rm', str(k.container))} && {quote_args(str(k.engine), 'rename', spare, str(k.container))}")
+
+    def inspect_container(self, name: str) -> RemoteCommand:
+        k = self.config.kolla_of(self.node)
+        return RemoteCommand(self.node, quote_args(str(k.engine), "container", "inspect", name), f"container {name}: state and image")
 
     def image_inspect(self, image: str) -> RemoteCommand:
         k = self.config.kolla_of(self.node)
-        return RemoteCommand(self.node, quote_args(str(k.engine), "image", "inspect", image), f"image {image[:12]}: its own configuration")
+        return RemoteCommand(self.node, quote_args(str(k.engine), "image", "inspect", image), f"image {image}: its id and configuration")
 
     def image_version(self, image: str) -> RemoteCommand:
         """The Glance version inside one image (by id)."""

@@ -333,7 +333,6 @@ def _image_repository(value: str) -> str:
     return value
 
 
-KINDS = ("packages", "kolla", "osa")
 Kind = Literal["packages", "kolla", "osa"]
 ContainerName = _name(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "container name", "letters, digits, '.', '_' or '-', starting with a letter or digit", 128)
 LxcName = _name(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]*)?", "container name", "the LXC container's name (letters, digits, '.', '_' or '-'), or \"\" for Glance on metal", 128)
@@ -372,6 +371,10 @@ OSA_REQUIRED = ("container",)
 OSA_DEFAULTS = {"venv_root": "/openstack/venvs", "service": "glance-api"}
 # A Kolla node's truth is its container's image, not these: set for such a node, they would be ignored.
 KIND_TRUTH_KEYS = ("installed_version", "installed_at")
+# The [commands] keys each kind fills in (kinds.py renders them). Written in [commands] with the
+# packages default (a copy of config.example.toml), they would drive a container host with apt-get.
+KIND_KEYS = {"kolla": ("stop", "start", "upgrade", "glance_manage", "read_config", "installed_version"),
+             "osa": ("stop", "start", "processes", "listeners", "installed_version", "installed_at", "glance_manage", "read_config")}
 
 
 TEMPLATE_KEYS = ("stop", "start", "processes", "listeners", "is_running", "upgrade", "installed_version", "installed_at",
@@ -560,24 +563,34 @@ class Config(_Strict):
                 if getattr(node, table) is not None and kinds[node.name] != table:
                     raise InvalidValue(f"[nodes.{table}] is set but {node.name} is of kind {kinds[node.name]!r}", f'add kind = "{table}" to this node, or remove its [nodes.{table}]', key=f"nodes[{i}].{table}")
             kind = kinds[node.name]
-            if kind == "packages":
-                continue
-            for key in KIND_TRUTH_KEYS if kind == "kolla" else ():
-                if key in self.commands.model_fields_set:
-                    raise InvalidValue(f"is set, but {node.name} is of kind {kind!r}, whose container image tells the running code",
-                                       "remove it (the kind reads it), or use kind = \"packages\" with your own commands", key=f"commands.{key}")
-            required = KOLLA_REQUIRED if kind == "kolla" else OSA_REQUIRED
-            settings = self._kind_table(node, kind)
-            if kind == "osa":
-                settings.setdefault("venv_tag", self.policy.target_version)
-                required = required + ("venv_tag",)
-                if "upgrade" not in self.commands.model_fields_set:
-                    raise InvalidValue(f"is required for kind 'osa' (node {node.name}): OpenStack-Ansible builds the target venv from its deploy host",
-                                       "write the command that installs the target venv on {node}, e.g. upgrade = \"ssh deploy openstack-ansible os-glance-install.yml --limit {node} --tags glance-install\"", key="commands.upgrade")
-            missing = [k for k in required if settings.get(k) is None]
-            if missing:
-                raise InvalidValue(f"{missing[0]} is required for kind {kind!r} (node {node.name})",
-                                   f"add {missing[0]} = ... to [commands.{kind}] (every {kind} node) or to this node's [nodes.{kind}]", key=f"commands.{kind}.{missing[0]}")
+            if kind != "packages":
+                self._commands_fit(node, kind)
+                self._kind_settings_complete(node, kind)
+
+    def _commands_fit(self, node: NodeConfig, kind: str) -> None:
+        """No [commands] key a kolla/osa node would run as written but should not: a copied packages
+        default, a truth key a Kolla node reads itself; and OSA's upgrade is the operator's."""
+        for key in KIND_KEYS[kind]:
+            if key in self.commands.model_fields_set and getattr(self.commands, key) == CommandsConfig.model_fields[key].default:
+                raise InvalidValue(f"is the packages default, but {node.name} is of kind {kind!r}", f"remove it from [commands] (the {kind} kind fills it in), or write the command you mean", key=f"commands.{key}")
+        for key in KIND_TRUTH_KEYS if kind == "kolla" else ():
+            if key in self.commands.model_fields_set:
+                raise InvalidValue(f"is set, but {node.name} is of kind {kind!r}, whose container image tells the running code",
+                                   "remove it (the kind reads it), or use kind = \"packages\" with your own commands", key=f"commands.{key}")
+        if kind == "osa" and "upgrade" not in self.commands.model_fields_set:
+            raise InvalidValue(f"is required for kind 'osa' (node {node.name}): OpenStack-Ansible builds the target venv from its deploy host",
+                               "write the command that installs the target venv on {node}, e.g. upgrade = \"ssh deploy openstack-ansible os-glance-install.yml --limit {node} --tags glance-install\"", key="commands.upgrade")
+
+    def _kind_settings_complete(self, node: NodeConfig, kind: str) -> None:
+        settings = self._kind_table(node, kind)
+        required = KOLLA_REQUIRED
+        if kind == "osa":
+            settings.setdefault("venv_tag", self.policy.target_version)
+            required = OSA_REQUIRED + ("venv_tag",)
+        missing = [k for k in required if settings.get(k) is None]
+        if missing:
+            raise InvalidValue(f"{missing[0]} is required for kind {kind!r} (node {node.name})",
+                               f"add {missing[0]} = ... to [commands.{kind}] (every {kind} node) or to this node's [nodes.{kind}]", key=f"commands.{kind}.{missing[0]}")
 
     def _kind_table(self, node: NodeConfig, kind: str) -> dict[str, Any]:
         defaults = KOLLA_DEFAULTS if kind == "kolla" else OSA_DEFAULTS

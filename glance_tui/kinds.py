@@ -2,11 +2,12 @@
 
 ``packages`` is the ``[commands]`` templates as they are (Debian/Ubuntu/RDO systemd units).
 ``kolla`` drives a container (``docker``/``podman``): stop/start the container, pull the target
-image, re-create the container from its own inspected configuration on that image (not started),
-and run ``glance-manage`` in a one-off container of the target image with the service container's
-volumes (Kolla's own bootstrap container does the same) — the container's image: after the
-upgrade re-created it, the target image; before, the code the node has. ``osa`` runs everything inside the LXC
-container (``lxc-attach``) against the uWSGI ``glance-api`` unit and the venv of each version.
+image (the re-create from the inspected container is ``node.containers.recreate_command``), and
+run ``glance-manage`` as Kolla's bootstrap container does: a one-off container with the service
+container's volumes, of the service container's image — after the upgrade re-created it, the
+target image; before, the code the node has (as ``glance-manage`` on a packaged node).
+``osa`` runs everything inside the LXC container (``lxc-attach``) against the uWSGI
+``glance-api`` unit, the venv its ini names and the target venv.
 
 A key the operator wrote in ``[commands]`` always wins over the kind's command. Every value we
 put into a command is shell-quoted here.
@@ -18,7 +19,7 @@ import shlex
 
 from glance_tui.config import Config, KollaConfig, OsaConfig
 
-__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_reads", "kolla_version_of", "osa_target_venv"]
+__all__ = ["VERSION_SCRIPT", "kind_commands", "kolla_image", "kolla_version_of", "osa_configured_version", "osa_target_venv", "osa_uwsgi_ini", "spare_name"]
 
 # Prints "glance <version>" (parse_version reads it) from whatever Python runs Glance.
 VERSION_SCRIPT = 'import importlib.metadata as m; print("glance", m.version("glance"))'
@@ -33,12 +34,9 @@ def kolla_image(k: KollaConfig) -> str:
     return f"{k.image}:{k.target_tag}"
 
 
-def kolla_reads(k: KollaConfig) -> dict[str, str]:
-    """The reads of a Kolla node's truth: its container, the target image (both JSON arrays)."""
-    return {
-        "container": _q(str(k.engine), "container", "inspect", str(k.container)),
-        "target_image": _q(str(k.engine), "image", "inspect", kolla_image(k)),
-    }
+def spare_name(container: str) -> str:
+    """The name a re-created container has until the old one is removed (then it is renamed)."""
+    return f"{container}-glance-tui-new"
 
 
 def kolla_version_of(k: KollaConfig, image_id: str) -> str:
@@ -84,13 +82,27 @@ def osa_target_venv(o: OsaConfig) -> str:
     return f"{o.venv_root}/glance-{o.venv_tag}"
 
 
+def osa_uwsgi_ini(o: OsaConfig) -> str:
+    return f"/etc/uwsgi/{o.service}.ini"
+
+
+def osa_configured_version(o: OsaConfig) -> str:
+    """Shell text: the Glance version of the venv the unit's uWSGI ini names (``virtualenv =``, as
+    OSA's uwsgi role writes it), then ``venv=<path>`` on its own line; exit 1 without one."""
+    ini = shlex.quote(osa_uwsgi_ini(o))
+    return (f"v=$(sed -n 's/^[[:space:]]*virtualenv[[:space:]]*=[[:space:]]*//p' {ini} | tail -n 1); "
+            f"[ -n \"$v\" ] || {{ echo 'no virtualenv in '{ini} >&2; exit 1; }}; "
+            f"\"$v/bin/python\" -c {shlex.quote(VERSION_SCRIPT)} && echo \"venv=$v\"")
+
+
 def _osa(o: OsaConfig) -> dict[str, str]:
     unit, venv = str(o.service), osa_target_venv(o)
     return {
         "stop": _in_lxc(o, _q("systemctl", "stop", unit)),
         "start": _in_lxc(o, _q("systemctl", "start", unit)),
         "processes": _in_lxc(o, "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args="),
-        "installed_version": _in_lxc(o, _q(f"{venv}/bin/python", "-c", VERSION_SCRIPT)),
+        # The venv the uWSGI unit is configured with (its ini's `virtualenv`): what a start runs.
+        "installed_version": _in_lxc(o, osa_configured_version(o)),
         # The target venv's creation: a uWSGI process older than it still runs the previous venv.
         "installed_at": _in_lxc(o, _q("stat", "-L", "-c", "%Z", f"{venv}/bin/python")),
         # argv form: NodeCommands.manage appends the quoted subcommand

@@ -39,7 +39,7 @@ def snapshot_dict(snap: Snapshot, check: DbCheck | None, roles: dict[str, str] |
         nodes.append({
             "name": name, "address": f.address, "version": f.version, "release": f.release, "running": f.running,
             "stale": f.stale, "service": f.service, "error": f.error or f.version_error or f.running_error or None,
-            "code": f.code, "reason": f.reason or None, "pids": list(f.pids),
+            "code": f.code, "reason": f.reason or None, "pids": list(f.pids), "image": f.deployed_note or None,
             "role": (roles or {}).get(name),
         })
     lb = {}
@@ -92,6 +92,8 @@ def status_text(snap: Snapshot, check: DbCheck | None, server_of: dict[str, str]
             notes.append(f"{name}: service state unknown: {f.running_error or f.error}")
         elif f.running and f.stale is None:
             notes.append(f"{name}: cannot tell when the running code was installed: {f.stale_error}")
+        elif f.deployed_note and f.deployed_current is not True:  # a container node not (yet) on the target image
+            notes.append(f"{name}: {f.deployed_note}")
     out = table(rows, ["NODE", "ADDRESS", "LB STATUS", "IN-FLIGHT", "RATE/s", "RELEASE", "SERVICE"])
     if notes:
         out += "\n\n" + "\n".join(notes)

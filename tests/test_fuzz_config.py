@@ -86,6 +86,15 @@ def base_kolla() -> dict[str, Any]:
     return data
 
 
+def base_osa() -> dict[str, Any]:
+    """The base config with OpenStack-Ansible nodes (one on metal)."""
+    data = base()
+    data["commands"] = {"kind": "osa", "upgrade": "ssh deploy openstack-ansible os-glance-install.yml --limit {node}",
+                        "osa": {"container": "infra1_glance_container-1a2b3c4d", "venv_tag": "28.2.0"}}
+    data["nodes"][2]["osa"] = {"container": ""}
+    return data
+
+
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
     monkeypatch.setenv("FUZZ_DB_PW", SECRET)
@@ -391,7 +400,7 @@ def _keys(data: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-@pytest.mark.parametrize("start", [base, base_kolla], ids=["packages", "kolla"])
+@pytest.mark.parametrize("start", [base, base_kolla, base_osa], ids=["packages", "kolla", "osa"])
 def test_generated_configs_never_crash_leak_or_fail_later(tmp_path, capsys, start):
     """Seeded random mutations (one to three keys each): a ConfigError line, or a config that fully works."""
     rng = random.Random(20261125)

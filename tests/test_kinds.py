@@ -126,7 +126,9 @@ def test_osa_commands_run_in_the_lxc_container():
     assert argv(cmds.stop().command) == ["lxc-attach", "-n", "infra1_glance_container-1a2b3c4d", "--", "sh", "-c", "systemctl stop glance-api"]
     assert argv(cmds.listeners().command)[-1] == "ss -Htlnp sport = :9393"
     assert argv(cmds.db_check().command) == ["lxc-attach", "-n", "infra1_glance_container-1a2b3c4d", "--", "/openstack/venvs/glance-31.1.0/bin/glance-manage", "db", "check"]
-    assert argv(argv(cmds.installed_version().command)[-1])[0] == "/openstack/venvs/glance-31.1.0/bin/python"
+    # the version of the venv the unit's uWSGI ini names (what a start runs), and that venv
+    inner = argv(cmds.installed_version().command)[-1]
+    assert "/etc/uwsgi/glance-api.ini" in inner and inner.endswith('&& echo "venv=$v"')
     assert cmds.upgrade().command == "ssh deploy openstack-ansible os-glance-install.yml --limit n2"
     on_metal = config(osa.replace('container = "infra1_glance_container-1a2b3c4d"', 'container = ""'))
     assert argv(NodeCommands(on_metal, "n1").stop().command) == ["systemctl", "stop", "glance-api"]
@@ -162,3 +164,45 @@ def test_osa_without_a_venv_tag_or_target_version_is_refused():
 def test_a_node_table_for_another_kind_is_refused():
     message = refused("", nodes='[nodes.kolla]\nengine = "docker"\n')
     assert "nodes[1].kolla: [nodes.kolla] is set but n2 is of kind 'packages'" in message
+
+
+def test_a_copied_packages_default_is_refused_for_another_kind():
+    """A [commands] copied from config.example.toml would override the kind with apt-get and systemctl."""
+    message = refused(KOLLA.replace('kind = "kolla"', 'kind = "kolla"\nupgrade = "apt-get install -y glance-api"'))
+    assert "commands.upgrade: is the packages default, but n1 is of kind 'kolla'" in message
+    message = refused('[commands]\nkind = "osa"\nstop = "systemctl stop {services}"\nupgrade = "x"\n[commands.osa]\ncontainer = ""\n')
+    assert "commands.stop: is the packages default, but n1 is of kind 'osa'" in message
+
+
+@pytest.mark.parametrize("kind", ["kolla", "osa"])
+def test_the_kinds_keys_are_what_kinds_renders(kind):
+    from glance_tui.config import KIND_KEYS
+    from glance_tui.kinds import kind_commands
+
+    extra = KOLLA if kind == "kolla" else '[commands]\nkind = "osa"\nupgrade = "x"\n[commands.osa]\ncontainer = "c"\n'
+    rendered = set(kind_commands(config(extra), "n1", "9292"))
+    assert rendered - {"upgrade"} == set(KIND_KEYS[kind]) - {"upgrade"}
+
+
+@pytest.mark.parametrize("kind", ["kolla", "osa"])
+def test_the_example_becomes_a_kind_as_its_comments_say(kind, monkeypatch):
+    """config.example.toml: set kind, remove the commands the kind fills in, uncomment its table."""
+    import re
+    from pathlib import Path
+
+    from glance_tui.config import KIND_KEYS
+
+    monkeypatch.setenv("GLANCE_DB_PASSWORD", "s3cret-example-pw")
+    text = (Path(__file__).parent.parent / "config.example.toml").read_text()
+    text = text.replace('kind = "packages"', f'kind = "{kind}"', 1)
+    for key in (*KIND_KEYS[kind], "installed_at"):
+        text = re.sub(rf"^{key} = .*$", "", text, count=1, flags=re.MULTILINE)
+    if kind == "osa":  # OSA builds the venv from its deploy host: the operator writes that upgrade
+        text = re.sub(r"^upgrade = .*$", 'upgrade = "ssh deploy openstack-ansible os-glance-install.yml --limit {node}"', text, count=1, flags=re.MULTILINE)
+    table = re.search(rf"^# \[commands\.{kind}\].*?(?=^#\n|^\n)", text, flags=re.MULTILINE | re.DOTALL).group(0)
+    uncommented = "\n".join(line[2:] for line in table.splitlines())
+    text = text.replace("\n[[nodes]]", "\n" + uncommented + "\n\n[[nodes]]", 1)
+    c = parse_config(tomllib.loads(text))
+    assert all(c.kind_of(n.name) == kind for n in c.nodes)
+    stop = NodeCommands(c, c.nodes[0].name).stop().command
+    assert stop == ("docker stop glance_api" if kind == "kolla" else "lxc-attach -n infra1_glance_container-1a2b3c4d -- sh -c 'systemctl stop glance-api'")

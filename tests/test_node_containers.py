@@ -134,7 +134,7 @@ async def test_pull_and_start_on_the_old_image_fails_the_contract_gates(engine):
     facts = await probe(config, nodes)
     assert facts["g1"].on("2025.1") and facts["g1"].code == CODE_INSTALLED and facts["g1"].version == "30.0.0"
     g3 = facts["g3"]
-    assert g3.running is True and g3.code == CODE_OLD and g3.stale is True and g3.image_current is False
+    assert g3.running is True and g3.code == CODE_OLD and g3.stale is True and g3.deployed_current is False
     assert not g3.on("2025.1") and not g3.installed("2025.1")
     ctx = FakeCtx(config=config, nodes=facts, check=DbCheck("g1", 5, "2025.1"))
     for gate in (G.ALL_NODES_TARGET, G.NO_OLD_PROCESS):
@@ -163,7 +163,7 @@ async def test_a_stopped_container_on_the_old_image_is_not_upgraded():
     config = kolla_config()
     node = KollaNode(container=inspect("podman", OLD, running=False), ps=PS_STOPPED, ss="")
     f = (await probe(config, {"g1": node, "g2": KollaNode(container=inspect("podman", NEW)), "g3": KollaNode(container=inspect("podman", NEW))}))["g1"]
-    assert f.running is False and f.image_current is False and not f.on("2025.1") and f.fresh is True
+    assert f.running is False and f.deployed_current is False and not f.on("2025.1") and f.fresh is True
     ctx = FakeCtx(config=config, nodes={"g1": f})
     assert (await check(G.NO_OLD_PROCESS, ctx)).ok  # nothing old serves...
     assert not (await check(G.ALL_NODES_TARGET, ctx)).ok  # ...but it is not upgraded
@@ -194,8 +194,8 @@ async def test_container_truth_table(name, node, running, current, needle):
     others = {f"g{i}": KollaNode(container=inspect("podman", NEW)) for i in (2, 3)}
     f = (await probe(kolla_config(node.engine), {"g1": node, **others}))["g1"]
     assert f.running is running, (name, f.reason)
-    assert f.image_current is current, (name, f.image_note)
-    assert needle in f.reason or needle in f.image_note, (name, f.reason, f.image_note)
+    assert f.deployed_current is current, (name, f.deployed_note)
+    assert needle in f.reason or needle in f.deployed_note, (name, f.reason, f.deployed_note)
     if running is None:
         assert f.stale is None and f.fresh is None and not f.on("2025.1")
     assert f.installed_at is None  # no install time is read or used for a container
@@ -223,8 +223,8 @@ def test_image_ids_are_normalised():
 
 
 def test_a_reading_that_cannot_be_told_is_never_current():
-    assert ContainerReading("glance_api", TARGET, container_error="x").image_current is None
-    assert ContainerReading("glance_api", TARGET, target_error="x").image_current is None
+    assert ContainerReading("glance_api", TARGET, container_error="x").deployed_current is None
+    assert ContainerReading("glance_api", TARGET, target_error="x").deployed_current is None
 
 
 # ---------------------------------------------------------------- the upgrade: re-create on the target image
@@ -318,6 +318,23 @@ async def test_recreate_command_replaces_a_stopped_container_and_keeps_it_otherw
     # already on the target image: nothing to do
     node.container = inspect("docker", NEW, running=False)
     assert await recreate_command(run, cmds) is None
+    # a run ended between removing the old container and renaming the new one: the rename finishes it
+    node.container = None
+    spare = inspect("docker", NEW, running=False)
+    answer = node.answer
+
+    def with_spare(command: str) -> CommandResult:
+        if "inspect glance_api-glance-tui-new" in command:
+            return CommandResult(command, 0, spare, "", 0.01, False)
+        return answer(command)
+
+    node.answer = with_spare  # type: ignore[method-assign]
+    finish = await recreate_command(run, cmds)
+    assert finish is not None and shlex.split(finish.command) == ["docker", "rename", "glance_api-glance-tui-new", "glance_api"]
+    spare = inspect("docker", OLD, running=False)  # a spare on another image is not the one to finish with
+    with pytest.raises(GlanceTuiError, match="no container glance_api"):
+        await recreate_command(run, cmds)
+    node.answer = answer  # type: ignore[method-assign]
     # running, missing, unreadable, target not pulled: refused with the reason
     for container, target, needle in ((inspect("docker", OLD), NEW, "is running"), (None, NEW, "no container glance_api"),
                                       ("garbage", NEW, "not JSON"), (inspect("docker", OLD, running=False), None, "pull it")):
@@ -345,3 +362,17 @@ def test_plan_previews_a_kolla_nodes_commands(tmp_path, capsys, monkeypatch):
     assert f"[g1] $ podman create --name glance_api-glance-tui-new <the mounts" in out and "re-created on the target image, not started" in out
     assert "--entrypoint glance-manage \"$(podman container inspect --format '{{.Image}}' glance_api)\" --config-file /var/lib/kolla/config_files/glance-api.conf db expand" in out
     assert "apt-get" not in out and "systemctl" not in out and "dpkg-query" not in out
+
+
+async def test_status_names_a_stopped_container_on_the_old_image():
+    from glance_tui.probes import LBFacts, Snapshot, DBState
+    from glance_tui.report import snapshot_dict, status_text
+
+    config = kolla_config(n=2)
+    nodes = {"g1": KollaNode(container=inspect("podman", OLD, running=False), ps=PS_STOPPED, ss=""), "g2": KollaNode(container=inspect("podman", NEW))}
+    facts = await probe(config, nodes)
+    snap = Snapshot(LBFacts({}), facts, DBState(None))
+    text = status_text(snap, None, {"g1": "g1", "g2": "g2"})
+    assert f"g1: container glance_api on image {OLD[:12]}, not the target image {TARGET}" in text
+    assert "g2:" not in text.split("\n\n", 1)[-1]
+    assert [n["image"] for n in snapshot_dict(snap, None)["nodes"]] == [facts["g1"].deployed_note, facts["g2"].deployed_note]

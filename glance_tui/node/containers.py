@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from glance_tui.commands import NodeCommands, RemoteCommand, quote_args
 from glance_tui.errors import GlanceTuiError
-from glance_tui.kinds import kolla_image
+from glance_tui.kinds import kolla_image, spare_name
 from glance_tui.node.facts import CODE_INSTALLED, CODE_OLD
 from glance_tui.node.readings import Proc
 from glance_tui.node.verdict import Readings, Verdict
@@ -110,7 +110,7 @@ class ContainerReading:
     target_error: str = ""
 
     @property
-    def image_current(self) -> bool | None:
+    def deployed_current(self) -> bool | None:
         """The container was created from the target image (None = cannot tell)."""
         if self.container_error or self.target_error:
             return None
@@ -169,7 +169,7 @@ def judge_container(v: Verdict, r: Readings, c: ContainerReading) -> Verdict:
     if outside:
         why = f"{v.reason}; but pid {', '.join(map(str, outside))} serve(s) outside container {box.name} (pid {box.pid})"
         return replace(unknown, reason=why, stale_error=why)
-    current = c.image_current
+    current = c.deployed_current
     reason = f"{v.reason}; {c.note}"
     if current is None:
         return replace(v, reason=reason, code=None, stale=None, stale_error=c.note)
@@ -218,6 +218,8 @@ async def image_version(run: Any, cmds: NodeCommands, image: str) -> tuple[str, 
 # ---------------------------------------------------------------- re-creating the container on the target image
 
 _PROPAGATION = ("shared", "rshared", "slave", "rslave")
+# Set by the engine in every container (podman: container=podman, HOSTNAME): not the operator's.
+_ENGINE_ENV = ("container", "HOSTNAME")
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -288,7 +290,7 @@ def _config_options(config: dict[str, Any], image: dict[str, Any]) -> tuple[list
     out: list[str] = []
     image_env = set(_strings(image.get("Env"), "the image's Env"))
     for item in _strings(config.get("Env"), "Config.Env"):
-        if item not in image_env:
+        if item not in image_env and item.partition("=")[0] not in _ENGINE_ENV:
             out += ["--env", item]
     labels, image_labels = config.get("Labels") or {}, image.get("Labels") or {}
     if not isinstance(labels, dict) or not isinstance(image_labels, dict):
@@ -341,6 +343,10 @@ async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None
     box_result, target_result = await run(box_cmd), await run(target_cmd)
     reading = reading_of(str(k.container), kolla_image(k), box_result, target_result)
     fix = "look at the container on the node (the reason names what was read), then retry"
+    if reading.container is None and not reading.container_error and reading.target_id is not None:
+        finish = await _finish_rename(run, cmds, reading.target_id)
+        if finish is not None:
+            return finish
     if reading.container_error or reading.target_error or reading.container is None or reading.target_id is None:
         raise GlanceTuiError(f"cannot re-create {k.container} on {cmds.node}: {reading.note}", fix=fix)
     box = reading.container
@@ -352,7 +358,7 @@ async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None
     try:
         if not old.ok:
             raise ValueError(_failed(f"image inspect of {box.image[:SHORT]}", old))
-        spare = f"{box.name}-glance-tui-new"
+        spare = spare_name(box.name)
         args = create_args(str(k.engine), box, parse_image(old.stdout)[1], kolla_image(k), spare)
     except ValueError as exc:
         raise GlanceTuiError(f"cannot re-create {box.name} on {cmds.node} from its configuration: {exc}", fix=fix) from None
@@ -360,3 +366,21 @@ async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None
     text = (f"{quote_args(engine, 'container', 'rm', '--force', spare)} >/dev/null 2>&1; {quote_args(*args)}"
             f" && {quote_args(engine, 'container', 'rm', box.name)} && {quote_args(engine, 'rename', spare, box.name)}")
     return RemoteCommand(cmds.node, text, f"re-create container {box.name} on the target image {kolla_image(k)} (not started)", changes=True)
+
+
+async def _finish_rename(run: Any, cmds: NodeCommands, target_id: str) -> RemoteCommand | None:
+    """A run ended between removing the old container and renaming the new one: the container is
+    missing and a stopped spare on the target image exists — renaming it finishes the re-create."""
+    k = cmds.config.kolla_of(cmds.node)
+    spare = spare_name(str(k.container))
+    found = await run(cmds.inspect_container(spare))
+    if not found.ok:
+        return None
+    try:
+        box = parse_container(found.stdout)
+    except ValueError:
+        return None
+    if box.running or box.image != target_id:
+        return None
+    return RemoteCommand(cmds.node, quote_args(str(k.engine), "rename", spare, str(k.container)),
+                         f"finish re-creating {k.container}: rename {spare} (on the target image, not started)", changes=True)

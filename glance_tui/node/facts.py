@@ -38,19 +38,20 @@ class NodeFacts:
     clock: float | None = None  # the node's own clock when probed (from ``processes``)
     code: str | None = None  # CODE_INSTALLED / CODE_OLD / CODE_MIXED while running, else None
     reason: str = ""  # what the readings showed, e.g. "nothing matches process_patterns, but …"
-    # A container node (kind kolla): its container was created from the target image (None = cannot
-    # tell); always True for the other kinds, whose install is what runs after a restart.
-    image_current: bool | None = True
-    image_note: str = ""  # the container's image in words, e.g. "container glance_api on image 3f2a…, not the target …"
+    # What the service starts from is the target: a Kolla node's container was created from the target
+    # image, an OSA node's uWSGI unit is configured with the target venv (None = cannot tell). Always
+    # True for packages, whose install is what runs after a restart.
+    deployed_current: bool | None = True
+    deployed_note: str = ""  # that in words, e.g. "container glance_api on image 3f2a…, not the target …"
 
     @property
     def reachable(self) -> bool:
         return not self.error
 
     def installed(self, release: str, version: str | None = None) -> bool:
-        """The installed package is ``release`` (and ``version``, if one is required); for a container
-        node, its container was also created from the target image (a pulled image is not installed)."""
-        return self.release == release and (not version or self.version == version) and self.image_current is True
+        """The installed package is ``release`` (and ``version``, if one is required); for a Kolla or OSA
+        node, its service also starts from the target image or venv (a pulled image is not installed)."""
+        return self.release == release and (not version or self.version == version) and self.deployed_current is True
 
     @property
     def fresh(self) -> bool | None:
@@ -73,8 +74,8 @@ class NodeFacts:
             return f"unknown ({self.running_error or self.error or 'no answer'})"
         if self.running is False:
             return "stopped"
-        if self.stale and self.image_note:
-            return f"running the old image ({self.image_note})"
+        if self.stale and self.deployed_current is False:
+            return f"running old code ({self.deployed_note})"
         if self.stale and self.code == CODE_MIXED:
             return f"running old and new code at once (some processes started before the install of {self.version or '?'})"
         if self.stale:
@@ -88,8 +89,8 @@ class NodeFacts:
         """``installed 28.2.0, still running code started before the upgrade`` for a stale node."""
         if not (self.running and self.stale):
             return ""
-        if self.image_note:
-            return f"installed {self.version or '?'}, {self.image_note}"
+        if self.deployed_current is False:
+            return f"installed {self.version or '?'}, {self.deployed_note}"
         if self.code == CODE_MIXED:
             return f"installed {self.version or '?'}, serving old and new code at once (a worker respawned after the upgrade, others did not): restart it"
         return f"installed {self.version or '?'}, still running code started before the upgrade"

@@ -18,9 +18,10 @@ from glance_tui.adapters.ssh import CommandResult
 from glance_tui.commands import NodeCommands, RemoteCommand
 from glance_tui.config import CommandsConfig, Config
 from glance_tui.errors import GlanceTuiError
-from glance_tui.kinds import kolla_image
+from glance_tui.kinds import kolla_image, osa_target_venv
 from glance_tui.node.containers import image_version, judge_container, reading_of
 from glance_tui.node.facts import NodeFacts
+from glance_tui.node.venvs import deployed, judge_venv
 from glance_tui.node.readings import Listener, Proc, parse_epoch, parse_listeners, parse_processes
 from glance_tui.node.runtimes import compile_patterns, default_patterns
 from glance_tui.node.verdict import Health, Readings, Verdict, judge, recognised
@@ -130,6 +131,11 @@ async def probe_node(config: Config, name: str, run: Run, read_health: ReadHealt
     else:
         r = _with(r, installed_at_error=_failed("installed_at", at))
     verdict = await _host_verdict(config, name, r, read_health, override, flag)
+    if cmds.kind == "osa":
+        osa = config.osa_of(name)
+        verdict = judge_venv(verdict, str(osa.venv_root), str(osa.venv_tag))
+        current, note = deployed(ver.stdout, ver.ok, osa_target_venv(osa))
+        return replace(_facts(config, name, node.ssh_host, ver, cmds, r, verdict), deployed_current=current, deployed_note=note)
     return _facts(config, name, node.ssh_host, ver, cmds, r, verdict)
 
 
@@ -155,7 +161,7 @@ async def _container_facts(config: Config, name: str, run: Run, cmds: NodeComman
         out, error = await image_version(run, cmds, reading.container.image)
         ver = CommandResult("", 0 if not error else 1, out, error, 0.0, False)
     facts = _facts(config, name, config.node(name).ssh_host, ver, cmds, r, verdict)
-    return replace(facts, image_current=reading.image_current, image_note=reading.note,
+    return replace(facts, deployed_current=reading.deployed_current, deployed_note=reading.note,
                    version_error=facts.version_error if reading.container is not None else reading.note)
 
 

@@ -1,0 +1,132 @@
+"""One real container: the truth of a Kolla node read from real ``podman`` (with ``runc``, images
+made locally as NOTES.md describes): a container restarted after a new image arrived under its tag
+is stale; after the upgrade's re-create command it runs the target image. Skipped when podman
+cannot run containers here."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from glance_tui.adapters.local import LocalShell
+from glance_tui.commands import NodeCommands
+from glance_tui.config import parse_config
+from glance_tui.node.containers import recreate_command
+from glance_tui.node.facts import CODE_INSTALLED, CODE_OLD
+from glance_tui.node.probe import probe_node
+from glance_tui.node.verdict import Health
+
+pytestmark = pytest.mark.skipif(not (shutil.which("podman") and shutil.which("runc")),
+                                reason="podman and runc are not installed (apt-get install -y podman runc)")
+
+CONTAINERS_CONF = """[containers]
+default_ulimits = []
+pids_limit = 0
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+"""
+
+
+def rootfs_tar(path: Path, program: str, version: str) -> None:
+    """A tiny image: the host's dash and sleep (with their libraries); ``program`` is sleep under a
+    Glance-like name, ``python3`` prints the image's Glance version as importlib.metadata would."""
+    with tarfile.open(path, "w") as tar:
+        files = {"/bin/sh": shutil.which("dash") or "/bin/dash", f"/usr/bin/{program}": shutil.which("sleep") or "/bin/sleep"}
+        for binary in list(files.values()):
+            out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+            for word in out.split():
+                if word.startswith("/"):
+                    files[word] = word
+        for inside, outside in files.items():
+            tar.add(os.path.realpath(outside), arcname=inside.lstrip("/"))
+        script = path.with_suffix(".py3")
+        script.write_text(f"#!/bin/sh\necho glance {version}\n")
+        script.chmod(0o755)
+        tar.add(script, arcname="usr/bin/python3")
+
+
+@pytest.fixture
+def podman(tmp_path, monkeypatch):
+    """podman on its own storage (vfs under tmp_path) and configuration: nothing shared with a lab."""
+    (tmp_path / "containers.conf").write_text(CONTAINERS_CONF)
+    # a short run root: conmon's attach socket path must fit a unix socket (else `podman run` waits ~20 s)
+    runroot = tempfile.mkdtemp(prefix="kinds-podman-", dir="/tmp")
+    (tmp_path / "storage.conf").write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/graph"\nrunroot = "{runroot}"\n')
+    monkeypatch.setenv("CONTAINERS_CONF", str(tmp_path / "containers.conf"))
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "storage.conf"))
+
+    def run(*args: str) -> str:
+        return subprocess.run(["podman", *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+    probe = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"podman cannot run here: {probe.stderr.strip()[:200]}")
+    yield run
+    subprocess.run(["podman", "rm", "--all", "--force", "--time", "0"], capture_output=True, timeout=120)
+    subprocess.run(["podman", "rmi", "--all", "--force"], capture_output=True, timeout=120)
+    shutil.rmtree(runroot, ignore_errors=True)
+
+
+async def test_restart_on_the_old_image_is_stale_and_the_recreate_runs_the_target(tmp_path, podman):
+    name = f"glance_api_{secrets.token_hex(3)}"
+    program = f"glance-api-{secrets.token_hex(3)}"  # no other process on this machine matches it
+    repo = f"localhost/kinds-test-{secrets.token_hex(3)}"
+    for version, tar in (("29.0.0", tmp_path / "old.tar"), ("30.0.0", tmp_path / "new.tar")):
+        rootfs_tar(tar, program, version)
+    import_args = ["--change", f'ENTRYPOINT ["/usr/bin/{program}"]', "--change", 'CMD ["100000"]']
+    podman("import", *import_args, str(tmp_path / "old.tar"), f"{repo}:2025.1")
+    podman("create", "--name", name, "--network", "host", "--stop-timeout", "1", "--env", "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS",
+           "--label", "deployed-by=kinds-test", "--volume", f"{tmp_path}:/var/lib/kolla/config_files:ro", f"{repo}:2025.1")
+    podman("start", name)
+    os.environ["PODMAN_TEST_DB_PW"] = "pw-podman-test"
+    config = parse_config({
+        "database": {"password_env": "PODMAN_TEST_DB_PW"},
+        "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+        "commands": {"kind": "kolla", "process_patterns": [f"^/usr/bin/{program} "],
+                     "kolla": {"engine": "podman", "container": name, "image": repo, "target_tag": "2025.1"}},
+        "nodes": [{"name": "g1", "ssh_host": "127.0.0.1", "lb_server": "g1", "api_url": "http://127.0.0.1:1"}],
+        "policy": {"target_release": "2025.1"},
+    })
+    shell = LocalShell(120)
+
+    async def run(cmd, **kw):
+        return await shell.run(cmd.command, timeout=120)
+
+    async def refused(url):
+        return Health(url, refused=True)
+
+    async def facts():
+        return await probe_node(config, "g1", run, refused)
+
+    f = await facts()  # created from the image its tag names: current, but 2024.2's Glance
+    assert f.running is True and f.deployed_current is True and f.code == CODE_INSTALLED and f.version == "29.0.0", f
+    podman("import", *import_args, str(tmp_path / "new.tar"), f"{repo}:2025.1")  # the new image arrives under the same tag
+    podman("restart", name)
+    f = await facts()
+    assert f.running is True and f.deployed_current is False and f.code == CODE_OLD and f.stale is True, f
+    assert not f.on("2025.1") and "not the target image" in f.deployed_note, f
+    podman("stop", name)
+    cmds = NodeCommands(config, "g1")
+    f = await facts()
+    assert f.running is False and not f.on("2025.1"), f
+    recreate = await recreate_command(run, cmds)
+    assert recreate is not None
+    result = await run(recreate)
+    assert result.ok, result.tail()
+    f = await facts()
+    assert f.running is False and f.deployed_current is True and f.version == "30.0.0" and f.on("2025.1"), f  # re-created, not started
+    inspect = podman("container", "inspect", "--format", "{{.Config.StopTimeout}} {{.HostConfig.NetworkMode}} {{range .Mounts}}{{.Destination}}{{end}}", name)
+    assert inspect.split() == ["1", "host", "/var/lib/kolla/config_files"], inspect
+    assert "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS" in podman("container", "inspect", "--format", "{{.Config.Env}}", name)
+    assert await recreate_command(run, cmds) is None  # already on the target image
+    await run(cmds.start())
+    f = await facts()
+    assert f.running is True and f.code == CODE_INSTALLED and f.on("2025.1"), f
