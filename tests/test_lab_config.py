@@ -301,6 +301,14 @@ def test_node_kind_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(UsageError, match="--naive restarts packaged services"):
         asyncio.run(rehearse(kolla, naive=True, say=lambda line: None))
     assert not lab.layout_file.exists()
+    # an existing lab keeps its kind: another one only through `lab reset --node-kind`
+    layout = make_layout()
+    layout.node_kind = "kolla"
+    lab.dir.mkdir()
+    lab.layout_file.write_text(json.dumps(layout.to_json()))
+    with pytest.raises(UsageError, match="the lab's nodes are of kind kolla, not packages") as refused:
+        Lab(lab.dir, node_kind="packages")._resolve_layout({}, envs.DEFAULT_PATH)
+    assert "lab reset --node-kind packages" in refused.value.fix
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("glance_tui.lab.procs.SBIN_DIRS", ())
     with pytest.raises(GlanceTuiError, match="the container lab needs podman runc") as err:

@@ -138,3 +138,5 @@ def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp
         for box in nodes:
             if box.world.conf.exists():
                 box.remove()
+        for world in [images.builder] + [box.world for box in nodes]:
+            shutil.rmtree(world.state_dir, ignore_errors=True)  # podman's state for this test only (under /run)

@@ -83,6 +83,7 @@ def image_ref(release: str) -> str:
 
 # podman refuses a runroot longer than 50 characters: a world's state and temp live under here.
 SHORT_ROOT = Path("/run/glance-tui")
+DRIVER = "vfs"  # podman's storage driver in every world
 
 
 @dataclass
@@ -102,8 +103,10 @@ class World:
         return SHORT_ROOT / hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
 
     def base_argv(self) -> list[str]:
+        # vfs: the lab's layers are a few KB, and overlay would leave its storage bind-mounted on itself
+        # (a lab or test directory that cannot be removed)
         return [require_podman(), "--root", str(self.dir / "root"), "--runroot", str(self.state_dir / "run"),
-                "--tmpdir", str(self.state_dir / "tmp")]
+                "--tmpdir", str(self.state_dir / "tmp"), "--storage-driver", DRIVER]
 
     def setup(self, env_bins: list[str]) -> None:
         (self.dir / "root").mkdir(parents=True, exist_ok=True)
@@ -435,13 +438,13 @@ def running_container(world_dir: Path, name: str = CONTAINER) -> tuple[int, str]
     state files (no podman started: the witness samples every half second)."""
     world = World(world_dir)
     try:
-        entries = json.loads((world.dir / "root" / "overlay-containers" / "containers.json").read_text())
+        entries = json.loads((world.dir / "root" / f"{DRIVER}-containers" / "containers.json").read_text())
     except (OSError, ValueError):
         return None
     for entry in entries:
         if name in entry.get("names", []):
             try:
-                pid = int((world.state_dir / "run" / "overlay-containers" / entry["id"] / "userdata" / "pidfile").read_text().strip())
+                pid = int((world.state_dir / "run" / f"{DRIVER}-containers" / entry["id"] / "userdata" / "pidfile").read_text().strip())
                 cgroup = Path(f"/proc/{pid}/cgroup").read_text()
             except (OSError, ValueError):
                 return None

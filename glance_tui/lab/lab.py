@@ -260,9 +260,9 @@ class Lab:
                                  fix=f"run `glance-tui lab reset --from {path[0]} --to {path[1]}` (a fresh database on the new path), "
                                      "or omit --from/--to")
         kind = self.requested_kind or (old.node_kind if old else "packages")
-        if old and old.node_kind != kind and self._anything_running(old):
+        if old and old.node_kind != kind:
             raise UsageError(f"the lab's nodes are of kind {old.node_kind}, not {kind}", where=str(self.dir),
-                             fix=f"run `glance-tui lab reset --node-kind {kind}`, or omit --node-kind")
+                             fix=f"run `glance-tui lab reset --node-kind {kind}` (a fresh database, the nodes re-made), or omit --node-kind")
         if self.n_nodes is None:
             self.n_nodes = len(old.nodes) if old else 3
         if old and len(old.nodes) != self.n_nodes and self._anything_running(old):
