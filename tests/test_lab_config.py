@@ -270,3 +270,59 @@ def test_node_tools_start_quickly(module: str) -> None:
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if "|" in line}
     assert "glance_tui.lab.procs" in imported  # the tool itself was imported
     assert not imported & {"pydantic", "httpx", "asyncssh", "textual", "glance_tui.config"}
+
+
+def test_container_lab_config_is_the_kolla_kind_unchanged(tmp_path: Path) -> None:
+    """--node-kind kolla: the generated config names the engine, container, image and target tag, and no lab command."""
+    from glance_tui.lab import containers
+
+    lab = Lab(tmp_path / "lab", envs={"2023.1": "/opt/none/bin", "2024.1": "/opt/none/bin"}, node_kind="kolla")
+    lab.dir.mkdir()
+    lab._password()
+    layout = make_layout()
+    layout.node_kind = "kolla"
+    path = lab.write_config(layout)
+    assert "nodectl" not in path.read_text() and "GLANCE_LAB" not in path.read_text()
+    config = load_config(path)
+    for node in ("glance-1", "glance-3"):
+        assert config.kind_of(node) == "kolla"
+        k = config.kolla_of(node)
+        assert (k.engine, k.container, k.image, k.target_tag) == ("podman", containers.CONTAINER, containers.IMAGE, "2024.1")
+    assert NodeCommands(config, "glance-2").upgrade().command == f"podman pull {containers.IMAGE}:2024.1"
+    assert Layout.from_json(json.loads(json.dumps(layout.to_json()))).node_kind == "kolla"
+    assert Layout.from_json({**make_layout().to_json()}).node_kind == "packages"  # lab.json of a lab before kinds
+
+
+def test_node_kind_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from glance_tui.lab import containers
+    from glance_tui.lab.rehearse import rehearse
+
+    with pytest.raises(UsageError, match="unknown node kind 'docker'"):
+        Lab(tmp_path / "lab", node_kind="docker")
+    # a scenario of the other kind is refused before the lab is touched
+    lab = Lab(tmp_path / "lab", envs={"2023.1": "/opt/none/bin", "2024.1": "/opt/none/bin"})
+    with pytest.raises(UsageError, match="scenario stale-image needs kolla nodes, the lab's are packages"):
+        asyncio.run(rehearse(lab, naive=False, scenario="stale-image", say=lambda line: None))
+    kolla = Lab(tmp_path / "lab", envs={"2023.1": "/opt/none/bin", "2024.1": "/opt/none/bin"}, node_kind="kolla")
+    with pytest.raises(UsageError, match="scenario prestaged needs packages nodes"):
+        asyncio.run(rehearse(kolla, naive=False, scenario="prestaged", say=lambda line: None))
+    with pytest.raises(UsageError, match="--naive restarts packaged services"):
+        asyncio.run(rehearse(kolla, naive=True, say=lambda line: None))
+    assert not lab.layout_file.exists()
+    # an existing lab keeps its kind: another one only through `lab reset --node-kind`
+    layout = make_layout()
+    layout.node_kind = "kolla"
+    lab.dir.mkdir()
+    lab.layout_file.write_text(json.dumps(layout.to_json()))
+    with pytest.raises(UsageError, match="the lab's nodes are of kind kolla, not packages") as refused:
+        Lab(lab.dir, node_kind="packages")._resolve_layout({}, envs.DEFAULT_PATH)
+    assert "lab reset --node-kind packages" in refused.value.fix
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("glance_tui.lab.procs.SBIN_DIRS", ())
+    with pytest.raises(GlanceTuiError, match="the container lab needs podman runc") as err:
+        containers.require_podman()
+    assert err.value.fix == "apt-get update && apt-get install -y podman runc"
+    assert main(["lab", "up", "--dir", str(tmp_path / "lab"), "--node-kind", "docker"]) == 2
+    assert "invalid choice: 'docker'" in capsys.readouterr().err

@@ -124,7 +124,7 @@ def test_witness_catches_contract_under_old_code_and_a_running_new_node() -> Non
 
 
 def test_judge_stop_must_name_every_node_left_out_of_rotation() -> None:
-    assert MAY_STOP == {"stats-outage"} and set(SCENARIOS) >= {"prestaged", "autostart", "failover", "stats-outage", "long-request"}
+    assert MAY_STOP == {"stats-outage", "stale-image"} and set(SCENARIOS) >= {"prestaged", "autostart", "failover", "stats-outage", "long-request"}
     load = LoadReport(url="u", clients=1, requests={"list": 5})
     named = ProcedureReport("drain", False, 1.0, scenario="stats-outage", stopped="stopped at step 2: cannot read lb-b; glance-1 stays drained",
                             out_of_rotation={"glance-1": {"lb-a/glance_api": "DRAIN"}})
@@ -142,6 +142,8 @@ def test_judge_stop_must_name_every_node_left_out_of_rotation() -> None:
 
 def test_scenario_names() -> None:
     assert scenario_names("all") == list(SCENARIOS)
+    assert "stale-image" not in scenario_names("all", "packages") and "prestaged" in scenario_names("all", "packages")
+    assert scenario_names("all", "kolla") == [s for s in SCENARIOS if s not in ("prestaged", "autostart")]
     assert scenario_names("failover") == ["failover"]
     from glance_tui.errors import UsageError
 

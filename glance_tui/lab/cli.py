@@ -21,7 +21,7 @@ def _lab(args: argparse.Namespace, **kwargs):
 
     start, target = getattr(args, "from_release", None), getattr(args, "to_release", None)
     path = check_path(start, target) if start or target else None
-    return Lab(args.dir, progress=lambda line: print(line, flush=True), path=path, **kwargs)
+    return Lab(args.dir, progress=lambda line: print(line, flush=True), path=path, node_kind=getattr(args, "node_kind", None), **kwargs)
 
 
 def _guard(handler):
@@ -98,15 +98,19 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from glance_tui.lab.load import parse_size
-    from glance_tui.lab.rehearse import rehearse, report_text, scenario_names, write_reports
+    from glance_tui.lab.rehearse import check_kind, rehearse, report_text, scenario_names, write_reports
 
     from glance_tui.lab.hazards import NAIVE_SCENARIOS
 
-    names = scenario_names(args.scenario)
+    scenario_names(args.scenario)  # a bad name is refused before the lab is read
+    lab = _lab(args)
+    layout = lab.load_layout()
+    names = scenario_names(args.scenario, lab.requested_kind or (layout.node_kind if layout else "packages"))
     if args.naive and not set(names) <= NAIVE_SCENARIOS:
         raise UsageError(f"--naive runs only with the scenarios {', '.join(sorted(NAIVE_SCENARIOS))}",
                          fix="drop --naive, or use one of those scenarios")
-    lab = _lab(args)
+    for name in names:  # before the first rehearsal, not after it
+        check_kind(lab, name, args.naive)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
 
@@ -152,8 +156,9 @@ def status_text(status: dict) -> str:
         fronts = "  ".join(f"{backend} {url}" for backend, url in lb["frontends"].items())
         lines.append(f"  HAProxy {lb['name']:<5} {up(lb['running'])}  {fronts}  stats {lb['stats_url']}  runtime {lb['runtime_socket']}")
     for n in status["nodes"]:
+        box = f"  container {n['container']} image {n.get('image_name') or '?'} {n['image'] or ''}" if "container" in n else ""
         lines.append(f"  {n['name']:<9} {n['api_url']:<24} {up(n['running'])}  Glance {n['release']} ({n['version']}, {n.get('runtime')})"
-                     f"  ssh {n['ssh']} {up(n['sshd_running'])}")
+                     f"{box}  ssh {n['ssh']} {up(n['sshd_running'])}")
     if status.get("web"):
         lines.append(f"  web       {status['web']['url']:<24} {up(status['web']['running'])}  (web-download source, slow by design)")
     if status.get("autostart"):
@@ -164,7 +169,7 @@ def status_text(status: dict) -> str:
 
 def add_lab_parser(subparsers) -> None:
     """Add ``lab`` and its sub-commands to the main CLI's sub-parsers."""
-    from glance_tui.lab.envs import PATHS
+    from glance_tui.lab.envs import NODE_KINDS, PATHS
 
     lab = subparsers.add_parser("lab", help="a real Glance cluster on this machine for rehearsals (staging lab)")
     lab.set_defaults(lab_handler=lambda args: (lab.print_help(), 2)[1])
@@ -181,6 +186,9 @@ def add_lab_parser(subparsers) -> None:
                        help=f"the upgrade path's starting release ({', '.join(a for a, _ in PATHS)}); {what}")
         p.add_argument("--to", dest="to_release", metavar="RELEASE", default=None,
                        help=f"the path's target release ({', '.join(b for _, b in PATHS)})")
+        p.add_argument("--node-kind", choices=NODE_KINDS, default=None,
+                       help="how each node runs Glance: packages (a service, as a packaged node) or kolla (a podman container "
+                            "of the release's image, as Kolla-Ansible); default: the existing lab's, else packages")
 
     paths = ", ".join(f"{a} -> {b}" for a, b in PATHS)
     p = command("up", cmd_up, f"start the lab (idempotent; the first run installs the path's Glance environments). Paths: {paths}")
@@ -209,7 +217,7 @@ def add_lab_parser(subparsers) -> None:
     p = command("rehearse", cmd_rehearse, "reset the lab and run the whole upgrade unattended under load, with a hazard; report")
     path_options(p, "default: the lab's path (another one moves the lab to it)")
     p.add_argument("--scenario", default="default", metavar="NAME",
-                   help="default, prestaged, autostart, failover, stats-outage, long-request, lb-reload, import, "
+                   help="default, prestaged, autostart, failover, stats-outage, long-request, lb-reload, import, stale-image (kolla nodes), "
                         "or all (each with its own report)")
     p.add_argument("--naive", action="store_true",
                    help="also run the no-drain restart procedure under the same load (and, with import, the same imports), side by side")

@@ -49,6 +49,9 @@ GLANCE_VERSIONS: dict[str, str] = {name: r.glance for name, r in RELEASES.items(
 PATHS: tuple[tuple[str, str], ...] = (("2023.1", "2024.1"), ("2025.1", "2026.1"), ("2026.1", "2026.2"))
 DEFAULT_PATH = PATHS[0]
 BASE_RELEASE, TARGET_RELEASE = DEFAULT_PATH
+# How a lab node runs Glance: "packages" (a service from the release's environment, as a packaged
+# node), "kolla" (a podman container of the release's image, as Kolla-Ansible: containers.py).
+NODE_KINDS = ("packages", "kolla")
 # The lab's identity service: Keystone of the base release, from the same upper-constraints.
 KEYSTONE = "keystone-2023.1"
 KEYSTONE_VERSION = "23.0.0"

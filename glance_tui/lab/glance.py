@@ -30,9 +30,10 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def api_conf(*, host: str, port: int, database: str, store_dir: Path, node_dir: Path, workers: int = 1,
-             authtoken: str | None = None, web_source: tuple[str, int] | None = None) -> str:
+             authtoken: str | None = None, web_source: tuple[str, int] | None = None, paste_file: Path | None = None) -> str:
     """glance-api.conf for one node: Images API v2 only, shared file store; behind Keystone when
-    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated.
+    ``authtoken`` (a ``[keystone_authtoken]`` section) is given, else unauthenticated. A container
+    node's paths are the container's (``node_dir`` its Glance volume, ``paste_file`` its image's).
 
     Image import as a recent deployment has it: distributed import (``worker_self_reference_url``:
     the other nodes proxy an import of an image staged here to this node, bypassing the LB), the
@@ -64,7 +65,7 @@ retry_interval = 1
 
 [paste_deploy]
 {paste}
-config_file = {node_dir / 'glance-api-paste.ini'}
+config_file = {paste_file or node_dir / 'glance-api-paste.ini'}
 
 [glance_store]
 default_backend = fs

@@ -35,11 +35,14 @@ SCENARIOS: dict[str, str] = {
     "lb-reload": "instance A reloaded (no server-state-file) right after the NEW NODE's drain and again while a node is upgraded",
     "import": "a slow web-download import runs on the NEW NODE as its drain starts; an image staged on the last node is "
               "imported through the LB as that node's drain starts; clients import too",
+    "stale-image": "container nodes: every node's new image pulled and its container restarted, still on the old image",
 }
 # The scenarios `--naive` runs beside the drained procedure (the same load and, for import, the same imports).
 NAIVE_SCENARIOS = frozenset({"default", "import"})
+# Scenarios of one node kind only (the others need every kind).
+KIND_ONLY: dict[str, str] = {"stale-image": "kolla", "prestaged": "packages", "autostart": "packages"}
 # Where halting (node out of rotation, a clear reason) is as good an answer as finishing.
-MAY_STOP = frozenset({"stats-outage"})
+MAY_STOP = frozenset({"stats-outage", "stale-image"})
 OUTAGE_SECONDS = 8.0
 
 

@@ -30,11 +30,11 @@ from pathlib import Path
 import glance_tui
 from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.lab import envs as lab_envs
-from glance_tui.lab import glance, nodectl, nodens, procs
+from glance_tui.lab import containers, glance, nodectl, nodens, procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
 from glance_tui.lab.keystone import KeystoneLab, authtoken_section
 from glance_tui.lab.mariadb import MariaDB
-from glance_tui.lab.runtime import runtime_of
+from glance_tui.lab.runtime import runtime_of, write_uwsgi_ini
 from glance_tui.lab.slowserve import SlowWebServer
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
@@ -124,6 +124,7 @@ class Layout:
     path: tuple[str, str] = lab_envs.DEFAULT_PATH  # (from, to) release: lab.json without it predates paths
     web_host: str | None = None  # the slow HTTP server web-download imports read from (None: a lab.json from before it)
     web_port: int | None = None
+    node_kind: str = "packages"  # lab_envs.NODE_KINDS: how each node runs Glance
 
     base = property(lambda self: self.path[0])
     target = property(lambda self: self.path[1])
@@ -192,6 +193,7 @@ class Lab:
         second_lb: bool | None = None,  # instance B and the external backends; None: like keystone
         autostart: bool | None = None,  # None: as the existing lab has, else off
         path: tuple[str, str] | None = None,  # (from, to) release; None: as the existing lab has, else envs.DEFAULT_PATH
+        node_kind: str | None = None,  # lab_envs.NODE_KINDS; None: as the existing lab has, else packages
         progress: Callable[[str], None] = print,
     ) -> None:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
@@ -211,6 +213,9 @@ class Lab:
         self.lb_hard_stop_after = LB_HARD_STOP_AFTER if real else 1.0
         self.autostart = autostart
         self.requested_path = lab_envs.check_path(*path) if path else None
+        if node_kind is not None and node_kind not in lab_envs.NODE_KINDS:
+            raise UsageError(f"unknown node kind {node_kind!r}", fix=f"use one of {', '.join(lab_envs.NODE_KINDS)}")
+        self.requested_kind = node_kind
         self.progress = progress
 
     # ------------------------------------------------------------------ paths
@@ -226,6 +231,13 @@ class Lab:
 
     def node_dir(self, name: str) -> Path:
         return self.dir / "nodes" / name
+
+    def images(self) -> containers.Images:
+        """The container lab's Glance images (one archive per release: the registry's part)."""
+        return containers.Images(self.dir / "container-images", progress=self.progress)
+
+    def container(self, node: NodeLayout) -> containers.ContainerNode:
+        return containers.ContainerNode(self.node_dir(node.name), node.name, self.images())
 
     # ------------------------------------------------------------------ layout
     def load_layout(self) -> Layout | None:
@@ -248,6 +260,10 @@ class Lab:
             raise UsageError(f"the lab is on the path {old.base} -> {old.target}, not {path[0]} -> {path[1]}", where=str(self.dir),
                                  fix=f"run `glance-tui lab reset --from {path[0]} --to {path[1]}` (a fresh database on the new path), "
                                      "or omit --from/--to")
+        kind = self.requested_kind or (old.node_kind if old else "packages")
+        if old and old.node_kind != kind:
+            raise UsageError(f"the lab's nodes are of kind {old.node_kind}, not {kind}", where=str(self.dir),
+                             fix=f"run `glance-tui lab reset --node-kind {kind}` (a fresh database, the nodes re-made), or omit --node-kind")
         if self.n_nodes is None:
             self.n_nodes = len(old.nodes) if old else 3
         if old and len(old.nodes) != self.n_nodes and self._anything_running(old):
@@ -293,6 +309,7 @@ class Lab:
             path=path,
             web_host=web_host,
             web_port=pick("web", web_host, old and old.web_host == web_host and old.web_port),
+            node_kind=kind,
         )
 
     # ------------------------------------------------------------------ services
@@ -351,14 +368,31 @@ class Lab:
         node's. The node's package tools (``nodectl.PATH_DIR``) come first on its PATH."""
         package_root = str(Path(glance_tui.__file__).resolve().parent.parent)
         home = self.node_dir(node.name)
+        env = {nodectl.NODE_DIR_ENV: str(home), "PYTHONPATH": package_root, "HOME": str(home)}
+        if self._kind() == "kolla":  # a container node's own `podman` (its world: containers.py) comes first on its PATH
+            return SSHD(home / "sshd", node.host, node.ssh_port, authorized_keys=[public_key_path(self.operator_key)],
+                        set_env={**env, "PATH": f"{self.container(node).bin_dir}:{SESSION_PATH}"})
         return SSHD(home / "sshd", node.host, node.ssh_port,
                     authorized_keys=[public_key_path(self.operator_key)],
-                    set_env={nodectl.NODE_DIR_ENV: str(home), "PYTHONPATH": package_root, "HOME": str(home),
-                             "PATH": f"{home / nodectl.PATH_DIR}:{SESSION_PATH}"},
+                    set_env={**env, "PATH": f"{home / nodectl.PATH_DIR}:{SESSION_PATH}"},
                     wrap=lambda: nodens.enter(home))
 
     def node(self, node: NodeLayout) -> nodectl.Node:
         return nodectl.Node.load(self.node_dir(node.name))
+
+    def _kind(self, layout: Layout | None = None) -> str:
+        layout = layout or self.load_layout()
+        return layout.node_kind if layout else (self.requested_kind or "packages")
+
+    def _glance_running(self, layout: Layout, n: NodeLayout) -> bool:
+        """Is the node's Glance running (its service, or its container)? Unreadable: no."""
+        try:
+            if layout.node_kind == "kolla":
+                state = self.container(n).state() if (self.node_dir(n.name) / "podman").exists() else None
+                return bool(state and state["status"] == "running")
+            return (self.node_dir(n.name) / "node.json").exists() and nodectl.running_pid(self.node(n)) is not None
+        except GlanceTuiError:
+            return False
 
     def _anything_running(self, layout: Layout) -> bool:
         if self.mariadb(layout).is_running() or any(lb.is_running() for lb in self.haproxies(layout)):
@@ -369,7 +403,7 @@ class Lab:
         if web and web.is_running():
             return True
         for n in layout.nodes:
-            if self.sshd(n).is_running() or nodens.is_running(self.node_dir(n.name)):
+            if self.sshd(n).is_running() or nodens.is_running(self.node_dir(n.name)) or self._glance_running(layout, n):
                 return True
         return False
 
@@ -379,6 +413,8 @@ class Lab:
         started = time.monotonic()
         require_packages()
         path = self.path()
+        if self._kind() == "kolla" or self.requested_kind == "kolla":
+            containers.require_podman()
         env_bins = dict(self.envs or {rel: str(lab_envs.ensure_env(rel, progress=self.progress)) for rel in path})
         if self.with_keystone:
             env_bins[lab_envs.KEYSTONE] = str(lab_envs.ensure_env(lab_envs.KEYSTONE, progress=self.progress))
@@ -399,16 +435,24 @@ class Lab:
         if web and not web.is_running():
             self.progress(f"starting the slow web-download server on {layout.web_url}")
             web.start()
-        pending = []
+        waits: list[Callable[[], None]] = []
+        if layout.node_kind == "kolla":
+            for release in layout.path:
+                self.images().ensure(release, layout.envs[release])
         for n in layout.nodes:  # each node's Glance connects from the node's own address, as on a real cloud
             node = self._write_node(layout, n, glance.db_url(user=DB_USER, password=password, host="127.0.0.1", port=layout.db_port,
                                                              schema=DB_SCHEMA, bind_address=n.host), authtoken)
+            if layout.node_kind == "kolla":
+                box = self._up_container(layout, n)
+                waits.append(lambda box=box, url=f"{n.api_url}/versions": box.wait_serving(url))
+                continue
             nodens.start(node.dir)
             if nodectl.running_pid(node) is None:
                 self.progress(f"starting glance-api {n.name} ({node.release}) on {n.api_url}")
-                pending.append((node, nodectl.start(node, wait=False)))
-        for node, pid in pending:
-            nodectl.wait_listening(node, pid)
+                pid = nodectl.start(node, wait=False)
+                waits.append(lambda node=node, pid=pid: nodectl.wait_listening(node, pid))
+        for wait in waits:
+            wait()
         sshds = [self.sshd(n) for n in layout.nodes]
         for s in sshds:
             if not s.is_running():
@@ -448,11 +492,7 @@ class Lab:
         for n in layout.nodes:
             if not self.sshd(n).is_running():
                 needed.append((n.host, n.ssh_port, f"sshd of {n.name}"))
-            try:
-                running = nodectl.running_pid(self.node(n)) is not None
-            except GlanceTuiError:
-                running = False
-            if not running:
+            if not self._glance_running(layout, n):
                 needed.append((n.host, n.api_port, f"glance-api on {n.name}"))
         for host, port, what in needed:
             procs.require_free_port(host, port, what)
@@ -519,10 +559,34 @@ class Lab:
                                 **({"installed_at": installed} if installed else {})})
         node.save()
         nodectl.install_package(node)
+        web_source = (layout.web_host, layout.web_port) if layout.web_host and layout.web_port else None
+        if layout.node_kind == "kolla":  # the container's paths: its Glance volume, its image's paste ini
+            box = self.container(n)
+            box.setup(list(envs.values()))
+            glance.write_api_conf(box.conf, host=n.host, port=n.api_port, database=database,
+                                  store_dir=Path(containers.DATA_DIR) / "images", node_dir=Path(containers.DATA_DIR),
+                                  workers=layout.workers, authtoken=authtoken, paste_file=Path(containers.PASTE_FILE),
+                                  web_source=web_source)
+            write_uwsgi_ini(box.config_dir, host=n.host, port=n.api_port, workers=layout.workers)
+            return node
         glance.write_api_conf(node.conf, host=n.host, port=n.api_port, database=database, store_dir=self.store_dir,
                               node_dir=d, workers=layout.workers, authtoken=authtoken,
-                              web_source=(layout.web_host, layout.web_port) if layout.web_host and layout.web_port else None)
+                              web_source=web_source)
         return node
+
+    def _up_container(self, layout: Layout, n: NodeLayout) -> containers.ContainerNode:
+        """Kolla's deploy on one node: the base release's image pulled, glance_api created and started
+        (an existing container is kept, whatever image it runs: an upgrade is the tool's job)."""
+        box = self.container(n)
+        state = box.state()
+        if state is None:
+            box.pull(layout.base)
+            box.create(layout.base, store_dir=self.store_dir)
+            state = box.state()
+        if state and state["status"] != "running":
+            self.progress(f"starting container {containers.CONTAINER} on {n.name} ({state.get('image_name') or state['image'][:12]}) on {n.api_url}")
+            box.start()
+        return box
 
     def _wait_ready(self, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -566,6 +630,8 @@ class Lab:
             "[commands]",
             f"rollback = {q('apt-get install -y --allow-downgrades glance-api=' + nodectl.debian_version(lab_envs.GLANCE_VERSIONS[layout.base]))}", "",
         ]
+        if layout.node_kind == "kolla":
+            lines = lines[:lines.index("[commands]")] + self._kolla_commands(layout)
         for n in layout.nodes:
             lines += ["[[nodes]]", f"name = {q(n.name)}", f"ssh_host = {q(n.host)}", f"ssh_port = {n.ssh_port}",
                       f"lb_server = {q(n.name)}", f"api_url = {q(n.api_url)}", ""]
@@ -574,6 +640,15 @@ class Lab:
                   "drain_timeout = 120", "drain_quiet_period = 1.5", "lb_poll_interval = 0.5", "node_poll_interval = 2", "min_in_rotation = 1", "up_timeout = 60"]
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
+
+    @staticmethod
+    def _kolla_commands(layout: Layout) -> list[str]:
+        """The kolla kind's own commands, nothing lab-only: the engine, the container, the image, the
+        target tag. The node's `podman` and `ps` on its PATH keep to that node (containers.py)."""
+        q = json.dumps
+        return ["[commands]", 'kind = "kolla"', "",
+                "[commands.kolla]", 'engine = "podman"', f"container = {q(containers.CONTAINER)}",
+                f"image = {q(containers.IMAGE)}", f"target_tag = {q(layout.target)}", ""]
 
     # ------------------------------------------------------------------ down / status / reset
     def down(self, *, keep_database: bool = False) -> list[str]:
@@ -588,7 +663,10 @@ class Lab:
         for n in layout.nodes:
             if self.sshd(n).stop():
                 stopped.append(f"sshd {n.name}")
-            if (self.node_dir(n.name) / "node.json").exists():
+            if layout.node_kind == "kolla":
+                if (self.node_dir(n.name) / "podman").exists() and self.container(n).stop():
+                    stopped.append(f"container {containers.CONTAINER} {n.name}")
+            elif (self.node_dir(n.name) / "node.json").exists():
                 node = self.node(n)
                 was = nodectl.running_pid(node)
                 if not nodectl.stop(node):
@@ -618,9 +696,12 @@ class Lab:
                 release, pid, version = node.release, nodectl.running_pid(node), nodectl.version(node)
             except GlanceTuiError:
                 release, pid, version = None, None, None
-            nodes.append({"name": n.name, "api_url": n.api_url, "ssh": f"{n.host}:{n.ssh_port}", "release": release,
-                          "version": version, "runtime": runtime_of(release).name if release else None,
-                          "running": pid is not None, "pid": pid, "sshd_running": self.sshd(n).is_running()})
+            row = {"name": n.name, "api_url": n.api_url, "ssh": f"{n.host}:{n.ssh_port}", "release": release,
+                   "version": version, "runtime": runtime_of(release).name if release else None,
+                   "running": pid is not None, "pid": pid, "sshd_running": self.sshd(n).is_running()}
+            if layout.node_kind == "kolla":
+                row.update(self._container_status(n))
+            nodes.append(row)
         return {
             "dir": str(self.dir), "created": True, "config": str(self.config_path),
             "path": {"from": layout.base, "to": layout.target,
@@ -634,8 +715,23 @@ class Lab:
             if layout.keystone_host else None,
             "autostart": layout.autostart,
             "web": {"url": layout.web_url, "running": self.web_server(layout).is_running()} if layout.web_url else None,
+            "node_kind": layout.node_kind,
             "nodes": nodes,
         }
+
+    def _container_status(self, n: NodeLayout) -> dict:
+        """A container node's truth: the image its glance_api was created from (so its release), not node.json."""
+        releases = {image: release for release, image in self.images().recorded().items()}
+        try:
+            state = self.container(n).state()
+        except GlanceTuiError as exc:
+            return {"running": False, "pid": None, "container": f"unreadable ({exc.message})", "image": None}
+        if state is None:
+            return {"running": False, "pid": None, "container": "absent", "image": None, "release": None, "version": None}
+        release = releases.get(state["image"])
+        return {"running": state["status"] == "running", "pid": state["pid"], "container": state["status"],
+                "image": state["image"][:12], "image_name": state.get("image_name"), "release": release,
+                "version": lab_envs.GLANCE_VERSIONS.get(release or ""), "runtime": runtime_of(release).name if release else None}
 
     @staticmethod
     def _lb_status(b: BalancerLayout, lb: HAProxyLab) -> dict:
@@ -660,6 +756,10 @@ class Lab:
             shutil.rmtree(d, ignore_errors=True)
         if layout:
             for n in layout.nodes:
+                if layout.node_kind == "kolla" and (self.node_dir(n.name) / "podman").exists():
+                    box = self.container(n)  # `up` creates it again from the path's first image
+                    box.remove()
+                    box.remove_images(keep=path[0])
                 try:
                     node = self.node(n)
                 except GlanceTuiError:
@@ -669,7 +769,8 @@ class Lab:
                 else:  # a new path: `up` writes the node's environments and package file
                     node.data.update(release=path[0], base=path[0], target=path[1], installed_at=time.time())
                     node.save()
-            if layout.path != path:
-                layout.path = path
+            kind = self.requested_kind or layout.node_kind
+            if layout.path != path or layout.node_kind != kind:
+                layout.path, layout.node_kind = path, kind
                 self.layout_file.write_text(json.dumps(layout.to_json(), indent=2) + "\n")
         return self.up() if up else None

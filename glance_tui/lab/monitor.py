@@ -5,7 +5,10 @@ this samples each node's Glance server processes straight from ``/proc`` (the la
 the eventlet ``glance-api`` parent and workers, or a uWSGI master and every worker (COMM
 ``uwsgi``), as :func:`glance_tui.lab.runtime.is_glance` knows them: pid, start time, and the
 release whose environment the process runs from (its command line names the environment's
-``bin`` directory; a uWSGI worker forked from its master has the master's). Each process becomes one interval [start, last seen];
+``bin`` directory; a uWSGI worker forked from its master has the master's). On a container node
+(``--node-kind kolla``) the processes are those of its running ``glance_api`` container, found
+from podman's own storage and state files, and each also records the image id the container was
+created from. Each process becomes one interval [start, last seen];
 the judge compares those intervals with the journal's action windows ("was 2023.1 code
 serving while contract ran?", "was the NEW NODE running during expand?").
 """
@@ -17,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from glance_tui.lab import nodectl, procs, runtime
+from glance_tui.lab import containers, nodectl, procs, runtime
 
 
 @dataclass
@@ -27,6 +30,7 @@ class ProcessSpan:
     release: str | None  # None: started from no known environment
     started: float  # epoch seconds (from /proc)
     last_seen: float
+    image: str | None = None  # a container node's: the id of the image its container was created from
 
     def overlaps(self, start: float, end: float) -> bool:
         return self.started <= end and self.last_seen >= start
@@ -36,8 +40,9 @@ class ProcessSpan:
 
 
 class ProcessMonitor:
-    def __init__(self, node_dirs: dict[str, Path], interval: float = 0.5) -> None:
+    def __init__(self, node_dirs: dict[str, Path], interval: float = 0.5, *, kind: str = "packages") -> None:
         self.node_dirs = node_dirs
+        self.kind = kind
         self.interval = interval
         self.spans: dict[tuple[str, int, float], ProcessSpan] = {}
         self.samples = 0
@@ -51,7 +56,14 @@ class ProcessMonitor:
                 node = nodectl.Node.load(node_dir)
             except Exception:  # node.json being rewritten: the next sample sees it
                 continue
-            pid = nodectl.service_pid(node)  # a host pid: the node writes its own machine's
+            image = None
+            if self.kind == "kolla":
+                found = containers.running_container(node_dir / "podman")
+                if found is None:
+                    continue
+                pid, image = found
+            else:
+                pid = nodectl.service_pid(node)  # a host pid: the node writes its own machine's
             if pid is None:
                 continue
             envs = {release: str(Path(bin_dir)) for release, bin_dir in node.data.get("envs", {}).items()}
@@ -68,7 +80,7 @@ class ProcessMonitor:
                 key = (name, member, started)
                 span = self.spans.get(key)
                 if span is None:
-                    self.spans[key] = ProcessSpan(name, member, release, started, now)
+                    self.spans[key] = ProcessSpan(name, member, release, started, now, image)
                 else:
                     span.last_seen = now
         self.samples += 1

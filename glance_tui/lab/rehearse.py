@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +23,9 @@ from glance_tui.engine import Engine
 from glance_tui.errors import GlanceTuiError, UsageError
 from glance_tui.events import ActionFinished, Notice, RunFinished
 from glance_tui.journal import read_records
-from glance_tui.lab import nodectl
+from glance_tui.lab import containers, nodectl
 from glance_tui.lab.envs import DEFAULT_PATH, GLANCE_VERSIONS
-from glance_tui.lab.hazards import (MAY_STOP, NAIVE_SCENARIOS, OUTAGE_SECONDS, SCENARIOS, ImportHazard, LongDownload, is_drain,
+from glance_tui.lab.hazards import (KIND_ONLY, MAY_STOP, NAIVE_SCENARIOS, OUTAGE_SECONDS, SCENARIOS, ImportHazard, LongDownload, is_drain,
                                     is_drain_wait, is_first_step, is_step7_upgrade, lb_states, wait_for_record)
 from glance_tui.lab.lab import BACKEND, EXTERNAL_BACKEND, Lab
 from glance_tui.lab.load import ImportMix, MiB, LoadReport, Targets, run_load
@@ -262,10 +263,11 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     mode = "naive" if naive else "drain"
     say(f"rehearsal {scenario} ({'naive: restart behind health checks' if naive else 'drain: the guide, via the engine'}): "
         f"{SCENARIOS[scenario]}; resetting the lab")
+    check_kind(lab, scenario, naive)
     lab.autostart = scenario == "autostart"
     lab.reset()
     layout = lab.load_layout()
-    say(f"lab path {layout.base} -> {layout.target}")
+    say(f"lab path {layout.base} -> {layout.target}, {layout.node_kind} nodes")
     if scenario in ("failover", "stats-outage") and len(layout.balancers) < 2:
         raise UsageError(f"scenario {scenario} needs the lab's second HAProxy instance", fix="use the real lab (`glance-tui lab up`)")
     hazard: list[str] = []
@@ -281,6 +283,10 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         for n in layout.nodes:
             nodectl.set_release(lab.node(n), layout.target)
         note(f"every node's package upgraded to {layout.target}; the running {layout.base} processes were left alone")
+    if scenario == "stale-image":
+        await asyncio.to_thread(_stale_images, lab, layout)
+        note(f"every node pulled {containers.image_ref(layout.target)} and restarted {containers.CONTAINER}: "
+             f"each container still runs its {layout.base} image")
     token = lab.token()
     config_path = lab.config_path
     proxy: StatsProxy | None = None
@@ -293,7 +299,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         config_path = _variant(lab, scenario, {})
     config = load_config(config_path)
     targets = Targets(layout.frontend_urls)
-    monitor = ProcessMonitor({n.name: lab.node_dir(n.name) for n in layout.nodes})
+    monitor = ProcessMonitor({n.name: lab.node_dir(n.name) for n in layout.nodes}, kind=layout.node_kind)
     monitor.start()
     long: LongDownload | None = None
     long_task: asyncio.Task | None = None
@@ -462,6 +468,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         _judge_reloads(report, records)
     if scenario == "autostart" and not naive:
         _judge_autostart(report, records)
+    if layout.node_kind == "kolla":
+        await asyncio.to_thread(_judge_images, report, records, monitor, lab)
     return report
 
 
@@ -480,6 +488,62 @@ def _judge_imports(report: ProcedureReport, outcomes: list, records: list[dict[s
     drained = next((r["ts"] for r in records if is_drain(r) and web and r.get("node") == web.node), None)
     if web is None or not web.requested or drained is None or drained < web.requested or (web.settled and web.settled <= drained):
         report.problems.append("the hazard was not exercised: the web-download was not running on the NEW NODE when its drain was issued")
+
+
+def check_kind(lab: Lab, scenario: str, naive: bool) -> str:
+    """The lab's node kind (the one asked for, else the lab's), if the scenario and mode run on it."""
+    layout = lab.load_layout()
+    kind = lab.requested_kind or (layout.node_kind if layout else "packages")
+    if KIND_ONLY.get(scenario, kind) != kind:
+        raise UsageError(f"scenario {scenario} needs {KIND_ONLY[scenario]} nodes, the lab's are {kind}",
+                         fix=f"add --node-kind {KIND_ONLY[scenario]}, or choose another scenario")
+    if naive and kind != "packages":
+        raise UsageError("--naive restarts packaged services (its upgrade is the package's); container nodes are re-created by the tool only",
+                         fix="drop --naive, or use --node-kind packages")
+    return kind
+
+
+def _stale_images(lab: Lab, layout) -> None:
+    """The stale-image hazard, as an operator's half-done upgrade leaves it: on every node the target
+    image pulled (the node's own ``podman pull``) and ``glance_api`` restarted — on its old image."""
+    for n in layout.nodes:
+        box = lab.container(n)
+        # the node's own podman (what its PATH has), as the tool's upgrade pulls
+        wrapper = subprocess.run([str(box.bin_dir / "podman"), "pull", containers.image_ref(layout.target)], capture_output=True,
+                                 text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if wrapper.returncode != 0:
+            raise GlanceTuiError(f"stale-image: `podman pull` on {n.name} failed: {wrapper.stderr.strip()}", fix="run `glance-tui lab reset`")
+        box.world.run("restart", containers.CONTAINER, timeout=90)
+        box.wait_serving(f"{n.api_url}/versions")
+        state, target = box.state(), box.world.image_id(containers.image_ref(layout.target))
+        if not state or state["status"] != "running" or not target or state["image"] == target:
+            raise GlanceTuiError(f"stale-image: the hazard did not take on {n.name} (container {state and state['status']}, "
+                                 f"image {state and state['image'][:12]}, target image {str(target)[:12]})", fix="run `glance-tui lab reset`")
+
+
+def _judge_images(report: ProcedureReport, records: list[dict[str, Any]], monitor: ProcessMonitor, lab: Lab) -> None:
+    """Container nodes, from podman's own storage (not the tool's probes): nothing served from an
+    image other than the target's while contract ran, and when the run finished every glance_api
+    was created from the target image."""
+    target = lab.images().recorded().get(report.target)
+    if not target:
+        report.problems.append(f"no image of {report.target} was built: the witness cannot judge the containers")
+        return
+    for start, end in _windows(records, "contract"):
+        old = [s for s in monitor.running_during(start, end) if s.image and s.image != target]
+        if old:
+            report.problems.append("db contract ran while a container of another image was serving: " + ", ".join(
+                sorted({f"{s.node} (pid {s.pid}, image {s.image[:12]})" for s in old})))
+    report.witness["containers"] = {}
+    layout = lab.load_layout()
+    for n in layout.nodes:
+        state = lab.container(n).state()
+        image = state["image"] if state else None
+        report.witness["containers"][n.name] = {"image": image, "status": state["status"] if state else "absent",
+                                                "target": image == target}
+        if report.finished and image != target:
+            report.problems.append(f"{n.name}'s {containers.CONTAINER} was created from image {str(image)[:12]}, "
+                                   f"not {report.target}'s {target[:12]}")
 
 
 def _judge_autostart(report: ProcedureReport, records: list[dict[str, Any]]) -> None:
@@ -600,10 +664,10 @@ def write_reports(reports: list[ProcedureReport], path: Path) -> None:
     write_output(path, json.dumps([{**asdict(r), "ok": r.ok} for r in reports], indent=2) + "\n", where="--json")
 
 
-def scenario_names(name: str) -> list[str]:
-    """``all`` -> every scenario; else the one named (checked)."""
+def scenario_names(name: str, kind: str | None = None) -> list[str]:
+    """``all`` -> every scenario (of the node ``kind``, when given); else the one named (checked)."""
     if name == "all":
-        return list(SCENARIOS)
+        return [s for s in SCENARIOS if kind is None or KIND_ONLY.get(s, kind) == kind]
     if name not in SCENARIOS:
         raise UsageError(f"unknown scenario {name!r}", fix=f"use one of {', '.join(SCENARIOS)} or all")
     return [name]

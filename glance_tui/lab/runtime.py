@@ -14,6 +14,8 @@ from pathlib import Path
 from glance_tui.lab import envs
 
 UWSGI_INI = "glance-api-uwsgi.ini"
+# Where a container node's config dir is mounted (Kolla's container_config_directory): the conf and the ini.
+CONTAINER_CONFIG_DIR = "/var/lib/kolla/config_files"
 # uWSGI workers per node, as Glance's reference ini has: each serves one request at a time, and
 # with 2 a node under the rehearsal's load (slow uploads) left HAProxy's health checks waiting
 # past their timeout (the node went DOWN while serving).
@@ -33,14 +35,22 @@ class Runtime:
     def command(self, bin_dir: Path, node_dir: Path, conf: Path, *, host: str, port: int,
                 workers: int) -> tuple[list[str], dict[str, str]]:
         """The service's command line and environment (writing what it reads first, e.g. uWSGI's ini)."""
+        if self.name == "uwsgi":
+            write_uwsgi_ini(node_dir, host=host, port=port, workers=workers)
+        return self._argv(bin_dir, conf.parent)
+
+    def container_command(self, bin_dir: Path) -> tuple[list[str], dict[str, str]]:
+        """A container image's command and environment: the node's config dir (the conf, and the ini
+        :func:`write_uwsgi_ini` wrote there) is mounted on :data:`CONTAINER_CONFIG_DIR`."""
+        return self._argv(bin_dir, Path(CONTAINER_CONFIG_DIR))
+
+    def _argv(self, bin_dir: Path, config_dir: Path) -> tuple[list[str], dict[str, str]]:
         if self.name == "eventlet":
-            return [str(bin_dir / self.binary), "--config-file", str(conf)], {}
-        ini = node_dir / UWSGI_INI
-        ini.write_text(uwsgi_ini(host=host, port=port, processes=max(UWSGI_PROCESSES, workers)))
+            return [str(bin_dir / self.binary), "--config-file", str(config_dir / "glance-api.conf")], {}
         # glance.wsgi.api reads OS_GLANCE_CONFIG_DIR from os.environ, which pyuwsgi's Python took
         # before the ini's `env =` could set it: it comes from the service's environment, as a
         # systemd unit's Environment= gives it.
-        return [str(bin_dir / self.binary), "--ini", str(ini)], {"OS_GLANCE_CONFIG_DIR": str(conf.parent)}
+        return [str(bin_dir / self.binary), "--ini", str(config_dir / UWSGI_INI)], {"OS_GLANCE_CONFIG_DIR": str(config_dir)}
 
     def serves(self, argv: list[str]) -> bool:
         """Is this process (its argv) this runtime's server? A console script runs as
@@ -63,6 +73,13 @@ def runtime_of(release: str) -> Runtime:
 def is_glance(argv: list[str]) -> bool:
     """Is this process a Glance API server of any runtime (uWSGI: the master and every worker)?"""
     return any(r.serves(argv) for r in RUNTIMES.values())
+
+
+def write_uwsgi_ini(config_dir: Path, *, host: str, port: int, workers: int) -> Path:
+    """The node's uWSGI ini beside its glance-api.conf."""
+    ini = config_dir / UWSGI_INI
+    ini.write_text(uwsgi_ini(host=host, port=port, processes=max(UWSGI_PROCESSES, workers)))
+    return ini
 
 
 def uwsgi_ini(*, host: str, port: int, processes: int) -> str:
