@@ -60,6 +60,9 @@ LAB_PROCESSES = ("date +%s && ps -eo pid=,ppid=,etimes=,comm=,args= "
 LAB_INSTALLED_AT = 'stat -c %Y "$GLANCE_LAB_NODE_DIR/package"'
 LAB_INSTALLED_VERSION = 'cat "$GLANCE_LAB_NODE_DIR/package"'
 LAB_READ_CONFIG = 'cat "$GLANCE_LAB_NODE_DIR/glance-api.conf"'
+# Every lab node listens on the same machine, often on one port: the connections to THIS node's
+# address only (the address sshd was reached at, SSH_CONNECTION's third field).
+LAB_CONNECTIONS = """ss -Htn state established src "$(echo $SSH_CONNECTION | cut -d' ' -f3)" sport = :{port}"""
 # Debian packages the lab needs, checked up front so a fresh machine gets one line with the fix.
 BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "sshd", "ssh-keygen")
 
@@ -577,6 +580,7 @@ class Lab:
             f"installed_version = {q(LAB_INSTALLED_VERSION)}",
             f"glance_manage = {q(nodectl_cmd + ' manage')}",
             f"read_config = {q(LAB_READ_CONFIG)}",
+            f"connections = {q(LAB_CONNECTIONS)}",
             f"rollback = {q(nodectl_cmd + ' downgrade')}", "",
         ]
         for n in layout.nodes:
