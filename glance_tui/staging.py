@@ -75,17 +75,32 @@ async def after_upgrade(ctx: "Context", node: str) -> None:
         return
     directory = str(seen.get("dir"))
     exists, names = await list_staging(ctx, node, directory)
-    lost = [f for f in seen.get("files") or [] if f not in names]
+    lost = await _still_owed(ctx, [f for f in seen.get("files") or [] if f not in names])
     if seen.get("existed") and not exists:
         lost = lost or ["(the directory itself)"]
     if lost:
         ctx.journal.write("staged.lost", node=node, staging_dir=directory, files=lost)
         raise StagingLost(f"the upgrade of {node} lost staged image data in {directory}: {', '.join(lost[:10])}",
-                          fix=f"restore {directory} on {node} from before the upgrade (the upgrade must keep the staging directory); "
-                              "else the images stay 'uploading': their owners stage and import them again")
-    ctx.journal.write("staged.kept", node=node, staging_dir=directory, files=list(seen.get("files") or []))
+                          fix=f"restore {directory} on {node} from before the upgrade (the upgrade must keep the staging directory), then retry; "
+                              "or, if the data is gone, delete those images (their owners create, stage and import them again), then retry")
+    ctx.journal.write("staged.kept", node=node, staging_dir=directory, files=[f for f in seen.get("files") or [] if f in names])
     ctx.state.staging.pop(node, None)
     ctx.save_state()
+
+
+async def _still_owed(ctx: "Context", files: list[str]) -> list[str]:
+    """The missing files whose image is still ``uploading`` (read now): an image its owner has
+    deleted (or staged again elsewhere) since is no longer owed. A failed read owes them all."""
+    if not files:
+        return []
+    ids = sorted({f.split(".", 1)[0] for f in files})
+    marks = ", ".join(["%s"] * len(ids))
+    try:
+        rows = await ctx.cluster.db.rows(f"SELECT id FROM images WHERE deleted = 0 AND status = 'uploading' AND id IN ({marks})", tuple(ids))
+    except GlanceTuiError:
+        return files
+    waiting = {str(r[0]) for r in rows}
+    return [f for f in files if f.split(".", 1)[0] in waiting]
 
 
 class StagingLost(GlanceTuiError):

@@ -290,3 +290,24 @@ def test_api_urls_are_compared_normalised():
     assert url_key("http://Glance-1:80/") == url_key("HTTP://glance-1") == url_key("http://glance-1.:80")
     assert url_key("https://[::1]:443/") == url_key("https://[0:0::1]")
     assert url_key("http://g:9292/a") != url_key("http://g:9292/b") and url_key("http://g") != url_key("https://g")
+
+
+def test_connections_template_and_lb_source_addresses_are_checked_at_load():
+    from glance_tui.config import parse_config
+
+    data = _example_data()
+    cfg = parse_config(data, "cfg")
+    assert cfg.commands.connections.startswith("ss -Htn state established") and cfg.lbs[0].source_addresses == ["10.0.0.2"]
+    data["commands"]["connections"] = "ss -Htn sport = :{port.real}"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "cfg")
+    assert "commands.connections" in info.value.message and "format syntax" in info.value.message
+    data = _example_data()
+    data["load_balancers"][0]["source_addresses"] = ["-oProxyCommand=x"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "cfg")
+    assert "load_balancers[0].source_addresses" in info.value.message or "source_addresses" in info.value.message
+    data = _example_data()
+    data["load_balancers"][0]["source_addresses"] = "10.0.0.2"
+    with pytest.raises(ConfigError):
+        parse_config(data, "cfg")  # a list, never a string coerced

@@ -241,7 +241,8 @@ def stage_on(lab: Lab, node: str, tmp_path) -> tuple[str, object, str]:
     return image_id, staging_dir, original
 
 
-async def test_staged_images_are_listed_before_the_stop_and_must_survive_the_upgrade(sim_lab, sim_config, tmp_path):
+@pytest.mark.parametrize("fix", ["restore", "delete"])
+async def test_staged_images_are_listed_before_the_stop_and_must_survive_the_upgrade(sim_lab, sim_config, tmp_path, fix):
     from glance_tui.events import Notice
     from glance_tui.record.layout import node_rows
     from glance_tui.record.model import read_run
@@ -260,7 +261,10 @@ async def test_staged_images_are_listed_before_the_stop_and_must_survive_the_upg
         assert told and "an import requested for them fails" in told[0] and str(staging_dir) in told[0] and "this node" in told[0]
         (staging_dir / image_id).unlink()  # the upgrade "loses" it
         assert await engine.run_step(engine.plan.step("upgrade-new"), operator) == "failed"
-        (staging_dir / image_id).write_bytes(b"staged data")  # restored: the upgrade's re-check passes
+        if fix == "restore":  # restored from before the upgrade: the re-check passes
+            (staging_dir / image_id).write_bytes(b"staged data")
+        else:  # the data is gone: its owner deletes the image, which is then no longer owed
+            sql(sim_lab, f"UPDATE images SET deleted = 1, status = 'deleted' WHERE id = {sql_string(image_id)};")
         assert await engine.run_step(engine.plan.step("upgrade-new"), operator) == "done"
     finally:
         await engine.close()
@@ -272,10 +276,11 @@ async def test_staged_images_are_listed_before_the_stop_and_must_survive_the_upg
     assert [i["image"] for i in staged["imports"]] == [image_id]
     lost = next(r for r in records if r["event"] == "action.end" and r.get("action") == "upgrade" and not r["ok"])
     assert "lost staged image data" in lost["error"] and image_id in lost["error"]
-    assert any(r["event"] == "staged.kept" and r["files"] == [image_id] for r in records)
+    kept = [r for r in records if r["event"] == "staged.kept"]
+    assert kept and kept[-1]["files"] == ([image_id] if fix == "restore" else [])
     assert all(not shape_problem(r) for r in records)
     row = next(r for r in node_rows(read_run(engine.journal.path)) if r[0] == "glance-1")
-    assert image_id in row[4] and "kept through the upgrade" in row[4]
+    assert image_id in row[4] and "LOST by the upgrade" in row[4]
 
 
 def test_status_names_imports_and_direct_connections(sim_lab, sim_config, capsys):

@@ -124,9 +124,10 @@ def test_naive_is_allowed_with_import_only_among_the_hazards(capsys) -> None:
     assert err.startswith("error: --naive runs only with the scenarios default, import")
 
 
+@pytest.mark.parametrize("command", [["load", "--url", "http://127.0.0.1:9"], ["rehearse", "--dir", "/nonexistent"]])
 @pytest.mark.parametrize("share", ["1", "-0.1", "nan"])
-def test_load_refuses_an_import_share_outside_0_1(capsys, share: str) -> None:
-    assert main(["lab", "load", "--imports", share, "--url", "http://127.0.0.1:9"]) == 2
+def test_load_and_rehearse_refuse_an_import_share_outside_0_1(capsys, share: str, command: list[str]) -> None:
+    assert main(["lab", command[0], "--imports", share, *command[1:]]) == 2
     assert capsys.readouterr().err.startswith(f"error: --imports {float(share):g} is not a share between 0 and 1")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from glance_tui.node import CODE_INSTALLED, CODE_MIXED, CODE_OLD
 from glance_tui.node.probe import on_api
-from glance_tui.node.readings import Listener, Proc, parse_listeners, parse_processes
+from glance_tui.node.readings import Connection, Listener, Proc, parse_connections, parse_listeners, parse_processes
 from glance_tui.node.runtimes import code_runners, compile_patterns, default_patterns
 from glance_tui.node.verdict import Health, Readings, judge, served_tree
 

@@ -34,6 +34,12 @@ def _guard(handler):
     return run
 
 
+def _check_share(share: float) -> None:
+    """``--imports``: a share of the load's requests, 0 (none) up to but not 1."""
+    if not 0 <= share < 1:
+        raise UsageError(f"--imports {share:g} is not a share between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     lab = _lab(args, nodes=args.nodes, autostart=args.autostart)
     lab.up()
@@ -63,8 +69,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from glance_tui.lab.load import DEFAULT_SIZES, ImportMix, parse_size, run_load, write_json
 
-    if not 0 <= args.imports < 1:
-        raise UsageError(f"--imports {args.imports:g} is not a share between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
+    _check_share(args.imports)
     urls, token, web = [args.url] if args.url else [], None, None
     if not urls:
         lab = _lab(args)
@@ -111,11 +116,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                          fix="drop --naive, or use one of those scenarios")
     for name in names:  # before the first rehearsal, not after it
         check_kind(lab, name, args.naive)
+    _check_share(args.imports)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
 
     async def each():
-        kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose)
+        kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose, import_share=args.imports)
         reports = []
         for name in names:
             report = await rehearse(lab, naive=False, scenario=name, **kw)
@@ -224,5 +230,8 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
     p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")
+    p.add_argument("--imports", type=float, default=0.0, metavar="SHARE",
+                   help="share of the load's requests that are image imports (default 0: every running import holds "
+                        "every node's drain, Glance does not record where it runs)")
     p.add_argument("--verbose", action="store_true", help="print every command's output")
     p.add_argument("--json", metavar="FILE", help="where to write the JSON report of one scenario (default <lab dir>/rehearsal-NAME.json)")

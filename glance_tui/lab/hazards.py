@@ -34,7 +34,7 @@ SCENARIOS: dict[str, str] = {
     "long-request": "a large image downloaded slowly over a keep-alive connection while its node is drained",
     "lb-reload": "instance A reloaded (no server-state-file) right after the NEW NODE's drain and again while a node is upgraded",
     "import": "a slow web-download import runs on the NEW NODE as its drain starts; an image staged on the last node is "
-              "imported through the LB as that node's drain starts; clients import too",
+              "imported through the LB as that node's drain starts",
     "stale-image": "container nodes: every node's new image pulled and its container restarted, still on the old image",
 }
 # The scenarios `--naive` runs beside the drained procedure (the same load and, for import, the same imports).

@@ -252,7 +252,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
                    sizes: tuple[int, ...] = (256 * 1024, 1 * MiB, 2 * MiB), upload_rate: int | None = 1 * MiB,
                    warmup: float = 3.0, say: Callable[[str], None] = print, verbose: bool = False,
                    long_size: int = 48 * MiB, long_rate: int = 1 * MiB,
-                   import_seconds: float = 30.0, import_rate: int = 1 * MiB, import_share: float = 0.02,
+                   import_seconds: float = 30.0, import_rate: int = 1 * MiB, import_share: float = 0.0,
                    settle_timeout: float = 90.0) -> ProcedureReport:
     """Reset the lab, inject the scenario's hazard, start the load, run one procedure, stop the
     load, judge the result."""
@@ -312,7 +312,11 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         new_node = await served
         note(f"{long_size / MiB:.0f} MiB image downloading at {long_rate / MiB:g} MiB/s from {new_node or '?'}; it is the NEW NODE")
     imports: ImportHazard | None = None
-    mix: ImportMix | None = None
+    # The clients' own imports (any scenario; none by default). Glance does not record which node
+    # runs an import task, so every running import counts against every node's drain: under a
+    # steady stream of them a drain may never see its quiet period, or a stop's re-check finds one
+    # that started after it (README, scenario import).
+    mix = ImportMix(import_share, layout.web_url, settle_timeout=settle_timeout) if import_share and layout.web_url else None
     if scenario == "import":
         if not layout.web_url or len(layout.nodes) < 2:
             raise UsageError("scenario import needs the lab's slow web-download server and 2 nodes", fix="run `glance-tui lab up`")
@@ -323,10 +327,6 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         staged = await imports.stage()
         note(f"{staged.image or 'an image'} staged on {last.name} ({staged.detail or 'its own staging store'}); "
              f"its import goes through the LB when {last.name} leaves rotation")
-        # Few client imports: Glance does not record which node runs an import task, so every running
-        # import counts against every node's drain; at 15 % of 6 clients' requests the cluster was
-        # never quiet for the drain's quiet period and a drain timed out (README, scenario import).
-        mix = ImportMix(import_share, layout.web_url, settle_timeout=settle_timeout)
     stop = asyncio.Event()
     load = asyncio.create_task(run_load(targets, clients=clients, duration=3600, sizes=sizes, stop_event=stop,
                                         max_requests=None, upload_rate=upload_rate, token=token, imports=mix,
@@ -462,8 +462,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
     if long is not None:
         report.long_request = long.to_json()
         _judge_long(report, long, records)
-    if imports is not None:
-        _judge_imports(report, imports.outcomes, records)
+    if imports is not None or mix is not None:
+        _judge_imports(report, imports.outcomes if imports else [], records)
     if scenario == "lb-reload" and not naive:
         _judge_reloads(report, records)
     if scenario == "autostart" and not naive:
