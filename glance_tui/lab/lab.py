@@ -347,7 +347,8 @@ class Lab:
         if layout.keystone_host and procs.is_running(self.dir / "keystone" / "keystone.pid"):
             return True
         for n in layout.nodes:
-            if self.sshd(n).is_running() or nodens.is_running(self.node_dir(n.name)):
+            if self.sshd(n).is_running() or nodens.is_running(self.node_dir(n.name)) or (
+                    (self.node_dir(n.name) / "node.json").exists() and nodectl.running_pid(self.node(n))):
                 return True
         return False
 
@@ -377,7 +378,9 @@ class Lab:
         for n in layout.nodes:  # each node's Glance connects from the node's own address, as on a real cloud
             node = self._write_node(layout, n, glance.db_url(user=DB_USER, password=password, host="127.0.0.1", port=layout.db_port,
                                                              schema=DB_SCHEMA, bind_address=n.host), authtoken)
-            nodens.start(node.dir)
+            if not nodens.is_running(node.dir):
+                node.pidfile.unlink(missing_ok=True)  # a service of a machine that is gone: its pid means nothing now
+                nodens.start(node.dir)
             if nodectl.running_pid(node) is None:
                 self.progress(f"starting glance-api {n.name} ({node.release}) on {n.api_url}")
                 pending.append((node, nodectl.start(node, wait=False)))
