@@ -25,6 +25,7 @@ from glance_tui.db_clients import check_clients
 from glance_tui.db_target import parse_connection
 from glance_tui.engine import Engine
 from glance_tui.journal import read_records
+from glance_tui.lab import nodens
 from glance_tui.lab.lab import DB_SCHEMA, DB_USER, Lab
 from glance_tui.lab.mariadb import sql_string
 from glance_tui.operator import Unattended
@@ -339,8 +340,9 @@ async def test_another_journals_expand_on_a_node_is_waited_for(sim_lab: Lab, sim
     fake = tmp_path / "glance-manage"
     fake.write_text("#!/bin/sh\nsleep 60\n")
     fake.chmod(0o755)
-    # as another run's `glance-manage db expand` looks in ps on that node (its conf names the node)
-    proc = subprocess.Popen(["/bin/sh", str(fake), "--config-file", str(node_dir / "glance-api.conf"), "db", "expand"],
+    # as another run's `glance-manage db expand` looks in ps on that node: run inside the node's machine
+    # (nsenter's child, in nsenter's process group)
+    proc = subprocess.Popen([*nodens.enter(node_dir), "/bin/sh", str(fake), "--config-file", "/etc/glance/glance-api.conf", "db", "expand"],
                             start_new_session=True)
     engine = Engine(sim_config, journal=_journal(tmp_path))
     try:

@@ -18,8 +18,10 @@ from glance_tui.config import CommandsConfig
 from glance_tui.lab import glance, nodectl, nodens, procs
 from glance_tui.lab.lab import SESSION_PATH
 from glance_tui.lab.monitor import ProcessMonitor
-from glance_tui.node import glance_processes
+from glance_tui.node import CODE_INSTALLED, glance_processes
+from glance_tui.node.probe import patterns_of
 from glance_tui.node.readings import parse_epoch, parse_listeners, parse_processes
+from glance_tui.node.verdict import Readings, judge
 from glance_tui.releases import parse_version
 from glance_tui.templates import render
 from tests.test_lab_nodectl import make_env
@@ -110,6 +112,11 @@ def test_the_default_probes_see_this_node_only(machine: nodectl.Node, tmp_path: 
         assert on_node(machine, default("read_config", machine)).stdout == machine.conf.read_text()
         at = parse_epoch(on_node(machine, default("installed_at", machine)).stdout)
         assert int(at) == int(nodectl.installed_at(machine)) and at <= found[0].started_at
+        # the tool's verdict from these readings: running, the installed code, its tree the node's server
+        verdict = judge(Readings("n1", machine.port, procs=tuple(rows), clock=clock, listeners=tuple(listeners), installed_at=at),
+                        patterns_of(DEFAULTS))
+        assert (verdict.running, verdict.code, verdict.stale) == (True, CODE_INSTALLED, False), verdict.reason
+        assert [p.pid for p in verdict.tree] == [local]
         monitor = ProcessMonitor({"n1": machine.dir})  # the witness reads /proc on the host
         monitor.sample()
         assert [(s.pid, s.release) for s in monitor.spans.values()] == [(host_pid, "2023.1")]

@@ -446,7 +446,9 @@ class Lab:
                 box = self._up_container(layout, n)
                 waits.append(lambda box=box, url=f"{n.api_url}/versions": box.wait_serving(url))
                 continue
-            nodens.start(node.dir)
+            if not nodens.is_running(node.dir):
+                node.pidfile.unlink(missing_ok=True)  # a service of a machine that is gone: its pid means nothing now
+                nodens.start(node.dir)
             if nodectl.running_pid(node) is None:
                 self.progress(f"starting glance-api {n.name} ({node.release}) on {n.api_url}")
                 pid = nodectl.start(node, wait=False)
