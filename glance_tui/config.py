@@ -808,7 +808,7 @@ def _refuse_undecided_target(data: dict[str, Any], text: str, where: str) -> Non
     question = None
     for line in text.splitlines():
         if line.startswith(_QUESTION_LINE):
-            question = line[len(_QUESTION_LINE):].strip()
+            question = line[len(_QUESTION_LINE):].strip().removeprefix("target_release:").strip()
         elif _TARGET_LINE.match(line) and question is not None:
             raise ConfigError(f"the target release is not decided (init asks: {clipped(question, 240)})", where=f"{where}: policy.target_release",
                               fix="answer the QUESTION above policy.target_release, or pass --target-release to init")

@@ -344,7 +344,8 @@ def _policy(doc: Document, found: Discovery) -> None:
     if target.value:
         doc.value("target_release", target.value, f"decided: {target.rule}")
         return
-    doc.question(f"target_release: {target.question}. Write the release you are upgrading to on the line below and uncomment it "
-                 "(or run init again with --target-release): until then the file does not load")
+    doc.question(f"target_release: {target.question}")
+    doc.comment("Write the release you are upgrading to on the line below and uncomment it (or run init again with --target-release): "
+                "until then the file does not load.")
     doc.commented("target_release", "<release>")
     doc.pending = ("policy", "target_release", target.placeholder)
