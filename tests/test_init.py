@@ -428,3 +428,17 @@ def test_the_target_is_what_every_repository_offers_or_a_question(nodes, decided
     found = _target([packaged_node(*n) for n in nodes], None)
     assert found.value == decided, found
     assert asked in found.question and (found.placeholder != "") == (decided is None)
+
+
+def test_a_node_without_apt_cache_is_asked_about_not_guessed():
+    """An RDO node (rpm, no apt-cache): its repository is not asked, so the target is a question that says why."""
+    from glance_tui.init.discover import _target
+    from glance_tui.init.nodeprobe import classify
+
+    rdo = packaged_node("rdo-1", None, None)
+    assert rdo.findings is not None
+    classify({"tools": "systemctl\nrpm", "units": "openstack-glance-api active 0", "version": "28.2.0", "processes": "0\n", "end": ""},
+             rdo.findings)
+    assert (rdo.findings.kind, rdo.findings.release, rdo.findings.candidate) == ("packages", "2024.1", None)
+    found = _target([packaged_node("deb-1", "28.2.0", "29.0.0"), rdo], None)
+    assert found.value is None and "rdo-1: no apt-cache on it (an RDO node's dnf is not asked)" in found.question, found

@@ -343,7 +343,8 @@ def _target_of(nodes: list[NodePlan], given: str | None) -> Decision:
         elif not f.release:
             unsure.append(f"{n.name}: its running release is unknown")
         elif not f.candidate_release:
-            unsure.append(f"{n.name}: its repository offers " + (f"{f.candidate} (no release this tool knows)" if f.candidate else "no glance-api candidate"))
+            unsure.append(f"{n.name}: " + (f.repository or "its repository offers "
+                                             + (f"{f.candidate} (no release this tool knows)" if f.candidate else "no glance-api candidate")))
         else:
             candidates.add(f.candidate_release)
             offers.append(f"{n.name} offers {f.candidate_release}")
