@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from glance_tui.errors import ConfigError, InvalidValue
+from glance_tui.errors import ConfigError, InvalidValue, clipped
 from glance_tui.files import MIB, FileMissing, FileProblem, read_text
 from glance_tui.releases import RELEASES
 from glance_tui.secrets import Secret, SecretProblem, env_value, read_secret
@@ -789,6 +789,28 @@ def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Conf
         raise ConfigError(f"invalid TOML: {exc}", where=str(path), fix="correct the syntax at that line") from None
     except RecursionError:
         raise ConfigError("invalid TOML: nested too deeply", where=str(path), fix="write the config as config.example.toml does") from None
+    _refuse_undecided_target(data, text, str(path))
     config = parse_config(data, where=str(path), secrets=secrets)
     config._path = path.resolve()
     return config
+
+
+_TARGET_LINE = re.compile(r"#\s*target_release\s*=")
+_QUESTION_LINE = "# QUESTION:"
+
+
+def _refuse_undecided_target(data: dict[str, Any], text: str, where: str) -> None:
+    """A config ``glance-tui init`` wrote without deciding the target release has ``target_release``
+    commented out under a ``# QUESTION:`` line: say so in one line that names the question."""
+    policy = data.get("policy")
+    if not isinstance(policy, dict) or "target_release" in policy:
+        return
+    question = None
+    for line in text.splitlines():
+        if line.startswith(_QUESTION_LINE):
+            question = line[len(_QUESTION_LINE):].strip().removeprefix("target_release:").strip()
+        elif _TARGET_LINE.match(line) and question is not None:
+            raise ConfigError(f"the target release is not decided (init asks: {clipped(question, 240)})", where=f"{where}: policy.target_release",
+                              fix="answer the QUESTION above policy.target_release, or pass --target-release to init")
+        elif line.lstrip().startswith("["):
+            question = None  # a question belongs to the lines of its table

@@ -51,6 +51,13 @@ def data_of(text: str) -> dict:
     return tomllib.loads(text)
 
 
+def answered(text: str, release: str, path: Path):
+    """The config once its target-release question is answered (the one line init leaves commented out)."""
+    assert text.count('# target_release = "<release>"') == 1, text
+    path.write_text(text.replace('# target_release = "<release>"', f'target_release = "{release}"'))
+    return load_config(path)
+
+
 def init(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(["init", *argv])
     out, err = capsys.readouterr()
@@ -223,7 +230,7 @@ def test_bad_flags_are_one_line_exit_2(argv, tmp_path, capsys):
     assert "pw" not in stderr.replace("pw@", "") or "user:pw" not in stderr
 
 
-def test_what_the_answers_do_not_decide_is_asked_and_the_file_still_loads(ssh_operator_key, tmp_path, capsys):
+def test_what_the_answers_do_not_decide_is_asked_and_check_names_the_question(ssh_operator_key, tmp_path, capsys):
     """Nodes on different databases, a node without SSH, a backend only named like Glance, a release with two
     supported next releases: each is a question; a Nova backend is left out with its reason."""
     nova_port = free_port("127.0.0.49")
@@ -248,20 +255,28 @@ def test_what_the_answers_do_not_decide_is_asked_and_the_file_still_loads(ssh_op
     assert code == 0, stderr
     text = out.read_text()
     asked = questions(text)
-    assert len(asked) == 4 and "4 questions to answer" in stderr, asked
+    assert len(asked) == 4 and "4 questions to answer before `check`" in stderr and "the file does not load" in stderr, asked
     assert any("the nodes name different databases" in q and "10.0.0.5" in q and "10.0.0.6" in q for q in asked), asked
     assert any("answers no SSH" in q and "refused" in q for q in asked), asked
     assert any("backend glance_registry" in q and "named like Glance" in q for q in asked), asked
-    assert any("which release is the target? 2023.2 | 2024.1" in q for q in asked), asked
+    target_q = [q for q in asked if q.startswith("target_release: the nodes run 2023.1: which release is the target? 2023.2 | 2024.1")]
+    assert len(target_q) == 1 and "glance-1: its repository offers no glance-api candidate" in target_q[0], asked
     assert "not Glance: nova_api (no server answers Glance's /versions)" in flat(text)
     assert SECRET not in text + stderr
-    config = load_config(out)  # the questions are comments: the file loads as it is
+    # The target is never guessed: it is commented out under its question, and check says so in one line.
+    assert "target_release" not in data_of(text)["policy"] and "NOT DECIDED" not in text
+    code = main(["-c", str(out), "check"])
+    out_, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "policy.target_release" in err and "which release is the target? 2023.2 | 2024.1" in err, err
+    assert "answer the QUESTION above policy.target_release, or pass --target-release to init" in err, err
+    config = answered(text, "2024.1", tmp_path / "answered.toml")  # the other questions are comments: answered, the file loads
     assert [n.name for n in config.nodes] == ["glance-1", "glance-2", "glance-3"]
     assert config.lbs[0].backends == ["glance_api"]
     data = data_of(text)
     assert set(data["database"]) == {"password_env"}  # the disagreeing values are commented out, not guessed
     assert '# host = "10.0.0.5"' in text and '# host = "10.0.0.6"' in text
-    assert config.policy.target_release == "2023.2" and "NOT DECIDED" in text
+    assert config.policy.target_release == "2024.1"
 
 
 def kolla(engine: str) -> NodeAnswers:
@@ -291,7 +306,7 @@ def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
     assert code == 0, stderr
     text = out.read_text()
     said = flat(text)
-    config = load_config(out)
+    config = answered(text, "2025.1", tmp_path / "answered.toml")
     assert config.lbs[0].runtime_socket == f"tcp:127.0.0.1:{lb.runtime_tcp_port}"
     assert "runtime API `show servers state`" in said
     assert [n.ssh_host for n in config.nodes] == ["127.0.0.51", "127.0.0.52"]
@@ -302,9 +317,11 @@ def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
     settings = config.kolla_of("ctl-1")
     assert (settings.engine, settings.container, settings.image) == ("docker", "glance_api", "quay.io/openstack.kolla/glance-api")
     asked = questions(text)
-    # The target is not decided (2024.1 is a SLURP: 2024.2 or 2025.1), so neither is the tag that follows it.
-    assert any("2024.2 | 2025.1" in q for q in asked) and any("target_tag 2024.2-ubuntu-jammy follows the undecided" in q for q in asked), asked
-    assert settings.target_tag == "2024.2-ubuntu-jammy"
+    # Kolla nodes have no package repository to ask: the target is a question (2024.1 is a SLURP: 2024.2 or 2025.1),
+    # and so is the tag that follows it — nothing is guessed.
+    assert any("2024.2 | 2025.1" in q and "ctl-1: kolla node, no package repository to ask" in q for q in asked), asked
+    assert any("the running tag 2024.1-ubuntu-jammy gives <target>-ubuntu-jammy" in q for q in asked), asked
+    assert settings.target_tag == "unset-see-question"
     assert SECRET not in text + stderr
 
 
@@ -329,7 +346,7 @@ def test_hostile_server_names_and_one_host_twice_are_questions(tmp_path, capsys)
             s.server_close()
     assert code == 0, stderr
     text = out.read_text()
-    config = load_config(out)
+    config = answered(text, "2024.1", tmp_path / "answered.toml")  # nothing answers SSH: the target is asked too
     assert [n.lb_server for n in config.nodes] == ["good-1", "good-2"]
     asked = questions(text)
     assert any("server good-3 is on the host of server good-2" in q for q in asked), asked
@@ -357,12 +374,71 @@ def test_osa_nodes_and_a_packaged_one(ssh_operator_key, tmp_path, capsys):
         cluster.stop()
     assert code == 0, stderr
     text = out.read_text()
-    config = load_config(out)
+    asked = questions(text)
+    assert any(q.startswith("target_release:") and "infra1-glance: osa node, no package repository to ask" in q for q in asked), asked
+    config = answered(text, "2025.2", tmp_path / "answered.toml")
     assert config.commands.kind == "osa" and [config.kind_of(n.name) for n in config.nodes] == ["osa", "osa", "packages"]
     settings = config.osa_of("infra1-glance")
     assert (settings.container, settings.venv_root) == ("", "/openstack/venvs")
     assert "Glance runs from the OpenStack-Ansible venv /openstack/venvs/glance-31.1.0" in flat(text)
-    asked = questions(text)
     assert any("which venv is the target?" in q for q in asked) and any("how is the target venv installed?" in q for q in asked), asked
     assert "exit 1" in config.commands.upgrade  # until answered, the upgrade fails and changes nothing
     assert SECRET not in text + stderr
+
+
+def test_target_release_glance_does_not_support_is_one_line_exit_2(packaged, ssh_operator_key, tmp_path, capsys):
+    cluster, known = packaged
+    out = tmp_path / "x.toml"
+    code, _, stderr = init(capsys, "--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key),
+                           "--target-release", "2026.1", "-o", str(out))
+    assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert "--target-release 2026.1 is not an upgrade Glance supports from 2024.1" in stderr and "2024.2 | 2025.1" in stderr, stderr
+    assert not out.exists()
+
+
+def packaged_node(name: str, version: str | None, candidate: str | None, kind: str | None = "packages"):
+    from glance_tui.init.discover import NodePlan
+    from glance_tui.init.lbread import Address
+    from glance_tui.init.nodeprobe import NodeFindings
+
+    return NodePlan(name, name, Address("10.0.0.1", 9292), findings=NodeFindings(kind=kind, version=version, candidate=candidate))
+
+
+@pytest.mark.parametrize(("nodes", "decided", "asked"), [
+    # every packaged node's repository offers the same supported next release: decided
+    ([("a", "28.2.0", "30.0.0"), ("b", "28.2.0", "30.0.0")], "2025.1", ""),
+    # mid-upgrade: one node already runs what every repository offers
+    ([("a", "28.2.0", "29.0.0"), ("b", "29.0.0", "29.0.0")], "2024.2", ""),
+    # repositories disagree: the choices and what each node offers
+    ([("a", "28.2.0", "29.0.0"), ("b", "28.2.0", "30.0.0")], None,
+     "which release is the target? 2024.2 | 2025.1 (each a supported upgrade from 2024.1) — their package repositories offer different "
+     "releases (a offers 2024.2; b offers 2025.1)"),
+    # the candidate is not a jump Glance supports (2024.1 -> 2026.1 skips a SLURP)
+    ([("a", "28.2.0", "32.0.0"), ("b", "28.2.0", "32.0.0")], None, "their package repository offers 2026.1, not an upgrade Glance supports from 2024.1"),
+    # nothing newer offered
+    ([("a", "28.2.0", "28.2.0")], None, "their package repository offers nothing newer (a offers 2024.1)"),
+    # one repository gives no candidate (no apt-cache, an RDO node, no glance-api in its sources)
+    ([("a", "28.2.0", "29.0.0"), ("b", "28.2.0", None)], None, "b: its repository offers no glance-api candidate"),
+    # a Kolla node has no repository to ask
+    ([("a", "28.2.0", "29.0.0"), ("k", "28.2.0", None, "kolla")], None, "k: kolla node, no package repository to ask"),
+])
+def test_the_target_is_what_every_repository_offers_or_a_question(nodes, decided, asked):
+    from glance_tui.init.discover import _target
+
+    found = _target([packaged_node(*n) for n in nodes], None)
+    assert found.value == decided, found
+    assert asked in found.question and (found.placeholder != "") == (decided is None)
+
+
+def test_a_node_without_apt_cache_is_asked_about_not_guessed():
+    """An RDO node (rpm, no apt-cache): its repository is not asked, so the target is a question that says why."""
+    from glance_tui.init.discover import _target
+    from glance_tui.init.nodeprobe import classify
+
+    rdo = packaged_node("rdo-1", None, None)
+    assert rdo.findings is not None
+    classify({"tools": "systemctl\nrpm", "units": "openstack-glance-api active 0", "version": "28.2.0", "processes": "0\n", "end": ""},
+             rdo.findings)
+    assert (rdo.findings.kind, rdo.findings.release, rdo.findings.candidate) == ("packages", "2024.1", None)
+    found = _target([packaged_node("deb-1", "28.2.0", "29.0.0"), rdo], None)
+    assert found.value is None and "rdo-1: no apt-cache on it (an RDO node's dnf is not asked)" in found.question, found

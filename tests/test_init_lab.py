@@ -4,9 +4,8 @@ the upgrade with — every node's kind, address and database told by the nodes t
 
 The simulated cluster (real MariaDB, HAProxy, sshd, each node its own PID + mount namespace with a
 packaged node's tools; small simulated Glance) runs with the services tests; the real-Glance lab
-(2023.1 -> 2024.1 behind Keystone) with ``-m lab``. The target release is the one thing the nodes
-cannot tell (2023.1 is a SLURP: 2023.2 and 2024.1 are both supported next releases): init asks it,
-and ``--target-release`` answers it.
+(2023.1 -> 2024.1 behind Keystone) with ``-m lab``. The target release is what every node's package
+repository offers (``apt-cache policy glance-api``: the lab path's target), so init asks nothing.
 """
 
 from __future__ import annotations
@@ -39,21 +38,17 @@ def init_check_run(lab: Lab, tmp_path: Path) -> None:
     assert len(stats) == 4  # two HAProxy instances
     ports = {n.ssh_port for n in lab_config.nodes}
     assert len(ports) == 1
-    asked = glance_tui("init", *stats, "--ssh-port", str(ports.pop()), "--identity-file", lab_config.ssh.identity_file or "",
-                       "--known-hosts", lab_config.ssh.known_hosts, "--db-password-file", lab_config.database.password_file or "",
-                       "-o", str(tmp_path / "asked.toml"), state=state)
-    assert asked.returncode == 0, asked.stderr
-    text = (tmp_path / "asked.toml").read_text()
-    questions = [q for q in text.splitlines() if q.startswith("# QUESTION:")]
-    assert len(questions) == 1 and questions[0].startswith("# QUESTION: the nodes run 2023.1: which release is the target? 2023.2 | 2024.1"), questions
-    answered = glance_tui("init", *stats, "--ssh-port", str(lab_config.nodes[0].ssh_port), "--identity-file", lab_config.ssh.identity_file or "",
+    answered = glance_tui("init", *stats, "--ssh-port", str(ports.pop()), "--identity-file", lab_config.ssh.identity_file or "",
                           "--known-hosts", lab_config.ssh.known_hosts, "--db-password-file", lab_config.database.password_file or "",
-                          "--target-release", "2024.1", "-o", str(out), state=state)
+                          "-o", str(out), state=state)
     assert answered.returncode == 0, answered.stderr
+    assert "no question" in answered.stderr, answered.stderr
     text = out.read_text()
     assert "# QUESTION:" not in "\n".join(line[:12] for line in text.splitlines()), text
-    assert password not in text + answered.stdout + answered.stderr + asked.stderr
+    assert password not in text + answered.stdout + answered.stderr
     config = load_config(out)
+    assert config.policy.target_release == lab.load_layout().target == "2024.1"  # what every node's repository offers (apt-cache policy)
+    assert "their package repository offers 2024.1" in " ".join(line.removeprefix("# ") for line in text.splitlines())
     assert [(n.name, n.ssh_host, n.api_url) for n in config.nodes] == [(n.name, n.ssh_host, n.api_url) for n in lab_config.nodes]
     assert config.commands.kind == "packages" and "nodectl" not in text
     assert (config.database.host, config.database.port, config.database.schema_name) == (

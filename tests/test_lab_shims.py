@@ -247,3 +247,40 @@ def test_lab_up_keeps_an_install_time_and_a_reinstall_renews_it(node: nodectl.No
     assert nodectl.installed_at(node) == before
     nodectl.set_release(nodectl.Node.load(node.dir), "2023.1")
     assert nodectl.installed_at(node) > before
+
+
+def test_apt_cache_policy_answers_like_apt(node: nodectl.Node) -> None:
+    """What `glance-tui init` reads a packaged node's repository by: the candidate is the lab path's target."""
+    policy = on_node(node, "apt-cache policy glance-api")
+    assert policy.returncode == 0, policy.stderr
+    assert policy.stdout == (
+        "glance-api:\n"
+        "  Installed: 2:26.1.0-0ubuntu1\n"
+        "  Candidate: 2:28.2.0-0ubuntu1\n"
+        "  Version table:\n"
+        "     2:28.2.0-0ubuntu1 500\n"
+        "        500 http://repository.lab.invalid/glance 2024.1/main amd64 Packages\n"
+        " *** 2:26.1.0-0ubuntu1 500\n"
+        "        500 http://repository.lab.invalid/glance 2023.1/main amd64 Packages\n"
+        "        100 /var/lib/dpkg/status\n")
+    from glance_tui.init.nodeprobe import NodeFindings, classify
+
+    found = NodeFindings()
+    classify({"candidate": policy.stdout, "version": on_node(node, "dpkg-query -W glance-api").stdout}, found)
+    assert (found.release, found.candidate_release) == ("2023.1", "2024.1")
+    unknown = on_node(node, "apt-cache policy nova-api")
+    assert (unknown.returncode, unknown.stdout, unknown.stderr.strip()) == (0, "", "N: Unable to locate package nova-api")
+    assert on_node(node, "apt-cache frobnicate").returncode == 100
+    assert on_node(node, "apt-get install -y glance-api").returncode == 0
+    after = on_node(node, "apt-cache policy glance-api").stdout
+    assert "  Installed: 2:28.2.0-0ubuntu1\n  Candidate: 2:28.2.0-0ubuntu1\n" in after and " *** 2:28.2.0-0ubuntu1 500" in after
+
+
+def test_a_container_node_has_no_apt_cache(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    kolla = nodectl.Node(node.dir, {**node.data, "kind": "kolla"})
+    (node.dir / nodectl.PATH_DIR / "apt-cache").unlink()
+    nodectl.install_package(kolla, reinstall=True)
+    assert not (node.dir / nodectl.PATH_DIR / "apt-cache").exists()
+    # whatever the machine's own apt-cache says (this host's may be on PATH), it is not the lab's repository
+    assert "repository.lab.invalid" not in on_node(kolla, "apt-cache policy glance-api 2>&1").stdout

@@ -88,8 +88,10 @@ async def cmd_init(args: argparse.Namespace) -> int:
     refuse_overwrite(output, args.force)  # ... and again right before the write
     written = write_output(output, text, where="init -o")
     where = str(written) if written is not None else output
-    ask = (f"{questions} question{'s' if questions != 1 else ''} to answer (lines starting with `# QUESTION:`)"
+    ask = (f"{questions} question{'s' if questions != 1 else ''} to answer before `check` (lines starting with `# QUESTION:`"
+           + ("; the target release is one: the file does not load until it is answered" if found.target.value is None else "") + ")"
            if questions else "no question")
-    print(f"written: {where} ({len(found.nodes)} node{'s' if len(found.nodes) != 1 else ''}, {ask}); next: glance-tui -c {where} check"
+    then = "answer them, then " if questions else ""
+    print(f"written: {where} ({len(found.nodes)} node{'s' if len(found.nodes) != 1 else ''}, {ask}); next: {then}glance-tui -c {where} check"
           if written is not None else f"init: {ask}", file=sys.stderr)
     return 0

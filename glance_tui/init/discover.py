@@ -10,8 +10,9 @@ Rules (each decision carries the rule that made it, for the config's comments):
   addresses, is a question;
 * the kind is what every reachable node showed; nodes that differ, or one that shows none, ask;
 * the database is what every readable node's ``[database] connection`` names; nodes that disagree ask;
-* the target release is ``--target-release``, else the release the nodes' package repository offers
-  (when it is a supported jump), else the only supported jump from the nodes' release; otherwise ask.
+* the target release is ``--target-release`` (refused, exit 2, when Glance does not support the jump),
+  else the release every packaged node's repository offers as its candidate (when it is newer than what
+  runs and a supported jump from it); otherwise ask (Kolla and OSA nodes have no repository to ask).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class Decision:
     value: str | None
     rule: str
     question: str = ""
-    placeholder: str = ""  # written (marked NOT DECIDED) where the config needs a value and ``value`` is None
+    placeholder: str = ""  # loads the rest of the file when ``value`` is None (validation only; the file has a question)
 
 
 @dataclass
@@ -304,36 +305,65 @@ def _database(nodes: list[NodePlan]) -> tuple[DbTarget | None, str, str, dict[st
 
 def _target(nodes: list[NodePlan], given: str | None) -> Decision:
     found = _target_of(nodes, given)
-    if found.value is None:
-        releases = sorted({r for n in nodes if n.findings and (r := n.findings.release)}, key=ORDER.index)
+    if found.value is None:  # only to validate the rest of the file: never written as a value
+        releases = _running(nodes)
         jumps = [r for r in ORDER if releases and supported_jump(releases[0], r)]
         found.placeholder = jumps[0] if jumps else ORDER[-1]
     return found
 
 
+def _running(nodes: list[NodePlan]) -> list[str]:
+    """The releases the read nodes run, oldest first."""
+    return sorted({r for n in nodes if n.findings and (r := n.findings.release)}, key=ORDER.index)
+
+
 def _target_of(nodes: list[NodePlan], given: str | None) -> Decision:
-    releases = sorted({r for n in nodes if n.findings and (r := n.findings.release)}, key=ORDER.index)
-    unread = [n.name for n in nodes if not (n.findings and n.findings.release)]
+    """Decided only from the truth: ``--target-release`` (refused when Glance does not support the jump
+    from a release a node runs), else the release every packaged node's repository offers as its
+    candidate, when it is newer than what runs and a supported jump from it. Anything else asks."""
+    counted = [n for n in nodes if not n.held]
+    releases = _running(counted)
     if given:
+        for n in counted:
+            r = n.findings.release if n.findings else None
+            if r and r != given and not supported_jump(r, given):
+                nexts = [x for x in ORDER if supported_jump(r, x)]
+                raise UsageError(f"--target-release {given} is not an upgrade Glance supports from {r} (node {n.name} runs {r})",
+                                 where="init", fix=f"give a supported next release of {r}: {' | '.join(nexts) or 'none known'}")
         return Decision(given, "--target-release")
-    if not releases:
-        return Decision(None, "", "no node's release could be read: which release is the target? " + " | ".join(ORDER))
-    if len(releases) > 1:
-        low, high = releases[0], releases[-1]
-        if len(releases) == 2 and supported_jump(low, high):
-            return Decision(high, f"nodes run {low} and {high}: an upgrade to {high} is under way")
-        return Decision(None, "", f"the nodes run {', '.join(releases)}: which release is the target?")
-    start = releases[0]
-    jumps = [r for r in ORDER if supported_jump(start, r)]
-    offered = sorted({r for n in nodes if n.findings and (r := n.findings.candidate_release) and r in jumps}, key=ORDER.index)
-    note = f" (release not read on {', '.join(unread)})" if unread else ""
-    if len(offered) == 1:
-        return Decision(offered[0], f"the nodes run {start}; their package repository offers {offered[0]}{note}")
-    if len(jumps) == 1:
-        return Decision(jumps[0], f"the nodes run {start}; {jumps[0]} is the only supported next release{note}")
-    if not jumps:
-        return Decision(None, "", f"the nodes run {start}, the newest release this tool knows: there is no release to upgrade to")
-    return Decision(None, "", f"the nodes run {start}{note}: which release is the target? {' | '.join(jumps)} (each a supported upgrade from {start})")
+    offers: list[str] = []
+    unsure: list[str] = []
+    candidates: set[str] = set()
+    for n in counted:
+        f = n.findings
+        if f is None or f.problem:
+            unsure.append(f"{n.name}: not read")
+        elif f.kind != "packages":
+            unsure.append(f"{n.name}: {f.kind} node, no package repository to ask" if f.kind else f"{n.name}: kind unknown")
+        elif not f.release:
+            unsure.append(f"{n.name}: its running release is unknown")
+        elif not f.candidate_release:
+            unsure.append(f"{n.name}: " + (f.repository or "its repository offers "
+                                             + (f"{f.candidate} (no release this tool knows)" if f.candidate else "no glance-api candidate")))
+        else:
+            candidates.add(f.candidate_release)
+            offers.append(f"{n.name} offers {f.candidate_release}")
+    seen = "; ".join(offers + unsure) or "no node"
+    start = " and ".join(releases)
+    jumps = [r for r in ORDER if releases and all(x == r or supported_jump(x, r) for x in releases) and any(x != r for x in releases)]
+    ask = f"which release is the target? {' | '.join(jumps)} (each a supported upgrade from {start})" if jumps else (
+        f"which release is the target? {' | '.join(ORDER)}" if not releases else f"which release is the target? no release this tool knows is a supported upgrade from {start}")
+    running = f"the nodes run {start}: " if releases else "no node's release could be read: "
+    if unsure or len(candidates) != 1:
+        why = "their package repositories offer different releases" if len(candidates) > 1 else "not every node's package repository could be asked"
+        return Decision(None, "", f"{running}{ask} — {why} ({seen})")
+    offered = candidates.pop()
+    if all(r == offered for r in releases):
+        return Decision(None, "", f"{running}{ask} — their package repository offers nothing newer ({seen})")
+    if not all(r == offered or supported_jump(r, offered) for r in releases):
+        return Decision(None, "", f"{running}{ask} — their package repository offers {offered}, not an upgrade Glance supports from {start} ({seen})")
+    return Decision(offered, f"the nodes run {start}; their package repository offers {offered} (apt-cache policy glance-api on every node), "
+                             "a supported upgrade")
 
 
 def db_password_source(options: InitOptions) -> tuple[str, str]:

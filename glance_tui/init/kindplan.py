@@ -44,10 +44,13 @@ def kolla_settings(f: NodeFindings, target: str | None, target_decided: bool) ->
     repository, tag = split_image((f.image or "").split("@", 1)[0])
     release = f.release
     questions = []
-    if target and release and (tag.startswith(release + "-") or tag == release):
+    follows = bool(release and (tag.startswith(release + "-") or tag == release))
+    if target and follows and target_decided:
         target_tag = target + tag[len(release or ""):]
-        if not target_decided:
-            questions.append(f"target_tag {target_tag} follows the undecided target release (see [policy]): correct both together")
+    elif follows:
+        target_tag = UNDECIDED_TAG
+        questions.append(f"which image tag is the target? It follows the target release, undecided (see [policy]): the running tag {tag} "
+                         f"gives <target>{tag[len(release or ''):]}: set target_tag when you answer the target release")
     else:
         target_tag = UNDECIDED_TAG
         questions.append(f"which image tag is the target? The running tag {tag or '(none)'} does not start with the node's release "
@@ -85,7 +88,7 @@ def plan_kinds(found: Discovery) -> KindPlan:
         if f.kind != main:
             plan.node_kind[n.name] = f.kind
         if f.kind == "kolla":
-            tables[n.name], asked = kolla_settings(f, found.target.value or found.target.placeholder, bool(found.target.value))
+            tables[n.name], asked = kolla_settings(f, found.target.value, bool(found.target.value))
         elif f.kind == "osa":
             tables[n.name], asked = osa_settings(f)
         else:

@@ -69,6 +69,7 @@ class NodeFindings:
     hostname: str = ""
     version: str | None = None
     candidate: str | None = None
+    repository: str = ""  # why the repository was not asked ("" = apt-cache answered or was asked)
     conf_path: str = DEFAULT_CONF
     read_config: str = ""
     db: DbTarget | None = None
@@ -133,6 +134,8 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
     found.version = parse_version(version_lines[0]) if version_lines else None
     if m := re.search(r"Candidate:\s*(\S+)", parts.get("candidate", "")):
         found.candidate = parse_version(m.group(1))
+    if "tools" in parts and "apt-cache" not in parts["tools"].split():
+        found.repository = "no apt-cache on it" + (" (an RDO node's dnf is not asked)" if "rpm" in parts["tools"].split() else "")
     venvs = sorted({m.group(1) for p, _ in glance if (m := _OSA_VENV.search(p.args))})
     if containers:
         chosen = next((c for c in containers if c[1] == "glance_api"), containers[0])

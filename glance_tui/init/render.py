@@ -4,7 +4,9 @@ Every value is written together with the decoded document it must produce; the t
 back and must give exactly that document (the round trip), and that document must load as a
 config (:func:`glance_tui.config.load_config`, secrets aside: they are the operator's to provide).
 A value the config would refuse (a hostile stats page, a node's odd answer) is written commented
-out under a ``# QUESTION:`` line instead, so the file always loads.
+out under a ``# QUESTION:`` line instead, so the file loads — except an undecided target release,
+which is required and never guessed: it is validated with a placeholder, then written commented out,
+so ``check`` refuses the file, naming the question, until it is answered.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Document:
         self.data: dict[str, Any] = {}
         self._table: dict[str, Any] = self.data
         self.questions = 0
+        self.pending: tuple[str, str, str] | None = None  # (table, key, placeholder): a required value left to a question
 
     def comment(self, text: str, prefix: str = "# ") -> None:
         for line in textwrap.wrap(one_line(text), WIDTH - len(prefix), break_long_words=True, break_on_hyphens=False) or [""]:
@@ -122,15 +125,24 @@ def render(found: Discovery, *, now: datetime | None = None) -> tuple[str, int]:
     doc.lines.insert(marker, f"# {doc.questions} question{'s' if doc.questions != 1 else ''} below." if doc.questions
                      else "# No question: every value was decided from the answers.")
     text = doc.text
-    validate(text, doc.data)
+    if doc.pending:  # the last table: the rest of the file is validated with a placeholder that is never written
+        table, key, placeholder = doc.pending
+        readback(text, doc.data)
+        validate(text + f"{key} = {toml_value(placeholder)}\n", {**doc.data, table: {**doc.data[table], key: placeholder}})
+    else:
+        validate(text, doc.data)
     return text, doc.questions
+
+
+def readback(text: str, data: dict[str, Any]) -> None:
+    if tomllib.loads(text) != data:
+        raise GlanceTuiError("the written config does not read back as what init decided (a bug of glance-tui init)",
+                             fix="report it; meanwhile write the config by hand from config.example.toml")
 
 
 def validate(text: str, data: dict[str, Any]) -> None:
     """The text decodes to ``data`` and loads as a config (secrets aside); a failure here is a bug of init."""
-    if tomllib.loads(text) != data:
-        raise GlanceTuiError("the written config does not read back as what init decided (a bug of glance-tui init)",
-                             fix="report it; meanwhile write the config by hand from config.example.toml")
+    readback(text, data)
     with tempfile.TemporaryDirectory(prefix="glance-tui-init-") as tmp:
         path = Path(tmp) / "glance-tui.toml"
         path.write_text(text, encoding="utf-8")
@@ -325,12 +337,15 @@ def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool
 
 
 def _policy(doc: Document, found: Discovery) -> None:
+    """A decided target is a value; an undecided one is a commented line under its question, so the
+    file does not load (``check`` names the question) until the operator answers it."""
     doc.table("policy")
     target = found.target
     if target.value:
         doc.value("target_release", target.value, f"decided: {target.rule}")
         return
-    placeholder = target.placeholder
-    doc.question(f"{target.question} — target_release below is {placeholder} only so that the file loads: "
-                 "write the release you are upgrading to (or run init again with --target-release)")
-    doc.value("target_release", placeholder, "NOT DECIDED: see the question above")
+    doc.question(f"target_release: {target.question}")
+    doc.comment("Write the release you are upgrading to on the line below and uncomment it (or run init again with --target-release): "
+                "until then the file does not load.")
+    doc.commented("target_release", "<release>")
+    doc.pending = ("policy", "target_release", target.placeholder)

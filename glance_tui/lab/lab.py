@@ -556,7 +556,7 @@ class Lab:
         if release not in envs:  # not a release of this path
             release, installed = layout.base, None
         node = nodectl.Node(d, {"name": n.name, "host": n.host, "port": n.api_port, "release": release, "envs": envs,
-                                "base": layout.base, "target": layout.target, "workers": layout.workers,
+                                "base": layout.base, "target": layout.target, "workers": layout.workers, "kind": layout.node_kind,
                                 "autostart": layout.autostart,
                                 **({"installed_at": installed} if installed else {})})
         node.save()

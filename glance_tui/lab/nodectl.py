@@ -9,7 +9,7 @@ runs as its release's runtime (:mod:`glance_tui.lab.runtime`): the eventlet ``gl
 or uWSGI (master and workers); ``downgrade`` goes back to the lab path's starting release.
 The node's package files (:func:`install_package`) put on its PATH what a packaged
 Debian/Ubuntu node has — ``glance-api``, ``glance-manage``, ``dpkg-query``, ``systemctl``,
-``apt-get`` (:mod:`glance_tui.lab.pkgshims`) — so the lab's config uses the tool's defaults.
+``apt-get``, ``apt-cache`` (:mod:`glance_tui.lab.pkgshims`) — so the lab's config uses the tool's defaults.
 A node with a machine (:mod:`glance_tui.lab.nodens`) runs its service inside it; host-side callers
 get host pids. Stdlib only and quick to start.
 
@@ -214,7 +214,8 @@ def _write(path: Path, text: str, mode: int = 0o644, *, force: bool = False) -> 
 def install_package(node: Node, *, reinstall: bool = False) -> Path:
     """The node's package files, as a packaged node has them: ``bin/glance-api`` (its ctime is the
     install time: the default ``installed_at`` stats it), ``bin/glance-manage``, the package
-    database ``dpkg-query`` reads, and the package tools (``systemctl``, ``apt-get``). Unchanged
+    database ``dpkg-query`` reads, and the package tools (``systemctl``, ``apt-get``; ``apt-cache`` on a
+    packaged node, not a container one: init asks it for the repository's candidate). Unchanged
     files are left alone (``lab up`` keeps a node's install time), unless ``reinstall``."""
     bin_dir = node.dir / PATH_DIR
     bin_dir.mkdir(exist_ok=True)
@@ -224,7 +225,8 @@ def install_package(node: Node, *, reinstall: bool = False) -> Path:
            0o755, force=reinstall)
     _write(node.dir / PACKAGE_STATUS, f"glance-api\t{debian_version(version(node))}\n", force=reinstall)
     _write(bin_dir / "glance-manage", f"#!/bin/sh\nexec {py} -m glance_tui.lab.nodectl --node-dir {d} manage \"$@\"\n", 0o755)
-    for tool in ("systemctl", "apt-get"):
+    tools = ("systemctl", "apt-get") + (("apt-cache",) if node.data.get("kind", "packages") == "packages" else ())  # a container node has no repository
+    for tool in tools:
         _write(bin_dir / tool, f"#!/bin/sh\nexec {py} -m glance_tui.lab.pkgshims --node-dir {d} {tool} \"$@\"\n", 0o755)
     _write(bin_dir / "dpkg-query", DPKG_QUERY.replace("@STATUS@", shlex.quote(str(node.dir / PACKAGE_STATUS))), 0o755)
     return bin_dir

@@ -1,15 +1,16 @@
-"""``systemctl`` and ``apt-get`` of a lab node: what a packaged Debian/Ubuntu node has on its PATH.
+"""``systemctl``, ``apt-get`` and ``apt-cache`` of a lab node: what a packaged Debian/Ubuntu node has on its PATH.
 
 The lab's config uses the tool's defaults unchanged (``systemctl stop glance-api``, ``apt-get
 install -y glance-api``, …); on a lab node these act on that node only, through
 :mod:`glance_tui.lab.nodectl`, with the real tools' exit codes and messages (systemd 252 and
 apt 2.6 as Debian 12 has them) for the cases the tool and an operator meet. The repository
-holds the lab path's releases; its candidate is the node's target. Installing switches the
+holds the lab path's releases; its candidate (``apt-cache policy glance-api``, what ``glance-tui
+init`` decides the target release from) is the node's target. Installing switches the
 node's environment like a package upgrade and, with ``autostart``, restarts the service as a
 Debian postinst does (``deb-systemd-invoke restart``); otherwise the running service keeps the
 old code. Stdlib only.
 
-    python -m glance_tui.lab.pkgshims [--node-dir DIR] systemctl|apt-get ARGS…
+    python -m glance_tui.lab.pkgshims [--node-dir DIR] systemctl|apt-get|apt-cache ARGS…
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from glance_tui.errors import GlanceTuiError
 from glance_tui.lab import nodectl
 from glance_tui.lab.nodectl import Node
+from glance_tui.releases import parse_version
 
 PACKAGE = "glance-api"
 UNIT_DESCRIPTION = "OpenStack Image Service API"
@@ -107,6 +109,11 @@ def _available(node: Node) -> dict[str, str]:
     return found
 
 
+def _candidate(available: dict[str, str], node: Node, current: str) -> str:
+    """What ``apt-get install glance-api`` installs and ``apt-cache policy`` calls the candidate: the lab path's target."""
+    return next((v for v, rel in available.items() if rel == node.target), current)
+
+
 def apt_get(node: Node, args: list[str]) -> int:
     """install [-y] [--allow-downgrades] glance-api[=VERSION] (and a harmless ``update``)."""
     options = [a for a in args if a.startswith("-")]
@@ -138,7 +145,7 @@ def apt_get(node: Node, args: list[str]) -> int:
             _err(f"E: Version '{new}' for '{PACKAGE}' was not found")
             return 100
     else:
-        new = next((v for v, rel in available.items() if rel == node.target), current)
+        new = _candidate(available, node, current)
     if new == current:
         print(f"{PACKAGE} is already the newest version ({current}).\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.")
         return 0
@@ -170,12 +177,52 @@ def apt_get(node: Node, args: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- apt-cache
+
+REPOSITORY = "http://repository.lab.invalid/glance"  # where the lab's "archive" says it is (it is the node's envs)
+
+
+def _newest_first(versions: list[str]) -> list[str]:
+    return sorted(versions, key=lambda v: tuple(int(x) for x in (parse_version(v) or "0.0.0").split(".")), reverse=True)
+
+
+def apt_cache(node: Node, args: list[str]) -> int:
+    """policy [PKG…]: apt 2.6's format — Installed, Candidate, the version table (``***`` marks the installed one)."""
+    words = [a for a in args if not a.startswith("-")]
+    if not words:
+        _err("E: No command given (try apt-cache policy PACKAGE)")
+        return 100
+    if words[0] != "policy":
+        _err(f"E: Invalid operation {words[0]}")
+        return 100
+    available = _available(node)
+    if len(words) == 1:
+        print("Package files:\n 100 /var/lib/dpkg/status\n     release a=now")
+        for release in sorted(set(available.values())):
+            print(f" 500 {REPOSITORY} {release}/main amd64 Packages\n     release o=lab,a={release},n={release},c=main,b=amd64")
+        print("Pinned packages:")
+        return 0
+    current = nodectl.debian_version(nodectl.version(node))
+    for package in words[1:]:
+        if package != PACKAGE:
+            _err(f"N: Unable to locate package {package}")
+            continue
+        print(f"{PACKAGE}:\n  Installed: {current}\n  Candidate: {_candidate(available, node, current)}\n  Version table:")
+        for version in _newest_first(list({*available, current})):
+            print(f" {'***' if version == current else '   '} {version} {500 if version in available else 100}")
+            if version in available:
+                print(f"        500 {REPOSITORY} {available[version]}/main amd64 Packages")
+            if version == current:
+                print("        100 /var/lib/dpkg/status")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     node_dir = None
     if len(args) >= 2 and args[0] == "--node-dir":
         node_dir, args = args[1], args[2:]
-    tools = {"systemctl": systemctl, "apt-get": apt_get}
+    tools = {"systemctl": systemctl, "apt-get": apt_get, "apt-cache": apt_cache}
     if not args or args[0] not in tools:
         _err(__doc__.strip().splitlines()[-1].strip())
         return 2
@@ -183,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return tools[args[0]](Node.load(node_dir), args[1:])
     except (GlanceTuiError, OSError) as exc:
         _err(f"E: {exc}")
-        return 100 if args[0] == "apt-get" else 1
+        return 100 if args[0].startswith("apt-") else 1
 
 
 if __name__ == "__main__":
