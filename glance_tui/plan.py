@@ -256,12 +256,13 @@ async def _assert_drained(ctx: "Context", node: str) -> InFlight:
     return work
 
 
-async def _stop_and_verify(ctx: "Context", node: str, what: str, *, list_staged: bool = True) -> None:
+async def _stop_and_verify(ctx: "Context", node: str, what: str, *, list_staged: bool = True, check_after_upgrade: bool = False) -> None:
     """``list_staged``: list the staged images and the staging directory first (not when stopping
-    again what the upgrade started: the listing from before the upgrade is what it must keep)."""
+    again what the upgrade started: the listing from before the upgrade is what it must keep);
+    ``check_after_upgrade``: the upgrade that follows must keep what is listed."""
     work = await _assert_drained(ctx, node)
     if list_staged:
-        await staging.before_stop(ctx, node, work)
+        await staging.before_stop(ctx, node, work, owed=check_after_upgrade)
     await _run_checked(ctx, ctx.commands(node).stop(), what, "look at the output; fix the service, then retry")
 
     async def stopped() -> bool:
@@ -404,7 +405,10 @@ def stop_action(node: str, *, keep_target: bool = True) -> Action:
         return bool(f.running)
 
     async def run(ctx: "Context", io: ActionIO) -> None:
-        await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed")
+        # the staging directory is checked after the upgrade that follows; a node whose package is
+        # the target already (pre-staged) gets no upgrade after this stop, so nothing is owed
+        owed = not _installed_target(ctx, await ctx.node_fact(node))
+        await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed", check_after_upgrade=owed)
 
     def preview(ctx: "Context") -> list[str]:
         cmds = ctx.commands(node)

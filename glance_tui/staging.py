@@ -46,9 +46,9 @@ async def list_staging(ctx: "Context", node: str, directory: str) -> tuple[bool,
     return True, [line for line in result.stdout.splitlines() if line]
 
 
-async def before_stop(ctx: "Context", node: str, work: InFlight) -> None:
-    """List what is staged on ``node`` (journaled, a notice if any) and remember the staging
-    directory's files for :func:`after_upgrade`."""
+async def before_stop(ctx: "Context", node: str, work: InFlight, *, owed: bool = True) -> None:
+    """List what is staged on ``node`` (journaled, a notice if any) and, when an upgrade follows
+    (``owed``), remember the staging directory's files for :func:`after_upgrade`."""
     try:
         conf = await import_conf(ctx, node)
     except ValueError as exc:
@@ -57,14 +57,15 @@ async def before_stop(ctx: "Context", node: str, work: InFlight) -> None:
     staged = list(work.imports.staged if work.imports else ())
     ids = {i.image_id for i in staged}
     files = sorted(n for n in names if n.split(".", 1)[0] in ids)
-    ctx.state.staging[node] = {"dir": conf.staging_dir, "existed": exists, "files": files}
-    ctx.save_state()
+    if owed:
+        ctx.state.staging[node] = {"dir": conf.staging_dir, "existed": exists, "files": files}
+        ctx.save_state()
     ctx.journal.write("staged", node=node, staging_dir=conf.staging_dir, dir_exists=exists, files=files, imports=[i.as_dict() for i in staged])
     if staged:
         shown = ", ".join(f"{i.image_id} ({i.where})" for i in staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
         ctx.emit(Notice("warning", f"{len(staged)} image(s) staged but not imported may be on {node}: {shown}. While {node} is down, an import "
                                    f"requested for them fails (Glance proxies it to {node}: 'Stage host is unavailable'); their data in "
-                                   f"{conf.staging_dir} must survive the upgrade (checked after it). Fix: after {node} is back, the owner "
+                                   f"{conf.staging_dir} must survive the upgrade{' (checked after it)' if owed else ''}. Fix: after {node} is back, the owner "
                                    f"requests the import again (POST /v2/images/ID/import, glance-direct)."))
 
 
