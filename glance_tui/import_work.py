@@ -56,7 +56,7 @@ class ImportItem:
     size: int | None = None  # bytes so far where Glance records it (a task's "Copied N MiB", a staged image's size)
     stage_host: str = ""  # os_glance_stage_host: the worker that holds its staged data
     task_id: str = ""
-    where: str = "any node"  # "this node" when the stage host names it (set by :func:`for_node`)
+    where: str = "any node"  # "this node" (its stage host) or "staged on NODE" (its staging file), set by :func:`for_node`
 
     def describe(self) -> str:
         size = "size ?" if self.size is None else f"{_size(self.size)} so far"
@@ -154,6 +154,7 @@ class StageHosts:
 
     urls: dict[str, str] = field(default_factory=dict)  # node -> self URL ("" when none)
     unread: dict[str, str] = field(default_factory=dict)  # node -> why
+    dirs: dict[str, str] = field(default_factory=dict)  # node -> its staging directory (read nodes only)
 
     def owner(self, stage_host: str) -> str | None:
         """The one node whose self URL is ``stage_host``; None when it names no node, several, or
@@ -163,14 +164,32 @@ class StageHosts:
         return owners[0] if len(owners) == 1 and not self.unread else None
 
 
-def for_node(work: ImportWork, node: str, hosts: StageHosts) -> ImportWork:
-    """The work that counts against ``node``: everything that names no node, and what its stage host names it."""
+@dataclass(frozen=True)
+class StagedFiles:
+    """Which nodes' staging directories hold data for each image id, read on the nodes; a node
+    whose directory (or config) could not be read is in ``unread``."""
 
-    def mine(item: ImportItem) -> ImportItem | None:
+    holders: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> nodes
+    unread: dict[str, str] = field(default_factory=dict)  # node -> why
+
+    def owner(self, image_id: str) -> str | None:
+        """The one node that holds ``image_id``'s data; None when none, several, or any node is unread."""
+        nodes = self.holders.get(image_id, ()) if image_id else ()
+        return nodes[0] if len(nodes) == 1 and not self.unread else None
+
+
+def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles | None = None) -> ImportWork:
+    """The work that counts against ``node``: everything that names no node, what its stage host
+    names it, and the running work whose only staging file is on it (``files``)."""
+
+    def mine(item: ImportItem, running: bool) -> ImportItem | None:
         owner = hosts.owner(item.stage_host) if item.stage_host else None
-        if owner is None:
+        if owner is not None:
+            return replace(item, where="this node") if owner == node else None
+        staged_on = files.owner(item.image_id) if files is not None and running else None
+        if staged_on is None:
             return item
-        return replace(item, where="this node") if owner == node else None
+        return replace(item, where=f"staged on {staged_on}") if staged_on == node else None
 
-    return ImportWork(tuple(i for i in map(mine, work.running) if i is not None),
-                      tuple(i for i in map(mine, work.staged) if i is not None), work.truncated)
+    return ImportWork(tuple(i for i in (mine(x, True) for x in work.running) if i is not None),
+                      tuple(i for i in (mine(x, False) for x in work.staged) if i is not None), work.truncated)

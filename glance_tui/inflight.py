@@ -14,14 +14,15 @@ read is unknown, and so is the sum: unknown blocks, never 0.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from glance_tui.db_clients import resolve_here
 from glance_tui.errors import GlanceTuiError
-from glance_tui.import_work import ImportItem, ImportWork, StageHosts, for_node, read_import_work
-from glance_tui.node.glance_conf import ImportConf, parse_import_conf
+from glance_tui.import_work import ImportItem, ImportWork, StagedFiles, StageHosts, for_node, read_import_work
+from glance_tui.node.glance_conf import ImportConf, parse_import_conf, staged_image_ids
 from glance_tui.node.probe import api_address, to_api
 from glance_tui.node.readings import Connection, parse_connections
 
@@ -120,15 +121,57 @@ async def stage_hosts(ctx: "Context") -> StageHosts:
     """Every node's self URL, each read on the node (an unread one is named, never guessed)."""
     names = [n.name for n in ctx.config.nodes]
     confs = await asyncio.gather(*(import_conf(ctx, n) for n in names), return_exceptions=True)
-    urls, unread = {}, {}
+    urls, dirs, unread = {}, {}, {}
     for name, conf in zip(names, confs):
         if isinstance(conf, ImportConf):
-            urls[name] = conf.self_url
+            urls[name], dirs[name] = conf.self_url, conf.staging_dir
         elif isinstance(conf, ValueError):
             unread[name] = str(conf)
         else:
             raise conf
-    return StageHosts(urls, unread)
+    return StageHosts(urls, unread, dirs)
+
+
+MISSING = 3  # the staging listing's exit status when the directory does not exist
+
+
+class StagingUnknown(GlanceTuiError):
+    """A staging directory could not be listed: what it holds is unknown."""
+
+
+async def list_staging(ctx: "Context", node: str, directory: str) -> tuple[bool, list[str]]:
+    """(exists, the names in it) on the node; :class:`StagingUnknown` when it cannot be listed."""
+    q = shlex.quote(directory)
+    text = f"if [ -e {q} ]; then ls -1A -- {q}; else exit {MISSING}; fi"
+    try:
+        result = await ctx.run_text(node, text)
+    except GlanceTuiError as exc:
+        raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: {exc.what}") from None
+    if result.exit_status == MISSING:
+        return False, []
+    if not result.ok:
+        raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: `{text}` exited {result.exit_status} ({' | '.join(result.tail(1))})",
+                             fix="check that the SSH user may read it (ssh.sudo), then retry")
+    return True, [line for line in result.stdout.splitlines() if line]
+
+
+async def staged_files(ctx: "Context", hosts: StageHosts) -> StagedFiles:
+    """Which images each node's staging directory holds data for, every node listed in parallel;
+    a node whose config or directory could not be read is in ``unread``."""
+    unread = dict(hosts.unread)
+    holders: dict[str, list[str]] = {}
+
+    async def one(node: str, directory: str) -> None:
+        try:
+            _exists, names = await list_staging(ctx, node, directory)
+        except StagingUnknown as exc:
+            unread[node] = exc.what
+            return
+        for image_id in staged_image_ids("\n".join(names)):
+            holders.setdefault(image_id, []).append(node)
+
+    await asyncio.gather(*(one(n, d) for n, d in hosts.dirs.items() if n not in unread))
+    return StagedFiles({i: tuple(sorted(n)) for i, n in holders.items()}, unread)
 
 
 async def node_connections(ctx: "Context", node: str, exclude: set[str]) -> tuple[Connection, ...]:
@@ -161,10 +204,13 @@ async def read_in_flight(ctx: "Context", node: str, view: "ServerView", hosts: S
 
     async def imports() -> ImportWork | None:
         try:
-            return for_node(await read_import_work(ctx.cluster.db), node, hosts)
+            work = await read_import_work(ctx.cluster.db)
         except GlanceTuiError as exc:
             problems.append(f"cannot read Glance's import work from the database: {exc.what}")
             return None
+        # running work whose stage host names no node: narrowed by the staging file, read only now
+        files = await staged_files(ctx, hosts) if any(not hosts.owner(i.stage_host) for i in work.running) else None
+        return for_node(work, node, hosts, files)
 
     connections, work = await asyncio.gather(conns(), imports())
     if view.in_flight is None:

@@ -151,6 +151,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "imports": ("a list of objects or null", _opt(_list_of(_dict))),
     "connections": ("a list of strings or null", _opt(_list_of(_str))),
     "files": ("a list of strings or null", _opt(_list_of(_str))),
+    "found": ("a list of strings or null", _opt(_list_of(_str))),  # drain.rewait: the work found right before a stop
     "dir_exists": ("true, false or null", _opt(_bool)),
     "staging": ("an object of node → {dir, existed, files} or null", _opt(_dict_of(_STAGING))),
 }

@@ -40,6 +40,15 @@ class StepFailed(GlanceTuiError):
         self.output = output or []
 
 
+class WorkSinceDrained(StepFailed):
+    """The re-read right before a stop found work the operator has not seen (it started after the
+    quiet period, or after their override): the stop goes back to waiting for it."""
+
+    def __init__(self, what: str, work: InFlight, *, fix: str = "") -> None:
+        super().__init__(what, fix=fix)
+        self.work = work
+
+
 class LBUnknown(StepFailed):
     """A load balancer could not be read or acted on: what the node's rotation is, is unknown.
     Rollback is not offered (it would need the same load balancers to drain the node)."""
@@ -217,7 +226,8 @@ async def _poll_until(check: Callable[[], Awaitable[bool]], timeout: float, inte
 
 def _drain_override(ctx: "Context", node: str) -> dict | None:
     """The operator's typed "stop with requests in flight" for ``node``, not yet used by a stop."""
-    return next((o for o in ctx.state.overrides if o.get("gate") == "drain-timeout" and o.get("node") == node and not o.get("used")), None)
+    return next((o for o in ctx.state.overrides if o.get("gate") == "drain-timeout" and o.get("node") == node and not o.get("used")
+                 and not o.get("superseded")), None)
 
 
 async def _work_now(ctx: "Context", node: str, view: "ServerView") -> InFlight:
@@ -247,8 +257,8 @@ async def _assert_drained(ctx: "Context", node: str) -> InFlight:
     if (in_flight is None or in_flight) and (override is None or new):
         seen = "; ".join(work.lines()[:6])
         since = " (started after the stop was decided)" if override is not None else ""
-        raise StepFailed(f"refusing to stop {node}: {work.summary()} still in flight{since}{': ' + seen if seen else ''}",
-                         fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
+        raise WorkSinceDrained(f"refusing to stop {node}: {work.summary()} still in flight{since}{': ' + seen if seen else ''}", work,
+                               fix="wait for the drain (retry), or stop with a typed reason at the drain timeout")
     if override is not None and (in_flight is None or in_flight):
         override["used"] = True
         ctx.save_state()
@@ -394,6 +404,22 @@ def wait_drained_action(node: str, *, keep_target: bool = True) -> Action:
     return Action("wait-drained", f"Wait until {node} has no request in flight", node, False, preview, needed, run)
 
 
+async def _rewait(ctx: "Context", io: ActionIO, node: str, found: WorkSinceDrained, keep_target: bool) -> None:
+    """Work found right before the stop that the operator has not seen: journaled, then the same
+    wait as ``wait-drained`` (its budget and timeout choices); an override typed for earlier work
+    is set aside, since it does not cover this. The stop re-reads again after it."""
+    work = found.work
+    ctx.journal.write("drain.rewait", node=node, what=found.what, in_flight=work.total, found=work.lines()[:20],
+                      imports=[i.as_dict() for i in work.imports.running] if work.imports else None,
+                      connections=[c.peer for c in work.connections] if work.connections is not None else None)
+    ctx.emit(Notice("warning", f"{found.what}; waiting for {node} to drain again before its stop"))
+    override = _drain_override(ctx, node)
+    if override is not None:
+        override["superseded"] = True
+        ctx.save_state()
+    await wait_drained_action(node, keep_target=keep_target).run(ctx, io)
+
+
 def stop_action(node: str, *, keep_target: bool = True) -> Action:
     """Stop the old code. With ``keep_target`` a node that already runs the target code (a run
     killed just after its start) is left running; a rollback passes False to stop it anyway."""
@@ -408,11 +434,16 @@ def stop_action(node: str, *, keep_target: bool = True) -> Action:
         # the staging directory is checked after the upgrade that follows; a node whose package is
         # the target already (pre-staged) gets no upgrade after this stop, so nothing is owed
         owed = not _installed_target(ctx, await ctx.node_fact(node))
-        await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed", check_after_upgrade=owed)
+        while True:
+            try:
+                return await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed", check_after_upgrade=owed)
+            except WorkSinceDrained as exc:
+                await _rewait(ctx, io, node, exc, keep_target)
 
     def preview(ctx: "Context") -> list[str]:
         cmds = ctx.commands(node)
-        return [f"[{node}] re-read right before the stop: LB sessions, {cmds.connections().display()}, Glance's import work   # all 0",
+        return [f"[{node}] re-read right before the stop: LB sessions, {cmds.connections().display()}, Glance's import work   # all 0, "
+                "else wait for it to drain again (the drain's timeout and choices), then re-read",
                 f"[{node}] $ ls -1A -- <its staging directory>   # images staged here but not imported are listed (kept through the upgrade)",
                 cmds.stop().display(), cmds.processes().display() + "   # must list no Glance service"]
 

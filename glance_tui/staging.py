@@ -13,38 +13,14 @@ there, else the upgrade fails with the files it lost.
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING
 
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import Notice
-from glance_tui.inflight import InFlight, import_conf
+from glance_tui.inflight import InFlight, StagingUnknown, import_conf, list_staging
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
-
-MISSING = 3  # the listing's exit status when the directory does not exist
-
-
-class StagingUnknown(GlanceTuiError):
-    """The staging directory could not be listed: its survival could not be checked."""
-
-
-async def list_staging(ctx: "Context", node: str, directory: str) -> tuple[bool, list[str]]:
-    """(exists, the names in it) on the node; :class:`StagingUnknown` when it cannot be listed."""
-    q = shlex.quote(directory)
-    text = f"if [ -e {q} ]; then ls -1A -- {q}; else exit {MISSING}; fi"
-    try:
-        result = await ctx.run_text(node, text)
-    except GlanceTuiError as exc:
-        raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: {exc.what}") from None
-    if result.exit_status == MISSING:
-        return False, []
-    if not result.ok:
-        raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: `{text}` exited {result.exit_status} ({' | '.join(result.tail(1))})",
-                             fix="check that the SSH user may read it (ssh.sudo), then retry")
-    return True, [line for line in result.stdout.splitlines() if line]
-
 
 async def before_stop(ctx: "Context", node: str, work: InFlight, *, owed: bool = True) -> None:
     """List what is staged on ``node`` (journaled, a notice if any) and, when an upgrade follows

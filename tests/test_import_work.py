@@ -10,7 +10,7 @@ import pytest
 
 from glance_tui.adapters.database import Database
 from glance_tui.errors import AdapterError
-from glance_tui.import_work import StageHosts, for_node, read_import_work
+from glance_tui.import_work import StagedFiles, StageHosts, for_node, read_import_work
 from glance_tui.lab.mariadb import sql_string
 from glance_tui.node.glance_conf import parse_import_conf
 
@@ -125,6 +125,30 @@ async def test_glance_direct_import_pending_on_its_stage_host_is_narrowed(gdb) -
     assert {i.image_id: i.where for i in for_node(work, "a", hosts).running} == {img: "this node", running: "any node"}
     assert [i.image_id for i in for_node(work, "b", hosts).running] == [running]
     assert not work.staged  # an import is on its way for the staged one
+
+
+async def test_a_running_import_is_narrowed_to_the_one_node_holding_its_staging_file(gdb) -> None:
+    on_b, nowhere, twice = image(gdb, "importing"), image(gdb, "importing"), image(gdb, "importing")
+    for img in (on_b, nowhere, twice):
+        task(gdb, "processing", img, "web-download")
+    work = await read(gdb)
+    hosts = StageHosts({"a": A, "b": B})
+    files = StagedFiles({on_b: ("b",), twice: ("a", "b")})
+    assert {i.image_id for i in for_node(work, "a", hosts, files).running} == {nowhere, twice}
+    assert {i.image_id: i.where for i in for_node(work, "b", hosts, files).running} == {on_b: "staged on b", nowhere: "any node", twice: "any node"}
+    assert "staged on b" in next(i for i in for_node(work, "b", hosts, files).running if i.image_id == on_b).describe()
+    # a node's directory unread: it could hold any of them, so every running import counts everywhere
+    unread = StagedFiles({on_b: ("b",)}, {"a": "cannot list"})
+    assert len(for_node(work, "a", hosts, unread).running) == 3 and len(for_node(work, "b", hosts, unread).running) == 3
+    staged = image(gdb, "uploading")  # staged data no import runs for stays where its stage host says
+    assert [i.image_id for i in for_node(await read(gdb), "a", hosts, StagedFiles({staged: ("b",)})).staged] == [staged]
+
+
+def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
+    from glance_tui.node.glance_conf import staged_image_ids
+
+    assert staged_image_ids("abc\nabc.qcow2\ndef.uncompressed\n.hidden\n\n") == {"abc", "def"}
+    assert staged_image_ids("") == frozenset()
 
 
 async def test_a_read_without_privileges_fails_never_zero(gdb) -> None:

@@ -47,3 +47,13 @@ def parse_import_conf(text: str) -> ImportConf:
     if not staging.startswith("/"):
         raise ValueError(f"its staging directory {staging[:80]!r} is not an absolute path")
     return ImportConf(self_url, staging.rstrip("/") or "/")
+
+
+def staged_image_ids(listing: str) -> frozenset[str]:
+    """The image ids a staging directory's listing (``ls -1A``, one name a line) holds data for.
+
+    Glance names the staged data by the image id (``<dir>/<id>``: glance-direct's stage,
+    web-download's and copy-image's download); its plugins add a suffix to what they derive
+    (``<id>.qcow2``-style conversion output, ``<id>.uncompressed``), so the id is the part
+    before the first dot. Hidden or suffix-only names name no image."""
+    return frozenset(name.split(".", 1)[0] for name in listing.splitlines() if name.split(".", 1)[0].strip())
