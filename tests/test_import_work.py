@@ -147,7 +147,7 @@ async def test_a_running_import_is_narrowed_to_the_one_node_holding_its_staging_
 def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
     from glance_tui.node.glance_conf import staged_image_ids
 
-    assert staged_image_ids("abc\nabc.qcow2\ndef.uncompressed\n.hidden\n\n") == {"abc", "def"}
+    assert staged_image_ids("abc\nabc.raw\ndef.uc\n.hidden\n\n") == {"abc", "def"}
     assert staged_image_ids("") == frozenset()
 
 

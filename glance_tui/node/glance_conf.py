@@ -53,7 +53,7 @@ def staged_image_ids(listing: str) -> frozenset[str]:
     """The image ids a staging directory's listing (``ls -1A``, one name a line) holds data for.
 
     Glance names the staged data by the image id (``<dir>/<id>``: glance-direct's stage,
-    web-download's and copy-image's download); its plugins add a suffix to what they derive
-    (``<id>.qcow2``-style conversion output, ``<id>.uncompressed``), so the id is the part
-    before the first dot. Hidden or suffix-only names name no image."""
+    web-download's ``store.add(image_id)``, copy-image's ``<datadir>/<id>``); its plugins add a
+    suffix to what they derive (image_conversion ``<id>.<target format>``, image_decompression
+    ``<id>.uc``), so the id is the part before the first dot. Hidden names name no image."""
     return frozenset(name.split(".", 1)[0] for name in listing.splitlines() if name.split(".", 1)[0].strip())
