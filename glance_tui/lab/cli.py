@@ -231,7 +231,7 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
     p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")
     p.add_argument("--imports", type=float, default=0.0, metavar="SHARE",
-                   help="share of the load's requests that are image imports (default 0: every running import holds "
-                        "every node's drain, Glance does not record where it runs)")
+                   help="share of the load's requests that are image imports (default 0; an import whose node "
+                        "cannot be told from its staging file holds every node's drain)")
     p.add_argument("--verbose", action="store_true", help="print every command's output")
     p.add_argument("--json", metavar="FILE", help="where to write the JSON report of one scenario (default <lab dir>/rehearsal-NAME.json)")

@@ -313,9 +313,8 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         note(f"{long_size / MiB:.0f} MiB image downloading at {long_rate / MiB:g} MiB/s from {new_node or '?'}; it is the NEW NODE")
     imports: ImportHazard | None = None
     # The clients' own imports (any scenario; none by default). Glance does not record which node
-    # runs an import task, so every running import counts against every node's drain: under a
-    # steady stream of them a drain may never see its quiet period, or a stop's re-check finds one
-    # that started after it (README, scenario import).
+    # runs an import task: the drain narrows one to a node by its staging file, else it counts
+    # against every node (README, scenario import; not yet re-measured with clients importing).
     mix = ImportMix(import_share, layout.web_url, settle_timeout=settle_timeout) if import_share and layout.web_url else None
     if scenario == "import":
         if not layout.web_url or len(layout.nodes) < 2:
