@@ -253,10 +253,14 @@ class ClusterWork:
     hosts: StageHosts
     connections: dict[str, tuple[Connection, ...] | None]
     errors: dict[str, str]  # node -> why its connections are unknown
+    files: StagedFiles | None = None  # read only while imports run
 
     def where(self, item: ImportItem) -> str:
         owner = self.hosts.owner(item.stage_host) if item.stage_host else None
-        return f"on {owner}" if owner else "any node"
+        if owner:
+            return f"on {owner}"
+        staged_on = self.files.owner(item.image_id) if self.files is not None and item in (self.imports.running if self.imports else ()) else None
+        return f"staged on {staged_on}" if staged_on else "any node"
 
     def as_dict(self) -> dict[str, Any]:
         items = lambda rows: [{**i.as_dict(), "where": self.where(i)} for i in rows]  # noqa: E731
@@ -290,4 +294,5 @@ async def cluster_work(ctx: "Context") -> ClusterWork:
             return None, exc.what
 
     (work, error), hosts, *found = await asyncio.gather(imports(), stage_hosts(ctx), *(conns(n) for n in names))
-    return ClusterWork(work, error, hosts, dict(zip(names, found)), errors)
+    files = await staged_files(ctx, hosts) if work is not None and work.running else None
+    return ClusterWork(work, error, hosts, dict(zip(names, found)), errors, files)

@@ -351,6 +351,10 @@ async def test_a_running_import_holds_only_the_node_holding_its_staging_file(sim
         on_b = await work_of(engine, "glance-2")
         assert [i.where for i in on_b.running] == ["staged on glance-2"] and "staged on glance-2" in on_b.running[0].describe()
         assert (await work_of(engine, "glance-1")).count == 0
+        from glance_tui.inflight import cluster_work
+
+        status = (await cluster_work(engine.ctx)).as_dict()["imports"]["running"]  # what `status` shows
+        assert [(i["image"], i["where"]) for i in status] == [(image_id, "staged on glance-2")]
         await first_steps(engine, operator)
         assert await engine.run_step(engine.plan.step("new-node"), operator) == "done"  # glance-1's drain was not held
         # the staging file on no node: unknown where it runs, so it holds every node
