@@ -103,7 +103,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from glance_tui.lab.load import parse_size
-    from glance_tui.lab.rehearse import check_kind, rehearse, report_text, scenario_names, write_reports
+    from glance_tui.lab.rehearse import SCENARIO_IMPORTS, check_kind, rehearse, report_text, scenario_names, write_reports
 
     from glance_tui.lab.hazards import NAIVE_SCENARIOS
 
@@ -116,14 +116,15 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                          fix="drop --naive, or use one of those scenarios")
     for name in names:  # before the first rehearsal, not after it
         check_kind(lab, name, args.naive)
-    _check_share(args.imports)
+    _check_share(args.imports or 0.0)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
 
     async def each():
-        kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose, import_share=args.imports)
         reports = []
         for name in names:
+            share = args.imports if args.imports is not None else SCENARIO_IMPORTS.get(name, 0.0)
+            kw = dict(clients=args.clients, sizes=sizes, upload_rate=rate, verbose=args.verbose, import_share=share)
             report = await rehearse(lab, naive=False, scenario=name, **kw)
             reports.append(report)
             path = Path(args.json) if args.json and len(names) == 1 else lab.dir / f"rehearsal-{name}.json"
@@ -230,8 +231,8 @@ def add_lab_parser(subparsers) -> None:
     p.add_argument("--clients", type=int, default=8, help="concurrent load clients (default 8)")
     p.add_argument("--size", action="append", metavar="SIZE", help="image size; repeat for a mix (default 256K 1M 2M)")
     p.add_argument("--upload-rate", default="1M", metavar="RATE", help="bytes/s per upload, so drains have to wait (default 1M)")
-    p.add_argument("--imports", type=float, default=0.0, metavar="SHARE",
-                   help="share of the load's requests that are image imports (default 0; an import whose node "
-                        "cannot be told from its staging file holds every node's drain)")
+    p.add_argument("--imports", type=float, default=None, metavar="SHARE",
+                   help="share of the load's requests that are image imports (default 0.05 for the import scenario, "
+                        "else 0; an import whose node cannot be told from its staging file holds every node's drain)")
     p.add_argument("--verbose", action="store_true", help="print every command's output")
     p.add_argument("--json", metavar="FILE", help="where to write the JSON report of one scenario (default <lab dir>/rehearsal-NAME.json)")
