@@ -171,11 +171,24 @@ class StagedFiles:
 
     holders: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> nodes
     unread: dict[str, str] = field(default_factory=dict)  # node -> why
+    ages: dict[str, dict[str, float]] = field(default_factory=dict)  # image id -> node -> its youngest file's age (node clock)
 
-    def owner(self, image_id: str) -> str | None:
-        """The one node that holds ``image_id``'s data; None when none, several, or any node is unread."""
+    def owner(self, image_id: str, *, method: str = "glance-direct", age: float | None = None) -> str | None:
+        """The one node that holds ``image_id``'s data for THIS import; None when none, several, or
+        any node is unread. glance-direct's data was staged before its import began, so any file
+        is its own; every other import writes its file while it runs, so a file older than the
+        task (a failed copy-image leaves its file behind) is no evidence of where this one runs."""
         nodes = self.holders.get(image_id, ()) if image_id else ()
+        if method != "glance-direct":
+            if age is None:
+                return None
+            by_node = self.ages.get(image_id, {})
+            nodes = tuple(n for n in nodes if n in by_node and by_node[n] <= age + FILE_SLACK)
         return nodes[0] if len(nodes) == 1 and not self.unread else None
+
+
+# Seconds a staged file may seem older than its task: the database's and the node's clocks differ a little.
+FILE_SLACK = 30.0
 
 
 def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles | None = None) -> ImportWork:
@@ -186,7 +199,7 @@ def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles 
         owner = hosts.owner(item.stage_host) if item.stage_host else None
         if owner is not None:
             return replace(item, where="this node") if owner == node else None
-        staged_on = files.owner(item.image_id) if files is not None and running else None
+        staged_on = files.owner(item.image_id, method=item.method, age=item.age) if files is not None and running else None
         if staged_on is None:
             return item
         return replace(item, where=f"staged on {staged_on}") if staged_on == node else None

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from glance_tui.db_clients import resolve_here
 from glance_tui.errors import GlanceTuiError
 from glance_tui.import_work import ImportItem, ImportWork, StagedFiles, StageHosts, for_node, read_import_work
-from glance_tui.node.glance_conf import ImportConf, parse_import_conf, staged_image_ids
+from glance_tui.node.glance_conf import ImportConf, parse_import_conf, parse_staging_ages
 from glance_tui.node.probe import api_address, to_api
 from glance_tui.node.readings import Connection, parse_connections
 
@@ -161,17 +161,31 @@ async def staged_files(ctx: "Context", hosts: StageHosts) -> StagedFiles:
     unread = dict(hosts.unread)
     holders: dict[str, list[str]] = {}
 
+    ages: dict[str, dict[str, float]] = {}
+
     async def one(node: str, directory: str) -> None:
+        q = shlex.quote(directory)
+        text = f"if [ -e {q} ]; then date +%s && find {q} -mindepth 1 -maxdepth 1 -printf '%T@ %f\\n'; else exit {MISSING}; fi"
         try:
-            _exists, names = await list_staging(ctx, node, directory)
-        except StagingUnknown as exc:
+            result = await ctx.run_text(node, text)
+            if result.exit_status == MISSING:
+                return
+            if not result.ok:
+                raise StagingUnknown(f"cannot list {node}'s staging directory {directory}: `{text}` exited {result.exit_status} "
+                                     f"({' | '.join(result.tail(1))})")
+            found = parse_staging_ages(result.stdout)
+        except GlanceTuiError as exc:
             unread[node] = exc.what
             return
-        for image_id in staged_image_ids("\n".join(names)):
+        except ValueError as exc:
+            unread[node] = f"{node}'s staging listing: {exc}"
+            return
+        for image_id, age in found.items():
             holders.setdefault(image_id, []).append(node)
+            ages.setdefault(image_id, {})[node] = age
 
     await asyncio.gather(*(one(n, d) for n, d in hosts.dirs.items() if n not in unread))
-    return StagedFiles({i: tuple(sorted(n)) for i, n in holders.items()}, unread)
+    return StagedFiles({i: tuple(sorted(n)) for i, n in holders.items()}, unread, ages)
 
 
 async def node_connections(ctx: "Context", node: str, exclude: set[str]) -> tuple[Connection, ...]:
@@ -259,7 +273,8 @@ class ClusterWork:
         owner = self.hosts.owner(item.stage_host) if item.stage_host else None
         if owner:
             return f"on {owner}"
-        staged_on = self.files.owner(item.image_id) if self.files is not None and item in (self.imports.running if self.imports else ()) else None
+        running = item in (self.imports.running if self.imports else ())
+        staged_on = self.files.owner(item.image_id, method=item.method, age=item.age) if self.files is not None and running else None
         return f"staged on {staged_on}" if staged_on else "any node"
 
     def as_dict(self) -> dict[str, Any]:

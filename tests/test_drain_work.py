@@ -382,10 +382,10 @@ async def test_an_unreadable_staging_directory_keeps_a_running_import_on_every_n
     b_dir = staging_dir(sim_lab, "glance-2")
     b_dir.mkdir(parents=True, exist_ok=True)
     (b_dir / image_id).write_bytes(b"downloading")
-    # glance-1 denies the listing (as an SELinux/AppArmor policy denies even root): its `ls` fails
-    shim = sim_lab.node_dir("glance-1") / nodectl.PATH_DIR / "ls"
+    # glance-1 denies the listing (as an SELinux/AppArmor policy denies even root): its `find` fails
+    shim = sim_lab.node_dir("glance-1") / nodectl.PATH_DIR / "find"
     shim.parent.mkdir(parents=True, exist_ok=True)
-    shim.write_text("#!/bin/sh\necho \"ls: cannot open directory '$3': Permission denied\" >&2\nexit 2\n")
+    shim.write_text("#!/bin/sh\necho \"find: '$1': Permission denied\" >&2\nexit 1\n")
     shim.chmod(0o755)
     engine = Engine.open(sim_config, resume=False)
     try:

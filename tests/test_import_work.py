@@ -133,22 +133,42 @@ async def test_a_running_import_is_narrowed_to_the_one_node_holding_its_staging_
         task(gdb, "processing", img, "web-download")
     work = await read(gdb)
     hosts = StageHosts({"a": A, "b": B})
-    files = StagedFiles({on_b: ("b",), twice: ("a", "b")})
+    files = StagedFiles({on_b: ("b",), twice: ("a", "b")}, ages={on_b: {"b": 0.0}, twice: {"a": 0.0, "b": 0.0}})
     assert {i.image_id for i in for_node(work, "a", hosts, files).running} == {nowhere, twice}
     assert {i.image_id: i.where for i in for_node(work, "b", hosts, files).running} == {on_b: "staged on b", nowhere: "any node", twice: "any node"}
     assert "staged on b" in next(i for i in for_node(work, "b", hosts, files).running if i.image_id == on_b).describe()
     # a node's directory unread: it could hold any of them, so every running import counts everywhere
-    unread = StagedFiles({on_b: ("b",)}, {"a": "cannot list"})
+    unread = StagedFiles({on_b: ("b",)}, {"a": "cannot list"}, {on_b: {"b": 0.0}})
     assert len(for_node(work, "a", hosts, unread).running) == 3 and len(for_node(work, "b", hosts, unread).running) == 3
     staged = image(gdb, "uploading")  # staged data no import runs for stays where its stage host says
     assert [i.image_id for i in for_node(await read(gdb), "a", hosts, StagedFiles({staged: ("b",)})).staged] == [staged]
 
 
-def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
-    from glance_tui.node.glance_conf import staged_image_ids
+async def test_a_file_older_than_its_import_is_no_evidence_of_where_it_runs(gdb) -> None:
+    """A failed copy-image leaves its staging file behind: a new import of that image starting on
+    another node must not be narrowed to the node holding the old file (it would let the new
+    import's node stop). glance-direct's data is staged before its import, so any file is its own."""
+    copy, direct = image(gdb, "importing"), image(gdb, "importing")
+    task(gdb, "processing", copy, "copy-image")
+    task(gdb, "processing", direct, "glance-direct")
+    work = await read(gdb)
+    hosts = StageHosts({"a": A, "b": B})
+    old = StagedFiles({copy: ("b",), direct: ("b",)}, ages={copy: {"b": 3600.0}, direct: {"b": 3600.0}})
+    assert {i.image_id: i.where for i in for_node(work, "a", hosts, old).running} == {copy: "any node"}
+    assert {i.image_id: i.where for i in for_node(work, "b", hosts, old).running} == {copy: "any node", direct: "staged on b"}
+    fresh = StagedFiles({copy: ("b",)}, ages={copy: {"b": 1.0}})
+    assert {i.image_id for i in for_node(work, "a", hosts, fresh).running} == {direct}  # direct: no file anywhere, any node
 
-    assert staged_image_ids("abc\nabc.raw\ndef.uc\n.hidden\n\n") == {"abc", "def"}
-    assert staged_image_ids("") == frozenset()
+
+def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
+    from glance_tui.node.glance_conf import parse_staging_ages
+
+    listing = "1000\n990.5 abc\n999.0 abc.raw\n400 def.uc\n995 .hidden\n\n"
+    assert parse_staging_ages(listing) == {"abc": 1.0, "def": 600.0}
+    assert parse_staging_ages("1000\n") == {}
+    for bad in ("", "now\n", "1000\nabc\n", "1000\nx abc\n", "1000\nnan abc\n"):
+        with pytest.raises(ValueError):
+            parse_staging_ages(bad)
 
 
 async def test_a_read_without_privileges_fails_never_zero(gdb) -> None:

@@ -49,11 +49,33 @@ def parse_import_conf(text: str) -> ImportConf:
     return ImportConf(self_url, staging.rstrip("/") or "/")
 
 
-def staged_image_ids(listing: str) -> frozenset[str]:
-    """The image ids a staging directory's listing (``ls -1A``, one name a line) holds data for.
-
-    Glance names the staged data by the image id (``<dir>/<id>``: glance-direct's stage,
+def parse_staging_ages(output: str) -> dict[str, float]:
+    """Each image id's youngest staged file, in seconds, from ``date +%s`` then ``find -printf
+    '%T@ %f\\n'`` lines (the node's clock, then each file's mtime and name); anything else raises
+    ``ValueError``. Glance names the staged data by the image id (``<dir>/<id>``: glance-direct's stage,
     web-download's ``store.add(image_id)``, copy-image's ``<datadir>/<id>``); its plugins add a
     suffix to what they derive (image_conversion ``<id>.<target format>``, image_decompression
     ``<id>.uc``), so the id is the part before the first dot. Hidden names name no image."""
-    return frozenset(name.split(".", 1)[0] for name in listing.splitlines() if name.split(".", 1)[0].strip())
+    lines = output.splitlines()
+    if not lines:
+        raise ValueError("the staging listing printed nothing (expected the node's clock first)")
+    try:
+        now = int(lines[0].strip())
+    except ValueError:
+        raise ValueError(f"the first line is not the node's clock: {lines[0][:60]!r}") from None
+    ages: dict[str, float] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        stamp, sep, name = line.partition(" ")
+        try:
+            mtime = float(stamp)
+        except ValueError:
+            raise ValueError(f"not a `MTIME NAME` line: {line[:80]!r}") from None
+        if not sep or mtime != mtime:
+            raise ValueError(f"not a `MTIME NAME` line: {line[:80]!r}")
+        image_id = name.split(".", 1)[0]
+        if image_id.strip():
+            age = max(0.0, now - mtime)
+            ages[image_id] = min(age, ages.get(image_id, age))
+    return ages
