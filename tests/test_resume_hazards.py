@@ -212,6 +212,7 @@ def test_kill_at_every_action_boundary_then_resume(sim_lab, sim_config, tmp_path
     sim_lab.reset()
     state = tmp_path / "state"
     killed: list[tuple[str, str]] = []
+    late = 0
 
     def next_boundary(records: list[dict]) -> bool:
         return any(r["event"] == boundary and (r["step"], r["action"]) not in killed for r in records)
@@ -222,13 +223,17 @@ def test_kill_at_every_action_boundary_then_resume(sim_lab, sim_config, tmp_path
             out = proc.stdout.read()
             assert proc.returncode == 0, out[-3000:]
             break
-        killed.append(next((r["step"], r["action"]) for r in events(state) if r["event"] == boundary and (r["step"], r["action"]) not in killed))
+        seen = events(state)
+        killed.append(next((r["step"], r["action"]) for r in seen if r["event"] == boundary and (r["step"], r["action"]) not in killed))
+        if seen[-1]["event"] == "run.end":
+            late += 1  # SIGKILL landed after the run had ended: nothing to resume
     else:
         pytest.fail("the run did not finish")
     records = events(state)
     assert len(killed) >= 20, killed  # every action of the 3-node run that ran at all
     assert ("expand", "expand") in killed and ("contract", "contract") in killed
-    assert sum(1 for r in records if r["event"] == "run.resume") >= len(killed)
+    assert late <= 1  # only the last boundary can race the run's end
+    assert sum(1 for r in records if r["event"] == "run.resume") >= len(killed) - late
     assert_safe(records)
     assert records[-1]["event"] == "run.end" and records[-1]["ok"] is True
     assert_upgraded(sim_lab, capsys)
