@@ -420,6 +420,16 @@ async def _rewait(ctx: "Context", io: ActionIO, node: str, found: WorkSinceDrain
     await wait_drained_action(node, keep_target=keep_target).run(ctx, io)
 
 
+async def _stop_when_quiet(ctx: "Context", io: ActionIO, node: str, what: str, keep_target: bool, **stop: bool) -> None:
+    """Stop ``node``; work found by the re-read right before it is waited for again (never
+    stopped under, never a failed step), then re-read, as many times as it takes."""
+    while True:
+        try:
+            return await _stop_and_verify(ctx, node, what, **stop)
+        except WorkSinceDrained as exc:
+            await _rewait(ctx, io, node, exc, keep_target)
+
+
 def stop_action(node: str, *, keep_target: bool = True) -> Action:
     """Stop the old code. With ``keep_target`` a node that already runs the target code (a run
     killed just after its start) is left running; a rollback passes False to stop it anyway."""
@@ -434,11 +444,7 @@ def stop_action(node: str, *, keep_target: bool = True) -> Action:
         # the staging directory is checked after the upgrade that follows; a node whose package is
         # the target already (pre-staged) gets no upgrade after this stop, so nothing is owed
         owed = not _installed_target(ctx, await ctx.node_fact(node))
-        while True:
-            try:
-                return await _stop_and_verify(ctx, node, f"stopping Glance on {node} failed", check_after_upgrade=owed)
-            except WorkSinceDrained as exc:
-                await _rewait(ctx, io, node, exc, keep_target)
+        await _stop_when_quiet(ctx, io, node, f"stopping Glance on {node} failed", keep_target, check_after_upgrade=owed)
 
     def preview(ctx: "Context") -> list[str]:
         cmds = ctx.commands(node)
@@ -450,7 +456,7 @@ def stop_action(node: str, *, keep_target: bool = True) -> Action:
     return Action("stop", f"Stop Glance on {node}", node, True, preview, needed, run)
 
 
-async def _install(ctx: "Context", node: str, f: "NodeFacts") -> None:
+async def _install(ctx: "Context", io: ActionIO, node: str, f: "NodeFacts") -> None:
     """Install the target on the stopped node; stop again what its postinst started; verify the version."""
     if f.running:
         raise StepFailed(f"Glance is running on {node}; the guide upgrades stopped nodes only", fix="stop it first (the step's previous action)")
@@ -460,7 +466,8 @@ async def _install(ctx: "Context", node: str, f: "NodeFacts") -> None:
         ctx.journal.write("restarted-by-upgrade", node=node, pids=list(f.pids))
         ctx.emit(Notice("warning", f"the upgrade started Glance on {node} again (package postinst); stopping it, it stays drained "
                                    "(prevent this with policy-rc.d or systemctl mask, see README)"))
-        await _stop_and_verify(ctx, node, f"stopping the service the upgrade started on {node} failed", list_staged=False)
+        # it may have taken work while it ran (a forwarded import, a direct client): waited for like any stop
+        await _stop_when_quiet(ctx, io, node, f"stopping the service the upgrade started on {node} failed", True, list_staged=False)
         ctx.journal.write("stopped-again", node=node)
         f = await _facts(ctx, node)
     if ctx.commands(node).kind == "kolla":  # the pulled image runs only in a re-created container
@@ -483,7 +490,7 @@ def upgrade_action(node: str) -> Action:
     async def run(ctx: "Context", io: ActionIO) -> None:
         f = await _known_facts(ctx, node)
         if not _installed_target(ctx, f):
-            await _install(ctx, node, f)
+            await _install(ctx, io, node, f)
         await staging.after_upgrade(ctx, node)  # the staged data the node held before its stop is still there
 
     def preview(ctx: "Context") -> list[str]:
@@ -491,7 +498,7 @@ def upgrade_action(node: str) -> Action:
         recreate = [f"[{node}] $ {cmds.recreate_preview()}   # from `container inspect`: re-created on the target image, not started"] if cmds.kind == "kolla" else []
         return [cmds.upgrade().display(), *recreate,
                 cmds.installed_version().display() + f"   # must be {ctx.config.policy.target_version or ctx.config.policy.target_release}",
-                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained)",
+                cmds.processes().display() + "   # if the upgrade started the service: stop it again (it stays drained; work it took meanwhile is waited for first)",
                 f"[{node}] $ ls -1A -- <its staging directory>   # every staged file listed before the stop is still there"]
 
     return Action("upgrade", f"Upgrade {node} to the target release", node, True, preview, needed, run, forward=False)

@@ -98,18 +98,18 @@ async def test_a_running_import_holds_the_drain_and_is_shown(sim_lab, sim_config
 
 
 class ImportDuringConfirm(Unattended):
-    """Confirms the stop only after an import started on the node while the dialog sat open; the
-    import ends a few seconds later."""
+    """Confirms action ``at`` only after an import started on the cluster while the dialog sat open
+    (unattended, as `run --yes`: no one to ask); the import ends a few seconds later."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, at: str = "stop", method: str = "glance-direct") -> None:
         super().__init__("glance-1")
-        self.lab = lab
+        self.lab, self.at, self.method = lab, at, method
         self.started: str | None = None
         self.ends: asyncio.Task | None = None
 
     async def confirm(self, step, action, commands) -> bool:
-        if action.id == "stop" and self.started is None:
-            self.started = start_import(self.lab, "glance-direct")
+        if action.id == self.at and self.started is None:
+            self.started = start_import(self.lab, self.method)
             self.ends = asyncio.create_task(self._end_later())
         return True
 
@@ -397,3 +397,34 @@ async def test_an_unreadable_staging_directory_keeps_a_running_import_on_every_n
         shim.unlink()
         (b_dir / image_id).unlink()
         clear(sim_lab)
+
+
+async def test_the_stop_after_a_postinst_restart_waits_for_work_it_took(sim_lab, sim_config, tmp_path):
+    """The package starts the service on install; while it ran it may have been handed work (an
+    import routed to its own URL): stopping it again waits for that work, as any stop does, and
+    does not fail the step of an unattended run."""
+    from glance_tui.config import load_config
+
+    sim_lab.reset()
+    clear(sim_lab)
+    path = tmp_path / "postinst.toml"
+    path.write_text(sim_lab.config_path.read_text().replace(
+        "[commands]\n", '[commands]\nupgrade = "apt-get install -y glance-api && systemctl start glance-api"\n', 1))
+    operator = ImportDuringConfirm(sim_lab, at="upgrade", method="web-download")
+    engine = Engine.open(load_config(path), resume=False)
+    try:
+        await first_steps(engine, operator)
+        assert await engine.run_step(engine.plan.step("new-node"), operator) == "done"
+        assert await engine.run_step(engine.plan.step("upgrade-new"), operator) == "done"
+        assert operator.ends is not None and operator.ends.done()  # stopped again only once the import ended
+        assert (await engine.cluster.probe_node("glance-1")).running is False
+    finally:
+        await engine.close()
+        clear(sim_lab)
+    records = journal(engine)
+    order = [r["event"] for r in records if r["event"] in ("restarted-by-upgrade", "drain.rewait", "drained", "stopped-again", "upgraded")
+             and r.get("node") == "glance-1"]
+    assert order[-5:] == ["restarted-by-upgrade", "drain.rewait", "drained", "stopped-again", "upgraded"], order
+    rewait = [r for r in records if r["event"] == "drain.rewait"][-1]
+    assert [i["image"] for i in rewait["imports"]] == [operator.started]
+    assert all(not shape_problem(r) for r in records)
