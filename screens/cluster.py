@@ -56,7 +56,7 @@ class ClusterView(ReportsFailedWorkers, Vertical):
     # ---------------------------------------------------------------- polling (re-armed after each poll)
 
     def _spawn(self, poll: Callable[[], Awaitable[None]], group: str, what: str) -> None:
-        self.run_worker(poll(), group=group, description=what, exit_on_error=False)
+        self.run_worker(poll, group=group, description=what, exit_on_error=False)  # the callable, not a coroutine: one made for a widget already gone would never be awaited
 
     def _rearm(self, delay: float, poll: Callable[[], Awaitable[None]], group: str, what: str) -> None:
         if self.is_attached:

@@ -144,7 +144,7 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
     # ---------------------------------------------------------------- workers (re-armed after each run)
 
     def _spawn(self, work: Callable[[], Awaitable[None]], group: str, what: str, **kw: Any) -> None:
-        self.run_worker(work(), group=group, description=what, exit_on_error=False, **kw)
+        self.run_worker(work, group=group, description=what, exit_on_error=False, **kw)  # the callable: see ClusterView._spawn
 
     def _rearm(self, delay: float, work: Callable[[], Awaitable[None]], group: str, what: str) -> None:
         if self.is_attached:
