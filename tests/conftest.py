@@ -10,6 +10,21 @@ pytest_plugins = [
 
 import pytest  # noqa: E402
 
+OPT_IN = ("benchmark", "lab_extra")  # run only when the -m expression names them
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A later ``-m`` replaces addopts' ``-m 'not benchmark and not lab_extra'``: ``-m lab`` alone
+    would then also run the lab_extra tests (marked lab too). Opt-in marks stay out unless named."""
+    named = config.getoption("markexpr") or ""
+    keep, drop = [], []
+    for item in items:
+        opt_in = [m for m in OPT_IN if item.get_closest_marker(m)]
+        (drop if any(m not in named for m in opt_in) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
 
 @pytest.fixture(autouse=True)
 def _journal_records_are_readable(monkeypatch: pytest.MonkeyPatch):
