@@ -63,6 +63,8 @@ class ImportItem:
     stage_host: str = ""  # os_glance_stage_host: the worker that holds its staged data
     task_id: str = ""
     where: str = "any node"  # "this node" (its stage host) or "staged on NODE" (its staging file), set by :func:`for_node`
+    task_status: str = ""  # its task's status (pending / processing); "" when no task names it
+    idle: float | None = None  # seconds since its task was last updated (database clock); None without a task
 
     def describe(self) -> str:
         size = "size ?" if self.size is None else f"{_size(self.size)} so far"
@@ -72,7 +74,7 @@ class ImportItem:
 
     def as_dict(self) -> dict[str, Any]:
         return {"image": self.image_id, "method": self.method, "signs": list(self.signs), "age": self.age,
-                "size": self.size, "stage_host": self.stage_host, "task": self.task_id, "where": self.where}
+                "size": self.size, "stage_host": self.stage_host, "task": self.task_id, "where": self.where, "idle": self.idle}
 
 
 def _size(n: int) -> str:
@@ -86,6 +88,7 @@ class ImportWork:
     running: tuple[ImportItem, ...] = ()
     staged: tuple[ImportItem, ...] = ()
     truncated: bool = False  # a read hit LIMIT: there is at least this much
+    expired: tuple[ImportItem, ...] = ()  # dead by Glance's own lock expiry, nothing alive on any node (:func:`expired`): not in flight
 
     @property
     def count(self) -> int:
@@ -130,13 +133,13 @@ async def read_import_work(db: "Database") -> ImportWork:
         for image_id, name, value in await db.rows(_PROPS.format(", ".join(["%s"] * len(chunk))), tuple(chunk)):
             props.setdefault(str(image_id), {})[str(name)] = str(value or "")
     items: dict[str, ImportItem] = {}
-    for task_id, status, column_image, age, _since, raw_input, message in tasks:
+    for task_id, status, column_image, age, since, raw_input, message in tasks:
         image, method = _method(raw_input)
         image = image or str(column_image or "")
         copied = _COPIED.search(str(message or ""))
         key = image or f"task:{task_id}"
         items[key] = ImportItem(image, method, (f"task {status}",), _seconds(age), int(copied.group(1)) * MIB if copied else None,
-                                props.get(image, {}).get(STAGE_HOST, ""), str(task_id))
+                                props.get(image, {}).get(STAGE_HOST, ""), str(task_id), task_status=str(status), idle=_seconds(since))
     staged: list[ImportItem] = []
     for image_id, status, size, age, _created in images:
         image_id = str(image_id)
@@ -205,9 +208,39 @@ class StagedFiles:
 FILE_SLACK = 30.0
 
 
+# Glance breaks an import's lock (fails its task, lets a new import start) once the task has not
+# been updated for this long: glance/api/v2/images.py ``_enforce_import_lock`` (60 minutes, doubled
+# while pending). A live import updates its task with every chunk it copies to a store, and writes
+# its staging file while it downloads or converts.
+LOCK_EXPIRY = {"processing": 3600.0, "pending": 7200.0}
+
+
+def may_expire(item: ImportItem) -> bool:
+    """Its task is idle past Glance's lock expiry: worth reading the staging directories for."""
+    limit = LOCK_EXPIRY.get(item.task_status)
+    return limit is not None and item.idle is not None and item.idle >= limit
+
+
+def expired(item: ImportItem, files: StagedFiles | None) -> bool:
+    """Dead by Glance's own rule, with nothing on any node saying otherwise: its task idle past
+    the lock expiry, every node's staging directory read, and no file of its image written
+    within that time on any of them. Anything unread keeps it running (unknown is never dead)."""
+    if not may_expire(item) or files is None or files.unread:
+        return False
+    limit = LOCK_EXPIRY[item.task_status]
+    youngest = min(files.ages.get(item.image_id, {}).values(), default=None) if item.image_id else None
+    return youngest is None or youngest >= limit
+
+
 def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles | None = None) -> ImportWork:
     """The work that counts against ``node``: everything that names no node, what its stage host
-    names it, and the running work whose only staging file is on it (``files``)."""
+    names it, and the running work whose only staging file is on it (``files``). An import dead by
+    Glance's lock expiry (:func:`expired`) counts against no node; it is kept in ``expired``."""
+
+    dead = tuple(replace(i, where=f"expired: its task has not changed for {i.idle / 60:.0f} min (Glance breaks its lock after "
+                                  f"{LOCK_EXPIRY[i.task_status] / 60:.0f} min) and no node's staging file of it changed since; not waited for")
+                 for i in work.running if i.idle is not None and expired(i, files))
+    gone = {(i.image_id, i.task_id) for i in dead}
 
     def mine(item: ImportItem, running: bool) -> ImportItem | None:
         owner = hosts.owner(item.stage_host) if item.stage_host else None
@@ -218,5 +251,5 @@ def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles 
             return item
         return replace(item, where=f"staged on {staged_on}") if staged_on == node else None
 
-    return ImportWork(tuple(i for i in (mine(x, True) for x in work.running) if i is not None),
-                      tuple(i for i in (mine(x, False) for x in work.staged) if i is not None), work.truncated)
+    return ImportWork(tuple(i for i in (mine(x, True) for x in work.running if (x.image_id, x.task_id) not in gone) if i is not None),
+                      tuple(i for i in (mine(x, False) for x in work.staged) if i is not None), work.truncated, work.expired + dead)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from glance_tui.db_clients import resolve_here
 from glance_tui.errors import GlanceTuiError
-from glance_tui.import_work import ImportItem, ImportWork, StagedFiles, StageHosts, for_node, read_import_work
+from glance_tui.import_work import ImportItem, ImportWork, StagedFiles, StageHosts, expired, for_node, may_expire, read_import_work
 from glance_tui.node.glance_conf import ImportConf, parse_import_conf, parse_staging_ages
 from glance_tui.node.probe import api_address, to_api
 from glance_tui.node.readings import Connection, parse_connections
@@ -70,12 +70,14 @@ class InFlight:
         out += [f"import {i.describe()}" for i in (self.imports.running if self.imports else ())]
         if self.imports is not None and self.imports.truncated:
             out.append(f"(Glance records more imports than the {len(self.imports.running)} read)")
+        out += [f"import {i.describe()}" for i in (self.imports.expired if self.imports else ())]
         out += [f"unknown: {p}" for p in self.problems]
         return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"lb": self.lb, "connections": None if self.connections is None else [c.peer for c in self.connections],
                 "imports": None if self.imports is None else [i.as_dict() for i in self.imports.running],
+                "expired_imports": None if self.imports is None else [i.as_dict() for i in self.imports.expired],
                 "problems": list(self.problems)}
 
 
@@ -222,8 +224,9 @@ async def read_in_flight(ctx: "Context", node: str, view: "ServerView", hosts: S
         except GlanceTuiError as exc:
             problems.append(f"cannot read Glance's import work from the database: {exc.what}")
             return None
-        # running work whose stage host names no node: narrowed by the staging file, read only now
-        files = await staged_files(ctx, hosts) if any(not hosts.owner(i.stage_host) for i in work.running) else None
+        # running work whose stage host names no node is narrowed by the staging file, and a task
+        # idle past Glance's lock expiry is dead only if no node's file of it changed: read only then
+        files = await staged_files(ctx, hosts) if any(not hosts.owner(i.stage_host) or may_expire(i) for i in work.running) else None
         return for_node(work, node, hosts, files)
 
     connections, work = await asyncio.gather(conns(), imports())
@@ -242,6 +245,7 @@ class WaitLedger:
     last: float | None = None
     seen_imports: dict[str, ImportItem] = field(default_factory=dict)
     seen_peers: set[str] = field(default_factory=set)
+    seen_expired: dict[str, ImportItem] = field(default_factory=dict)  # dead by Glance's lock expiry: set aside, not waited for
 
     def add(self, reading: InFlight, elapsed: float) -> None:
         step = 0.0 if self.last is None else max(0.0, elapsed - self.last)
@@ -251,10 +255,13 @@ class WaitLedger:
         for item in reading.imports.running if reading.imports else ():
             self.seen_imports[item.image_id or item.task_id] = item
         self.seen_peers.update(c.peer for c in reading.connections or ())
+        for item in reading.imports.expired if reading.imports else ():
+            self.seen_expired[item.image_id or item.task_id] = item
 
     def record(self) -> dict[str, Any]:
         return {"node": self.node, "held_by": {k: round(v, 2) for k, v in self.held.items()},
-                "imports": [i.as_dict() for i in self.seen_imports.values()], "connections": sorted(self.seen_peers)}
+                "imports": [i.as_dict() for i in self.seen_imports.values()], "connections": sorted(self.seen_peers),
+                "expired_imports": [i.as_dict() for i in self.seen_expired.values()]}
 
 
 @dataclass(frozen=True)
@@ -269,10 +276,16 @@ class ClusterWork:
     errors: dict[str, str]  # node -> why its connections are unknown
     files: StagedFiles | None = None  # read only while imports run
 
+    def is_expired(self, item: ImportItem) -> bool:
+        """Dead by Glance's lock expiry (:func:`~glance_tui.import_work.expired`)."""
+        return item in (self.imports.running if self.imports else ()) and expired(item, self.files)
+
     def where(self, item: ImportItem) -> str:
         owner = self.hosts.owner(item.stage_host) if item.stage_host else None
         if owner:
             return f"on {owner}"
+        if self.is_expired(item):
+            return "expired (Glance's lock expiry passed, no staging file of it changed): not waited for"
         running = item in (self.imports.running if self.imports else ())
         staged_on = self.files.owner(item.image_id, method=item.method, age=item.age) if self.files is not None and running else None
         return f"staged on {staged_on}" if staged_on else "any node"

@@ -149,6 +149,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     # drain.work (glance_tui.inflight.WaitLedger) and staged (glance_tui.staging)
     "held_by": ("an object of kind → seconds or null", _opt(_dict_of(_number))),
     "imports": ("a list of objects or null", _opt(_list_of(_dict))),
+    "expired_imports": ("a list of objects or null", _opt(_list_of(_dict))),
     "connections": ("a list of strings or null", _opt(_list_of(_str))),
     "files": ("a list of strings or null", _opt(_list_of(_str))),
     "found": ("a list of strings or null", _opt(_list_of(_str))),  # drain.rewait: the work found right before a stop

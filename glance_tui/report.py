@@ -129,9 +129,13 @@ def work_text(work: "ClusterWork") -> str:
     if work.imports is None:
         lines.append(f"image imports: unknown ({work.imports_error})")
     else:
-        running = [f"  {i.describe().removesuffix(f'; {i.where})')}; {work.where(i)})" for i in work.imports.running]
-        staged = [f"  {i.describe().removesuffix(f'; {i.where})')}; staged {work.where(i)})" for i in work.imports.staged]
+        shown = lambda i, where: f"  {i.describe().removesuffix(f'; {i.where})')}; {where})"  # noqa: E731
+        dead = [i for i in work.imports.running if work.is_expired(i)]
+        running = [shown(i, work.where(i)) for i in work.imports.running if i not in dead]
+        staged = [shown(i, f"staged {work.where(i)}") for i in work.imports.staged]
         lines.append(f"image imports running: {len(running)}{' (at least)' if work.imports.truncated else ''}" + "".join("\n" + r for r in running))
+        if dead:
+            lines.append(f"image imports dead by Glance's lock expiry (not waited for): {len(dead)}" + "".join("\n" + shown(i, work.where(i)) for i in dead))
         lines.append(f"images staged, not imported: {len(staged)}" + "".join("\n" + r for r in staged))
     return "\n".join(lines)
 

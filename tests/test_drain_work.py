@@ -26,13 +26,14 @@ def sql(lab: Lab, statement: str) -> str:
     return lab.mariadb(lab.load_layout()).execute(f"USE `{DB_SCHEMA}`;\n{statement}")
 
 
-def start_import(lab: Lab, method: str = "web-download", message: str = "Copied 3 MiB") -> str:
-    """What Glance writes when an import begins: the image importing, its task processing."""
+def start_import(lab: Lab, method: str = "web-download", message: str = "Copied 3 MiB", idle: int = 0) -> str:
+    """What Glance writes when an import begins: the image importing, its task processing
+    (last updated ``idle`` seconds ago)."""
     image_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
     body = json.dumps({"image_id": image_id, "import_req": {"method": {"name": method}}, "backend": ["fs"]})
     sql(lab, f"INSERT INTO images (id, name, status, created_at, deleted) VALUES ({sql_string(image_id)}, 'big', 'importing', UTC_TIMESTAMP(), 0);\n"
              f"INSERT INTO tasks (id, type, status, owner, created_at, updated_at, deleted, image_id) VALUES ({sql_string(task_id)}, "
-             f"'api_image_import', 'processing', 'p', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0, {sql_string(image_id)});\n"
+             f"'api_image_import', 'processing', 'p', UTC_TIMESTAMP() - INTERVAL {idle} SECOND, UTC_TIMESTAMP() - INTERVAL {idle} SECOND, 0, {sql_string(image_id)});\n"
              f"INSERT INTO task_info (task_id, input, message) VALUES ({sql_string(task_id)}, {sql_string(body)}, {sql_string(message)});")
     return image_id
 
@@ -427,4 +428,34 @@ async def test_the_stop_after_a_postinst_restart_waits_for_work_it_took(sim_lab,
     assert order[-5:] == ["restarted-by-upgrade", "drain.rewait", "drained", "stopped-again", "upgraded"], order
     rewait = [r for r in records if r["event"] == "drain.rewait"][-1]
     assert [i["image"] for i in rewait["imports"]] == [operator.started]
+    assert all(not shape_problem(r) for r in records)
+
+
+async def test_an_import_dead_by_glances_lock_expiry_does_not_hold_the_drain(sim_lab, sim_config, capsys):
+    """A task left `processing` by a worker killed two hours ago (Glance itself would break its
+    lock), no node's staging directory holding a file of it: the drain does not wait for it; it is
+    shown and journaled as set aside. A live import beside it is still waited for."""
+    from glance_tui.cli import main
+
+    sim_lab.reset()
+    clear(sim_lab)
+    dead = start_import(sim_lab, idle=7200)
+    seen: list[DrainProgress] = []
+    engine = Engine.open(sim_config, resume=False)
+    engine.subscribe(lambda e: seen.append(e) if isinstance(e, DrainProgress) else None)
+    operator = Unattended("glance-1")
+    try:
+        await first_steps(engine, operator)
+        assert await asyncio.wait_for(engine.run_step(engine.plan.step("new-node"), operator), 60) == "done"
+        assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path)]) == 0, capsys.readouterr()
+        text = capsys.readouterr().out
+        assert "image imports running: 0" in text and "dead by Glance's lock expiry (not waited for): 1" in text and dead in text
+    finally:
+        await engine.close()
+        clear(sim_lab)
+    assert any(p.in_flight == 0 and any(dead in w and "expired" in w for w in p.work) for p in seen)
+    records = journal(engine)
+    work = [r for r in records if r["event"] == "drain.work" and r["node"] == "glance-1"][-1]
+    assert [i["image"] for i in work["expired_imports"]] == [dead] and work["imports"] == []
+    assert not [r for r in records if r["event"] == "decision" and r.get("gate") == "drain-timeout"]  # no timeout dialog: nothing to decide
     assert all(not shape_problem(r) for r in records)

@@ -44,11 +44,12 @@ def image(db, status: str, *, size: int | None = None, props: dict[str, str] | N
     return image_id
 
 
-def task(db, status: str, image_id: str | None, method: str, *, message: str | None = None, deleted: int = 0, column_image: bool = True) -> str:
+def task(db, status: str, image_id: str | None, method: str, *, message: str | None = None, deleted: int = 0, column_image: bool = True,
+         idle: int = 0) -> str:
     task_id = str(uuid.uuid4())
     body = {"image_id": image_id, "import_req": {"method": {"name": method}}, "backend": ["fs"]}
     db.execute(f"INSERT INTO tasks (id, type, status, owner, created_at, updated_at, deleted, image_id) VALUES "
-               f"({_q(task_id)}, 'api_image_import', {_q(status)}, 'p1', UTC_TIMESTAMP() - INTERVAL 120 SECOND, UTC_TIMESTAMP(), {deleted}, "
+               f"({_q(task_id)}, 'api_image_import', {_q(status)}, 'p1', UTC_TIMESTAMP() - INTERVAL {120 + idle} SECOND, UTC_TIMESTAMP() - INTERVAL {idle} SECOND, {deleted}, "
                f"{_q(image_id if column_image else None)})")
     db.execute(f"INSERT INTO task_info (task_id, input, message) VALUES ({_q(task_id)}, {_q(json.dumps(body))}, {_q(message)})")
     return task_id
@@ -158,6 +159,32 @@ async def test_a_file_older_than_its_import_is_no_evidence_of_where_it_runs(gdb)
     assert {i.image_id: i.where for i in for_node(work, "b", hosts, old).running} == {copy: "any node", direct: "staged on b"}
     fresh = StagedFiles({copy: ("b",)}, ages={copy: {"b": 1.0}})
     assert {i.image_id for i in for_node(work, "a", hosts, fresh).running} == {direct}  # direct: no file anywhere, any node
+
+
+async def test_an_import_dead_by_glances_lock_expiry_counts_against_no_node(gdb) -> None:
+    """Glance itself breaks the lock of an import whose task has not changed for 60 minutes (120
+    while pending). Such a task, with every node's staging directory read and no file of its
+    image written within that time, is set aside (shown, not waited for); any sign of life, an
+    unread directory or a younger task keeps it in flight."""
+    dead, alive_file, young, pending = (image(gdb, "importing") for _ in range(4))
+    task(gdb, "processing", dead, "web-download", idle=3700)
+    task(gdb, "processing", alive_file, "web-download", idle=3700)
+    task(gdb, "processing", young, "copy-image", idle=3000)
+    task(gdb, "pending", pending, "glance-direct", idle=3700)  # pending: 120 minutes
+    work = await read(gdb)
+    assert {i.image_id: (i.task_status, i.idle is not None and i.idle >= 3700) for i in work.running}[dead] == ("processing", True)
+    hosts = StageHosts({"a": A, "b": B}, dirs={"a": "/s", "b": "/s"})
+    files = StagedFiles({dead: ("a",), alive_file: ("b",)}, ages={dead: {"a": 3650.0}, alive_file: {"b": 5.0}})
+    for node in ("a", "b"):
+        mine = for_node(work, node, hosts, files)
+        assert [i.image_id for i in mine.expired] == [dead] and dead not in {i.image_id for i in mine.running}
+        assert "expired" in mine.expired[0].describe() and "60 min" in mine.expired[0].describe()
+    assert {i.image_id for i in for_node(work, "b", hosts, files).running} == {alive_file, young, pending}
+    # nothing read, or one node unread: nobody can say it is dead
+    assert not for_node(work, "a", hosts, None).expired
+    unread = StagedFiles({}, {"b": "cannot list"})
+    assert not for_node(work, "a", hosts, unread).expired and dead in {i.image_id for i in for_node(work, "a", hosts, unread).running}
+    assert {i.image_id for i in for_node(work, "a", hosts, StagedFiles()).expired} == {dead, alive_file}  # no file anywhere
 
 
 def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
