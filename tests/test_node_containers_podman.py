@@ -130,3 +130,64 @@ async def test_restart_on_the_old_image_is_stale_and_the_recreate_runs_the_targe
     await run(cmds.start())
     f = await facts()
     assert f.running is True and f.code == CODE_INSTALLED and f.on("2025.1"), f
+
+
+# Every setting the re-create must carry, as an operator or kolla-ansible sets it; and the inspect
+# fields that must read the same after the re-create.
+SETTINGS = ["--network", "host", "--hostname", "glance-node-a", "--ulimit", "core=1000:2000", "--ulimit", "memlock=-1:-1",
+            "--log-driver", "k8s-file", "--log-opt", "max-size=10mb", "--log-opt", "tag=glance", "--annotation", "org.example/owner=ops",
+            "--cap-add", "NET_ADMIN", "--cap-drop", "MKNOD", "--security-opt", "label=disable", "--tmpfs", "/run/lock:size=10m",
+            "--shm-size", "128m", "--dns", "10.0.0.53", "--dns-search", "example.org", "--add-host", "db.example.org:10.0.0.9",
+            "--stop-signal", "SIGINT", "--stop-timeout", "7", "--init", "--workdir", "/var/lib/glance", "--cgroupns", "host",
+            "--device", "/dev/null:/dev/xnull", "--pids-limit", "100", "--memory", "1g", "--cpu-shares", "512", "--tty",
+            "--env", "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "--label", "deployed-by=kinds-test", "--volume", "glance-kinds:/var/lib/glance"]
+SURVIVE = {"Config": ["Hostname", "Annotations", "StopSignal", "StopTimeout", "WorkingDir", "Env", "Labels", "Tty"],
+           "HostConfig": ["Ulimits", "CapAdd", "CapDrop", "SecurityOpt", "Tmpfs", "ShmSize", "Dns", "DnsSearch", "ExtraHosts", "Init", "CgroupMode",
+                          "Devices", "PidsLimit", "Memory", "MemorySwap", "CpuShares", "IpcMode", "PidMode", "UTSMode", "NetworkMode"]}
+
+
+def _settings(inspect: dict) -> dict:
+    found = {f"{table}.{key}": inspect[table].get(key) for table, keys in SURVIVE.items() for key in keys}
+    found["Config.Env"] = sorted(found["Config.Env"])
+    log = inspect["HostConfig"]["LogConfig"]
+    found["LogConfig"] = (log["Type"], log["Size"], log["Tag"])
+    found["Mounts"] = sorted((m.get("Name") or m["Source"], m["Destination"], m["RW"]) for m in inspect["Mounts"])
+    return found
+
+
+async def test_recreate_carries_every_setting_of_the_container(tmp_path, podman):
+    """Created (never started here: runc cannot set RLIMIT_NOFILE on this machine, which podman adds
+    beside any explicit ulimit), re-created by the tool's own command, inspected: every setting kept."""
+    import json
+
+    name, repo = f"glance_api_{secrets.token_hex(3)}", f"localhost/kinds-test-{secrets.token_hex(3)}"
+    for version, tar in (("29.0.0", tmp_path / "old.tar"), ("30.0.0", tmp_path / "new.tar")):
+        rootfs_tar(tar, "glance-api-x", version)
+    import_args = ["--change", 'ENTRYPOINT ["/usr/bin/glance-api-x"]', "--change", 'CMD ["100000"]']
+    podman("import", *import_args, str(tmp_path / "old.tar"), f"{repo}:old")
+    podman("import", *import_args, str(tmp_path / "new.tar"), f"{repo}:2025.1")
+    podman("create", "--name", name, *SETTINGS, f"{repo}:old")
+    before = json.loads(podman("container", "inspect", name))[0]
+    os.environ["PODMAN_TEST_DB_PW"] = "pw-podman-test"
+    config = parse_config({
+        "database": {"password_env": "PODMAN_TEST_DB_PW"},
+        "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+        "commands": {"kind": "kolla", "kolla": {"engine": "podman", "container": name, "image": repo, "target_tag": "2025.1"}},
+        "nodes": [{"name": "g1", "ssh_host": "127.0.0.1", "lb_server": "g1", "api_url": "http://127.0.0.1:1"}],
+        "policy": {"target_release": "2025.1"},
+    })
+    shell = LocalShell(120)
+
+    async def run(cmd, **kw):
+        return await shell.run(cmd.command, timeout=120)
+
+    recreate = await recreate_command(run, NodeCommands(config, "g1"))
+    assert recreate is not None
+    result = await run(recreate)
+    assert result.ok, result.tail()
+    after = json.loads(podman("container", "inspect", name))[0]
+    assert after["Id"] != before["Id"] and after["Image"] == podman("image", "inspect", "--format", "{{.Id}}", f"{repo}:2025.1").strip()
+    assert _settings(after) == _settings(before)
+    assert after["Config"]["Hostname"] == "glance-node-a" and after["Config"]["Annotations"]["org.example/owner"] == "ops"
+    assert {"Name": "RLIMIT_CORE", "Soft": 1000, "Hard": 2000} in after["HostConfig"]["Ulimits"]
+    assert after["HostConfig"]["LogConfig"]["Tag"] == "glance" and after["HostConfig"]["LogConfig"]["Size"] == "10MB"
