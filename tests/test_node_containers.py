@@ -267,7 +267,7 @@ def test_create_args_carry_the_containers_own_configuration():
     envs = [args[i + 1] for i, a in enumerate(args) if a == "--env"]
     assert envs == ["KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "KOLLA_SERVICE_NAME=glance-api", "HTTP_PROXY=http://proxy:3128 'quoted' $(x)"]
     assert [args[i + 1] for i, a in enumerate(args) if a == "--label"] == ["deployed-by=kolla-ansible"]
-    assert "--user" not in args and "--pid" not in args and "--ipc" not in args and "--privileged" not in args
+    assert "--user" not in args and "--pid" not in args and args[args.index("--ipc") + 1] == "private" and "--privileged" not in args
     assert args[args.index("--health-cmd") + 1] == "healthcheck_curl http://10.0.0.1:9292" and "--health-interval 30s" in text
     assert args[-1] == TARGET  # the image's own command (kolla_start)
     privileged = json.loads(json.dumps(KOLLA_INSPECT))
@@ -290,6 +290,8 @@ def test_create_args_carry_the_containers_own_configuration():
     (lambda d: d["HostConfig"].update(LogConfig={"Type": "json-file", "Config": {"max-size": 10}}), "log option max-size"),
     (lambda d: d["Config"].update(Hostname="glance-a"), "cannot tell whether hostname 'glance-a'"),
     (lambda d: d["Config"].update(StopSignal="SIGNOPE"), "unknown stop signal"),
+    (lambda d: d["Config"].update(Domainname="example.org"), "Config.Domainname is set"),
+    (lambda d: d["HostConfig"].update(VolumeDriver="rexray"), "HostConfig.VolumeDriver is set"),
     (lambda d: d["Config"].update(Env="PATH=x"), "Config.Env is not a list"),
 ])
 def test_what_cannot_be_carried_is_named(change, needle):
@@ -348,7 +350,8 @@ def test_create_args_carry_every_setting_docker_prints():
         assert _values(args, flag) == values, flag
     assert "--init" in args and "--tty" in args
     # the host's own name under --network host is the engine's; private modes, unset limits are not passed
-    for absent in ("--hostname", "--ipc", "--pid", "--uts", "--pids-limit", "--memory-swappiness", "--cpus", "--privileged"):
+    assert _values(args, "--ipc") == ["private"]  # explicit: the daemon's default IPC mode may differ
+    for absent in ("--hostname", "--pid", "--uts", "--pids-limit", "--memory-swappiness", "--cpus", "--privileged", "--runtime", "--rm"):
         assert absent not in args, absent
     assert args[-1] == TARGET
     # a name of the operator's under host networking, or any name on a bridge that is not the id's prefix
@@ -375,7 +378,8 @@ PODMAN_INSPECT = {
                "Annotations": {"foo": "bar", "io.kubernetes.cri-o.TTY": "false", "io.podman.annotations.autoremove": "FALSE",
                                "io.podman.annotations.init": "TRUE", "io.podman.annotations.label": "disable",
                                "io.podman.annotations.privileged": "FALSE", "io.podman.annotations.publish-all": "FALSE"},
-               "StopSignal": 15, "StopTimeout": 10, "User": "glance", "HealthcheckOnFailureAction": "none"},
+               "StopSignal": 15, "StopTimeout": 10, "User": "glance", "HealthcheckOnFailureAction": "none", "Umask": "0022", "Timeout": 0,
+               "sdNotifyMode": "container"},
     "HostConfig": {
         "Binds": ["glance:/var/lib/glance:rw,rprivate,nosuid,nodev,rbind"], "CgroupManager": "cgroupfs", "CgroupMode": "host",
         "LogConfig": {"Type": "k8s-file", "Config": None, "Path": "/var/log/kolla/glance/ctr.log", "Tag": "glance", "Size": "10MB"},
@@ -412,7 +416,8 @@ def test_create_args_carry_every_setting_podman_prints():
     for flag, values in expected.items():
         assert _values(args, flag) == values, flag
     assert "--init" in args
-    for absent in ("--ipc", "--pid", "--uts", "--stop-signal", "--workdir", "--user", "--restart", "--memory-swappiness", "--cgroups", "--health-on-failure"):
+    assert _values(args, "--ipc") == ["shareable"]
+    for absent in ("--umask", "--sdnotify", "--timeout", "--runtime", "--pid", "--uts", "--stop-signal", "--workdir", "--user", "--restart", "--memory-swappiness", "--cgroups", "--health-on-failure"):
         assert absent not in args, absent
     # podman's own log file (under the container's directory), its default hostname: the engine's
     default = _merged(PODMAN_INSPECT, {"Config": {"Hostname": "node1"}, "HostConfig": {

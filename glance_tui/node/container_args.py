@@ -97,7 +97,7 @@ def _namespaces(host: dict[str, Any]) -> list[str]:
     ipc = host.get("IpcMode") or ""
     if not isinstance(ipc, str):
         raise ValueError("HostConfig.IpcMode is not a string")
-    if ipc not in ("", "private", "shareable"):
+    if ipc:  # explicit even when private/shareable: the daemon's default-ipc-mode may differ
         out += ["--ipc", ipc]
     for key, flag in _NAMESPACE_MODES.items():
         mode = host.get(key) or ""
@@ -114,7 +114,7 @@ def _namespaces(host: dict[str, Any]) -> list[str]:
     if cgroups not in ("", "default", "enabled"):
         out += ["--cgroups", str(cgroups)]
     shm = _number(host.get("ShmSize"), "HostConfig.ShmSize")
-    if shm > 0 and (ipc in ("", "private", "shareable")):
+    if shm > 0 and ipc in ("", "private", "shareable"):
         out += ["--shm-size", str(shm)]
     return out
 
@@ -196,9 +196,11 @@ def _log(host: dict[str, Any], container_id: str) -> list[str]:
 def _host_name(raw: dict[str, Any], config: dict[str, Any], host: dict[str, Any], node_host_name: str | None) -> list[str]:
     """``--hostname`` only when the operator chose it: not the id's prefix (the engine's default), not
     the host's name under host networking or a host UTS namespace (the engine's too)."""
-    name = config.get("Hostname") or ""
+    name, domain = config.get("Hostname") or "", config.get("Domainname") or ""
     if not isinstance(name, str):
         raise ValueError("Config.Hostname is not a string")
+    if domain:
+        raise ValueError(f"Config.Domainname is set ({str(domain)[:40]}): it is not carried")
     container_id = str(raw.get("Id") or "")
     if not name or (len(name) >= 12 and container_id.startswith(name)) or host.get("UTSMode") == "host":
         return []
@@ -207,9 +209,6 @@ def _host_name(raw: dict[str, Any], config: dict[str, Any], host: dict[str, Any]
             raise ValueError(f"cannot tell whether hostname {name[:60]!r} is the node's own name (it was not read)")
         if name == node_host_name:
             return []
-    domain = config.get("Domainname") or ""
-    if domain:
-        raise ValueError(f"Config.Domainname is set ({str(domain)[:40]}): it is not carried")
     return ["--hostname", name]
 
 
@@ -238,14 +237,25 @@ def _host_lists(host: dict[str, Any], config: dict[str, Any]) -> list[str]:
             out += ["--annotation", f"{key}={value}"]
     if host.get("PortBindings"):
         raise ValueError("HostConfig.PortBindings is set: published ports are not carried; re-create the container with your deployment tool")
-    if host.get("Links"):
-        raise ValueError("HostConfig.Links is set: links are not carried")
-    for key, flag in (("Init", "--init"), ("ReadonlyRootfs", "--read-only"), ("Privileged", "--privileged")):
+    for key in ("Links", "VolumeDriver", "CgroupConf"):
+        if host.get(key):
+            raise ValueError(f"HostConfig.{key} is set: it is not carried; re-create the container with your deployment tool")
+    runtime = host.get("Runtime") or ""
+    if runtime not in ("", "runc", "oci"):  # docker's default runtime / podman's word for the configured one
+        out += ["--runtime", str(runtime)]
+    for key, flag in (("Init", "--init"), ("ReadonlyRootfs", "--read-only"), ("Privileged", "--privileged"), ("AutoRemove", "--rm")):
         if host.get(key) is True:
             out.append(flag)
     for key, flag in (("Tty", "--tty"), ("OpenStdin", "--interactive")):
         if config.get(key) is True:
             out.append(flag)
+    # podman's own: umask, a run timeout, how systemd is notified (its defaults not passed)
+    for key, flag, default in (("Umask", "--umask", "0022"), ("sdNotifyMode", "--sdnotify", "container")):
+        value = config.get(key) or ""
+        if value and value != default:
+            out += [flag, str(value)]
+    if _number(config.get("Timeout"), "Config.Timeout") > 0:
+        out += ["--timeout", str(config["Timeout"])]
     return out
 
 
