@@ -93,8 +93,8 @@ class KollaCtx:
     """The context's surface the staging code uses: the real config and commands, a real shell for
     the listings; each node's read_config and container inspect answered from ``conf``/``inspect``."""
 
-    def __init__(self, inspect: dict[str, str | None]) -> None:
-        self.config = kolla_config("docker", n=len(inspect))
+    def __init__(self, inspect: dict[str, str | None], config: Any = None) -> None:
+        self.config = config or kolla_config("docker", n=len(inspect))
         self.inspect = inspect
         self.shell = LocalShell(30)
         self.journal, self.state, self.notices = Journal(), State(), []

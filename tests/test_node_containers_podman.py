@@ -39,7 +39,8 @@ def rootfs_tar(path: Path, program: str, version: str) -> None:
     """A tiny image: the host's dash and sleep (with their libraries); ``program`` is sleep under a
     Glance-like name, ``python3`` prints the image's Glance version as importlib.metadata would."""
     with tarfile.open(path, "w") as tar:
-        files = {"/bin/sh": shutil.which("dash") or "/bin/dash", f"/usr/bin/{program}": shutil.which("sleep") or "/bin/sleep"}
+        files = {"/bin/sh": shutil.which("dash") or "/bin/dash", f"/usr/bin/{program}": shutil.which("sleep") or "/bin/sleep",
+                 "/bin/cat": shutil.which("cat") or "/bin/cat", "/bin/mkdir": shutil.which("mkdir") or "/bin/mkdir"}
         for binary in list(files.values()):
             out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
             for word in out.split():
@@ -51,6 +52,9 @@ def rootfs_tar(path: Path, program: str, version: str) -> None:
         script.write_text(f"#!/bin/sh\necho glance {version}\n")
         script.chmod(0o755)
         tar.add(script, arcname="usr/bin/python3")
+        passwd = path.with_suffix(".passwd")  # `--user root` (read_config's one-off container) needs it
+        passwd.write_text("root:x:0:0:root:/root:/bin/sh\n")
+        tar.add(passwd, arcname="etc/passwd")
 
 
 @pytest.fixture
@@ -191,3 +195,54 @@ async def test_recreate_carries_every_setting_of_the_container(tmp_path, podman)
     assert after["Config"]["Hostname"] == "glance-node-a" and after["Config"]["Annotations"]["org.example/owner"] == "ops"
     assert {"Name": "RLIMIT_CORE", "Soft": 1000, "Hard": 2000} in after["HostConfig"]["Ulimits"]
     assert after["HostConfig"]["LogConfig"]["Tag"] == "glance" and after["HostConfig"]["LogConfig"]["Size"] == "10MB"
+
+
+async def test_a_kolla_nodes_staging_is_read_through_the_containers_real_mounts(tmp_path, podman):
+    """read_config in a one-off container, the real inspect's mounts: the staging directory inside
+    the container is listed at the named volume's mount point; on no volume it is not listed."""
+    import json
+
+    from glance_tui.inflight import import_conf, stage_hosts, staged_files
+    from tests.test_kolla_staging import IMAGE, KollaCtx
+
+    repo, volume = f"localhost/kinds-test-{secrets.token_hex(3)}", f"glance-{secrets.token_hex(3)}"
+    rootfs_tar(tmp_path / "old.tar", "glance-api-x", "29.0.0")
+    podman("import", "--change", 'ENTRYPOINT ["/usr/bin/glance-api-x"]', "--change", 'CMD ["100000"]', str(tmp_path / "old.tar"), f"{repo}:2025.1")
+    kolla = tmp_path / "kolla"
+    kolla.mkdir()
+    (kolla / "glance-api.conf").write_text("[DEFAULT]\nenabled_backends = fs:file\nworker_self_reference_url = http://10.0.0.1:9292\n"
+                                           "[os_glance_staging_store]\nfilesystem_store_datadir = /var/lib/glance/staging\n")
+    names = {"g1": f"glance_api_{secrets.token_hex(3)}", "g2": f"glance_api_{secrets.token_hex(3)}"}
+    podman("create", "--name", names["g1"], "--network", "host", "--volume", f"{kolla}:/var/lib/kolla/config_files:ro",
+           "--volume", f"{volume}:/var/lib/glance", f"{repo}:2025.1")
+    podman("create", "--name", names["g2"], "--network", "host", "--volume", f"{kolla}:/var/lib/kolla/config_files:ro", f"{repo}:2025.1")
+    # Glance stages an image's data inside the container (a one-off container with its volumes writes it)
+    podman("run", "--rm", "--network", "none", "--volumes-from", names["g1"], "--entrypoint", "sh", f"{repo}:2025.1", "-c",
+           f"mkdir -p /var/lib/glance/staging && echo data > /var/lib/glance/staging/{IMAGE}")
+    os.environ["PODMAN_TEST_DB_PW"] = "pw-podman-test"
+    config = parse_config({
+        "database": {"password_env": "PODMAN_TEST_DB_PW"},
+        "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+        "commands": {"kind": "kolla", "kolla": {"engine": "podman", "container": names["g1"], "image": repo, "target_tag": "2025.1"}},
+        "nodes": [{"name": n, "ssh_host": f"127.0.0.{i}", "lb_server": n, "api_url": f"http://127.0.0.{i}:1", "kolla": {"container": names[n]}}
+                  for i, n in ((1, "g1"), (2, "g2"))],
+        "policy": {"target_release": "2025.1"},
+    })
+
+    class RealCtx(KollaCtx):
+        def __init__(self) -> None:
+            super().__init__({}, config)
+
+        async def run(self, cmd, **kw):
+            return await self.shell.run(cmd.command, timeout=120)
+
+    ctx = RealCtx()
+    conf = await import_conf(ctx, "g1")
+    mountpoint = podman("volume", "inspect", "--format", "{{.Mountpoint}}", volume).strip()
+    assert conf.staging_dir == f"{mountpoint}/staging" and conf.in_container == "/var/lib/glance/staging" and not conf.unlisted
+    files = await staged_files(ctx, await stage_hosts(ctx))
+    assert files.holders == {IMAGE: ("g1",)}, files
+    assert "own layer" in files.unread["g2"] and files.owner(IMAGE) is None  # g2 keeps it in its layer: unknown
+    podman("rm", names["g2"])
+    files = await staged_files(ctx, await stage_hosts(ctx))
+    assert files.unread["g2"].startswith("cannot read g2's") and files.owner(IMAGE) is None, files  # no container: unknown, never "no files"
