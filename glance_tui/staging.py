@@ -64,8 +64,8 @@ def _unlisted(ctx: "Context", node: str, conf: ImportConf, staged: list[ImportIt
         shown = ", ".join(i.image_id for i in staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
         raise StagingAtRisk(f"{len(staged)} image(s) staged but not imported may be on {node} ({shown}), whose staging data the upgrade "
                             f"would lose: {conf.unlisted}", fix=f"let their owners import (or delete) them first, or {VOLUME_FIX}")
-    ctx.emit(Notice("warning", f"{node}: {conf.unlisted}; image data staged there{' by now' if not owed else ''} is lost when the "
-                               f"container is re-created. Fix: {VOLUME_FIX}."))
+    ctx.emit(Notice("warning", f"{node}: {conf.unlisted}; image data staged there cannot be listed and is lost when the container "
+                               f"is re-created (the upgrade). Fix: {VOLUME_FIX}."))
 
 
 async def after_upgrade(ctx: "Context", node: str) -> None:
