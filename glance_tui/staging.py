@@ -41,7 +41,8 @@ async def before_stop(ctx: "Context", node: str, work: InFlight, *, owed: bool =
     if owed:
         ctx.state.staging[node] = {"dir": conf.staging_dir, "existed": exists, "files": files}
         ctx.save_state()
-    ctx.journal.write("staged", node=node, staging_dir=conf.staging_dir, dir_exists=exists, files=files, imports=[i.as_dict() for i in staged])
+    where = {"container_dir": conf.in_container} if conf.in_container else {}  # a Kolla node: the directory as its container names it
+    ctx.journal.write("staged", node=node, staging_dir=conf.staging_dir, **where, dir_exists=exists, files=files, imports=[i.as_dict() for i in staged])
     if staged:
         shown = ", ".join(f"{i.image_id} ({i.where})" for i in staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
         ctx.emit(Notice("warning", f"{len(staged)} image(s) staged but not imported may be on {node}: {shown}. While {node} is down, an import "

@@ -142,6 +142,7 @@ async def test_a_kolla_nodes_staging_is_listed_at_its_host_path(tmp_path):
     item = ImportItem(IMAGE, "glance-direct", ("image uploading",), 5.0)
     await staging.before_stop(ctx, "g1", InFlight(0, (), ImportWork((), (item,))), owed=True)
     assert ctx.state.staging["g1"] == {"dir": str(volume / "staging"), "existed": True, "files": [IMAGE]}
+    assert ctx.journal.records[-1][1]["container_dir"] == "/var/lib/glance/staging" and ctx.journal.records[-1][1]["files"] == [IMAGE]
 
 
 async def test_a_container_that_cannot_be_read_leaves_the_staging_unknown(tmp_path):
