@@ -292,6 +292,8 @@ def test_create_args_carry_the_containers_own_configuration():
     (lambda d: d["Config"].update(StopSignal="SIGNOPE"), "unknown stop signal"),
     (lambda d: d["Config"].update(Domainname="example.org"), "Config.Domainname is set"),
     (lambda d: d["HostConfig"].update(VolumeDriver="rexray"), "HostConfig.VolumeDriver is set"),
+    (lambda d: d["HostConfig"].update(DeviceRequests=[{"Driver": "nvidia", "Count": -1}]), "HostConfig.DeviceRequests is set"),
+    (lambda d: d.update(NetworkSettings={"Networks": {"glance_net": {"IPAMConfig": {"IPv4Address": "172.20.0.5"}}}}), "fixed address"),
     (lambda d: d["Config"].update(Env="PATH=x"), "Config.Env is not a list"),
 ])
 def test_what_cannot_be_carried_is_named(change, needle):

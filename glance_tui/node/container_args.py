@@ -237,7 +237,7 @@ def _host_lists(host: dict[str, Any], config: dict[str, Any]) -> list[str]:
             out += ["--annotation", f"{key}={value}"]
     if host.get("PortBindings"):
         raise ValueError("HostConfig.PortBindings is set: published ports are not carried; re-create the container with your deployment tool")
-    for key in ("Links", "VolumeDriver", "CgroupConf"):
+    for key in ("Links", "VolumeDriver", "CgroupConf", "StorageOpt", "DeviceRequests", "Cgroup"):
         if host.get(key):
             raise ValueError(f"HostConfig.{key} is set: it is not carried; re-create the container with your deployment tool")
     runtime = host.get("Runtime") or ""
@@ -273,11 +273,15 @@ def _signal_number(value: Any) -> int | None:
     return None
 
 
-def _host_options(host: dict[str, Any]) -> list[str]:
+def _host_options(host: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     out: list[str] = []
     network = host.get("NetworkMode")
     if isinstance(network, str) and network not in ("", "default", "bridge"):
         out += ["--network", network]
+    networks = _object(_object(raw.get("NetworkSettings"), "NetworkSettings").get("Networks"), "NetworkSettings.Networks")
+    for net, settings in networks.items():
+        if isinstance(settings, dict) and settings.get("IPAMConfig"):
+            raise ValueError(f"network {str(net)[:40]} has a fixed address (--ip): it is not carried; re-create the container with your deployment tool")
     policy = host.get("RestartPolicy") or {}
     name = policy.get("Name") if isinstance(policy, dict) else None
     if name and name != "no":
@@ -345,6 +349,6 @@ def create_args(engine: str, raw: dict[str, Any], image_config: dict[str, Any], 
     options, command = _config_options(config, image_config)
     tmpfs = set(_object(host.get("Tmpfs"), "HostConfig.Tmpfs"))
     parts: list[Callable[[], list[str]]] = [
-        lambda: _host_options(host), lambda: _namespaces(host), lambda: _host_lists(host, config), lambda: _resources(host),
+        lambda: _host_options(host, raw), lambda: _namespaces(host), lambda: _host_lists(host, config), lambda: _resources(host),
         lambda: _log(host, str(raw.get("Id") or "")), lambda: _host_name(raw, config, host, node_host_name), lambda: _mounts(raw, tmpfs)]
     return [engine, "create", "--name", name, *(a for part in parts for a in part()), *options, image, *command]
