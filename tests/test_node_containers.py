@@ -499,7 +499,7 @@ def test_plan_previews_a_kolla_nodes_commands(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "[g1] $ podman stop glance_api" in out and "[g1] $ podman start glance_api" in out
     assert f"[g1] $ podman pull {TARGET}" in out
-    assert f"[g1] $ podman create --name glance_api-glance-tui-new <the mounts" in out and "re-created on the target image, not started" in out
+    assert f"[g1] $ podman create --name glance_api-glance-tui-new <every setting of glance_api" in out and "re-created on the target image, not started" in out
     assert "--entrypoint glance-manage \"$(podman container inspect --format '{{.Image}}' glance_api)\" --config-file /var/lib/kolla/config_files/glance-api.conf db expand" in out
     assert "apt-get" not in out and "systemctl" not in out and "dpkg-query" not in out
 
