@@ -131,8 +131,8 @@ class NodeCommands:
         """What the upgrade of a Kolla node does after the pull (the real command is built from the inspected container)."""
         k = self.config.kolla_of(self.node)
         spare = spare_name(str(k.container))
-        return (f"{quote_args(str(k.engine), 'create', '--name', spare)} <the mounts, network, environment, labels, "
-                f"restart policy, user and privileges of {k.container}> {quote_args(kolla_image(k))} && "
+        return (f"{quote_args(str(k.engine), 'create', '--name', spare)} <every setting of "
+                f"{k.container} (mounts, network, environment, limits, logging, ...)> {quote_args(kolla_image(k))} && "
                 f"{quote_args(str(k.engine), 'container', 'rm', str(k.container))} && {quote_args(str(k.engine), 'rename', spare, str(k.container))}")
 
     def inspect_container(self, name: str) -> RemoteCommand:

@@ -172,6 +172,7 @@ class StageHosts:
     urls: dict[str, str] = field(default_factory=dict)  # node -> self URL ("" when none)
     unread: dict[str, str] = field(default_factory=dict)  # node -> why
     dirs: dict[str, str] = field(default_factory=dict)  # node -> its staging directory (read nodes only)
+    unlisted: dict[str, str] = field(default_factory=dict)  # node -> why its directory cannot be listed (a container's own layer)
 
     def owner(self, stage_host: str) -> str | None:
         """The one node whose self URL is ``stage_host``; None when it names no node, several, or

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from glance_tui.db_clients import resolve_here
 from glance_tui.errors import GlanceTuiError
 from glance_tui.import_work import ImportItem, ImportWork, StagedFiles, StageHosts, expired, for_node, may_expire, read_import_work
+from glance_tui.node.container_mounts import host_place
+from glance_tui.node.containers import parse_container
 from glance_tui.node.glance_conf import ImportConf, parse_import_conf, parse_staging_ages
 from glance_tui.node.probe import api_address, to_api
 from glance_tui.node.readings import Connection, parse_connections
@@ -112,26 +114,46 @@ async def _output(ctx: "Context", cmd: "RemoteCommand", what: str) -> str:
 
 async def import_conf(ctx: "Context", node: str) -> ImportConf:
     """The node's self URL and staging directory from its own glance-api.conf (``read_config``);
-    :class:`ValueError` when it cannot be read."""
+    :class:`ValueError` when it cannot be read. On a Kolla node the configured directory is inside
+    the container: it is listed at its host path, through the container's inspected mounts."""
+    kolla = ctx.config.kind_of(node) == "kolla"
+    cmds = ctx.commands(node)
+    conf_text, inspect = await asyncio.gather(
+        _output(ctx, cmds.read_config(), f"{node}'s glance-api.conf"),
+        _output(ctx, cmds.container_reads()[0], f"{node}'s container (its mounts)") if kolla else asyncio.sleep(0, ""),
+        return_exceptions=True)
     try:
-        return parse_import_conf(await _output(ctx, ctx.commands(node).read_config(), f"{node}'s glance-api.conf"))
+        for read in (conf_text, inspect):
+            if isinstance(read, BaseException):
+                raise read
+        conf = parse_import_conf(str(conf_text))
+        return _through_mounts(conf, str(inspect), str(ctx.config.kolla_of(node).container)) if kolla else conf
     except ValueError as exc:
         raise ValueError(str(exc) if str(exc).startswith("cannot read") else f"{node}: {exc}") from None
+
+
+def _through_mounts(conf: ImportConf, inspect: str, container: str) -> ImportConf:
+    """A Kolla node's staging directory at its host path (``unlisted`` when the container keeps it in
+    its own layer or a tmpfs); ValueError when the container or its mounts cannot be read."""
+    place = host_place(parse_container(inspect).raw, conf.staging_dir, container)
+    return replace(conf, staging_dir=place.host or conf.staging_dir, in_container=conf.staging_dir, unlisted=place.gone)
 
 
 async def stage_hosts(ctx: "Context") -> StageHosts:
     """Every node's self URL, each read on the node (an unread one is named, never guessed)."""
     names = [n.name for n in ctx.config.nodes]
     confs = await asyncio.gather(*(import_conf(ctx, n) for n in names), return_exceptions=True)
-    urls, dirs, unread = {}, {}, {}
+    urls, dirs, unread, unlisted = {}, {}, {}, {}
     for name, conf in zip(names, confs):
         if isinstance(conf, ImportConf):
             urls[name], dirs[name] = conf.self_url, conf.staging_dir
+            if conf.unlisted:
+                unlisted[name] = f"{name}'s staging directory cannot be listed from the host: {conf.unlisted}"
         elif isinstance(conf, ValueError):
             unread[name] = str(conf)
         else:
             raise conf
-    return StageHosts(urls, unread, dirs)
+    return StageHosts(urls, unread, dirs, unlisted)
 
 
 MISSING = 3  # the staging listing's exit status when the directory does not exist
@@ -160,7 +182,7 @@ async def list_staging(ctx: "Context", node: str, directory: str) -> tuple[bool,
 async def staged_files(ctx: "Context", hosts: StageHosts) -> StagedFiles:
     """Which images each node's staging directory holds data for, every node listed in parallel;
     a node whose config or directory could not be read is in ``unread``."""
-    unread = dict(hosts.unread)
+    unread = {**hosts.unread, **hosts.unlisted}
     holders: dict[str, list[str]] = {}
 
     ages: dict[str, dict[str, float]] = {}

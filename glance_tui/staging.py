@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from glance_tui.errors import GlanceTuiError
 from glance_tui.events import Notice
+from glance_tui.import_work import ImportItem
 from glance_tui.inflight import InFlight, StagingUnknown, import_conf, list_staging
+from glance_tui.node.glance_conf import ImportConf
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
@@ -28,21 +30,43 @@ async def before_stop(ctx: "Context", node: str, work: InFlight, *, owed: bool =
     try:
         conf = await import_conf(ctx, node)
     except ValueError as exc:
-        raise StagingUnknown(f"cannot tell {node}'s staging directory: {exc}", fix="make read_config print the node's glance-api.conf, then retry") from None
-    exists, names = await list_staging(ctx, node, conf.staging_dir)
+        raise StagingUnknown(f"cannot tell {node}'s staging directory: {exc}", fix="make read_config print the node's glance-api.conf (on a Kolla node, `container inspect` must answer too), then retry") from None
     staged = list(work.imports.staged if work.imports else ())
+    if conf.unlisted:
+        _unlisted(ctx, node, conf, staged, owed)
+        return
+    exists, names = await list_staging(ctx, node, conf.staging_dir)
     ids = {i.image_id for i in staged}
     files = sorted(n for n in names if n.split(".", 1)[0] in ids)
     if owed:
         ctx.state.staging[node] = {"dir": conf.staging_dir, "existed": exists, "files": files}
         ctx.save_state()
-    ctx.journal.write("staged", node=node, staging_dir=conf.staging_dir, dir_exists=exists, files=files, imports=[i.as_dict() for i in staged])
+    where = {"container_dir": conf.in_container} if conf.in_container else {}  # a Kolla node: the directory as its container names it
+    ctx.journal.write("staged", node=node, staging_dir=conf.staging_dir, **where, dir_exists=exists, files=files, imports=[i.as_dict() for i in staged])
     if staged:
         shown = ", ".join(f"{i.image_id} ({i.where})" for i in staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
         ctx.emit(Notice("warning", f"{len(staged)} image(s) staged but not imported may be on {node}: {shown}. While {node} is down, an import "
                                    f"requested for them fails (Glance proxies it to {node}: 'Stage host is unavailable'); their data in "
                                    f"{conf.staging_dir} must survive the upgrade{' (checked after it)' if owed else ''}. Fix: after {node} is back, the owner "
                                    f"requests the import again (POST /v2/images/ID/import, glance-direct)."))
+
+
+VOLUME_FIX = ("put the staging directory on a volume (Kolla: [os_glance_staging_store] filesystem_store_datadir under /var/lib/glance, "
+              "the glance volume; or mount one on it), then retry")
+
+
+def _unlisted(ctx: "Context", node: str, conf: ImportConf, staged: list[ImportItem], owed: bool) -> None:
+    """A Kolla node whose staging directory is in its container's own layer (or a tmpfs): nothing
+    there can be listed from the host, and the upgrade's re-create discards it. With images
+    that may be staged there, an upgrade is refused; else the operator is warned."""
+    ctx.journal.write("staged", node=node, staging_dir=conf.in_container or conf.staging_dir, dir_exists=None, files=None,
+                      unlisted=conf.unlisted, imports=[i.as_dict() for i in staged])
+    if staged and owed:
+        shown = ", ".join(i.image_id for i in staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
+        raise StagingAtRisk(f"{len(staged)} image(s) staged but not imported may be on {node} ({shown}), whose staging data the upgrade "
+                            f"would lose: {conf.unlisted}", fix=f"let their owners import (or delete) them first, or {VOLUME_FIX}")
+    ctx.emit(Notice("warning", f"{node}: {conf.unlisted}; image data staged there cannot be listed and is lost when the container "
+                               f"is re-created (the upgrade). Fix: {VOLUME_FIX}."))
 
 
 async def after_upgrade(ctx: "Context", node: str) -> None:
@@ -82,3 +106,7 @@ async def _still_owed(ctx: "Context", files: list[str]) -> list[str]:
 
 class StagingLost(GlanceTuiError):
     """Staged image data did not survive the upgrade."""
+
+
+class StagingAtRisk(GlanceTuiError):
+    """Staged image data would not survive the upgrade (a staging directory on no volume)."""

@@ -12,6 +12,7 @@ podman's files. The real Glance rehearsals on container nodes are in tests/test_
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -20,8 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from glance_tui.commands import NodeCommands
+from glance_tui.config import parse_config
+from glance_tui.inflight import import_conf
 from glance_tui.lab import containers, glance, procs
 from glance_tui.lab.monitor import ProcessMonitor
+from glance_tui.node.containers import recreate_command
+from tests.test_kolla_staging import KollaCtx
 
 pytestmark = pytest.mark.services
 
@@ -60,7 +66,7 @@ def served_code(url: str) -> str:
         return json.loads(resp.read())["code"]
 
 
-def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp_path: Path) -> None:
+async def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp_path: Path, monkeypatch) -> None:
     envs = {rel: stand_in_env(tmp_path / "envs", rel) for rel in ("old", "new")}
     images = containers.Images(tmp_path / "images", progress=lambda line: None)
     started = time.monotonic()
@@ -107,9 +113,21 @@ def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: str, tmp
         assert served_code(f"http://{host}:{port}") == str(envs["old"] / "glance-api")
         assert one.world.image_id(containers.image_ref("new")) == ids["new"]
 
-        # Kolla's upgrade: re-created on the new image, it runs the new code
-        one.remove()
-        one.create("new", store_dir=store)
+        # Kolla's upgrade: re-created on the new image by the tool's own command (from the inspected
+        # container, through the node's podman), it runs the new code
+        monkeypatch.setenv("PATH", f"{one.bin_dir}:{os.environ['PATH']}")
+        monkeypatch.setenv("LAB_CONTAINERS_DB_PW", "pw-lab-containers")
+        ctx = KollaCtx({}, parse_config({
+            "database": {"password_env": "LAB_CONTAINERS_DB_PW"}, "load_balancer": {"stats_url": "http://lb:8404/stats", "backend": "glance_api"},
+            "commands": {"kind": "kolla", "kolla": {"engine": "podman", "container": containers.CONTAINER, "image": containers.IMAGE, "target_tag": "new"}},
+            "nodes": [{"name": "g1", "ssh_host": host, "lb_server": "g1", "api_url": f"http://{host}:{port}"}], "policy": {"target_release": "2025.1"}}))
+        ctx.run = lambda cmd, **kw: ctx.shell.run(cmd.command, timeout=120)  # every command for real, on this host
+        conf = await import_conf(ctx, "g1")  # the staging directory inside the container, at its host path (the node's glance volume)
+        assert conf.in_container == f"{containers.DATA_DIR}/staging" and conf.staging_dir == str(one.data_dir / "staging") and not conf.unlisted
+        one.stop()
+        recreate = await recreate_command(ctx.run, NodeCommands(ctx.config, "g1"))
+        assert recreate is not None and (await ctx.run(recreate)).ok
+        assert one.state()["status"] == "created" and one.state()["image"] == ids["new"]
         one.start(wait_url=f"http://{host}:{port}/versions")
         assert served_code(f"http://{host}:{port}") == str(envs["new"] / "glance-api")
 

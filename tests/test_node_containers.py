@@ -101,6 +101,8 @@ class KollaNode:
             if self.target is None:
                 return CommandResult(command, 125, "[]\n", f"Error: {TARGET}: image not known", 0.01, False)
             return ok(image_inspect(self.engine, self.target))
+        if command == "uname -n":
+            return ok("node1\n")
         if "importlib.metadata" in command:
             image = next((i for i in VERSIONS if i in command), None)
             return ok(VERSIONS[image]) if image else CommandResult(command, 125, "", "Error: image not known", 0.01, False)
@@ -255,7 +257,7 @@ def test_create_args_carry_the_containers_own_configuration():
     from glance_tui.node.containers import create_args
 
     box = parse_container(json.dumps([KOLLA_INSPECT]))
-    args = create_args("docker", box, OLD_IMAGE_CONFIG, TARGET, "glance_api-glance-tui-new")
+    args = create_args("docker", box.raw, OLD_IMAGE_CONFIG, TARGET, "glance_api-glance-tui-new")
     assert args[:4] == ["docker", "create", "--name", "glance_api-glance-tui-new"]
     text = " ".join(args)
     assert args[args.index("--network") + 1] == "host" and args[args.index("--restart") + 1] == "unless-stopped"
@@ -265,12 +267,12 @@ def test_create_args_carry_the_containers_own_configuration():
     envs = [args[i + 1] for i, a in enumerate(args) if a == "--env"]
     assert envs == ["KOLLA_CONFIG_STRATEGY=COPY_ALWAYS", "KOLLA_SERVICE_NAME=glance-api", "HTTP_PROXY=http://proxy:3128 'quoted' $(x)"]
     assert [args[i + 1] for i, a in enumerate(args) if a == "--label"] == ["deployed-by=kolla-ansible"]
-    assert "--user" not in args and "--pid" not in args and "--ipc" not in args and "--privileged" not in args
+    assert "--user" not in args and "--pid" not in args and args[args.index("--ipc") + 1] == "private" and "--privileged" not in args
     assert args[args.index("--health-cmd") + 1] == "healthcheck_curl http://10.0.0.1:9292" and "--health-interval 30s" in text
     assert args[-1] == TARGET  # the image's own command (kolla_start)
     privileged = json.loads(json.dumps(KOLLA_INSPECT))
     privileged["HostConfig"].update(Privileged=True, PidMode="host", RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 5})
-    args = create_args("podman", parse_container(json.dumps([privileged])), OLD_IMAGE_CONFIG, TARGET, "n")
+    args = create_args("podman", parse_container(json.dumps([privileged])).raw, OLD_IMAGE_CONFIG, TARGET, "n")
     assert "--privileged" in args and args[args.index("--pid") + 1] == "host" and args[args.index("--restart") + 1] == "on-failure:5"
 
 
@@ -278,7 +280,20 @@ def test_create_args_carry_the_containers_own_configuration():
     (lambda d: d["Mounts"].append({"Type": "npipe", "Source": "x", "Destination": "/y"}), "only bind mounts"),
     (lambda d: d["Mounts"].append({"Type": "bind", "Source": "/a:b", "Destination": "/y"}), "':' or ','"),
     (lambda d: d["Config"].update(Entrypoint=["/bin/sh"]), "its own entrypoint"),
-    (lambda d: d["HostConfig"].update(Memory=1 << 30), "resource limits are not carried"),
+    (lambda d: d["HostConfig"].update(KernelMemory=1 << 30), "HostConfig.KernelMemory is set"),
+    (lambda d: d["HostConfig"].update(BlkioDeviceReadBps=[{"Path": "/dev/sda", "Rate": 1}]), "HostConfig.BlkioDeviceReadBps is set"),
+    (lambda d: d["HostConfig"].update(MemorySwap=1 << 30), "MemorySwap is set without a memory limit"),
+    (lambda d: d["HostConfig"].update(PortBindings={"9292/tcp": [{"HostPort": "9292"}]}), "published ports are not carried"),
+    (lambda d: d["HostConfig"].update(SecurityOpt=['seccomp={"defaultAction": "SCMP_ACT_ERRNO"}']), "seccomp profile's content"),
+    (lambda d: d["HostConfig"].update(CgroupnsMode="ns:/proc/1/ns/cgroup"), "cgroup namespace mode"),
+    (lambda d: d["HostConfig"].update(Ulimits=[{"Soft": 1, "Hard": 2}]), "Ulimits: an entry without a name"),
+    (lambda d: d["HostConfig"].update(LogConfig={"Type": "json-file", "Config": {"max-size": 10}}), "log option max-size"),
+    (lambda d: d["Config"].update(Hostname="glance-a"), "cannot tell whether hostname 'glance-a'"),
+    (lambda d: d["Config"].update(StopSignal="SIGNOPE"), "unknown stop signal"),
+    (lambda d: d["Config"].update(Domainname="example.org"), "Config.Domainname is set"),
+    (lambda d: d["HostConfig"].update(VolumeDriver="rexray"), "HostConfig.VolumeDriver is set"),
+    (lambda d: d["HostConfig"].update(DeviceRequests=[{"Driver": "nvidia", "Count": -1}]), "HostConfig.DeviceRequests is set"),
+    (lambda d: d.update(NetworkSettings={"Networks": {"glance_net": {"IPAMConfig": {"IPv4Address": "172.20.0.5"}}}}), "fixed address"),
     (lambda d: d["Config"].update(Env="PATH=x"), "Config.Env is not a list"),
 ])
 def test_what_cannot_be_carried_is_named(change, needle):
@@ -287,7 +302,132 @@ def test_what_cannot_be_carried_is_named(change, needle):
     data = json.loads(json.dumps(KOLLA_INSPECT))
     change(data)
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
-        create_args("docker", parse_container(json.dumps([data])), OLD_IMAGE_CONFIG, TARGET, "n")
+        create_args("docker", parse_container(json.dumps([data])).raw, OLD_IMAGE_CONFIG, TARGET, "n")
+
+
+def _values(args: list[str], flag: str) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+# What kolla-ansible's docker worker sets (dimensions' ulimits, cgroupns, tmpfs) and an operator may
+# (log options, annotations, devices, DNS, ...), as docker inspect prints it.
+DOCKER_EXTRA = {
+    "Id": "d" * 64,
+    "Config": {"Hostname": "node1", "StopSignal": "SIGINT", "WorkingDir": "/var/lib/glance", "Tty": True, "StopTimeout": 20},
+    "HostConfig": {
+        "Ulimits": [{"Name": "nofile", "Soft": 1048576, "Hard": 1048576}, {"Name": "memlock", "Soft": -1, "Hard": -1}],
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "50m", "max-file": "5"}},
+        "Annotations": {"org.example/owner": "ops"}, "CgroupnsMode": "host", "ShmSize": 67108864, "IpcMode": "private",
+        "CapAdd": ["AUDIT_WRITE"], "CapDrop": ["MKNOD"], "Devices": [{"PathOnHost": "/dev/kvm", "PathInContainer": "/dev/kvm", "CgroupPermissions": "rwm"}],
+        "Tmpfs": {"/run/lock": "size=10m"}, "Dns": ["10.0.0.53"], "DnsSearch": ["example.org"], "DnsOptions": ["ndots:2"],
+        "ExtraHosts": ["db.example.org:10.0.0.9"], "Init": True, "Sysctls": {"net.ipv4.tcp_keepalive_time": "600"},
+        "Memory": 4 << 30, "MemorySwap": 8 << 30, "MemoryReservation": 1 << 30, "CpuShares": 512, "CpuPeriod": 100000, "CpuQuota": 200000,
+        "CpusetCpus": "0-3", "BlkioWeight": 300, "PidsLimit": None, "OomScoreAdj": -500, "MemorySwappiness": None,
+    },
+}
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    data = json.loads(json.dumps(base))
+    for key, value in extra.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return data
+
+
+def test_create_args_carry_every_setting_docker_prints():
+    from glance_tui.node.container_args import create_args
+
+    args = create_args("docker", _merged(KOLLA_INSPECT, DOCKER_EXTRA), OLD_IMAGE_CONFIG, TARGET, "n", node_host_name="node1")
+    expected = {
+        "--ulimit": ["nofile=1048576:1048576", "memlock=-1:-1"], "--log-driver": ["json-file"], "--log-opt": ["max-file=5", "max-size=50m"],
+        "--annotation": ["org.example/owner=ops"], "--cgroupns": ["host"], "--shm-size": ["67108864"], "--cap-add": ["AUDIT_WRITE"],
+        "--cap-drop": ["MKNOD"], "--device": ["/dev/kvm:/dev/kvm:rwm"], "--tmpfs": ["/run/lock:size=10m"], "--dns": ["10.0.0.53"],
+        "--dns-search": ["example.org"], "--dns-option": ["ndots:2"], "--add-host": ["db.example.org:10.0.0.9"],
+        "--stop-signal": ["2"], "--stop-timeout": ["20"], "--workdir": ["/var/lib/glance"], "--sysctl": ["net.ipv4.tcp_keepalive_time=600"],
+        "--memory": [str(4 << 30)], "--memory-swap": [str(8 << 30)], "--memory-reservation": [str(1 << 30)], "--cpu-shares": ["512"],
+        "--cpu-period": ["100000"], "--cpu-quota": ["200000"], "--cpuset-cpus": ["0-3"], "--blkio-weight": ["300"], "--oom-score-adj": ["-500"],
+        "--security-opt": ["label=disable"], "--network": ["host"],
+    }
+    for flag, values in expected.items():
+        assert _values(args, flag) == values, flag
+    assert "--init" in args and "--tty" in args
+    # the host's own name under --network host is the engine's; private modes, unset limits are not passed
+    assert _values(args, "--ipc") == ["private"]  # explicit: the daemon's default IPC mode may differ
+    for absent in ("--hostname", "--pid", "--uts", "--pids-limit", "--memory-swappiness", "--cpus", "--privileged", "--runtime", "--rm"):
+        assert absent not in args, absent
+    assert args[-1] == TARGET
+    # a name of the operator's under host networking, or any name on a bridge that is not the id's prefix
+    named = _merged(KOLLA_INSPECT, {"Config": {"Hostname": "glance-a"}})
+    assert _values(create_args("docker", named, OLD_IMAGE_CONFIG, TARGET, "n", node_host_name="node1"), "--hostname") == ["glance-a"]
+    bridge = _merged(KOLLA_INSPECT, {"Id": "e" * 64, "Config": {"Hostname": "e" * 12}, "HostConfig": {"NetworkMode": "bridge"}})
+    assert "--hostname" not in create_args("docker", bridge, OLD_IMAGE_CONFIG, TARGET, "n")  # the engine's default
+    cpus = _merged(KOLLA_INSPECT, {"HostConfig": {"NanoCpus": 1500000000, "PidMode": "host", "IpcMode": "host", "ShmSize": 67108864}})
+    args = create_args("docker", cpus, OLD_IMAGE_CONFIG, TARGET, "n")
+    assert _values(args, "--cpus") == ["1.5"] and _values(args, "--pid") == ["host"] and _values(args, "--ipc") == ["host"]
+    assert "--shm-size" not in args  # the host's IPC namespace: its /dev/shm is not the container's
+
+
+# The same settings as podman 4.3 inspect prints them (captured from a real `podman create`): ulimits
+# as RLIMIT_* (NOFILE/NPROC added by podman beside an explicit one), annotations under Config with
+# podman's own, LogConfig's Path/Size/Tag, a numeric StopSignal, CgroupMode, CAP_ names.
+PODMAN_ID = "5cb96cd95fc2a55726ed1dc8c459b8abec64801c3fab5c11ef936811bebe55ca"
+PODMAN_INSPECT = {
+    "Id": PODMAN_ID, "Name": "glance_api", "Image": OLD,
+    "State": {"Status": "exited", "Running": False, "Paused": False, "Restarting": False, "Pid": 0},
+    "Config": {"Hostname": "myhost", "Env": ["PATH=/var/lib/kolla/venv/bin:/usr/bin", "TERM=xterm", "container=podman", "HOSTNAME=myhost",
+                                            "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS"],
+               "Cmd": ["kolla_start"], "Entrypoint": "dumb-init --single-child --", "WorkingDir": "/", "Labels": {"kolla_version": "19.0.0"},
+               "Annotations": {"foo": "bar", "io.kubernetes.cri-o.TTY": "false", "io.podman.annotations.autoremove": "FALSE",
+                               "io.podman.annotations.init": "TRUE", "io.podman.annotations.label": "disable",
+                               "io.podman.annotations.privileged": "FALSE", "io.podman.annotations.publish-all": "FALSE"},
+               "StopSignal": 15, "StopTimeout": 10, "User": "glance", "HealthcheckOnFailureAction": "none", "Umask": "0022", "Timeout": 0,
+               "sdNotifyMode": "container"},
+    "HostConfig": {
+        "Binds": ["glance:/var/lib/glance:rw,rprivate,nosuid,nodev,rbind"], "CgroupManager": "cgroupfs", "CgroupMode": "host",
+        "LogConfig": {"Type": "k8s-file", "Config": None, "Path": "/var/log/kolla/glance/ctr.log", "Tag": "glance", "Size": "10MB"},
+        "NetworkMode": "host", "PortBindings": {}, "RestartPolicy": {"Name": "", "MaximumRetryCount": 0}, "VolumesFrom": None,
+        "CapAdd": ["CAP_AUDIT_WRITE", "CAP_NET_ADMIN"], "CapDrop": ["CAP_MKNOD"], "Dns": [], "DnsOptions": [], "DnsSearch": [],
+        "ExtraHosts": ["a.b:1.2.3.5"], "GroupAdd": [], "IpcMode": "shareable", "Cgroups": "default", "Links": None, "OomScoreAdj": 0,
+        "PidMode": "private", "Privileged": False, "ReadonlyRootfs": False, "SecurityOpt": ["label=disable"],
+        "Tmpfs": {"/run/x": "size=10m,rw,rprivate,nosuid,nodev,tmpcopyup"}, "UTSMode": "private", "UsernsMode": "", "ShmSize": 65536000,
+        "Runtime": "oci", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": None,
+        "CpuPeriod": 0, "CpuQuota": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": ""}],
+        "KernelMemory": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": 0, "OomKillDisable": False, "Init": True, "PidsLimit": 2048,
+        "Ulimits": [{"Name": "RLIMIT_NOFILE", "Soft": 1048576, "Hard": 1048576}, {"Name": "RLIMIT_CORE", "Soft": 1000, "Hard": 2000},
+                    {"Name": "RLIMIT_NPROC", "Soft": 1048576, "Hard": 1048576}],
+    },
+    "Mounts": [{"Type": "volume", "Name": "glance", "Source": "/var/lib/containers/storage/volumes/glance/_data", "Destination": "/var/lib/glance",
+                "Driver": "local", "Options": ["nosuid", "nodev", "rbind"], "RW": True, "Propagation": "rprivate"}],
+}
+PODMAN_IMAGE_CONFIG = {**OLD_IMAGE_CONFIG, "Entrypoint": ["dumb-init", "--single-child", "--"]}
+
+
+def test_create_args_carry_every_setting_podman_prints():
+    from glance_tui.node.container_args import create_args
+
+    args = create_args("podman", PODMAN_INSPECT, PODMAN_IMAGE_CONFIG, TARGET, "n", node_host_name="node1")
+    expected = {
+        "--hostname": ["myhost"], "--annotation": ["foo=bar"], "--log-driver": ["k8s-file"],
+        "--log-opt": ["max-size=10MB", "path=/var/log/kolla/glance/ctr.log", "tag=glance"],
+        "--ulimit": ["nofile=1048576:1048576", "core=1000:2000", "nproc=1048576:1048576"], "--cgroupns": ["host"], "--shm-size": ["65536000"],
+        "--cap-add": ["CAP_AUDIT_WRITE", "CAP_NET_ADMIN"], "--cap-drop": ["CAP_MKNOD"], "--device": ["/dev/null:/dev/xnull"],
+        "--tmpfs": ["/run/x:size=10m,rw,rprivate,nosuid,nodev,tmpcopyup"], "--add-host": ["a.b:1.2.3.5"], "--pids-limit": ["2048"],
+        "--security-opt": ["label=disable"], "--env": ["TERM=xterm", "KOLLA_CONFIG_STRATEGY=COPY_ALWAYS"], "--volume": ["glance:/var/lib/glance"],
+        "--stop-timeout": ["10"],
+    }
+    for flag, values in expected.items():
+        assert _values(args, flag) == values, flag
+    assert "--init" in args
+    assert _values(args, "--ipc") == ["shareable"]
+    for absent in ("--umask", "--sdnotify", "--timeout", "--runtime", "--pid", "--uts", "--stop-signal", "--workdir", "--user", "--restart", "--memory-swappiness", "--cgroups", "--health-on-failure"):
+        assert absent not in args, absent
+    # podman's own log file (under the container's directory), its default hostname: the engine's
+    default = _merged(PODMAN_INSPECT, {"Config": {"Hostname": "node1"}, "HostConfig": {
+        "LogConfig": {"Type": "journald", "Path": f"/var/lib/containers/storage/overlay-containers/{PODMAN_ID}/userdata/ctr.log", "Size": "0B", "Tag": ""}}})
+    args = create_args("podman", default, PODMAN_IMAGE_CONFIG, TARGET, "n", node_host_name="node1")
+    assert "--hostname" not in args and "--log-opt" not in args and _values(args, "--log-driver") == ["journald"]
+    own_signal = _merged(PODMAN_INSPECT, {"Config": {"StopSignal": 2}})
+    assert _values(create_args("podman", own_signal, PODMAN_IMAGE_CONFIG, TARGET, "n", node_host_name="myhost"), "--stop-signal") == ["2"]
 
 
 async def test_recreate_command_replaces_a_stopped_container_and_keeps_it_otherwise():
@@ -359,7 +499,7 @@ def test_plan_previews_a_kolla_nodes_commands(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "[g1] $ podman stop glance_api" in out and "[g1] $ podman start glance_api" in out
     assert f"[g1] $ podman pull {TARGET}" in out
-    assert f"[g1] $ podman create --name glance_api-glance-tui-new <the mounts" in out and "re-created on the target image, not started" in out
+    assert f"[g1] $ podman create --name glance_api-glance-tui-new <every setting of glance_api" in out and "re-created on the target image, not started" in out
     assert "--entrypoint glance-manage \"$(podman container inspect --format '{{.Image}}' glance_api)\" --config-file /var/lib/kolla/config_files/glance-api.conf db expand" in out
     assert "apt-get" not in out and "systemctl" not in out and "dpkg-query" not in out
 

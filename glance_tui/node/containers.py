@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from glance_tui.commands import NodeCommands, RemoteCommand, quote_args
 from glance_tui.errors import GlanceTuiError
 from glance_tui.kinds import kolla_image, spare_name
+from glance_tui.node.container_args import create_args
 from glance_tui.node.facts import CODE_INSTALLED, CODE_OLD
 from glance_tui.node.readings import Proc
 from glance_tui.node.verdict import Readings, Verdict
@@ -217,119 +218,6 @@ async def image_version(run: Any, cmds: NodeCommands, image: str) -> tuple[str, 
 
 # ---------------------------------------------------------------- re-creating the container on the target image
 
-_PROPAGATION = ("shared", "rshared", "slave", "rslave")
-# Set by the engine in every container (podman: container=podman, HOSTNAME): not the operator's.
-_ENGINE_ENV = ("container", "HOSTNAME")
-
-
-def _strings(value: Any, what: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{what} is not a list of strings")
-    return value
-
-
-def _words(value: Any, what: str) -> list[str]:
-    """An entrypoint or command as a list (podman 4 prints a string, docker a list)."""
-    return value.split() if isinstance(value, str) else _strings(value, what)
-
-
-def _seconds(ns: Any) -> str:
-    return f"{ns / 1e9:g}s"
-
-
-def _mounts(raw: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    mounts = raw.get("Mounts") or []
-    if not isinstance(mounts, list):
-        raise ValueError("Mounts is not a list")
-    for m in mounts:
-        if not isinstance(m, dict):
-            raise ValueError("a mount is not an object")
-        kind, dst = m.get("Type"), m.get("Destination")
-        src = m.get("Source") if kind == "bind" else m.get("Name")
-        if kind == "tmpfs" and isinstance(dst, str):
-            out += ["--tmpfs", dst]
-            continue
-        if kind not in ("bind", "volume") or not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
-            raise ValueError(f"cannot carry mount {str(m)[:80]}: only bind mounts, named volumes and tmpfs are")
-        if any(c in src + dst for c in ":,\n"):
-            raise ValueError(f"cannot carry mount {src[:60]} → {dst[:60]}: ':' or ',' in a path")
-        opts = [o for o in (("ro" if m.get("RW") is False else ""), (m.get("Propagation") if m.get("Propagation") in _PROPAGATION else "")) if o]
-        out += ["--volume", f"{src}:{dst}" + (f":{','.join(opts)}" if opts else "")]
-    return out
-
-
-def _host_options(host: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    network = host.get("NetworkMode")
-    if isinstance(network, str) and network not in ("", "default", "bridge"):
-        out += ["--network", network]
-    for key, flag in (("PidMode", "--pid"), ("IpcMode", "--ipc"), ("UTSMode", "--uts")):
-        if host.get(key) == "host":
-            out += [flag, "host"]
-    if host.get("Privileged") is True:
-        out.append("--privileged")
-    policy = host.get("RestartPolicy") or {}
-    name = policy.get("Name") if isinstance(policy, dict) else None
-    if name and name != "no":
-        retries = policy.get("MaximumRetryCount")
-        out += ["--restart", f"{name}:{retries}" if name == "on-failure" and isinstance(retries, int) and retries > 0 else str(name)]
-    for key, flag in (("CapAdd", "--cap-add"), ("CapDrop", "--cap-drop"), ("SecurityOpt", "--security-opt")):
-        for value in _strings(host.get(key), f"HostConfig.{key}"):
-            out += [flag, value]
-    for key in ("Memory", "NanoCpus"):
-        if isinstance(host.get(key), int) and host[key] > 0:
-            raise ValueError(f"HostConfig.{key} is set: resource limits are not carried; re-create the container with your deployment tool")
-    return out
-
-
-def _config_options(config: dict[str, Any], image: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """What the container's own configuration adds to its image's: options, and a command if it has its own."""
-    out: list[str] = []
-    image_env = set(_strings(image.get("Env"), "the image's Env"))
-    for item in _strings(config.get("Env"), "Config.Env"):
-        if item not in image_env and item.partition("=")[0] not in _ENGINE_ENV:
-            out += ["--env", item]
-    labels, image_labels = config.get("Labels") or {}, image.get("Labels") or {}
-    if not isinstance(labels, dict) or not isinstance(image_labels, dict):
-        raise ValueError("Labels is not an object")
-    for key, value in sorted(labels.items()):
-        if image_labels.get(key) != value:
-            out += ["--label", f"{key}={value}"]
-    user = config.get("User")
-    if isinstance(user, str) and user and user != image.get("User"):
-        out += ["--user", user]
-    health = config.get("Healthcheck")
-    if isinstance(health, dict) and health != image.get("Healthcheck"):
-        test = _strings(health.get("Test"), "Config.Healthcheck.Test")
-        if test[:1] == ["NONE"]:
-            out.append("--no-healthcheck")
-        elif test:
-            out += ["--health-cmd", test[1] if test[0] == "CMD-SHELL" and len(test) == 2 else " ".join(test[1:])]
-            for key, flag in (("Interval", "--health-interval"), ("Timeout", "--health-timeout"), ("StartPeriod", "--health-start-period")):
-                if isinstance(health.get(key), int) and health[key] > 0:
-                    out += [flag, _seconds(health[key])]
-            if isinstance(health.get("Retries"), int) and health["Retries"] > 0:
-                out += ["--health-retries", str(health["Retries"])]
-    stop = config.get("StopTimeout")
-    if isinstance(stop, int) and not isinstance(stop, bool) and stop > 0:
-        out += ["--stop-timeout", str(stop)]
-    if _words(config.get("Entrypoint"), "Config.Entrypoint") != _words(image.get("Entrypoint"), "the image's Entrypoint"):
-        raise ValueError("the container has its own entrypoint: it is not carried; re-create the container with your deployment tool")
-    command = _words(config.get("Cmd"), "Config.Cmd")
-    return out, (command if command != _words(image.get("Cmd"), "the image's Cmd") else [])
-
-
-def create_args(engine: str, box: Container, image_config: dict[str, Any], image: str, name: str) -> list[str]:
-    """``{engine} create`` arguments for a container like ``box`` (its mounts, network, environment and
-    labels beyond its image's, restart policy, user, privileges, health check) on ``image``, named ``name``.
-    ValueError names what cannot be carried."""
-    raw = box.raw
-    options, command = _config_options(_table(raw, "Config"), image_config)
-    return [engine, "create", "--name", name, *_host_options(_table(raw, "HostConfig")), *_mounts(raw), *options, image, *command]
-
 
 async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None:
     """The command that re-creates a stopped Kolla container on the target image (not starting it),
@@ -359,13 +247,21 @@ async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None
         if not old.ok:
             raise ValueError(_failed(f"image inspect of {box.image[:SHORT]}", old))
         spare = spare_name(box.name)
-        args = create_args(str(k.engine), box, parse_image(old.stdout)[1], kolla_image(k), spare)
+        args = create_args(str(k.engine), box.raw, parse_image(old.stdout)[1], kolla_image(k), spare, await _node_host_name(run, cmds))
     except ValueError as exc:
         raise GlanceTuiError(f"cannot re-create {box.name} on {cmds.node} from its configuration: {exc}", fix=fix) from None
     engine = str(k.engine)
     text = (f"{quote_args(engine, 'container', 'rm', '--force', spare)} >/dev/null 2>&1; {quote_args(*args)}"
             f" && {quote_args(engine, 'container', 'rm', box.name)} && {quote_args(engine, 'rename', spare, box.name)}")
     return RemoteCommand(cmds.node, text, f"re-create container {box.name} on the target image {kolla_image(k)} (not started)", changes=True)
+
+
+async def _node_host_name(run: Any, cmds: NodeCommands) -> str | None:
+    """The node's own name (``uname -n``): a container's hostname equal to it under host networking
+    is the engine's, not the operator's. None when it cannot be read (then such a hostname is refused)."""
+    result = await run(RemoteCommand(cmds.node, "uname -n", "the node's host name"))
+    name = result.stdout.strip() if result.ok else ""
+    return name if name and "\n" not in name else None
 
 
 async def _finish_rename(run: Any, cmds: NodeCommands, target_id: str) -> RemoteCommand | None:

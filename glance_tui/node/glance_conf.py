@@ -20,7 +20,9 @@ NODE_STAGING_DEFAULT = "file:///tmp/staging/"
 @dataclass(frozen=True)
 class ImportConf:
     self_url: str  # "" when neither worker_self_reference_url nor public_endpoint is set
-    staging_dir: str
+    staging_dir: str  # where it is listed: on a container node, the host path of the container's one
+    in_container: str = ""  # a container node: the staging directory as configured (inside the container)
+    unlisted: str = ""  # why it cannot be listed from the host (a container's own layer, a tmpfs): lost by a re-create
 
 
 def _url(value: str) -> str:
