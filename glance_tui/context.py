@@ -48,6 +48,9 @@ class RunState:
     # node -> {"dir", "existed", "files"}: its staging directory as listed right before its stop,
     # checked after its upgrade (see glance_tui.staging)
     staging: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # node -> the image id its Kolla container ran before this run re-created it: what a rollback
+    # re-creates it on (see glance_tui.node.containers.recreate_command)
+    prior_images: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +76,9 @@ class RunState:
         held = {str(n): a for n, a in held.items() if a in ("drain", "maint")}
         staging = data.get("staging") if isinstance(data.get("staging"), dict) else {}
         staging = {str(n): s for n, s in staging.items() if isinstance(s, dict) and isinstance(s.get("dir"), str)}
-        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started), held=held, staging=staging)
+        prior = data.get("prior_images") if isinstance(data.get("prior_images"), dict) else {}
+        prior = {str(n): i for n, i in prior.items() if isinstance(i, str) and i}
+        return cls(**known, overrides=list(data.get("overrides") or []), started=dict(started), held=held, staging=staging, prior_images=prior)
 
 
 class Context:

@@ -25,6 +25,8 @@ from glance_tui.holds import keep_out
 from glance_tui.cloudlock import CloudLock, CloudLocked, CloudLockLost
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, JournalWriteFailed, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
+from glance_tui.kolla_rollback import rollback_image
+from glance_tui.node.containers import recreate_command
 from glance_tui.operator import Operator
 from glance_tui.plan import Action, ActionIO, LBUnknown, Plan, Step, StepAborted, StepFailed, build_plan
 from glance_tui.probes import Cluster, DbCheck, NodeFacts
@@ -475,7 +477,12 @@ class Engine:
             self.ctx.save_state()
 
     def _can_rollback(self, action: Action) -> bool:
-        if not action.node or not self.config.commands.rollback:
+        """Until contract, where a rollback is written (``rollback``) or a Kolla node can be
+        re-created on the image it ran before."""
+        if not action.node:
+            return False
+        cmds = self.cluster.commands(action.node)
+        if cmds.rollback() is None and cmds.kind != "kolla":
             return False
         return self.states.get("contract") not in (RUNNING, DONE)
 
@@ -486,9 +493,17 @@ class Engine:
         stopped: a rollback never cuts in-flight requests or takes the last node out."""
         from glance_tui.plan import drain_action, health_action, ready_action, start_action, stop_action, wait_drained_action, wait_up_action
 
-        cmd = self.cluster.commands(node).rollback()
-        assert cmd is not None
-        self.journal.write("rollback.start", node=node, command=cmd.command)
+        cmds = self.cluster.commands(node)
+        cmd = cmds.rollback()
+        try:
+            prior = await rollback_image(self.ctx, node) if cmd is None else None
+        except GlanceTuiError as exc:
+            self.journal.write("rollback.end", node=node, ok=False, error=exc.message)
+            self._emit(Notice("error", f"rollback of {node} failed: {exc.message}"))
+            return
+        planned = cmd.command if cmd is not None else (f"re-create {self.config.kolla_of(node).container} on image {prior[:12]} (the one it ran before)"
+                                                      if prior else "nothing to re-create: the container runs its old image")
+        self.journal.write("rollback.start", node=node, command=planned)
         try:
             for action in (drain_action(node), wait_drained_action(node, keep_target=False), stop_action(node, keep_target=False)):
                 if await action.needed(self.ctx):
@@ -499,10 +514,13 @@ class Engine:
                         raise StepFailed(f"rollback of {node} refused before {action.id}: " + "; ".join(r.reason for r in blocking), fix=blocking[0].fix)
                     self.journal.write("rollback.action", node=node, action=action.id)
                     await action.run(self.ctx, io)
-            result = await self.ctx.run(cmd, stream=True)
-            self.journal.write("command", node=node, command=cmd.command, exit=result.exit_status, timed_out=result.timed_out, tail=result.tail(20))
-            if not result.ok:
-                raise StepFailed(f"rollback on {node} exited {result.exit_status}", output=result.tail(30))
+            if cmd is None and prior is not None:  # a Kolla node: its stopped container back on the old image
+                cmd = await recreate_command(self.ctx.run, cmds, image=prior)
+            if cmd is not None:
+                result = await self.ctx.run(cmd, stream=True)
+                self.journal.write("command", node=node, command=cmd.command, exit=result.exit_status, timed_out=result.timed_out, tail=result.tail(20))
+                if not result.ok:
+                    raise StepFailed(f"rollback on {node} exited {result.exit_status}", output=result.tail(30))
             for action in (start_action(node), health_action(node), ready_action(node), wait_up_action(node)):
                 if await action.needed(self.ctx):
                     self.journal.write("rollback.action", node=node, action=action.id)

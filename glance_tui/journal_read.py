@@ -155,6 +155,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "found": ("a list of strings or null", _opt(_list_of(_str))),  # drain.rewait: the work found right before a stop
     "dir_exists": ("true, false or null", _opt(_bool)),
     "staging": ("an object of node → {dir, existed, files} or null", _opt(_dict_of(_STAGING))),
+    "prior_images": ("an object of node → image id or null", _opt(_dict_of(_str))),
 }
 
 REQUIRED = ("ts", "run", "event")

@@ -22,6 +22,7 @@ from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
 from glance_tui.holds import keep_out
 from glance_tui.inflight import InFlight, WaitLedger, lb_sources, read_in_flight, stage_hosts
+from glance_tui.kolla_rollback import remember_prior_image
 from glance_tui.node.containers import recreate_command
 from glance_tui.record.sampling import DrainSampler
 from glance_tui.secrets import redact
@@ -471,6 +472,7 @@ async def _install(ctx: "Context", io: ActionIO, node: str, f: "NodeFacts") -> N
         ctx.journal.write("stopped-again", node=node)
         f = await _facts(ctx, node)
     if ctx.commands(node).kind == "kolla":  # the pulled image runs only in a re-created container
+        await remember_prior_image(ctx, node)  # what a rollback goes back to
         recreate = await recreate_command(ctx.run, ctx.commands(node))
         if recreate is not None:
             await _run_checked(ctx, recreate, f"re-creating the container on {node} failed", "look at the output; the old container is kept until the new one exists")

@@ -151,6 +151,14 @@ async def test_pull_restart_keeps_the_old_image_recreate_runs_the_new(podman: st
         spans = list(monitor.spans.values())
         assert [(s.node, s.release, s.image) for s in spans] == [(one.name, "new", ids["new"])]
 
+        # a rollback (until contract): the stopped container re-created on the image it ran before, by its id
+        assert one.stop()
+        back = await recreate_command(ctx.run, NodeCommands(ctx.config, "g1"), image=ids["old"])
+        assert back is not None and (await ctx.run(back)).ok
+        assert one.state()["status"] == "created" and one.state()["image"] == ids["old"]
+        one.start(wait_url=f"http://{host}:{port}/versions")
+        assert served_code(f"http://{host}:{port}") == str(envs["old"] / "glance-api")
+
         assert one.stop() and containers.running_container(one.world.dir) is None and not one.stop()
     finally:
         for box in nodes:

@@ -516,3 +516,77 @@ async def test_status_names_a_stopped_container_on_the_old_image():
     assert f"g1: container glance_api on image {OLD[:12]}, not the target image {TARGET}" in text
     assert "g2:" not in text.split("\n\n", 1)[-1]
     assert [n["image"] for n in snapshot_dict(snap, None)["nodes"]] == [facts["g1"].deployed_note, facts["g2"].deployed_note]
+
+
+class RollbackCtx:
+    """What the Kolla rollback reads: the real commands, a run state, the node's inspect answers
+    (the container's JSON; which image ids the node holds)."""
+
+    def __init__(self, container: str | None, images: set[str]) -> None:
+        from glance_tui.context import RunState
+
+        self.config = kolla_config("docker")
+        self.state = RunState()
+        self.container, self.images, self.saved = container, images, 0
+
+    def commands(self, node: str):
+        from glance_tui.commands import NodeCommands
+
+        return NodeCommands(self.config, node)
+
+    def save_state(self) -> None:
+        self.saved += 1
+
+    async def run(self, cmd, **kw) -> CommandResult:
+        command = cmd.command
+        if " container inspect " in command:
+            if self.container is None:
+                return CommandResult(command, 1, "[]\n", "Error: No such container: glance_api", 0.01, False)
+            return CommandResult(command, 0, self.container, "", 0.01, False)
+        if " image inspect " in command:
+            wanted = command.rsplit(" ", 1)[1]
+            held = NEW if wanted == TARGET else wanted
+            if held not in self.images:
+                return CommandResult(command, 1, "[]\n", f"Error: No such image: {wanted}", 0.01, False)
+            return CommandResult(command, 0, json.dumps([{"Id": f"sha256:{held}", "Config": OLD_IMAGE_CONFIG}]), "", 0.01, False)
+        if command == "uname -n":
+            return CommandResult(command, 0, "node1\n", "", 0.01, False)
+        raise AssertionError(command)
+
+
+async def test_a_kolla_rollback_goes_back_to_the_image_this_run_saw():
+    """The upgrade journals the image the container ran before its re-create; the rollback
+    re-creates it on that image id. Without that record a container on the target image is
+    refused (never guessed from a tag), and so is an old image that is gone."""
+    import shlex
+
+    from glance_tui.errors import GlanceTuiError
+    from glance_tui.kolla_rollback import remember_prior_image, rollback_image
+    from glance_tui.node.containers import recreate_command
+
+    ctx = RollbackCtx(json.dumps([{**KOLLA_INSPECT, "Image": f"sha256:{OLD}"}]), {OLD, NEW})
+    await remember_prior_image(ctx, "g1")
+    assert ctx.state.prior_images == {"g1": OLD} and ctx.saved == 1
+    ctx.container = json.dumps([{**KOLLA_INSPECT, "Image": f"sha256:{NEW}"}])  # re-created on the target; a resumed upgrade keeps the first record
+    await remember_prior_image(ctx, "g1")
+    assert ctx.state.prior_images == {"g1": OLD} and ctx.saved == 1
+    assert await rollback_image(ctx, "g1") == OLD
+    back = await recreate_command(ctx.run, ctx.commands("g1"), image=OLD)
+    assert back is not None and "the one it ran before" in back.purpose
+    create = shlex.split(back.command.split("; ", 1)[1].split(" && ")[0])
+    assert create[-1] == OLD and create[:2] == ["docker", "create"]
+    ctx.container = inspect("docker", OLD, running=False)  # already back: nothing to re-create
+    assert await recreate_command(ctx.run, ctx.commands("g1"), image=OLD) is None
+    # the old image pruned meanwhile: refused before anything changes
+    ctx.container, ctx.images = inspect("docker", NEW, running=False), {NEW}
+    with pytest.raises(GlanceTuiError, match="no longer on the node"):
+        await rollback_image(ctx, "g1")
+    # a run that never re-created it: on the target image, refused; on another image, nothing to re-create
+    ctx.state.prior_images.clear()
+    with pytest.raises(GlanceTuiError, match="did not see the image it ran before"):
+        await rollback_image(ctx, "g1")
+    ctx.container, ctx.images = inspect("docker", OLD, running=False), {OLD, NEW}
+    assert await rollback_image(ctx, "g1") is None
+    ctx.container = "not json"
+    with pytest.raises(GlanceTuiError, match="rollback of g1 refused"):
+        await rollback_image(ctx, "g1")

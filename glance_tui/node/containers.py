@@ -219,20 +219,30 @@ async def image_version(run: Any, cmds: NodeCommands, image: str) -> tuple[str, 
 # ---------------------------------------------------------------- re-creating the container on the target image
 
 
-async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None:
-    """The command that re-creates a stopped Kolla container on the target image (not starting it),
-    from its own inspected configuration; None when it already is on the target image.
+async def read_container(run: Any, cmds: NodeCommands, image: str | None = None) -> ContainerReading:
+    """The node's container and ``image`` (the target image unless given), inspected now."""
+    k = cmds.config.kolla_of(cmds.node)
+    wanted = image or kolla_image(k)
+    box_result = await run(cmds.inspect_container(str(k.container)))
+    target_result = await run(cmds.image_inspect(wanted) if image else cmds.container_reads()[1])
+    return reading_of(str(k.container), wanted, box_result, target_result)
+
+
+async def recreate_command(run: Any, cmds: NodeCommands, image: str | None = None) -> RemoteCommand | None:
+    """The command that re-creates a stopped Kolla container on the target image (or ``image``: a
+    rollback passes the image id it ran before), not starting it, from its own inspected
+    configuration; None when it already is on that image.
 
     It creates the new container under a spare name first, then removes the old one (``rm`` without
     ``-f``: never a running one) and renames the new one: a create that fails leaves the old one as it was.
     """
     k = cmds.config.kolla_of(cmds.node)
-    box_cmd, target_cmd = cmds.container_reads()
-    box_result, target_result = await run(box_cmd), await run(target_cmd)
-    reading = reading_of(str(k.container), kolla_image(k), box_result, target_result)
+    wanted = image or kolla_image(k)
+    onto = f"image {wanted[:SHORT]} (the one it ran before this run's upgrade)" if image else f"the target image {wanted}"
+    reading = await read_container(run, cmds, image)
     fix = "look at the container on the node (the reason names what was read), then retry"
     if reading.container is None and not reading.container_error and reading.target_id is not None:
-        finish = await _finish_rename(run, cmds, reading.target_id)
+        finish = await _finish_rename(run, cmds, reading.target_id, onto)
         if finish is not None:
             return finish
     if reading.container_error or reading.target_error or reading.container is None or reading.target_id is None:
@@ -247,13 +257,13 @@ async def recreate_command(run: Any, cmds: NodeCommands) -> RemoteCommand | None
         if not old.ok:
             raise ValueError(_failed(f"image inspect of {box.image[:SHORT]}", old))
         spare = spare_name(box.name)
-        args = create_args(str(k.engine), box.raw, parse_image(old.stdout)[1], kolla_image(k), spare, await _node_host_name(run, cmds))
+        args = create_args(str(k.engine), box.raw, parse_image(old.stdout)[1], wanted, spare, await _node_host_name(run, cmds))
     except ValueError as exc:
         raise GlanceTuiError(f"cannot re-create {box.name} on {cmds.node} from its configuration: {exc}", fix=fix) from None
     engine = str(k.engine)
     text = (f"{quote_args(engine, 'container', 'rm', '--force', spare)} >/dev/null 2>&1; {quote_args(*args)}"
             f" && {quote_args(engine, 'container', 'rm', box.name)} && {quote_args(engine, 'rename', spare, box.name)}")
-    return RemoteCommand(cmds.node, text, f"re-create container {box.name} on the target image {kolla_image(k)} (not started)", changes=True)
+    return RemoteCommand(cmds.node, text, f"re-create container {box.name} on {onto} (not started)", changes=True)
 
 
 async def _node_host_name(run: Any, cmds: NodeCommands) -> str | None:
@@ -264,7 +274,7 @@ async def _node_host_name(run: Any, cmds: NodeCommands) -> str | None:
     return name if name and "\n" not in name else None
 
 
-async def _finish_rename(run: Any, cmds: NodeCommands, target_id: str) -> RemoteCommand | None:
+async def _finish_rename(run: Any, cmds: NodeCommands, target_id: str, onto: str) -> RemoteCommand | None:
     """A run ended between removing the old container and renaming the new one: the container is
     missing and a stopped spare on the target image exists — renaming it finishes the re-create."""
     k = cmds.config.kolla_of(cmds.node)
@@ -279,4 +289,4 @@ async def _finish_rename(run: Any, cmds: NodeCommands, target_id: str) -> Remote
     if box.running or box.image != target_id:
         return None
     return RemoteCommand(cmds.node, quote_args(str(k.engine), "rename", spare, str(k.container)),
-                         f"finish re-creating {k.container}: rename {spare} (on the target image, not started)", changes=True)
+                         f"finish re-creating {k.container}: rename {spare} (on {onto}, not started)", changes=True)
