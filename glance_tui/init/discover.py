@@ -38,6 +38,7 @@ from glance_tui.secrets import Secret
 GLANCE_NAME = re.compile(r"glance", re.IGNORECASE)
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PARALLEL = 8  # nodes and addresses probed at once
+ASKED = {"deb": "apt-cache policy glance-api", "rpm": "dnf --cacheonly repoquery openstack-glance"}  # by packager, for the rule
 
 
 class NothingFound(GlanceTuiError):
@@ -362,7 +363,8 @@ def _target_of(nodes: list[NodePlan], given: str | None) -> Decision:
         return Decision(None, "", f"{running}{ask} — their package repository offers nothing newer ({seen})")
     if not all(r == offered or supported_jump(r, offered) for r in releases):
         return Decision(None, "", f"{running}{ask} — their package repository offers {offered}, not an upgrade Glance supports from {start} ({seen})")
-    return Decision(offered, f"the nodes run {start}; their package repository offers {offered} (apt-cache policy glance-api on every node), "
+    asked = " and ".join(ASKED[p] for p in sorted({n.findings.packager for n in counted if n.findings and n.findings.packager}))
+    return Decision(offered, f"the nodes run {start}; their package repository offers {offered} ({asked or 'their package manager'} on every node), "
                              "a supported upgrade")
 
 

@@ -24,6 +24,7 @@ from glance_tui.adapters.ssh import NodeSSH
 from glance_tui.config import NodeConfig, SSHConfig
 from glance_tui.db_target import DbTarget, Unknown, parse_connection
 from glance_tui.errors import AdapterError, HostKeyError, UsageError, clipped
+from glance_tui.init import rpmnode
 from glance_tui.kinds import VERSION_SCRIPT
 from glance_tui.node.readings import parse_processes
 from glance_tui.node.runtimes import runtime_of
@@ -36,7 +37,7 @@ PROBE_TIMEOUT = 60.0
 
 SURVEY = "; ".join([
     f"echo {MARK} tools",
-    "for t in systemctl dpkg-query rpm apt-cache docker podman lxc-ls; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done",
+    "for t in systemctl dpkg-query rpm dnf apt-cache docker podman lxc-ls; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done",
     f"echo {MARK} host", "hostname 2>/dev/null",
     f"echo {MARK} virt", "systemd-detect-virt -c 2>/dev/null",
     f"echo {MARK} units",
@@ -46,8 +47,10 @@ SURVEY = "; ".join([
     f"echo {MARK} processes", "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args=",
     f"echo {MARK} containers",
     "for e in docker podman; do command -v $e >/dev/null 2>&1 && $e ps -a --format \"$e {{.Names}} {{.Image}} {{.State}}\" 2>/dev/null; done",
-    f"echo {MARK} version", "dpkg-query -W glance-api 2>/dev/null || rpm -q --qf '%{VERSION}\\n' openstack-glance 2>/dev/null",
+    f"echo {MARK} version", "dpkg-query -W glance-api 2>/dev/null",
     f"echo {MARK} candidate", "apt-cache policy glance-api 2>/dev/null",
+    f"echo {MARK} rpm", f"{rpmnode.RPM_VERSION} 2>/dev/null",
+    f"echo {MARK} dnf", rpmnode.DNF_SURVEY,
     f"echo {MARK} end",
 ])
 
@@ -69,7 +72,8 @@ class NodeFindings:
     hostname: str = ""
     version: str | None = None
     candidate: str | None = None
-    repository: str = ""  # why the repository was not asked ("" = apt-cache answered or was asked)
+    repository: str = ""  # why the repository offers no candidate, when it is known ("" = apt-cache or dnf answered or was asked)
+    packager: str | None = None  # "deb" (dpkg, apt-cache) or "rpm" (RDO: rpm, dnf): what the version was read from
     conf_path: str = DEFAULT_CONF
     read_config: str = ""
     db: DbTarget | None = None
@@ -130,12 +134,7 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
         bits = line.split()
         if len(bits) >= 4 and bits[0] in ("docker", "podman") and "glance" in bits[1] and "api" in bits[1]:
             containers.append(bits)
-    version_lines = [ln for ln in parts.get("version", "").splitlines() if ln.strip()]
-    found.version = parse_version(version_lines[0]) if version_lines else None
-    if m := re.search(r"Candidate:\s*(\S+)", parts.get("candidate", "")):
-        found.candidate = parse_version(m.group(1))
-    if "tools" in parts and "apt-cache" not in parts["tools"].split():
-        found.repository = "no apt-cache on it" + (" (an RDO node's dnf is not asked)" if "rpm" in parts["tools"].split() else "")
+    _packages(parts, found)
     venvs = sorted({m.group(1) for p, _ in glance if (m := _OSA_VENV.search(p.args))})
     if containers:
         chosen = next((c for c in containers if c[1] == "glance_api"), containers[0])
@@ -145,13 +144,13 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
             found.notes.append(f"several Glance API containers: {', '.join(c[0] + ' ' + c[1] for c in containers)}")
         found.read_config = f"{chosen[0]} exec {shlex.quote(chosen[1])} cat {DEFAULT_CONF}"
         found.version = None  # the host's packages are not what the container runs
-        found.candidate = None
+        found.candidate, found.packager = None, None
         return
     if venvs:
         found.kind, found.venv, found.venv_root = "osa", venvs[0], venvs[0].rsplit("/", 1)[0]
         found.kind_reason = f"Glance runs from the OpenStack-Ansible venv {venvs[0]}"
         found.read_config = f"cat {shlex.quote(found.conf_path)}"
-        found.version = None
+        found.version, found.packager = None, None
         return
     unit = next((u for u in ("glance-api", "openstack-glance-api") if u in present), None)
     if unit is None and found.runtime == "mod_wsgi":
@@ -166,6 +165,26 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
     seen = f"Glance processes ({', '.join(runtimes)}) but no systemd unit, container or venv" if runtimes else "no Glance unit, container, venv or process"
     found.kind_reason = f"{seen} was found"
     found.read_config = f"cat {shlex.quote(found.conf_path)}"
+
+
+def _packages(parts: dict[str, str], found: NodeFindings) -> None:
+    """Installed and candidate versions from Debian's packages (dpkg, apt-cache) or RDO's (rpm, dnf: :mod:`rpmnode`)."""
+    tools = parts.get("tools", "").split()
+    version_lines = [ln for ln in parts.get("version", "").splitlines() if ln.strip()]
+    found.version = parse_version(version_lines[0]) if version_lines else None
+    if found.version:
+        found.packager = "deb"
+        if m := re.search(r"Candidate:\s*(\S+)", parts.get("candidate", "")):
+            found.candidate = parse_version(m.group(1))
+        if "tools" in parts and "apt-cache" not in tools:
+            found.repository = "no apt-cache on it"
+        return
+    found.version = rpmnode.rpm_version(parts.get("rpm", ""))
+    if found.version:
+        found.packager = "rpm"
+        found.candidate, found.repository = rpmnode.dnf_candidate(parts.get("dnf", ""), "dnf" in tools)
+    elif "tools" in parts and "apt-cache" not in tools:
+        found.repository = "neither glance-api (dpkg) nor openstack-glance (rpm) is installed on it"
 
 
 async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCache) -> NodeFindings:

@@ -21,6 +21,7 @@ from typing import Any
 from glance_tui.config import DatabaseConfig, LoadBalancerConfig, NodeConfig, load_config
 from glance_tui.errors import GlanceTuiError, one_line
 from glance_tui.init.discover import Discovery, LBPlan, NodePlan, NothingFound, db_password_source, invalid
+from glance_tui.init import rpmnode
 from glance_tui.init.kindplan import KindPlan, plan_kinds
 
 QUESTION = "QUESTION:"
@@ -276,8 +277,9 @@ def _commands(doc: Document, found: Discovery, kinds: KindPlan) -> None:
             doc.value("services", [unit], "the systemd unit every node shows")
         elif len(units) > 1:
             doc.question(f"the nodes run Glance under different units ({', '.join(sorted(map(str, units)))}): services = [which?]")
+        rdo = _rdo_commands(doc, found, kinds)
         runtimes = _common(found, "runtime") - {None}
-        if runtimes & {"uwsgi", "mod_wsgi"}:
+        if runtimes & {"uwsgi", "mod_wsgi"} and not rdo:
             doc.comment(f"The nodes run {', '.join(sorted(runtimes))}: date the Glance code itself rather than a script, e.g. "
                         "installed_at = \"stat -L -c %Z /usr/lib/python3/dist-packages/glance/__init__.py\"")
         reads = {n.findings.read_config for n in found.nodes if n.findings and n.findings.kind == "packages"} - {""}
@@ -298,6 +300,27 @@ def _commands(doc: Document, found: Discovery, kinds: KindPlan) -> None:
         for key, value in kinds.shared.items():
             doc.value(key, value)
     doc.blank()
+
+
+def _rdo_commands(doc: Document, found: Discovery, kinds: KindPlan) -> bool:
+    """RDO nodes: the packages kind's defaults are Debian's (apt-get, dpkg-query): write RDO's (rpm, dnf)
+    as explicit [commands] keys when every node is an RDO packages node; a mix is asked (no per-node commands)."""
+    read = [n for n in found.nodes if n.findings and not n.findings.problem and n.findings.kind]
+    rdo = [n.name for n in read if n.findings and n.findings.kind == "packages" and n.findings.packager == "rpm"]
+    if not rdo:
+        return False
+    if len(rdo) < len(read) or kinds.node_kind:
+        others = ", ".join(f"{n.name}: {n.findings.kind}" + (f" ({n.findings.packager})" if n.findings.packager else "")
+                           for n in read if n.findings and n.name not in rdo)
+        doc.question(f"{', '.join(rdo)} {'is an RDO node' if len(rdo) == 1 else 'are RDO nodes'} (rpm, dnf) beside other nodes ({others}); "
+                     "[commands] holds one upgrade, installed_version and installed_at for every packaged node: which? RDO's would be "
+                     + "; ".join(f"{k} = {toml_value(v)}" for k, v in rpmnode.COMMANDS.items()))
+        return False
+    doc.comment("RDO's commands (every node is an RDO node: openstack-glance from rpm, its candidate from dnf): the packages kind's "
+                "defaults are Debian's (apt-get, dpkg-query).")
+    for key, value in rpmnode.COMMANDS.items():
+        doc.value(key, value)
+    return True
 
 
 def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool:
