@@ -45,6 +45,11 @@ class NodeAnswers:
     has_dnf: bool = False
     dnf_offers: str | None = None
     dnf_cache: bool = True
+    # A non-root SSH user (uid): the config is not readable to it (conf_denied), ``ss -p`` hides the
+    # holder of the API port from it; sudo: None (no sudo), "nopasswd" (sudo -n runs as root), "password" (sudo -n refuses).
+    uid: int = 0
+    conf_denied: bool = False
+    sudo: str | None = None
 
 
 def _script(path: Path, body: str) -> None:
@@ -60,7 +65,16 @@ def write_bin(bin_dir: Path, node_dir: Path, a: NodeAnswers) -> None:
     lines = [f"{100 + i} 1 50 {shlex.split(args)[0].rsplit('/', 1)[-1][:15]} {args}" for i, args in enumerate(a.processes)]
     lines = [ln.replace("{conf}", "/etc/glance/glance-api.conf") for ln in lines]
     # The node's /etc/glance/glance-api.conf is its own file (as in a node's mount namespace).
-    _script(bin_dir / "cat", f'[ "$1" = /etc/glance/glance-api.conf ] && exec /bin/cat {shlex.quote(str(conf))}\nexec /bin/cat "$@"')
+    root = '[ -n "$TEST_NODE_SUDO" ] || [ ' + str(a.uid) + ' = 0 ]'
+    denied = f'{root} || {{ echo "cat: $1: Permission denied" >&2; exit 1; }}\n' if a.conf_denied else ""
+    _script(bin_dir / "cat", f'[ "$1" = /etc/glance/glance-api.conf ] && {{ {denied}exec /bin/cat {shlex.quote(str(conf))}; }}\nexec /bin/cat "$@"')
+    _script(bin_dir / "id", f'[ "$1" = -u ] && {{ {root} && echo 0 || echo {a.uid}; exit 0; }}\nexec /usr/bin/id "$@"')
+    # ss shows another user's process holding a socket to root only (the users:(…) column)
+    _script(bin_dir / "ss", f'{root} && exec /usr/bin/ss "$@"\n/usr/bin/ss "$@" | sed "s/ users:(.*//"')
+    if a.sudo == "password":  # sudo -n's own message when the user's sudo asks for a password (sudo(8))
+        _script(bin_dir / "sudo", 'echo "sudo: a password is required" >&2; exit 1')
+    elif a.sudo == "nopasswd":
+        _script(bin_dir / "sudo", '[ "$1" = -n ] && shift; export TEST_NODE_SUDO=1; exec "$@"')
     _script(bin_dir / "ps", "cat <<'EOF'\n" + "\n".join(["1 0 100 init /sbin/init", *lines]) + "\nEOF")
     cases = "".join(f"  {shlex.quote(u)}) state={shlex.quote(s)};;\n" for u, s in a.units.items())
     _script(bin_dir / "systemctl", f'for u; do :; done\ncase "$u" in\n{cases}  *) state=;;\nesac\n'

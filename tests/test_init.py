@@ -526,3 +526,42 @@ def test_rpm_and_dnf_answers_are_read_as_rdo_prints_them():
     no_dnf = packaged_node("y", None, None)
     classify({"tools": "rpm", "rpm": "28.2.0-1.el9s", "units": "openstack-glance-api active 0"}, no_dnf.findings)
     assert no_dnf.findings.repository.startswith("no dnf on it")
+
+
+def test_a_non_root_user_is_asked_about_sudo_and_sudo_never_prompts(ssh_operator_key, tmp_path, capsys):
+    """A node as a non-root user sees it (RDO's config 0640 root:glance; ss hiding the port's holder): without
+    --sudo each is a question naming --sudo; with --sudo the survey runs through `sudo -n` and the config says
+    ssh.sudo = true; a sudo that wants a password is a question that says so, never "no SSH" or a guess."""
+    node = rdo()
+    node.uid, node.conf_denied, node.sudo = 1000, True, "nopasswd"
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"rdo-1": node}, hosts=["127.0.0.73"], backends={"glance_api": ["rdo-1"]})
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    args = ["--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "--target-release", "2024.2"]
+    out = tmp_path / "sudo.toml"
+    try:
+        code, _, stderr = init(capsys, *args, "-o", str(out))
+        assert code == 0, stderr
+        asked = questions(out.read_text())
+        assert any("may not read Glance's config on this node (`cat /etc/glance/glance-api.conf` exited 1 "
+                   "(cat: /etc/glance/glance-api.conf: Permission denied))" in q and "run init again with --sudo" in q for q in asked), asked
+        assert any(f"shows root the listener on port {cluster.nodes[0].api_port} but not the process holding it" in q for q in asked), asked
+        assert "sudo" not in data_of(out.read_text())["ssh"]
+
+        code, _, stderr = init(capsys, *args, "--sudo", "-o", str(out), "--force")
+        assert code == 0, stderr
+        text = out.read_text()
+        assert questions(text) == [], text
+        config = load_config(out)
+        assert config.ssh.sudo is True and config.database.host == "192.0.2.20"
+
+        node.sudo = "password"
+        cluster.nodes[0].set_answers(node)
+        code, _, stderr = init(capsys, *args, "--sudo", "-o", str(out), "--force")
+        assert code == 0, stderr
+        text = out.read_text()
+    finally:
+        cluster.stop()
+    asked = questions(text)
+    assert any(q.startswith("sudo -n refused to run the survey as root (sudo: a password is required)") and "NOPASSWD" in q for q in asked), asked
+    assert not any("answers no SSH" in q for q in asked), asked
+    assert SECRET not in text + stderr

@@ -61,6 +61,7 @@ class InitOptions:
     stats_secret: tuple[str, Secret] | None = None
     ssh_user: str = "root"
     ssh_port: int = 22
+    sudo: bool = False  # ssh.sudo: every command through `sudo -n`, the survey too
     identity_file: str | None = None
     known_hosts: str = "~/.ssh/known_hosts"
     db_password_file: str | None = None
@@ -249,7 +250,7 @@ def _add_server(by_server: dict[str, NodePlan], server: LBServer, lb: str) -> No
 
 
 async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: asyncio.Semaphore) -> None:
-    ssh = SSHConfig(user=options.ssh_user, port=options.ssh_port, identity_file=options.identity_file,
+    ssh = SSHConfig(user=options.ssh_user, port=options.ssh_port, identity_file=options.identity_file, sudo=options.sudo,
                     known_hosts=options.known_hosts, connect_timeout=max(options.timeout, 5.0))
     known = KnownHostsCache()
     reachable = [n for n in nodes if n.address is not None and not n.questions and not n.held]
@@ -258,7 +259,8 @@ async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: async
         assert plan.address is not None
         cfg = NodeConfig.model_validate(plan.values())
         plan.findings = await _bounded(limit, probe_node(cfg, ssh, known))
-        if plan.findings.problem:
+        plan.questions += plan.findings.questions
+        if plan.findings.problem and not plan.findings.questions:
             plan.questions.append(f"this address answers no SSH ({plan.findings.problem}): is it a Glance node? "
                                   "Correct ssh_host/ssh_port, or remove this node and list the server in exclude_servers")
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from glance_tui.adapters.known_hosts import KnownHostsCache
 from glance_tui.adapters.ssh import NodeSSH
 from glance_tui.config import NodeConfig, SSHConfig
 from glance_tui.db_target import DbTarget, Unknown, parse_connection
 from glance_tui.errors import AdapterError, HostKeyError, UsageError, clipped
-from glance_tui.init import rpmnode
+from glance_tui.init import privilege, rpmnode
 from glance_tui.kinds import VERSION_SCRIPT
 from glance_tui.node.readings import parse_processes
 from glance_tui.node.runtimes import runtime_of
@@ -35,7 +36,7 @@ UNITS = ("glance-api", "openstack-glance-api", "apache2", "httpd")
 DEFAULT_CONF = "/etc/glance/glance-api.conf"
 PROBE_TIMEOUT = 60.0
 
-SURVEY = "; ".join([
+SURVEY = [
     f"echo {MARK} tools",
     "for t in systemctl dpkg-query rpm dnf apt-cache docker podman lxc-ls; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done",
     f"echo {MARK} host", "hostname 2>/dev/null",
@@ -51,8 +52,13 @@ SURVEY = "; ".join([
     f"echo {MARK} candidate", "apt-cache policy glance-api 2>/dev/null",
     f"echo {MARK} rpm", f"{rpmnode.RPM_VERSION} 2>/dev/null",
     f"echo {MARK} dnf", rpmnode.DNF_SURVEY,
-    f"echo {MARK} end",
-])
+]
+
+
+def survey_command(port: str) -> str:
+    """The survey's one command; ``port`` is the node's API port (whose listener ``ss -p`` must name)."""
+    return "; ".join(SURVEY + [f"echo {MARK} uid", "id -u", f"echo {MARK} listeners",
+                               f"ss -Htlnp {shlex.quote(f'sport = :{port}')} 2>&1", f"echo {MARK} end"])
 
 
 @dataclass
@@ -79,6 +85,7 @@ class NodeFindings:
     db: DbTarget | None = None
     db_problem: str = ""
     notes: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)  # what this node's answers leave to the operator (sudo, privileges)
 
     @property
     def release(self) -> str | None:
@@ -192,9 +199,11 @@ async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCa
     failure to reach it is ``problem`` (the config asks about the node)."""
     conn = NodeSSH(node, ssh, known_hosts)
     found = NodeFindings()
+    url = urlsplit(node.api_url)
+    port = str(url.port or (443 if url.scheme == "https" else 80))
     try:
         try:
-            survey = await conn.run(SURVEY, timeout=PROBE_TIMEOUT)
+            survey = await conn.run(survey_command(port), timeout=PROBE_TIMEOUT)
         except HostKeyError as exc:
             raise UsageError(exc.what, where=exc.where, fix=f"{exc.fix} (or give --known-hosts the file that holds it)") from None
         except AdapterError as exc:
@@ -203,12 +212,19 @@ async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCa
             found.problem = exc.what
             return found
         parts = sections(survey.stdout)
+        if ssh.sudo and (said := privilege.sudo_refusal(survey.stderr)):
+            found.problem = f"sudo -n refused: {said}"
+            found.questions.append(privilege.sudo_question(conn.user, said))
+            return found
         if "end" not in parts:
             found.problem = f"the survey did not complete (exit {survey.exit_status}: {clipped(' | '.join(survey.tail(2)), 160)})"
             return found
         classify(parts, found)
         await _read_versions(conn, found)
         await _read_database(conn, found)
+        if not ssh.sudo:
+            denied = found.db_problem if "permission denied" in found.db_problem.lower() else ""
+            found.questions += privilege.unprivileged_questions(conn.user, parts.get("uid", ""), parts.get("listeners", ""), port, denied)
     finally:
         await conn.close()
     return found

@@ -248,6 +248,8 @@ def _ssh(doc: Document, found: Discovery) -> None:
     doc.table("ssh")
     doc.value("user", o.ssh_user)
     doc.value("port", o.ssh_port)
+    if o.sudo:
+        doc.value("sudo", True, "--sudo: every command through `sudo -n` (never prompts), as the survey ran")
     if o.identity_file:
         doc.value("identity_file", str(Path(o.identity_file).expanduser().absolute()))
     doc.value("known_hosts", str(Path(o.known_hosts).expanduser().absolute()) if o.known_hosts != "~/.ssh/known_hosts" else o.known_hosts,
