@@ -4,6 +4,8 @@ not decide, never copies the database password, never overwrites without --force
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -300,12 +302,21 @@ def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
         assert code == 1 and stderr.count("\n") == 1, stderr  # no address: nothing can be probed or written
         assert not (tmp_path / "none.toml").exists()
         out = tmp_path / "kolla.toml"
+        with socket.create_connection(("127.0.0.1", lb.runtime_tcp_port), timeout=5) as runtime:  # ctl-2 drained while init reads
+            runtime.sendall(b"set server glance_api/ctl-2 state drain\n")
+            assert runtime.recv(1024).strip() == b"", "HAProxy refused the drain"
         code, _, stderr = init(capsys, *args, "--runtime-socket", f"tcp:127.0.0.1:{lb.runtime_tcp_port}", "-o", str(out))
     finally:
         cluster.stop()
     assert code == 0, stderr
     text = out.read_text()
     said = flat(text)
+    # What the runtime API tells (the exact admin state, HAProxy's version) is said; hard-stop-after is in no answer.
+    drained = [block for block in text.split("[[nodes]]") if "HAProxy has this server in DRAIN now" in flat(block)]
+    assert len(drained) == 1 and 'name = "ctl-2"' in drained[0], text
+    assert re.search(r"The runtime API answers as HAProxy 2\.\d+\.\d+\S* \(`show info`; up ", said), text
+    assert "init cannot read it: neither the stats CSV nor the runtime API's `show info` has a field for it" in said
+    assert "hard_stop_after" not in data_of(text)["load_balancers"][0]
     config = answered(text, "2025.1", tmp_path / "answered.toml")
     assert config.lbs[0].runtime_socket == f"tcp:127.0.0.1:{lb.runtime_tcp_port}"
     assert "runtime API `show servers state`" in said

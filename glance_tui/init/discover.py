@@ -240,13 +240,21 @@ def _nodes(lbs: list[LBPlan], answers: dict[Address, VersionsAnswer]) -> list[No
 def _add_server(by_server: dict[str, NodePlan], server: LBServer, lb: str) -> None:
     plan = by_server.get(server.name)
     if plan is None:
-        by_server[server.name] = NodePlan(node_name(server.name), server.name, server.address)
+        plan = by_server[server.name] = NodePlan(node_name(server.name), server.name, server.address)
+        _admin_note(plan, server, lb)
         return
+    _admin_note(plan, server, lb)
     if server.address and plan.address and server.address != plan.address:
         plan.questions.append(f"server {server.name} has another address in {lb}/{server.backend} ({server.address}, here {plan.address}): "
                               "which one is the node? (the same name must be the same node everywhere)")
     elif plan.address is None:
         plan.address = server.address
+
+
+def _admin_note(plan: NodePlan, server: LBServer, lb: str) -> None:
+    """A server out of rotation while init reads (the runtime API's exact admin state): said, not changed."""
+    if server.admin_state and server.admin_state != "READY":
+        plan.notes.append(f"{lb}/{server.backend}: HAProxy has this server in {server.admin_state} now (runtime API `show servers state`)")
 
 
 async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: asyncio.Semaphore) -> None:

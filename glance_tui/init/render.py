@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from glance_tui.config import DatabaseConfig, LoadBalancerConfig, NodeConfig, load_config
-from glance_tui.errors import GlanceTuiError, one_line
+from glance_tui.errors import GlanceTuiError, clipped, one_line
 from glance_tui.init.discover import Discovery, LBPlan, NodePlan, NothingFound, db_password_source, invalid
 from glance_tui.init import rpmnode
 from glance_tui.init.kindplan import KindPlan, plan_kinds
@@ -237,8 +237,12 @@ def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
         doc.comment("runtime_socket: not given (--runtime-socket). Recommended: the stats page shows DOWN, not DRAIN, for a drained "
                     "server whose check fails; the runtime API tells it exactly.")
         doc.commented("runtime_socket", "unix:/run/haproxy/admin.sock")
-    doc.comment("hard_stop_after: this HAProxy's `hard-stop-after` (its stats page does not show it). Unset: after a reload, "
-                "in-flight counts are unknown until you decide at the drain timeout.")
+    if page.info:
+        doc.comment(f"The runtime API answers as HAProxy {clipped(page.info.get('Version', '?'), 40)} "
+                    f"(`show info`; up {clipped(page.info.get('Uptime', '?'), 40)}).")
+    doc.comment("hard_stop_after: this HAProxy's `hard-stop-after` (the global section of haproxy.cfg). init cannot read it: neither "
+                "the stats CSV nor the runtime API's `show info` has a field for it (HAProxy's stat and info field lists). Unset: after "
+                "a reload, in-flight counts are unknown until you decide at the drain timeout.")
     doc.commented("hard_stop_after", 30)
     doc.blank()
 
@@ -338,6 +342,8 @@ def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool
     doc.comment(f"HAProxy server {n.server} at {n.address}" + (f"; /versions: {n.versions.detail}" if n.versions else ""))
     for q in n.questions:
         doc.question(q)
+    for note in n.notes:
+        doc.comment(f"note: {note}")
     if f and not f.problem:
         doc.comment(f"kind: {f.kind or 'unknown'} ({f.kind_reason})" + (f"; server: {f.runtime}" if f.runtime else ""))
         doc.comment(f"release: {f.release or 'unknown'}" + (f" (version {f.version})" if f.version else "")
