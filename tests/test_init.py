@@ -576,3 +576,29 @@ def test_a_non_root_user_is_asked_about_sudo_and_sudo_never_prompts(ssh_operator
     assert any(q.startswith("sudo -n refused to run the survey as root (sudo: a password is required)") and "NOPASSWD" in q for q in asked), asked
     assert not any("answers no SSH" in q for q in asked), asked
     assert SECRET not in text + stderr
+
+
+@pytest.mark.parametrize(("stderr", "said"), [
+    ("sudo: a password is required\n", "sudo: a password is required"),  # sudo -n, a sudoers rule without NOPASSWD (sudo(8))
+    ("ops is not in the sudoers file.  This incident will be reported.\n", "ops is not in the sudoers file.  This incident will be reported."),
+    ("Sorry, user ops is not allowed to execute '/bin/sh -c x' as root on n1.\nsudo: ops is not allowed to run sudo\n", "sudo: ops is not allowed to run sudo"),
+    ("sh: 1: sudo: not found\n", "sh: 1: sudo: not found"),  # dash
+    ("bash: line 1: sudo: command not found\n", "bash: line 1: sudo: command not found"),  # bash
+    ("cat: /etc/glance/glance-api.conf: Permission denied\n", ""),
+])
+def test_sudo_refusals_are_told_from_other_failures(stderr, said):
+    from glance_tui.init.privilege import sudo_question, sudo_refusal
+
+    assert sudo_refusal(stderr) == said
+    if said:
+        assert ("this node has no sudo" in sudo_question("ops", said)) == ("not found" in said)
+
+
+def test_the_example_config_shows_the_rdo_commands_init_writes():
+    """One owner: config.example.toml's commented RDO lines are rpmnode's commands."""
+    from glance_tui.init import rpmnode
+
+    example = (Path(__file__).parents[1] / "config.example.toml").read_text()
+    for key, value in rpmnode.COMMANDS.items():
+        line = next(ln for ln in example.splitlines() if ln.startswith(f"# {key} = ") and "openstack-glance" in ln)
+        assert tomllib.loads(line[2:].split("   #")[0])[key] == value, line

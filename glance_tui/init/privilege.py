@@ -14,17 +14,23 @@ import re
 from glance_tui.errors import clipped
 
 # What sudo -n prints when it will not run the command without a password or at all (sudo's own messages).
-_SUDO_REFUSED = re.compile(r"^sudo: .*(a password is required|a terminal is required|not in the sudoers|not allowed to|may not run sudo)"
-                           r"|^(sh: )?(\d+: )?sudo: (command )?not found", re.MULTILINE | re.IGNORECASE)
+_SUDO_REFUSED = re.compile(r"^sudo: .*(a password is required|a terminal is required|not allowed to|may not run sudo)"
+                           r"|is not in the sudoers file|\bsudo: (command )?not found", re.MULTILINE | re.IGNORECASE)
 
 
 def sudo_refusal(stderr: str) -> str:
     """sudo's own line when ``sudo -n`` refused to run the command, else ""."""
     m = _SUDO_REFUSED.search(stderr)
-    return clipped(stderr[m.start():].splitlines()[0], 120) if m else ""
+    if m is None:
+        return ""
+    line_start = stderr.rfind("\n", 0, m.start()) + 1
+    return clipped(stderr[line_start:].splitlines()[0], 120)
 
 
 def sudo_question(user: str, said: str) -> str:
+    if "not found" in said:
+        return (f"--sudo, but this node has no sudo ({said}): install sudo and allow {user} to run commands without a password "
+                "(NOPASSWD in sudoers), or run init without --sudo as an --ssh-user that needs none (root)")
     return (f"sudo -n refused to run the survey as {user} ({said}): glance-tui runs every command with `sudo -n` (ssh.sudo = true) "
             f"and never types a password — allow {user} to run commands with sudo without a password (NOPASSWD in sudoers), "
             "or run init with an --ssh-user that needs no sudo (root)")
