@@ -2,8 +2,10 @@
 
 Each node is one loopback address with a real sshd (its own host key) and a small HTTP server
 answering ``/versions`` like Glance (or not); its sshd puts a directory of scripts first on PATH
-(``ps``, ``systemctl``, ``dpkg-query``, ``apt-cache``, ``docker``, ``podman`` ...), so what the node
-"runs" is what the test wrote — the rest (sh, cat, the SSH transport, HAProxy) is real.
+(``ps``, ``systemctl``, ``dpkg-query``, ``apt-cache``, ``rpm``, ``dnf``, ``docker``, ``podman``, ``id``,
+``ss``, ``sudo`` ...), so what the node "runs" is what the test wrote — the rest (sh, sed, printf, the
+SSH transport, HAProxy) is real. The rpm and dnf scripts answer in those tools' formats (their query
+formats applied to the answers, their messages), written from rpm(8), dnf(8) and dnf's source.
 """
 
 from __future__ import annotations

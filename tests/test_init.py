@@ -518,7 +518,9 @@ def test_rpm_and_dnf_answers_are_read_as_rdo_prints_them():
 
     rdo_node = packaged_node("rdo-1", None, None)
     assert rdo_node.findings is not None
-    classify({"tools": "systemctl\nrpm\ndnf", "units": "openstack-glance-api active 0", "rpm": "28.2.0-1.el9s", "dnf": "exit=0\n30.0.0",
+    classify({"tools": "systemctl\nrpm\ndnf", "units": "openstack-glance-api active 0", "rpm": "28.2.0-1.el9s",
+              # a warning line (made up) that names a version before the answer: only a line that is one version counts
+              "dnf": "exit=0\nWarning: python3-libdnf 0.69.0 reports a locale problem\n30.0.0",
               "processes": "0\n", "end": ""}, rdo_node.findings)
     f = rdo_node.findings
     assert (f.kind, f.unit, f.packager, f.release, f.candidate_release) == ("packages", "openstack-glance-api", "rpm", "2024.1", "2025.1")

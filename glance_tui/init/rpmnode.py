@@ -40,6 +40,7 @@ COMMANDS = {
 }
 
 _EXIT = re.compile(r"exit=(\d+)")
+_VERSION_LINE = re.compile(r"\d+\.\d+\.\d+\S*")
 
 
 def rpm_version(text: str) -> str | None:
@@ -60,7 +61,8 @@ def dnf_candidate(text: str, has_dnf: bool) -> tuple[str | None, str]:
     if m.group(1) != "0":
         return None, (f"`{DNF_CANDIDATE}` exited {m.group(1)} ({said}): its cached repository metadata cannot be read — "
                       "run `dnf makecache` on it, or give --target-release")
-    versions = [v for ln in lines[1:] if (v := parse_version(ln))]
+    # a line that is one version only: dnf's warnings (merged from stderr, e.g. a missing locale) may name versions too
+    versions = [v for ln in lines[1:] if _VERSION_LINE.fullmatch(ln.strip()) and (v := parse_version(ln))]
     if not versions:
         return None, f"its repositories (dnf's cached metadata) offer no {PACKAGE}" + (f" ({said})" if said else "")
     return versions[0], ""
