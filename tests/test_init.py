@@ -604,3 +604,19 @@ def test_the_example_config_shows_the_rdo_commands_init_writes():
     for key, value in rpmnode.COMMANDS.items():
         line = next(ln for ln in example.splitlines() if ln.startswith(f"# {key} = ") and "openstack-glance" in ln)
         assert tomllib.loads(line[2:].split("   #")[0])[key] == value, line
+
+
+@pytest.mark.parametrize(("uid", "ss", "denied", "asked"), [
+    ("0", "LISTEN 0 128 10.0.0.1:9292 0.0.0.0:*", "", 0),  # root sees every holder
+    ("1000", 'LISTEN 0 128 10.0.0.1:9292 0.0.0.0:* users:(("glance-api",pid=812,fd=4))', "", 0),  # ss names it: readable
+    ("1000", "LISTEN 0 128 10.0.0.1:9292 0.0.0.0:*", "", 1),  # a listener without its process: hidden from this user
+    ("1000", "", "", 0),  # nothing listens now: nothing to tell
+    ("1000", "sh: 1: ss: not found", "", 0),  # no ss: not a hidden holder (the tool's own listeners probe says so)
+    ("1000", "", "Permission denied", 1),
+    ("", "LISTEN 0 128 10.0.0.1:9292 0.0.0.0:*", "Permission denied", 0),  # id did not answer: not assumed either way
+])
+def test_what_a_non_root_user_cannot_read_is_asked(uid, ss, denied, asked):
+    from glance_tui.init.privilege import unprivileged_questions
+
+    found = unprivileged_questions("ops", uid, ss, "9292", denied)
+    assert len(found) == asked and all("--sudo" in q for q in found), found
