@@ -100,6 +100,8 @@ def _add_init_parser(sub: Any) -> None:
     p.add_argument("--stats-password-file", metavar="FILE", help="... or a file holding it")
     p.add_argument("--ssh-user", metavar="USER", default="root", help="SSH user on the nodes (default root)")
     p.add_argument("--ssh-port", metavar="PORT", type=int, default=22, help="SSH port of the nodes (default 22)")
+    p.add_argument("--sudo", action="store_true", help="run every command on the nodes through `sudo -n` (never prompts), as ssh.sudo = true will; "
+                                                   "for an --ssh-user that may not read Glance's config or see which process holds its port")
     p.add_argument("--identity-file", metavar="FILE", help="SSH private key (default: ssh-agent and ~/.ssh)")
     p.add_argument("--known-hosts", metavar="FILE", default="~/.ssh/known_hosts", help="the nodes' host keys (always verified)")
     p.add_argument("--db-password-file", metavar="FILE", help="the config's database.password_file (default: password_env = \"GLANCE_DB_PASSWORD\")")

@@ -2,8 +2,10 @@
 
 Each node is one loopback address with a real sshd (its own host key) and a small HTTP server
 answering ``/versions`` like Glance (or not); its sshd puts a directory of scripts first on PATH
-(``ps``, ``systemctl``, ``dpkg-query``, ``apt-cache``, ``docker``, ``podman`` ...), so what the node
-"runs" is what the test wrote — the rest (sh, cat, the SSH transport, HAProxy) is real.
+(``ps``, ``systemctl``, ``dpkg-query``, ``apt-cache``, ``rpm``, ``dnf``, ``docker``, ``podman``, ``id``,
+``ss``, ``sudo`` ...), so what the node "runs" is what the test wrote — the rest (sh, sed, printf, the
+SSH transport, HAProxy) is real. The rpm and dnf scripts answer in those tools' formats (their query
+formats applied to the answers, their messages), written from rpm(8), dnf(8) and dnf's source.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class NodeAnswers:
     connection: str | None = None  # [database] connection
     versions: dict | None = None  # the /versions document; None: nothing listens
     conf_in_container: bool = False
+    # RDO: rpm's VERSION-RELEASE of openstack-glance (None: not installed), its INSTALLTIME, and dnf
+    # (has_dnf; dnf_offers: VERSION-RELEASE in its cached metadata, None: none; dnf_cache: False = no cache yet)
+    rpm_version: str | None = None
+    rpm_installtime: int = 1733400000
+    has_dnf: bool = False
+    dnf_offers: str | None = None
+    dnf_cache: bool = True
+    # A non-root SSH user (uid): the config is not readable to it (conf_denied), ``ss -p`` hides the
+    # holder of the API port from it; sudo: None (no sudo), "nopasswd" (sudo -n runs as root), "password" (sudo -n refuses).
+    uid: int = 0
+    conf_denied: bool = False
+    sudo: str | None = None
 
 
 def _script(path: Path, body: str) -> None:
@@ -53,14 +67,25 @@ def write_bin(bin_dir: Path, node_dir: Path, a: NodeAnswers) -> None:
     lines = [f"{100 + i} 1 50 {shlex.split(args)[0].rsplit('/', 1)[-1][:15]} {args}" for i, args in enumerate(a.processes)]
     lines = [ln.replace("{conf}", "/etc/glance/glance-api.conf") for ln in lines]
     # The node's /etc/glance/glance-api.conf is its own file (as in a node's mount namespace).
-    _script(bin_dir / "cat", f'[ "$1" = /etc/glance/glance-api.conf ] && exec /bin/cat {shlex.quote(str(conf))}\nexec /bin/cat "$@"')
+    root = '[ -n "$TEST_NODE_SUDO" ] || [ ' + str(a.uid) + ' = 0 ]'
+    denied = f'{root} || {{ echo "cat: $1: Permission denied" >&2; exit 1; }}\n' if a.conf_denied else ""
+    _script(bin_dir / "cat", f'[ "$1" = /etc/glance/glance-api.conf ] && {{ {denied}exec /bin/cat {shlex.quote(str(conf))}; }}\nexec /bin/cat "$@"')
+    _script(bin_dir / "id", f'[ "$1" = -u ] && {{ {root} && echo 0 || echo {a.uid}; exit 0; }}\nexec /usr/bin/id "$@"')
+    # ss shows another user's process holding a socket to root only (the users:(…) column)
+    _script(bin_dir / "ss", f'{root} && exec /usr/bin/ss "$@"\n/usr/bin/ss "$@" | sed "s/ users:(.*//"')
+    if a.sudo == "password":  # sudo -n's own message when the user's sudo asks for a password (sudo(8))
+        _script(bin_dir / "sudo", 'echo "sudo: a password is required" >&2; exit 1')
+    elif a.sudo == "nopasswd":
+        _script(bin_dir / "sudo", '[ "$1" = -n ] && shift; export TEST_NODE_SUDO=1; exec "$@"')
     _script(bin_dir / "ps", "cat <<'EOF'\n" + "\n".join(["1 0 100 init /sbin/init", *lines]) + "\nEOF")
     cases = "".join(f"  {shlex.quote(u)}) state={shlex.quote(s)};;\n" for u, s in a.units.items())
     _script(bin_dir / "systemctl", f'for u; do :; done\ncase "$u" in\n{cases}  *) state=;;\nesac\n'
             'case "$1" in\n  is-active) [ -n "$state" ] && echo "$state" || echo inactive; [ "$state" = active ];;\n'
             '  status) [ -n "$state" ] || exit 4; [ "$state" = active ] && exit 0; exit 3;;\n  *) exit 1;;\nesac')
     _script(bin_dir / "dpkg-query", f"printf 'glance-api\\t%s\\n' {shlex.quote(a.dpkg_version)}" if a.dpkg_version else "exit 1")
-    _script(bin_dir / "rpm", "exit 1")
+    _script(bin_dir / "rpm", _rpm(a))
+    if a.has_dnf:
+        _script(bin_dir / "dnf", _dnf(a))
     _script(bin_dir / "apt-cache", f"printf 'glance-api:\\n  Installed: x\\n  Candidate: %s\\n' {shlex.quote(a.candidate)}" if a.candidate else "exit 0")
     _script(bin_dir / "systemd-detect-virt", "echo none; exit 1")
     _script(bin_dir / "hostname", f"echo {shlex.quote(node_dir.name)}")
@@ -73,6 +98,39 @@ def write_bin(bin_dir: Path, node_dir: Path, a: NodeAnswers) -> None:
         _script(bin_dir / engine, f'case "$1" in\n  ps) cat <<\'EOF\'\n{listing}\nEOF\n;;\n'
                 f'  exec) shift 2; case "$1" in\n    python3) echo glance {shlex.quote(a.container_version or "")};;\n'
                 f'    cat) /bin/cat {shlex.quote(str(conf))};;\n  esac;;\nesac')
+
+
+def _queryformat(fmt_var: str, tags: dict[str, str]) -> str:
+    """Shell text printing ``$fmt_var`` with rpm/dnf queryformat tags replaced (``\\n`` as printf reads it); an
+    unknown tag is left as it is, so printf fails on it as a wrong format would."""
+    seds = " ".join(f"-e {shlex.quote(f's/%{{{tag}}}/{value}/g')}" for tag, value in tags.items())
+    return f'printf "$(printf \'%s\' "${fmt_var}" | sed {seds})"'
+
+
+def _rpm(a: NodeAnswers) -> str:
+    """``rpm -q [--qf FMT] PKG`` as rpm answers it (rpm(8): the default format NAME-VERSION-RELEASE.ARCH;
+    "package PKG is not installed" on stdout, exit 1, for a package it does not know)."""
+    version, _, release = (a.rpm_version or "").partition("-")
+    tags = {"NAME": "openstack-glance", "EPOCH": "1", "VERSION": version, "RELEASE": release, "ARCH": "noarch",
+            "INSTALLTIME": str(a.rpm_installtime)}
+    known = "openstack-glance" if a.rpm_version else "-"
+    return (f"fmt='%{{NAME}}-%{{VERSION}}-%{{RELEASE}}.%{{ARCH}}\\n'\n[ \"$1\" = -q ] || exit 1; shift\n"
+            'case "$1" in --qf|--queryformat) fmt=$2; shift 2;; esac\n'
+            f'[ "$1" = {known} ] || {{ echo "package $1 is not installed"; exit 1; }}\n' + _queryformat("fmt", tags))
+
+
+def _dnf(a: NodeAnswers) -> str:
+    """``dnf [-q] -C repoquery [--latest-limit N] [--qf FMT] PKG``: refuses to run without --cacheonly (init
+    must never refresh metadata); without a cache, dnf 4's error (dnf/repo.py: "Cache-only enabled but no
+    cache for '<repo>'", exit 1); else the offered version in the query format (lower-case tags)."""
+    version, _, release = (a.dnf_offers or "").partition("-")
+    tags = {"name": "openstack-glance", "epoch": "1", "version": version, "release": release, "arch": "noarch"}
+    return ("cacheonly=; qf='%{name}-%{epoch}:%{version}-%{release}.%{arch}\\n'; pkg=\n"
+            'while [ $# -gt 0 ]; do case "$1" in -C|--cacheonly) cacheonly=1;; --qf|--queryformat) qf=$2; shift;; '
+            '--latest-limit) shift;; -*|repoquery) ;; *) pkg=$1;; esac; shift; done\n'
+            '[ -n "$cacheonly" ] || { echo "test node: dnf without --cacheonly would refresh metadata" >&2; exit 99; }\n'
+            + ("" if a.dnf_cache else "echo \"Error: Cache-only enabled but no cache for 'centos-openstack-caracal'\" >&2; exit 1\n")
+            + f'[ "$pkg" = openstack-glance ] && [ -n {shlex.quote(a.dnf_offers or "")} ] || exit 0\n' + _queryformat("qf", tags))
 
 
 class _Versions(ThreadingHTTPServer):

@@ -4,6 +4,8 @@ not decide, never copies the database password, never overwrites without --force
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import tomllib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -300,12 +302,21 @@ def test_kolla_nodes_and_a_runtime_socket(ssh_operator_key, tmp_path, capsys):
         assert code == 1 and stderr.count("\n") == 1, stderr  # no address: nothing can be probed or written
         assert not (tmp_path / "none.toml").exists()
         out = tmp_path / "kolla.toml"
+        with socket.create_connection(("127.0.0.1", lb.runtime_tcp_port), timeout=5) as runtime:  # ctl-2 drained while init reads
+            runtime.sendall(b"set server glance_api/ctl-2 state drain\n")
+            assert runtime.recv(1024).strip() == b"", "HAProxy refused the drain"
         code, _, stderr = init(capsys, *args, "--runtime-socket", f"tcp:127.0.0.1:{lb.runtime_tcp_port}", "-o", str(out))
     finally:
         cluster.stop()
     assert code == 0, stderr
     text = out.read_text()
     said = flat(text)
+    # What the runtime API tells (the exact admin state, HAProxy's version) is said; hard-stop-after is in no answer.
+    drained = [block for block in text.split("[[nodes]]") if "HAProxy has this server in DRAIN now" in flat(block)]
+    assert len(drained) == 1 and 'name = "ctl-2"' in drained[0], text
+    assert re.search(r"The runtime API answers as HAProxy 2\.\d+\.\d+\S* \(`show info`; up ", said), text
+    assert "init cannot read it: neither the stats CSV nor the runtime API's `show info` has a field for it" in said
+    assert "hard_stop_after" not in data_of(text)["load_balancers"][0]
     config = answered(text, "2025.1", tmp_path / "answered.toml")
     assert config.lbs[0].runtime_socket == f"tcp:127.0.0.1:{lb.runtime_tcp_port}"
     assert "runtime API `show servers state`" in said
@@ -430,15 +441,182 @@ def test_the_target_is_what_every_repository_offers_or_a_question(nodes, decided
     assert asked in found.question and (found.placeholder != "") == (decided is None)
 
 
-def test_a_node_without_apt_cache_is_asked_about_not_guessed():
-    """An RDO node (rpm, no apt-cache): its repository is not asked, so the target is a question that says why."""
+def rdo(version: str = "28.2.0-1.el9s", offers: str | None = "29.0.0-1.el9s", cache: bool = True) -> NodeAnswers:
+    """An RDO node: openstack-glance from rpm, the eventlet glance-api under systemd's openstack-glance-api, dnf's cache."""
+    return NodeAnswers(processes=["/usr/bin/python3 /usr/bin/glance-api"], units={"openstack-glance-api": "active"},
+                       rpm_version=version, has_dnf=True, dnf_offers=offers, dnf_cache=cache,
+                       connection=f"mysql+pymysql://glance:{SECRET}@192.0.2.20:3306/glance", versions=GLANCE_VERSIONS)
+
+
+async def _run_on(config, node: str, ssh_port: int, commands: list[str]) -> list:
+    from glance_tui.adapters.ssh import NodeSSH
+
+    spec = next(n for n in config.nodes if n.name == node)
+    async with NodeSSH(spec, config.ssh) as conn:
+        return [await conn.run(c, timeout=10) for c in commands]
+
+
+def test_rdo_nodes_read_with_rpm_and_dnf_get_rdo_commands(ssh_operator_key, tmp_path, capsys):
+    """RDO nodes: the version from rpm, the candidate from dnf's cache (the fake dnf refuses to run without
+    --cacheonly), the target decided from it; [commands] carries RDO's upgrade/installed_version/installed_at,
+    which run on the node and read back as the version and the install time. A node whose dnf has no cache,
+    and an RDO node beside a Debian one, are questions."""
+    import asyncio
+
+    from glance_tui.commands import NodeCommands
+    from glance_tui.node.readings import parse_epoch
+    from glance_tui.releases import parse_version
+
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"rdo-1": rdo(), "rdo-2": rdo()}, hosts=["127.0.0.71", "127.0.0.72"],
+                            backends={"glance_api": ["rdo-1", "rdo-2"]})
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    args = ["--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key)]
+    try:
+        out = tmp_path / "rdo.toml"
+        code, _, stderr = init(capsys, *args, "-o", str(out))
+        assert code == 0, stderr
+        text = out.read_text()
+        assert questions(text) == [], text
+        config = load_config(out)
+        assert config.policy.target_release == "2024.2"
+        assert "dnf --cacheonly repoquery openstack-glance on every node" in flat(text)
+        assert "release: 2024.1 (version 28.2.0); the repository offers 29.0.0" in flat(text)
+        c = config.commands
+        assert c.kind == "packages" and c.services == ["openstack-glance-api"] and c.upgrade.startswith("dnf -y --refresh upgrade openstack-glance")
+        cmds = NodeCommands(config, "rdo-1")
+        version, at = asyncio.run(_run_on(config, "rdo-1", cluster.ssh_port, [cmds.installed_version().command, cmds.installed_at().command]))
+        assert version.ok and parse_version(version.stdout) == "28.2.0", version
+        assert at.ok and parse_epoch(at.stdout) == 1733400000, at
+
+        cluster.nodes[1].set_answers(rdo(cache=False))
+        code, _, stderr = init(capsys, *args, "-o", str(out), "--force")
+        assert code == 0, stderr
+        asked = questions(out.read_text())
+        assert len(asked) == 1 and asked[0].startswith("target_release: the nodes run 2024.1"), asked
+        assert "rdo-2: `dnf -q --cacheonly repoquery" in asked[0] and "exited 1 (Error: Cache-only enabled but no cache" in asked[0], asked
+        assert "run `dnf makecache` on it, or give --target-release" in asked[0], asked
+
+        cluster.nodes[1].set_answers(eventlet(host="192.0.2.20"))
+        code, _, stderr = init(capsys, *args, "-o", str(out), "--force", "--target-release", "2024.2")
+        assert code == 0, stderr
+        text = out.read_text()
+        asked = questions(text)
+        assert len(asked) == 2 and "the nodes run Glance under different units (glance-api, openstack-glance-api)" in asked[0], asked
+        assert asked[1].startswith("rdo-1 is an RDO node (rpm, dnf) beside other nodes (rdo-2: packages (deb))"), asked
+        assert "installed_version" not in data_of(text)["commands"]  # not guessed: Debian's defaults stay, the question says RDO's
+        assert load_config(out).policy.target_release == "2024.2"
+    finally:
+        cluster.stop()
+    assert SECRET not in text + stderr
+
+
+def test_rpm_and_dnf_answers_are_read_as_rdo_prints_them():
+    """A node's survey sections as rpm and dnf print them: a version and a candidate; rpm's "not installed"; dnf's
+    cache-only error (dnf 4: "Cache-only enabled but no cache for '<repo>'", dnf 5: '... for repository "<repo>"')."""
     from glance_tui.init.discover import _target
     from glance_tui.init.nodeprobe import classify
 
-    rdo = packaged_node("rdo-1", None, None)
-    assert rdo.findings is not None
-    classify({"tools": "systemctl\nrpm", "units": "openstack-glance-api active 0", "version": "28.2.0", "processes": "0\n", "end": ""},
-             rdo.findings)
-    assert (rdo.findings.kind, rdo.findings.release, rdo.findings.candidate) == ("packages", "2024.1", None)
-    found = _target([packaged_node("deb-1", "28.2.0", "29.0.0"), rdo], None)
-    assert found.value is None and "rdo-1: no apt-cache on it (an RDO node's dnf is not asked)" in found.question, found
+    rdo_node = packaged_node("rdo-1", None, None)
+    assert rdo_node.findings is not None
+    classify({"tools": "systemctl\nrpm\ndnf", "units": "openstack-glance-api active 0", "rpm": "28.2.0-1.el9s",
+              # a warning line (made up) that names a version before the answer: only a line that is one version counts
+              "dnf": "exit=0\nWarning: python3-libdnf 0.69.0 reports a locale problem\n30.0.0",
+              "processes": "0\n", "end": ""}, rdo_node.findings)
+    f = rdo_node.findings
+    assert (f.kind, f.unit, f.packager, f.release, f.candidate_release) == ("packages", "openstack-glance-api", "rpm", "2024.1", "2025.1")
+    found = _target([packaged_node("deb-1", "28.2.0", "30.0.0"), rdo_node], None)
+    assert found.value == "2025.1", found
+    for dnf, why in [("exit=1\nCache-only enabled but no cache for repository \"rdo\"", "no cache for repository"),
+                     ("exit=0", "its repositories (dnf's cached metadata) offer no openstack-glance"), ("", "was not run")]:
+        other = packaged_node("rdo-2", None, None)
+        classify({"tools": "rpm\ndnf", "units": "openstack-glance-api active 0", "rpm": "28.2.0-1.el9s", "dnf": dnf, "processes": "0\n"},
+                 other.findings)
+        assert other.findings.candidate is None and why in other.findings.repository, (dnf, other.findings)
+        assert why in _target([rdo_node, other], None).question
+    none = packaged_node("x", None, None)
+    classify({"tools": "rpm", "rpm": "package openstack-glance is not installed", "units": "openstack-glance-api active 0"}, none.findings)
+    assert none.findings.version is None and none.findings.packager is None
+    no_dnf = packaged_node("y", None, None)
+    classify({"tools": "rpm", "rpm": "28.2.0-1.el9s", "units": "openstack-glance-api active 0"}, no_dnf.findings)
+    assert no_dnf.findings.repository.startswith("no dnf on it")
+
+
+def test_a_non_root_user_is_asked_about_sudo_and_sudo_never_prompts(ssh_operator_key, tmp_path, capsys):
+    """A node as a non-root user sees it (RDO's config 0640 root:glance; ss hiding the port's holder): without
+    --sudo each is a question naming --sudo; with --sudo the survey runs through `sudo -n` and the config says
+    ssh.sudo = true; a sudo that wants a password is a question that says so, never "no SSH" or a guess."""
+    node = rdo()
+    node.uid, node.conf_denied, node.sudo = 1000, True, "nopasswd"
+    cluster = start_cluster(tmp_path / "c", ssh_operator_key, {"rdo-1": node}, hosts=["127.0.0.73"], backends={"glance_api": ["rdo-1"]})
+    known = write_known_hosts(tmp_path / "known_hosts", [n.sshd for n in cluster.nodes])
+    args = ["--stats-url", cluster.lbs[0].stats_url, *ssh_args(cluster, known, ssh_operator_key), "--target-release", "2024.2"]
+    out = tmp_path / "sudo.toml"
+    try:
+        code, _, stderr = init(capsys, *args, "-o", str(out))
+        assert code == 0, stderr
+        asked = questions(out.read_text())
+        assert any("may not read Glance's config on this node (`cat /etc/glance/glance-api.conf` exited 1 "
+                   "(cat: /etc/glance/glance-api.conf: Permission denied))" in q and "run init again with --sudo" in q for q in asked), asked
+        assert any(f"shows root the listener on port {cluster.nodes[0].api_port} but not the process holding it" in q for q in asked), asked
+        assert "sudo" not in data_of(out.read_text())["ssh"]
+
+        code, _, stderr = init(capsys, *args, "--sudo", "-o", str(out), "--force")
+        assert code == 0, stderr
+        text = out.read_text()
+        assert questions(text) == [], text
+        config = load_config(out)
+        assert config.ssh.sudo is True and config.database.host == "192.0.2.20"
+
+        node.sudo = "password"
+        cluster.nodes[0].set_answers(node)
+        code, _, stderr = init(capsys, *args, "--sudo", "-o", str(out), "--force")
+        assert code == 0, stderr
+        text = out.read_text()
+    finally:
+        cluster.stop()
+    asked = questions(text)
+    assert any(q.startswith("sudo -n refused to run the survey as root (sudo: a password is required)") and "NOPASSWD" in q for q in asked), asked
+    assert not any("answers no SSH" in q for q in asked), asked
+    assert SECRET not in text + stderr
+
+
+@pytest.mark.parametrize(("stderr", "said"), [
+    ("sudo: a password is required\n", "sudo: a password is required"),  # sudo -n, a sudoers rule without NOPASSWD (sudo(8))
+    ("ops is not in the sudoers file.  This incident will be reported.\n", "ops is not in the sudoers file.  This incident will be reported."),
+    ("Sorry, user ops is not allowed to execute '/bin/sh -c x' as root on n1.\nsudo: ops is not allowed to run sudo\n", "sudo: ops is not allowed to run sudo"),
+    ("sh: 1: sudo: not found\n", "sh: 1: sudo: not found"),  # dash
+    ("bash: line 1: sudo: command not found\n", "bash: line 1: sudo: command not found"),  # bash
+    ("cat: /etc/glance/glance-api.conf: Permission denied\n", ""),
+])
+def test_sudo_refusals_are_told_from_other_failures(stderr, said):
+    from glance_tui.init.privilege import sudo_question, sudo_refusal
+
+    assert sudo_refusal(stderr) == said
+    if said:
+        assert ("this node has no sudo" in sudo_question("ops", said)) == ("not found" in said)
+
+
+def test_the_example_config_shows_the_rdo_commands_init_writes():
+    """One owner: config.example.toml's commented RDO lines are rpmnode's commands."""
+    from glance_tui.init import rpmnode
+
+    example = (Path(__file__).parents[1] / "config.example.toml").read_text()
+    for key, value in rpmnode.COMMANDS.items():
+        line = next(ln for ln in example.splitlines() if ln.startswith(f"# {key} = ") and "openstack-glance" in ln)
+        assert tomllib.loads(line[2:].split("   #")[0])[key] == value, line
+
+
+@pytest.mark.parametrize(("uid", "ss", "denied", "asked"), [
+    ("0", "LISTEN 0 128 10.0.0.1:9292 0.0.0.0:*", "", 0),  # root sees every holder
+    ("1000", 'LISTEN 0 128 10.0.0.1:9292 0.0.0.0:* users:(("glance-api",pid=812,fd=4))', "", 0),  # ss names it: readable
+    ("1000", "LISTEN 0 128 10.0.0.1:9292 0.0.0.0:*", "", 1),  # a listener without its process: hidden from this user
+    ("1000", "", "", 0),  # nothing listens now: nothing to tell
+    ("1000", "sh: 1: ss: not found", "", 0),  # no ss: not a hidden holder (the tool's own listeners probe says so)
+    ("1000", "", "Permission denied", 1),
+    ("", "LISTEN 0 128 10.0.0.1:9292 0.0.0.0:*", "Permission denied", 0),  # id did not answer: not assumed either way
+])
+def test_what_a_non_root_user_cannot_read_is_asked(uid, ss, denied, asked):
+    from glance_tui.init.privilege import unprivileged_questions
+
+    found = unprivileged_questions("ops", uid, ss, "9292", denied)
+    assert len(found) == asked and all("--sudo" in q for q in found), found

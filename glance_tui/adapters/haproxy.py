@@ -219,6 +219,10 @@ class HAProxy:
         """The runtime API's ``show servers state`` for every backend, as HAProxy prints it (addresses, admin states)."""
         return await self._runtime("show servers state")
 
+    async def show_info(self) -> str:
+        """The runtime API's ``show info`` ("Name: value" lines: version, uptime, ...), as HAProxy prints it."""
+        return await self._runtime("show info")
+
     async def _with_runtime_admin(self, backend: str, found: dict[str, ServerStats]) -> dict[str, ServerStats]:
         try:
             states = await self.admin_states(backend)

@@ -58,7 +58,7 @@ def options_from(args: argparse.Namespace) -> InitOptions:
             raise UsageError(f"{flag} {value}: no such file", where="init", fix=f"give {flag} an existing file")
     return InitOptions(
         stats_urls=args.stats_url, runtime_sockets=args.runtime_socket, stats_auth=auth, stats_secret=secret,
-        ssh_user=args.ssh_user, ssh_port=args.ssh_port, identity_file=args.identity_file, known_hosts=args.known_hosts,
+        ssh_user=args.ssh_user, ssh_port=args.ssh_port, sudo=args.sudo, identity_file=args.identity_file, known_hosts=args.known_hosts,
         db_password_file=args.db_password_file, target_release=args.target_release, timeout=args.timeout,
     )
 

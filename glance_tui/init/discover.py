@@ -38,6 +38,7 @@ from glance_tui.secrets import Secret
 GLANCE_NAME = re.compile(r"glance", re.IGNORECASE)
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PARALLEL = 8  # nodes and addresses probed at once
+ASKED = {"deb": "apt-cache policy glance-api", "rpm": "dnf --cacheonly repoquery openstack-glance"}  # by packager, for the rule
 
 
 class NothingFound(GlanceTuiError):
@@ -60,6 +61,7 @@ class InitOptions:
     stats_secret: tuple[str, Secret] | None = None
     ssh_user: str = "root"
     ssh_port: int = 22
+    sudo: bool = False  # ssh.sudo: every command through `sudo -n`, the survey too
     identity_file: str | None = None
     known_hosts: str = "~/.ssh/known_hosts"
     db_password_file: str | None = None
@@ -238,8 +240,10 @@ def _nodes(lbs: list[LBPlan], answers: dict[Address, VersionsAnswer]) -> list[No
 def _add_server(by_server: dict[str, NodePlan], server: LBServer, lb: str) -> None:
     plan = by_server.get(server.name)
     if plan is None:
-        by_server[server.name] = NodePlan(node_name(server.name), server.name, server.address)
+        plan = by_server[server.name] = NodePlan(node_name(server.name), server.name, server.address)
+        _admin_note(plan, server, lb)
         return
+    _admin_note(plan, server, lb)
     if server.address and plan.address and server.address != plan.address:
         plan.questions.append(f"server {server.name} has another address in {lb}/{server.backend} ({server.address}, here {plan.address}): "
                               "which one is the node? (the same name must be the same node everywhere)")
@@ -247,8 +251,14 @@ def _add_server(by_server: dict[str, NodePlan], server: LBServer, lb: str) -> No
         plan.address = server.address
 
 
+def _admin_note(plan: NodePlan, server: LBServer, lb: str) -> None:
+    """A server out of rotation while init reads (the runtime API's exact admin state): said, not changed."""
+    if server.admin_state and server.admin_state != "READY":
+        plan.notes.append(f"{lb}/{server.backend}: HAProxy has this server in {server.admin_state} now (runtime API `show servers state`)")
+
+
 async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: asyncio.Semaphore) -> None:
-    ssh = SSHConfig(user=options.ssh_user, port=options.ssh_port, identity_file=options.identity_file,
+    ssh = SSHConfig(user=options.ssh_user, port=options.ssh_port, identity_file=options.identity_file, sudo=options.sudo,
                     known_hosts=options.known_hosts, connect_timeout=max(options.timeout, 5.0))
     known = KnownHostsCache()
     reachable = [n for n in nodes if n.address is not None and not n.questions and not n.held]
@@ -257,7 +267,8 @@ async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: async
         assert plan.address is not None
         cfg = NodeConfig.model_validate(plan.values())
         plan.findings = await _bounded(limit, probe_node(cfg, ssh, known))
-        if plan.findings.problem:
+        plan.questions += plan.findings.questions
+        if plan.findings.problem and not plan.findings.questions:
             plan.questions.append(f"this address answers no SSH ({plan.findings.problem}): is it a Glance node? "
                                   "Correct ssh_host/ssh_port, or remove this node and list the server in exclude_servers")
 
@@ -362,7 +373,8 @@ def _target_of(nodes: list[NodePlan], given: str | None) -> Decision:
         return Decision(None, "", f"{running}{ask} — their package repository offers nothing newer ({seen})")
     if not all(r == offered or supported_jump(r, offered) for r in releases):
         return Decision(None, "", f"{running}{ask} — their package repository offers {offered}, not an upgrade Glance supports from {start} ({seen})")
-    return Decision(offered, f"the nodes run {start}; their package repository offers {offered} (apt-cache policy glance-api on every node), "
+    asked = " and ".join(ASKED[p] for p in sorted({n.findings.packager for n in counted if n.findings and n.findings.packager}))
+    return Decision(offered, f"the nodes run {start}; their package repository offers {offered} ({asked or 'their package manager'} on every node), "
                              "a supported upgrade")
 
 

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from glance_tui.adapters.haproxy import HAProxy, shown_url
-from glance_tui.adapters.haproxy_stats import TOTAL_ROWS
+from glance_tui.adapters.haproxy_stats import TOTAL_ROWS, StatsFormatError, parse_servers_state
 from glance_tui.config import LoadBalancerConfig
 from glance_tui.errors import AdapterError, UsageError, quoted
 from glance_tui.secrets import Secret
@@ -40,6 +40,7 @@ class LBServer:
     status: str
     address: Address | None
     backup: bool = False
+    admin_state: str = ""  # READY / DRAIN / MAINT from the runtime API's `show servers state`; "" = not read
 
 
 @dataclass
@@ -52,6 +53,7 @@ class StatsPage:
     admin_ok: bool | None = None
     admin_detail: str = ""
     address_source: str = ""  # "stats CSV addr column", "runtime API", or "" when neither gave one
+    info: dict[str, str] = field(default_factory=dict)  # the runtime API's `show info` ({} without a runtime socket)
 
 
 def parse_address(text: str) -> Address | None:
@@ -89,6 +91,27 @@ def parse_state_addresses(text: str) -> dict[tuple[str, str], Address]:
     return out
 
 
+def parse_info(text: str) -> dict[str, str]:
+    """``show info`` → {name: value} ("Version: 2.6.12-1" lines); {} for anything else."""
+    found = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() and " " not in name.strip():
+            found[name.strip()] = value.strip()
+    return found if "Version" in found else {}
+
+
+def admin_states(text: str, backends: list[str]) -> dict[tuple[str, str], str]:
+    """{(backend, server): READY/DRAIN/MAINT} from one ``show servers state`` answer; {} when it cannot be read."""
+    found: dict[tuple[str, str], str] = {}
+    for backend in backends:
+        try:
+            found.update({(backend, srv): state for srv, state in parse_servers_state(text, backend).items()})
+        except StatsFormatError:
+            return {}
+    return found
+
+
 def lb_config(url: str, runtime_socket: str | None, auth: tuple[str, Secret] | None, timeout: float) -> LoadBalancerConfig:
     """The adapter's config for a stats URL given on the command line (the URL checked as the config checks it)."""
     try:
@@ -113,12 +136,19 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
         except AdapterError as exc:
             raise UsageError(exc.what, where=exc.where, fix=f"give --stats-url HAProxy's stats page ({exc.fix})") from None
         by_state: dict[tuple[str, str], Address] = {}
+        admin: dict[tuple[str, str], str] = {}
         state_problem = ""
         if cfg.runtime_socket:
             try:
-                by_state = parse_state_addresses(await lb.servers_state())
+                state = await lb.servers_state()
+                by_state = parse_state_addresses(state)
+                admin = admin_states(state, sorted({row["pxname"] for row in rows}))
             except (AdapterError, ValueError) as exc:
                 state_problem = getattr(exc, "what", str(exc))
+            try:
+                page.info = parse_info(await lb.show_info())
+            except AdapterError:
+                page.info = {}  # only comments come from it
         from_csv = False
         for row in rows:
             backend, server = row["pxname"], row["svname"]
@@ -130,7 +160,7 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
             from_csv = from_csv or address is not None
             address = address or by_state.get((backend, server))
             page.backends.setdefault(backend, []).append(
-                LBServer(server, backend, row.get("status", ""), address, row.get("bck", "").strip() == "1"))
+                LBServer(server, backend, row.get("status", ""), address, row.get("bck", "").strip() == "1", admin.get((backend, server), "")))
         page.address_source = "stats CSV addr column" if from_csv else ("runtime API `show servers state`" if by_state else "")
         if state_problem and not from_csv:
             raise UsageError(f"the runtime API did not give the server addresses: {state_problem}", where=cfg.runtime_socket or "",

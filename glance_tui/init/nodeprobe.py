@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from glance_tui.adapters.known_hosts import KnownHostsCache
 from glance_tui.adapters.ssh import NodeSSH
 from glance_tui.config import NodeConfig, SSHConfig
 from glance_tui.db_target import DbTarget, Unknown, parse_connection
 from glance_tui.errors import AdapterError, HostKeyError, UsageError, clipped
+from glance_tui.init import privilege, rpmnode
 from glance_tui.kinds import VERSION_SCRIPT
 from glance_tui.node.readings import parse_processes
 from glance_tui.node.runtimes import runtime_of
@@ -34,9 +36,9 @@ UNITS = ("glance-api", "openstack-glance-api", "apache2", "httpd")
 DEFAULT_CONF = "/etc/glance/glance-api.conf"
 PROBE_TIMEOUT = 60.0
 
-SURVEY = "; ".join([
+SURVEY = [
     f"echo {MARK} tools",
-    "for t in systemctl dpkg-query rpm apt-cache docker podman lxc-ls; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done",
+    "for t in systemctl dpkg-query rpm dnf apt-cache docker podman lxc-ls; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done",
     f"echo {MARK} host", "hostname 2>/dev/null",
     f"echo {MARK} virt", "systemd-detect-virt -c 2>/dev/null",
     f"echo {MARK} units",
@@ -46,10 +48,17 @@ SURVEY = "; ".join([
     f"echo {MARK} processes", "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args=",
     f"echo {MARK} containers",
     "for e in docker podman; do command -v $e >/dev/null 2>&1 && $e ps -a --format \"$e {{.Names}} {{.Image}} {{.State}}\" 2>/dev/null; done",
-    f"echo {MARK} version", "dpkg-query -W glance-api 2>/dev/null || rpm -q --qf '%{VERSION}\\n' openstack-glance 2>/dev/null",
+    f"echo {MARK} version", "dpkg-query -W glance-api 2>/dev/null",
     f"echo {MARK} candidate", "apt-cache policy glance-api 2>/dev/null",
-    f"echo {MARK} end",
-])
+    f"echo {MARK} rpm", f"{rpmnode.RPM_VERSION} 2>/dev/null",
+    f"echo {MARK} dnf", rpmnode.DNF_SURVEY,
+]
+
+
+def survey_command(port: str) -> str:
+    """The survey's one command; ``port`` is the node's API port (whose listener ``ss -p`` must name)."""
+    return "; ".join(SURVEY + [f"echo {MARK} uid", "id -u", f"echo {MARK} listeners",
+                               f"ss -Htlnp {shlex.quote(f'sport = :{port}')} 2>&1", f"echo {MARK} end"])
 
 
 @dataclass
@@ -69,12 +78,14 @@ class NodeFindings:
     hostname: str = ""
     version: str | None = None
     candidate: str | None = None
-    repository: str = ""  # why the repository was not asked ("" = apt-cache answered or was asked)
+    repository: str = ""  # why the repository offers no candidate, when it is known ("" = apt-cache or dnf answered or was asked)
+    packager: str | None = None  # "deb" (dpkg, apt-cache) or "rpm" (RDO: rpm, dnf): what the version was read from
     conf_path: str = DEFAULT_CONF
     read_config: str = ""
     db: DbTarget | None = None
     db_problem: str = ""
     notes: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)  # what this node's answers leave to the operator (sudo, privileges)
 
     @property
     def release(self) -> str | None:
@@ -130,12 +141,7 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
         bits = line.split()
         if len(bits) >= 4 and bits[0] in ("docker", "podman") and "glance" in bits[1] and "api" in bits[1]:
             containers.append(bits)
-    version_lines = [ln for ln in parts.get("version", "").splitlines() if ln.strip()]
-    found.version = parse_version(version_lines[0]) if version_lines else None
-    if m := re.search(r"Candidate:\s*(\S+)", parts.get("candidate", "")):
-        found.candidate = parse_version(m.group(1))
-    if "tools" in parts and "apt-cache" not in parts["tools"].split():
-        found.repository = "no apt-cache on it" + (" (an RDO node's dnf is not asked)" if "rpm" in parts["tools"].split() else "")
+    _packages(parts, found)
     venvs = sorted({m.group(1) for p, _ in glance if (m := _OSA_VENV.search(p.args))})
     if containers:
         chosen = next((c for c in containers if c[1] == "glance_api"), containers[0])
@@ -145,13 +151,13 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
             found.notes.append(f"several Glance API containers: {', '.join(c[0] + ' ' + c[1] for c in containers)}")
         found.read_config = f"{chosen[0]} exec {shlex.quote(chosen[1])} cat {DEFAULT_CONF}"
         found.version = None  # the host's packages are not what the container runs
-        found.candidate = None
+        found.candidate, found.packager = None, None
         return
     if venvs:
         found.kind, found.venv, found.venv_root = "osa", venvs[0], venvs[0].rsplit("/", 1)[0]
         found.kind_reason = f"Glance runs from the OpenStack-Ansible venv {venvs[0]}"
         found.read_config = f"cat {shlex.quote(found.conf_path)}"
-        found.version = None
+        found.version, found.packager = None, None
         return
     unit = next((u for u in ("glance-api", "openstack-glance-api") if u in present), None)
     if unit is None and found.runtime == "mod_wsgi":
@@ -168,14 +174,36 @@ def classify(parts: dict[str, str], found: NodeFindings) -> None:
     found.read_config = f"cat {shlex.quote(found.conf_path)}"
 
 
+def _packages(parts: dict[str, str], found: NodeFindings) -> None:
+    """Installed and candidate versions from Debian's packages (dpkg, apt-cache) or RDO's (rpm, dnf: :mod:`rpmnode`)."""
+    tools = parts.get("tools", "").split()
+    version_lines = [ln for ln in parts.get("version", "").splitlines() if ln.strip()]
+    found.version = parse_version(version_lines[0]) if version_lines else None
+    if found.version:
+        found.packager = "deb"
+        if m := re.search(r"Candidate:\s*(\S+)", parts.get("candidate", "")):
+            found.candidate = parse_version(m.group(1))
+        if "tools" in parts and "apt-cache" not in tools:
+            found.repository = "no apt-cache on it"
+        return
+    found.version = rpmnode.rpm_version(parts.get("rpm", ""))
+    if found.version:
+        found.packager = "rpm"
+        found.candidate, found.repository = rpmnode.dnf_candidate(parts.get("dnf", ""), "dnf" in tools)
+    elif "tools" in parts and "apt-cache" not in tools:
+        found.repository = "neither glance-api (dpkg) nor openstack-glance (rpm) is installed on it"
+
+
 async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCache) -> NodeFindings:
     """Survey one node; an unknown or changed host key is a UsageError (never accepted), any other
     failure to reach it is ``problem`` (the config asks about the node)."""
     conn = NodeSSH(node, ssh, known_hosts)
     found = NodeFindings()
+    url = urlsplit(node.api_url)
+    port = str(url.port or (443 if url.scheme == "https" else 80))
     try:
         try:
-            survey = await conn.run(SURVEY, timeout=PROBE_TIMEOUT)
+            survey = await conn.run(survey_command(port), timeout=PROBE_TIMEOUT)
         except HostKeyError as exc:
             raise UsageError(exc.what, where=exc.where, fix=f"{exc.fix} (or give --known-hosts the file that holds it)") from None
         except AdapterError as exc:
@@ -184,12 +212,19 @@ async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCa
             found.problem = exc.what
             return found
         parts = sections(survey.stdout)
+        if ssh.sudo and (said := privilege.sudo_refusal(survey.stderr)):
+            found.problem = f"sudo -n refused: {said}"
+            found.questions.append(privilege.sudo_question(conn.user, said))
+            return found
         if "end" not in parts:
             found.problem = f"the survey did not complete (exit {survey.exit_status}: {clipped(' | '.join(survey.tail(2)), 160)})"
             return found
         classify(parts, found)
         await _read_versions(conn, found)
         await _read_database(conn, found)
+        if not ssh.sudo:
+            denied = found.db_problem if "permission denied" in found.db_problem.lower() else ""
+            found.questions += privilege.unprivileged_questions(conn.user, parts.get("uid", ""), parts.get("listeners", ""), port, denied)
     finally:
         await conn.close()
     return found

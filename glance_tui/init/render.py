@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from glance_tui.config import DatabaseConfig, LoadBalancerConfig, NodeConfig, load_config
-from glance_tui.errors import GlanceTuiError, one_line
+from glance_tui.errors import GlanceTuiError, clipped, one_line
 from glance_tui.init.discover import Discovery, LBPlan, NodePlan, NothingFound, db_password_source, invalid
+from glance_tui.init import rpmnode
 from glance_tui.init.kindplan import KindPlan, plan_kinds
 
 QUESTION = "QUESTION:"
@@ -236,8 +237,12 @@ def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
         doc.comment("runtime_socket: not given (--runtime-socket). Recommended: the stats page shows DOWN, not DRAIN, for a drained "
                     "server whose check fails; the runtime API tells it exactly.")
         doc.commented("runtime_socket", "unix:/run/haproxy/admin.sock")
-    doc.comment("hard_stop_after: this HAProxy's `hard-stop-after` (its stats page does not show it). Unset: after a reload, "
-                "in-flight counts are unknown until you decide at the drain timeout.")
+    if page.info:
+        doc.comment(f"The runtime API answers as HAProxy {clipped(page.info.get('Version', '?'), 40)} "
+                    f"(`show info`; up {clipped(page.info.get('Uptime', '?'), 40)}).")
+    doc.comment("hard_stop_after: this HAProxy's `hard-stop-after` (the global section of haproxy.cfg). init cannot read it: neither "
+                "the stats CSV nor the runtime API's `show info` has a field for it (HAProxy's stat and info field lists). Unset: after "
+                "a reload, in-flight counts are unknown until you decide at the drain timeout.")
     doc.commented("hard_stop_after", 30)
     doc.blank()
 
@@ -247,6 +252,8 @@ def _ssh(doc: Document, found: Discovery) -> None:
     doc.table("ssh")
     doc.value("user", o.ssh_user)
     doc.value("port", o.ssh_port)
+    if o.sudo:
+        doc.value("sudo", True, "--sudo: every command through `sudo -n` (never prompts), as the survey ran")
     if o.identity_file:
         doc.value("identity_file", str(Path(o.identity_file).expanduser().absolute()))
     doc.value("known_hosts", str(Path(o.known_hosts).expanduser().absolute()) if o.known_hosts != "~/.ssh/known_hosts" else o.known_hosts,
@@ -276,8 +283,9 @@ def _commands(doc: Document, found: Discovery, kinds: KindPlan) -> None:
             doc.value("services", [unit], "the systemd unit every node shows")
         elif len(units) > 1:
             doc.question(f"the nodes run Glance under different units ({', '.join(sorted(map(str, units)))}): services = [which?]")
+        rdo = _rdo_commands(doc, found, kinds)
         runtimes = _common(found, "runtime") - {None}
-        if runtimes & {"uwsgi", "mod_wsgi"}:
+        if runtimes & {"uwsgi", "mod_wsgi"} and not rdo:
             doc.comment(f"The nodes run {', '.join(sorted(runtimes))}: date the Glance code itself rather than a script, e.g. "
                         "installed_at = \"stat -L -c %Z /usr/lib/python3/dist-packages/glance/__init__.py\"")
         reads = {n.findings.read_config for n in found.nodes if n.findings and n.findings.kind == "packages"} - {""}
@@ -300,6 +308,27 @@ def _commands(doc: Document, found: Discovery, kinds: KindPlan) -> None:
     doc.blank()
 
 
+def _rdo_commands(doc: Document, found: Discovery, kinds: KindPlan) -> bool:
+    """RDO nodes: the packages kind's defaults are Debian's (apt-get, dpkg-query): write RDO's (rpm, dnf)
+    as explicit [commands] keys when every node is an RDO packages node; a mix is asked (no per-node commands)."""
+    read = [n for n in found.nodes if n.findings and not n.findings.problem and n.findings.kind]
+    rdo = [n.name for n in read if n.findings and n.findings.kind == "packages" and n.findings.packager == "rpm"]
+    if not rdo:
+        return False
+    if len(rdo) < len(read) or kinds.node_kind:
+        others = ", ".join(f"{n.name}: {n.findings.kind}" + (f" ({n.findings.packager})" if n.findings.packager else "")
+                           for n in read if n.findings and n.name not in rdo)
+        doc.question(f"{', '.join(rdo)} {'is an RDO node' if len(rdo) == 1 else 'are RDO nodes'} (rpm, dnf) beside other nodes ({others}); "
+                     "[commands] holds one upgrade, installed_version and installed_at for every packaged node: which? RDO's would be "
+                     + "; ".join(f"{k} = {toml_value(v)}" for k, v in rpmnode.COMMANDS.items()))
+        return False
+    doc.comment("RDO's commands (every node is an RDO node: openstack-glance from rpm, its candidate from dnf): the packages kind's "
+                "defaults are Debian's (apt-get, dpkg-query).")
+    for key, value in rpmnode.COMMANDS.items():
+        doc.value(key, value)
+    return True
+
+
 def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool:
     values: dict[str, Any] = n.values()
     problem = n.held or (invalid(NodeConfig, values) if n.address else "HAProxy shows no address")
@@ -313,6 +342,8 @@ def _node(doc: Document, found: Discovery, n: NodePlan, kinds: KindPlan) -> bool
     doc.comment(f"HAProxy server {n.server} at {n.address}" + (f"; /versions: {n.versions.detail}" if n.versions else ""))
     for q in n.questions:
         doc.question(q)
+    for note in n.notes:
+        doc.comment(f"note: {note}")
     if f and not f.problem:
         doc.comment(f"kind: {f.kind or 'unknown'} ({f.kind_reason})" + (f"; server: {f.runtime}" if f.runtime else ""))
         doc.comment(f"release: {f.release or 'unknown'}" + (f" (version {f.version})" if f.version else "")
