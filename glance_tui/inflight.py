@@ -313,7 +313,7 @@ class ClusterWork:
         return f"staged on {staged_on}" if staged_on else "any node"
 
     def as_dict(self) -> dict[str, Any]:
-        items = lambda rows: [{**i.as_dict(), "where": self.where(i)} for i in rows]  # noqa: E731
+        items = lambda rows: [{**i.as_dict(), "where": self.where(i), "expired": self.is_expired(i)} for i in rows]  # noqa: E731
         return {"imports": None if self.imports is None else {"running": items(self.imports.running), "staged": items(self.imports.staged),
                                                               "truncated": self.imports.truncated},
                 "imports_error": self.imports_error or None,

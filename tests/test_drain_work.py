@@ -450,6 +450,9 @@ async def test_an_import_dead_by_glances_lock_expiry_does_not_hold_the_drain(sim
         assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path)]) == 0, capsys.readouterr()
         text = capsys.readouterr().out
         assert "image imports running: 0" in text and "dead by Glance's lock expiry (not waited for): 1" in text and dead in text
+        assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path), "--json"]) == 0
+        running = json.loads(capsys.readouterr().out)["work"]["imports"]["running"]
+        assert [(i["image"], i["expired"]) for i in running] == [(dead, True)] and running[0]["idle"] >= 7200
     finally:
         await engine.close()
         clear(sim_lab)
