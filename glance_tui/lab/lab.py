@@ -38,6 +38,7 @@ from glance_tui.lab.runtime import runtime_of, write_uwsgi_ini
 from glance_tui.lab.slowserve import SlowWebServer
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
+from glance_tui.statedir import unusable
 
 BACKEND = "glance_api"
 EXTERNAL_BACKEND = "glance_api_external"
@@ -197,8 +198,10 @@ class Lab:
         progress: Callable[[str], None] = print,
     ) -> None:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
-            raise GlanceTuiError(f"cannot build a lab with {nodes} nodes", fix="use between 1 and 20 nodes")
+            raise UsageError(f"cannot build a lab with {nodes} nodes", fix="use between 1 and 20 nodes")
         self.dir = Path(workdir or default_dir()).absolute()
+        if self.dir.exists() and not self.dir.is_dir():  # every lab file lives in it: one line now, not an errno later
+            raise UsageError(f"the lab directory {self.dir} is not a directory", fix="give --dir a directory (it is created if missing)")
         self.n_nodes = nodes
         self.envs = {k: str(Path(v).absolute()) for k, v in envs.items()} if envs else None
         self.ip_base, self.first_ip, self.lb_ip, self.lb_b_ip, self.keystone_ip = ip_base, first_ip, lb_ip, lb_b_ip, keystone_ip
@@ -245,6 +248,8 @@ class Lab:
             return Layout.from_json(json.loads(self.layout_file.read_text()))
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory in its place, no permission, a file where a directory should be
+            raise unusable(exc, self.layout_file, "read the lab layout") from None
         except (ValueError, TypeError, KeyError) as exc:
             raise GlanceTuiError(f"cannot read the lab layout ({exc})", where=str(self.layout_file),
                                  fix="run `glance-tui lab down`, remove the file and run `glance-tui lab up`") from None
