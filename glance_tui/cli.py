@@ -230,7 +230,7 @@ def _emit_text(text: str, output: str | None) -> int:
     from glance_tui.outfile import write_output
 
     text = text if text.endswith("\n") else text + "\n"
-    written = write_output(output or "-", text)
+    written = write_output("-" if output is None else output, text)
     if written is not None:  # a stream or device is written as a redirect would: nothing more to say
         from pathlib import Path
 
@@ -313,7 +313,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config, secrets=False)
         if args.format != "text":
             return cmd_plan_record(config, args.new_node, args.format, args.output)
-        if args.output:
+        if args.output is not None:
             raise UsageError("-o writes a document: it needs --format md, html or json", where="plan", fix="add --format md")
         return cmd_plan(config, args.new_node)
     config = load_config(args.config)

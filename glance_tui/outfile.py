@@ -53,12 +53,51 @@ def _refuse(path: str | Path, why: str, where: str, fix: str = "choose another p
     return UsageError(f"cannot write {path}: {why}", where=where, fix=fix)
 
 
+def _refuse_empty(target: str | Path, where: str) -> None:
+    if str(target) == "":  # never "the default file" nor standard output: the operator typed something else
+        raise UsageError("an empty path", where=where, fix="name a file, or - for standard output")
+
+
 def _strerror(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
 
+def check_output(target: str | Path, *, where: str = "-o") -> None:
+    """Refuse now what :func:`write_output` would refuse later (before minutes of work whose result would be lost):
+    an empty name, a directory, a block device or socket, a link to nothing, a missing name in ``/dev``, a missing directory.
+    A path that passes can still fail at the write (a full disk): that is still one line."""
+    _refuse_empty(target, where)
+    if str(target) == STDOUT:
+        return
+    path = Path(target).expanduser()
+    absolute = os.path.abspath(path)
+    if absolute in _STREAM_NAMES or absolute.startswith(_STREAM_PREFIXES):
+        return
+    try:
+        info = os.stat(path)  # through a link: what the write would reach
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise _refuse(path, "it is a symbolic link to nothing (a write through it would create a file where the link points)", where,
+                          fix="remove the link or name the file itself with -o") from None
+        if os.path.dirname(absolute) == "/dev":
+            raise _refuse(path, "there is no such device (nothing is created in /dev)", where) from None
+        parent = Path(os.path.realpath(os.path.dirname(absolute)))
+        if not parent.is_dir():
+            raise _refuse(path, f"its directory {parent} does not exist" if not parent.exists() else f"{parent} is not a directory",
+                          where, fix="create the directory first, or choose another path") from None
+        return
+    except OSError as exc:
+        raise _refuse(path, _strerror(exc), where) from None
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise _refuse(path, "it is a directory", where, fix="name a file inside it with -o")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        raise _refuse(path, f"it is {'a block device' if stat.S_ISBLK(mode) else 'a socket' if stat.S_ISSOCK(mode) else 'not a file'}", where)
+
+
 def write_output(target: str | Path, text: str, *, where: str = "-o") -> Path | None:
     """Write ``text`` to ``target`` as described above; the file written, or None for a stream or device."""
+    _refuse_empty(target, where)
     if str(target) == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()
