@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 import stat
@@ -53,14 +54,36 @@ def options_from(args: argparse.Namespace) -> InitOptions:
         problem = invalid(model, {k: v for k, v in values.items() if v is not None})
         if problem:
             raise UsageError(f"{flags}: {problem}", where="init", fix="correct the flag (the config would refuse the value)")
-    for flag, value in (("--identity-file", args.identity_file), ("--db-password-file", args.db_password_file)):
-        if value is not None and not Path(value).expanduser().is_file():
-            raise UsageError(f"{flag} {value}: no such file", where="init", fix=f"give {flag} an existing file")
     return InitOptions(
         stats_urls=args.stats_url, runtime_sockets=args.runtime_socket, stats_auth=auth, stats_secret=secret,
         ssh_user=args.ssh_user, ssh_port=args.ssh_port, identity_file=args.identity_file, known_hosts=args.known_hosts,
         db_password_file=args.db_password_file, target_release=args.target_release, timeout=args.timeout,
     )
+
+
+def check_flag_files(args: argparse.Namespace) -> None:
+    """The files the flags name, read as ``check`` and ``run`` will read them (blocking: run it in a thread).
+
+    A bad key or known_hosts file is the flag's problem, one line now — not an SSH failure of every
+    node, asked about as if the nodes were not Glance, after minutes of probing."""
+    from glance_tui.adapters.known_hosts import KnownHostsIndex
+    from glance_tui.adapters.ssh import IdentityProblem, load_identity
+    from glance_tui.files import FileProblem
+
+    if args.identity_file is not None:
+        try:
+            load_identity(Path(args.identity_file).expanduser(), key="--identity-file")
+        except IdentityProblem as exc:
+            raise UsageError(exc.what, where="init --identity-file", fix=exc.fix) from None
+    try:
+        KnownHostsIndex.read(Path(args.known_hosts).expanduser())  # a missing file is fine: each node's key is then unknown
+    except FileProblem as exc:
+        raise UsageError(str(exc), where="init --known-hosts", fix="give --known-hosts the regular file that holds the nodes' host keys") from None
+    if args.db_password_file is not None:  # the config will name it: it must hold a password the config accepts
+        try:
+            read_secret(env=None, file=args.db_password_file, what="database password", key="--db-password")
+        except SecretProblem as exc:
+            raise UsageError(str(exc), where="init", fix=exc.fix) from None
 
 
 def refuse_overwrite(output: str, force: bool) -> None:
@@ -78,11 +101,13 @@ def refuse_overwrite(output: str, force: bool) -> None:
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
-    from glance_tui.outfile import write_output
+    from glance_tui.outfile import check_output, write_output
 
-    output = args.output or str(DEFAULT_CONFIG)
+    output = str(DEFAULT_CONFIG) if args.output is None else args.output
     options = options_from(args)
-    refuse_overwrite(output, args.force)  # before minutes of probing ...
+    await asyncio.to_thread(check_flag_files, args)
+    check_output(output, where="init -o")  # before minutes of probing ...
+    refuse_overwrite(output, args.force)
     found = await discover(options)
     text, questions = render(found)
     refuse_overwrite(output, args.force)  # ... and again right before the write
