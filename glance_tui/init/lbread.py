@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from glance_tui.adapters.haproxy import HAProxy, shown_url
 from glance_tui.adapters.haproxy_stats import TOTAL_ROWS
 from glance_tui.config import LoadBalancerConfig
@@ -89,16 +91,32 @@ def parse_state_addresses(text: str) -> dict[tuple[str, str], Address]:
     return out
 
 
+# The adapter's fixes name config keys; on init's command line the operator set them with these flags.
+_KEY_FLAGS = (("load_balancer.username and password_env/password_file", "--stats-user and --stats-password-env (or --stats-password-file)"),
+              ("load_balancer.username and the password", "--stats-user and the password"),
+              ("load_balancer.stats_url", "--stats-url"), ("load_balancer.timeout", "--timeout"),
+              ("load_balancer.runtime_socket", "--runtime-socket"), ("point stats_url at", "point --stats-url at"))
+
+
+def as_flags(fix: str) -> str:
+    """An adapter's fix as init's operator can follow it: config keys named by the flags that set them."""
+    for key, flag in _KEY_FLAGS:
+        fix = fix.replace(key, flag)
+    return fix
+
+
 def lb_config(url: str, runtime_socket: str | None, auth: tuple[str, Secret] | None, timeout: float) -> LoadBalancerConfig:
     """The adapter's config for a stats URL given on the command line (the URL checked as the config checks it)."""
     try:
         cfg = LoadBalancerConfig(stats_url=url, backend=PLACEHOLDER_BACKEND, runtime_socket=runtime_socket, timeout=timeout,
                                  admin="runtime" if runtime_socket else "http")
-    except Exception as exc:  # pydantic's ValidationError: one line, the URL's own problem
-        what = getattr(exc, "errors", lambda: [{"msg": str(exc)}])()[0]
+    except ValidationError as exc:  # one line: the flag whose value is refused, and why
+        what = exc.errors(include_url=False)[0]
         inner = what.get("ctx", {}).get("error")
-        raise UsageError(f"--stats-url {quoted(shown_url(url), 120)}: {getattr(inner, 'what', None) or what.get('msg', 'invalid')}",
-                         fix=getattr(inner, "fix", None) or "give HAProxy's stats page, e.g. http://lb:8404/stats") from None
+        flag, value, example = (("--runtime-socket", runtime_socket or "", "unix:/run/haproxy/admin.sock")
+                                if what.get("loc", ("",))[0] == "runtime_socket" else ("--stats-url", shown_url(url), "http://lb:8404/stats"))
+        raise UsageError(f"{flag} {quoted(value, 120)}: {getattr(inner, 'what', None) or what.get('msg', 'invalid')}",
+                         fix=getattr(inner, "fix", None) or f"give e.g. {example}") from None
     if auth:
         cfg._username, cfg._password = auth
     return cfg
@@ -111,7 +129,7 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
         try:
             rows = await lb.all_rows()
         except AdapterError as exc:
-            raise UsageError(exc.what, where=exc.where, fix=f"give --stats-url HAProxy's stats page ({exc.fix})") from None
+            raise UsageError(exc.what, where=exc.where, fix=as_flags(exc.fix)) from None
         by_state: dict[tuple[str, str], Address] = {}
         state_problem = ""
         if cfg.runtime_socket:
