@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sys
 import time
@@ -327,3 +328,115 @@ async def test_tui_crash_is_one_redacted_line_and_a_redacted_crash_log(tmp_path,
     assert "internal error in glance-tui (a bug)" in shown and SECRET not in shown and "Traceback" not in shown
     crash = (tmp_path / "state" / "glance-tui" / "crash.log").read_text()
     assert "RuntimeError" in crash and SECRET not in crash
+
+
+# ---------------------------------------------------------------- init and lab flags: the flag's one line, before anything slow
+
+
+def _hostile_files(tmp_path: Path) -> dict[str, Path]:
+    """Files an operator may point a flag at by mistake."""
+    import asyncssh
+
+    files = {name: tmp_path / name for name in ("empty", "notkey", "encrypted", "binary", "short", "existing", "password")}
+    files["empty"].write_bytes(b"")
+    files["notkey"].write_text("not a key\n")
+    files["encrypted"].write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", passphrase="pass-phrase-1"))
+    files["binary"].write_bytes(bytes(random.Random(5).randrange(256) for _ in range(512)))
+    files["short"].write_text("q7\n")
+    files["existing"].write_text("# the operator's own config\n")
+    files["password"].write_text(SECRET + "\n")
+    files["dir"] = tmp_path
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing-here")
+    files["dangling"] = tmp_path / "dangling"
+    return files
+
+
+INIT_FLAG_CASES = [  # (flags, where the one line says it is, what it says); {name} is a file of _hostile_files
+    (["--identity-file", "{dir}"], "--identity-file", "is a directory"),
+    (["--identity-file", "{empty}"], "--identity-file", "not a private key"),
+    (["--identity-file", "{notkey}"], "--identity-file", "not a private key"),
+    (["--identity-file", "{encrypted}"], "--identity-file", "encrypted"),
+    (["--identity-file", "{dangling}"], "--identity-file", "does not exist"),
+    (["--identity-file", "/dev/zero"], "--identity-file", "not a regular file"),
+    (["--known-hosts", "{dir}"], "--known-hosts", "is a directory"),
+    (["--known-hosts", "{binary}"], "--known-hosts", "not UTF-8"),
+    (["--known-hosts", "/dev/zero"], "--known-hosts", "not a regular file"),
+    (["--db-password-file", "{dir}"], "--db-password-file", "is a directory"),
+    (["--db-password-file", "{empty}"], "--db-password-file", "is empty"),
+    (["--db-password-file", "{short}"], "shorter than 8", "shorter than 8"),
+    (["--db-password-file", "/nonexistent/pw"], "--db-password-file", "does not exist"),
+    (["--stats-user", "admin", "--stats-password-file", "{empty}"], "--stats-password-file", "is empty"),
+    (["-o", "{dir}"], "init -o", "it is a directory"),
+    (["-o", ""], "init -o", "an empty path"),
+    (["-o", "{dangling}"], "init -o", "symbolic link to nothing"),
+    (["-o", "/nonexistent/dir/c.toml"], "init -o", "does not exist"),
+    (["-o", "/dev/no-such-device"], "init -o", "no such device"),
+    (["-o", "{existing}"], "init -o", "already exists"),
+    (["--runtime-socket", "tcp:h:99999"], "--runtime-socket", "port 99999"),
+    (["--runtime-socket", "haproxy.sock"], "--runtime-socket", "not a socket address"),
+    (["--ssh-port", "0"], "--ssh-port", "not from 1 to 65535"),
+    (["--ssh-port", "70000"], "--ssh-port", "not from 1 to 65535"),
+    (["--ssh-port", "twenty-two"], "--ssh-port", "invalid int"),
+    (["--timeout", "nan"], "--timeout", "not from 0 to 300"),
+    (["--target-release", "zed"], "--target-release", "not a release"),
+]
+
+
+@pytest.mark.parametrize(("flags", "where", "needle"), INIT_FLAG_CASES, ids=[" ".join(f) for f, _, _ in INIT_FLAG_CASES])
+def test_a_bad_init_flag_is_its_one_line_before_any_probe(tmp_path, silent, capsys, monkeypatch, flags, where, needle):
+    """The stats page never answers (60 s timeout): a refusal within seconds was made before anything was asked."""
+    from glance_tui.cli import main
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    files = _hostile_files(tmp_path)
+    argv = [f.format(**{k: str(v) for k, v in files.items()}) if "{" in f else f for f in flags]
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and not p.is_symlink()}
+    started = time.monotonic()
+    code = main(["init", "--stats-url", f"http://127.0.0.1:{silent}/stats", "--timeout", "60", *(["-o", str(tmp_path / "new.toml")]
+                 if "-o" not in argv else []), *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: ") and "fix: " in err, (code, out, err)
+    assert where in err and needle in err, err
+    assert time.monotonic() - started < 10
+    assert SECRET not in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "new.toml").exists()  # nothing written, nothing lost
+
+
+LAB_FLAG_CASES = [
+    (["lab", "status", "--dir", "/etc/passwd"], "is not a directory"),
+    (["lab", "down", "--dir", "/dev/null"], "is not a directory"),
+    (["lab", "up", "--nodes", "0"], "0 nodes"),
+    (["lab", "rehearse", "--scenario", "nope"], "unknown scenario"),
+    (["lab", "rehearse", "--node-kind", "lxc"], "invalid choice"),
+    (["lab", "rehearse", "--clients", "0"], "--clients 0"),
+    (["lab", "rehearse", "--size", "0"], "--size 0"),
+    (["lab", "rehearse", "--imports", "nan"], "--imports nan"),
+    (["lab", "rehearse", "--imports", "-0.1"], "--imports -0.1"),
+    (["lab", "rehearse", "--imports", "1"], "--imports 1"),
+    (["lab", "rehearse", "--json", "{dir}"], "it is a directory"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--duration", "nan"], "--duration nan"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--duration", "inf"], "--duration inf"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--duration", "-1"], "--duration -1"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--clients", "-3"], "--clients -3"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--max-requests", "-1"], "--max-requests -1"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--imports", "inf"], "--imports inf"),
+    (["lab", "load", "--url", "notaurl"], "--url 'notaurl'"),
+    (["lab", "load", "--url", "http://[::1"], "--url"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--json", "{dir}"], "it is a directory"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--json", ""], "an empty path"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), LAB_FLAG_CASES, ids=[" ".join(a[1:]) for a, _ in LAB_FLAG_CASES])
+def test_a_bad_lab_flag_is_one_line_before_the_lab_is_touched(tmp_path, capsys, monkeypatch, argv, needle):
+    """Each used to reset the whole lab first (minutes), run a NaN-long load with exit 0, or crash (exit 70)."""
+    from glance_tui.cli import main
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # no lab here: reaching it would say "no lab"/start one
+    started = time.monotonic()
+    code = main([a.replace("{dir}", str(tmp_path)) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: ") and "fix: " in err, (code, out, err)
+    assert needle in err, err
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "state" / "glance-tui" / "lab").exists()
