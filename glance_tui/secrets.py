@@ -114,6 +114,11 @@ def env_value(env: str, what: str, key: str) -> str:
     if not value:
         raise SecretProblem(f"the environment variable named by {key} is set but empty (it should hold the {what})",
                             f"put the {what} in that variable, or correct {key}")
+    try:
+        value.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates: no server or file could be sent them
+    except UnicodeEncodeError as exc:
+        raise SecretProblem(f"the environment variable named by {key} is not UTF-8 text (at character {exc.start + 1} of the {what})",
+                            f"set it from UTF-8 text (check the terminal's or script's encoding), or correct {key}") from None
     return value
 
 
