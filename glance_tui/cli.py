@@ -189,15 +189,20 @@ async def cmd_status(config: Config, as_json: bool) -> int:
     return await _with_context(config, body)
 
 
+def checked_new_node(config: Config, new_node: str | None) -> str | None:
+    """``--new-node``, refused in one line unless it names a configured node (before anything is probed or journaled)."""
+    if new_node is not None and new_node not in [n.name for n in config.nodes]:
+        raise UsageError(f"--new-node {new_node!r} is not a configured node", fix=f"use one of: {', '.join(n.name for n in config.nodes)}")
+    return new_node
+
+
 def _plan_context(config: Config, new_node: str | None) -> Any:
     """A context for previews only: nothing is probed, no secret is read (``plan`` loads without them)."""
     from glance_tui.context import Context, RunState
     from glance_tui.journal import NullJournal
     from glance_tui.probes import Cluster
 
-    chosen = new_node or config.policy.new_node or config.nodes[0].name
-    if chosen not in [n.name for n in config.nodes]:
-        raise UsageError(f"--new-node {chosen!r} is not a configured node", fix=f"use one of: {', '.join(n.name for n in config.nodes)}")
+    chosen = checked_new_node(config, new_node) or config.policy.new_node or config.nodes[0].name
     return Context(config, Cluster(config), NullJournal(), RunState(new_node=chosen), lambda e: None)
 
 
@@ -322,7 +327,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "status":
         return _run_async(cmd_status(config, args.json))
     if command == "run" and args.yes:
-        return _run_async(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
+        return _run_async(cmd_run(config, dry_run=args.dry_run, new_node=checked_new_node(config, args.new_node), resume=args.resume, quiet=args.quiet))
+    if command == "run" and (args.new_node is not None or args.quiet):  # the TUI asks for the NEW NODE and shows all output
+        flag = "--new-node" if args.new_node is not None else "--quiet"
+        raise UsageError(f"{flag} applies only to an unattended run", where="run", fix=f"add --yes, or drop {flag} (the assistant asks)")
     from screens.app import run_tui  # the UI is imported only when it is needed
 
     return run_tui(args.config, dry_run=args.dry_run, resume=getattr(args, "resume", None))

@@ -775,6 +775,8 @@ def parse_config(data: dict[str, Any], where: str = "<config>", *, secrets: bool
 
 def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Config:
     """Read, validate and (unless ``secrets=False``, for ``plan``) resolve secrets for the config at ``path``."""
+    if path is not None and str(path) == "":  # never "the default file": the operator typed something else
+        raise ConfigError("an empty config path", where="-c", fix="pass -c FILE, the deployment's TOML config")
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         text = read_text(path, CONFIG_FILE_LIMIT, "config file")
