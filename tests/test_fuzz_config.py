@@ -439,3 +439,62 @@ def test_generated_configs_never_crash_leak_or_fail_later(tmp_path, capsys, star
             assert SECRET not in out
         assert time.monotonic() - started < TIME_BOUND
     assert refused > 200 and loaded > 0, (refused, loaded)  # both paths were exercised
+
+
+# ---------------------------------------------------------------- secrets from the environment with odd bytes
+
+
+@pytest.mark.parametrize("variable", ["FUZZ_DB_PW", "FUZZ_LB_PW"])
+@pytest.mark.parametrize("value", [b"p\xff\xfeassword1", b"\xe9t\xe9-password", b"password1\xc3"], ids=["ff-fe", "latin-1", "cut-utf8"])
+def test_a_secret_that_is_not_utf8_is_a_config_error(tmp_path, capsys, monkeypatch, variable, value):
+    """A non-UTF-8 byte in the variable (a latin-1 terminal) reached the database driver as a surrogate: exit 70."""
+    monkeypatch.setitem(os.environb, variable.encode(), value)
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    for command in ("check", "status", "run"):
+        err = assert_config_error(capsys, path, "password_env", command)
+        assert "is not UTF-8 text" in err and value.decode("utf-8", "replace") not in err, err
+
+
+@pytest.mark.parametrize("value", ["pass\nword123", "password1\x1b[2J", "pässwörd-ünï", " spaced password "])
+def test_an_odd_but_valid_secret_loads_and_is_never_printed(tmp_path, capsys, monkeypatch, value):
+    monkeypatch.setenv("FUZZ_DB_PW", value)
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    load_config(path)
+    assert main(["plan", "-c", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert value not in out + err and value.strip() not in out + err
+
+
+# ---------------------------------------------------------------- flags that name something the config must have
+
+FLAG_CASES = [
+    (["run", "--yes", "--new-node", "nope"], "--new-node 'nope' is not a configured node"),
+    (["run", "--yes", "--dry-run", "--new-node", ""], "--new-node '' is not a configured node"),
+    (["plan", "--new-node", ""], "--new-node '' is not a configured node"),
+    (["plan", "--format", "md", "-o", ""], "an empty path"),
+    (["run", "--new-node", "glance-1"], "--new-node applies only to an unattended run"),
+    (["run", "--quiet"], "--quiet applies only to an unattended run"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), FLAG_CASES, ids=[" ".join(a) for a, _ in FLAG_CASES])
+def test_a_bad_flag_is_one_line_before_anything_runs(tmp_path, capsys, argv, needle):
+    """``run --yes --new-node nope`` used to run the preflight against the cluster first (exit 1); an empty
+    ``--new-node`` or ``-o`` meant "the default" (the first node, standard output)."""
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    code = main([*argv, "-c", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err and "fix:" in err, (code, out, err)
+    assert not (tmp_path / "state").exists()  # nothing journaled
+
+
+def test_an_empty_config_path_is_not_the_default_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "glance-tui.toml").write_text(to_toml(base()))  # the default file exists: -c '' must still not mean it
+    for command in ("check", "status", "plan", "run"):
+        code = main([command, "-c", ""])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and "an empty config path" in err and err.count("\n") == 1, (command, err)
