@@ -240,6 +240,10 @@ async def test_dry_run_prints_and_journals_no_secret(tmp_path):
     assert rc in (0, 1) and elapsed < BOUND, (rc, err)
     assert "mysqldump --defaults-extra-file=/dev/stdin" in out or "gate" in out, out
     assert_clean(out, err, state)
+    # a dry run is no resumed run, and what blocks is named by gate (each reason is in its own gate line, not repeated)
+    assert out.startswith("journal: none (a dry run records nothing)\n"), out[:200]
+    blocked = [line for line in out.splitlines() if "would block" in line]
+    assert blocked and all(len(line) < 800 and " — fix:" not in line for line in blocked), blocked
 
 
 def test_every_output_path_redacts(tmp_path, capsys):
