@@ -444,3 +444,49 @@ def test_a_bad_lab_flag_is_one_line_before_the_lab_is_touched(tmp_path, capsys, 
     assert needle in err, err
     assert time.monotonic() - started < 5
     assert not (tmp_path / "state" / "glance-tui" / "lab").exists()
+
+
+# ---------------------------------------------------------------- init: a runtime socket that does not answer
+
+
+@pytest.fixture(scope="module")
+def init_cluster(tmp_path_factory, ssh_operator_key):
+    """Two packaged nodes behind a real HAProxy (stats admin and a runtime API on TCP) and real sshd."""
+    from glance_tui.lab.sshd import write_known_hosts
+    from tests.init_nodes import GLANCE_VERSIONS, NodeAnswers, start_cluster
+
+    work = tmp_path_factory.mktemp("fuzz-init")
+    node = NodeAnswers(processes=["/usr/bin/python3 /usr/bin/glance-api --config-file={conf}"], units={"glance-api": "active"},
+                       dpkg_version="2:28.2.0-0ubuntu1", candidate="2:29.0.0-0ubuntu1",
+                       connection="mysql+pymysql://glance:x@127.0.0.1:3306/glance", versions=GLANCE_VERSIONS)
+    cluster = start_cluster(work, ssh_operator_key, {"glance-1": node, "glance-2": node}, hosts=["127.0.0.81", "127.0.0.82"],
+                            backends={"glance_api": ["glance-1", "glance-2"]})
+    known = write_known_hosts(work / "known_hosts", [n.sshd for n in cluster.nodes])
+    yield cluster, known
+    cluster.stop()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("socket", ["works", "unix:/nonexistent/haproxy.sock", "refused"])
+def test_init_writes_the_admin_channel_it_checked(init_cluster, ssh_operator_key, tmp_path, capsys, monkeypatch, socket):
+    """A runtime socket that did not answer was written as ``admin = "runtime"`` ("the runtime API acts instead"), and
+    one that answered as admin was written as ``admin = "http"`` with the runtime API's check as its comment."""
+    import tomllib
+
+    from glance_tui.cli import main
+
+    cluster, known = init_cluster
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    spec = {"works": f"tcp:127.0.0.1:{cluster.lbs[0].runtime_tcp_port}", "refused": f"tcp:127.0.0.1:{free_port()}"}.get(socket, socket)
+    code = main(["init", "--stats-url", cluster.lbs[0].stats_url, "--runtime-socket", spec, "--ssh-port", str(cluster.ssh_port),
+                 "--identity-file", str(ssh_operator_key), "--known-hosts", str(known), "--timeout", "3", "-o", "-"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err.count("\n") == 1, err
+    lb = tomllib.loads(out)["load_balancers"][0]
+    admin_line = next(line for line in out.splitlines() if line.startswith("admin = "))
+    asked = [line for line in out.splitlines() if line.startswith("# QUESTION: --runtime-socket")]
+    if socket == "works":
+        assert lb["admin"] == "runtime" and "has level admin" in admin_line and not asked, out
+    else:
+        assert lb["admin"] == "http" and "stats page" in admin_line and "accepts admin actions" in admin_line, admin_line
+        assert len(asked) == 1 and spec in asked[0] and "cannot connect" in asked[0], asked

@@ -51,8 +51,10 @@ class StatsPage:
     url: str
     runtime_socket: str | None
     backends: dict[str, list[LBServer]] = field(default_factory=dict)
-    admin_ok: bool | None = None
+    admin_ok: bool | None = None  # whether ``admin`` was shown to accept drain/ready (None: unknown)
     admin_detail: str = ""
+    admin: str = "http"  # the channel init writes: the runtime API when it has level admin, else the stats page
+    runtime_problem: str = ""  # why the given runtime API was not shown to work ("" when it was, or none was given)
     address_source: str = ""  # "stats CSV addr column", "runtime API", or "" when neither gave one
 
 
@@ -154,13 +156,32 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
             raise UsageError(f"the runtime API did not give the server addresses: {state_problem}", where=cfg.runtime_socket or "",
                              fix="check --runtime-socket (HAProxy's `stats socket`), or add `stats show-legends` to the stats section")
     if page.backends:
-        page.admin_ok, page.admin_detail = await _admin_probe(cfg, next(iter(page.backends)))
+        page.admin, page.admin_ok, page.admin_detail, page.runtime_problem = await _admin_channel(cfg, next(iter(page.backends)))
     return page
 
 
-async def _admin_probe(cfg: LoadBalancerConfig, backend: str) -> tuple[bool | None, str]:
-    """Whether drain/ready would be accepted (a POST naming a backend but no server changes nothing), or unknown."""
-    probe_cfg = cfg.model_copy(update={"backend": backend, "backends": [backend]})
+async def _admin_channel(cfg: LoadBalancerConfig, backend: str) -> tuple[str, bool | None, str, str]:
+    """The channel drain/ready would go through, whether it was shown to accept them, what was seen, and
+    why the given runtime API does not work ("" when it does).
+
+    The runtime API (when given) is asked first — it tells a drained server exactly; then the stats
+    page, so no channel is written as checked unless it answered as admin."""
+    if not cfg.runtime_socket:
+        return ("http", *await _admin_probe(cfg, backend, "http"), "")
+    runtime_ok, runtime_detail = await _admin_probe(cfg, backend, "runtime")
+    if runtime_ok:
+        return "runtime", True, runtime_detail, ""
+    http_ok, http_detail = await _admin_probe(cfg, backend, "http")
+    if http_ok:
+        return "http", True, http_detail, runtime_detail
+    return ("runtime", False if runtime_ok is False or http_ok is False else None, f"runtime API: {runtime_detail}; stats page: {http_detail}",
+            runtime_detail)
+
+
+async def _admin_probe(cfg: LoadBalancerConfig, backend: str, channel: str) -> tuple[bool | None, str]:
+    """Whether drain/ready would be accepted on ``channel`` (nothing is changed: a POST naming no server,
+    ``show cli level``), or unknown."""
+    probe_cfg = cfg.model_copy(update={"backend": backend, "backends": [backend], "admin": channel})
     try:
         async with HAProxy(probe_cfg) as lb:
             found = await lb.probe_admin()
