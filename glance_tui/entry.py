@@ -33,7 +33,9 @@ INTERRUPTED = "interrupted: the journal records where the run stands; `glance-tu
 
 
 def _log_path() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(base):  # unset or relative (statedir refuses a relative one in a line; the log goes home)
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "glance-tui", LOG_NAME)
 
 

@@ -490,3 +490,25 @@ def test_init_writes_the_admin_channel_it_checked(init_cluster, ssh_operator_key
     else:
         assert lb["admin"] == "http" and "stats page" in admin_line and "accepts admin actions" in admin_line, admin_line
         assert len(asked) == 1 and spec in asked[0] and "cannot connect" in asked[0], asked
+
+
+# ---------------------------------------------------------------- a relative XDG_STATE_HOME
+
+
+@pytest.mark.parametrize("args", [("runs",), ("report", "--latest"), ("lab", "status"), ("check",)])
+def test_a_relative_state_home_is_one_line_and_creates_nothing(tmp_path, args):
+    """``XDG_STATE_HOME=state``: runs were recorded under whatever directory glance-tui started in (a resume from
+    elsewhere did not find its run), and warnings.log was created there."""
+    import subprocess
+
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=LB_SECRET, XDG_STATE_HOME="state", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "glance_tui", *args, *(["-c", str(path)] if args == ("check",) else [])],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=BOUND, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "XDG_STATE_HOME is a relative path (state)" in proc.stderr and "fix:" in proc.stderr
+    assert list(cwd.iterdir()) == []

@@ -38,7 +38,7 @@ from glance_tui.lab.runtime import runtime_of, write_uwsgi_ini
 from glance_tui.lab.slowserve import SlowWebServer
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
-from glance_tui.statedir import unusable
+from glance_tui.statedir import state_home, unusable
 
 BACKEND = "glance_api"
 EXTERNAL_BACKEND = "glance_api_external"
@@ -58,8 +58,7 @@ BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "
 
 
 def default_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "glance-tui" / "lab"
+    return state_home() / "lab"
 
 
 def require_packages() -> None:
