@@ -53,11 +53,6 @@ def _refuse(path: str | Path, why: str, where: str, fix: str = "choose another p
     return UsageError(f"cannot write {path}: {why}", where=where, fix=fix)
 
 
-def _refuse_empty(target: str | Path, where: str) -> None:
-    if str(target) == "":  # never "the default file" nor standard output: the operator typed something else
-        raise UsageError("an empty path", where=where, fix="name a file, or - for standard output")
-
-
 def _strerror(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
@@ -66,7 +61,8 @@ def check_output(target: str | Path, *, where: str = "-o") -> None:
     """Refuse now what :func:`write_output` would refuse later (before minutes of work whose result would be lost):
     an empty name, a directory, a block device or socket, a link to nothing, a missing name in ``/dev``, a missing directory.
     A path that passes can still fail at the write (a full disk): that is still one line."""
-    _refuse_empty(target, where)
+    if str(target) == "":  # never "the default file" nor standard output: the operator typed something else
+        raise UsageError("an empty path", where=where, fix="name a file, or - for standard output")
     if str(target) == STDOUT:
         return
     path = Path(target).expanduser()
@@ -97,7 +93,7 @@ def check_output(target: str | Path, *, where: str = "-o") -> None:
 
 def write_output(target: str | Path, text: str, *, where: str = "-o") -> Path | None:
     """Write ``text`` to ``target`` as described above; the file written, or None for a stream or device."""
-    _refuse_empty(target, where)
+    check_output(target, where=where)  # the same words whether the path is refused before the work or at the write
     if str(target) == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()
