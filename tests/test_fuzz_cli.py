@@ -418,6 +418,7 @@ LAB_FLAG_CASES = [
     (["lab", "rehearse", "--imports", "-0.1"], "--imports -0.1"),
     (["lab", "rehearse", "--imports", "1"], "--imports 1"),
     (["lab", "rehearse", "--json", "{dir}"], "it is a directory"),
+    (["lab", "rehearse", "--scenario", "all", "--json", "{dir}/r.json"], "--json names one file"),  # was silently not written
     (["lab", "load", "--url", "http://127.0.0.1:1", "--duration", "nan"], "--duration nan"),
     (["lab", "load", "--url", "http://127.0.0.1:1", "--duration", "inf"], "--duration inf"),
     (["lab", "load", "--url", "http://127.0.0.1:1", "--duration", "-1"], "--duration -1"),

@@ -119,6 +119,9 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
     check_load(clients=args.clients, duration=REHEARSAL_LOAD_SECONDS, sizes=sizes, import_share=args.imports or 0.0)
     if args.json is not None:  # before the lab is reset: the report must have somewhere to go
+        if len(names) > 1:
+            raise UsageError(f"--json names one file, and --scenario {args.scenario} writes {len(names)} reports",
+                             fix=f"drop --json (each report goes to {lab.dir}/rehearsal-NAME.json), or name one scenario")
         check_output(args.json, where="--json")
 
     async def each():
