@@ -101,9 +101,10 @@ def config(tmp_path: Path, *, ssh_host: str = "127.0.0.1", ssh_port: int, db_por
     return path
 
 
-async def cli(path: Path | None, *args: str, state: Path, interrupt_after: float | None = None, lb_secret: str = LB_SECRET) -> tuple[int, str, str, float]:
+async def cli(path: Path | None, *args: str, state: Path, interrupt_after: float | None = None, lb_secret: str = LB_SECRET,
+              env_extra: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     """``path`` None: a command without a config (``init``)."""
-    env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=lb_secret, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default")
+    env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=lb_secret, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default", **(env_extra or {}))
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "glance_tui", *args, *(["-c", str(path)] if path else []), cwd=ROOT, env=env,
@@ -561,3 +562,23 @@ def test_the_engine_is_imported_before_the_event_loop_runs(tmp_path, args):
     env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=LB_SECRET, XDG_STATE_HOME=str(tmp_path / "state"))
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=BOUND)
     assert proc.returncode == 0 and proc.stdout == "['aiomysql', 'asyncssh', 'glance_tui.engine', 'glance_tui.gates']\n", proc
+
+
+# ---------------------------------------------------------------- who ran it, from the environment
+
+
+async def test_a_hostile_sudo_user_is_shown_escaped_in_every_record(tmp_path):
+    """``SUDO_USER`` is journaled as who ran the change; the report printed its escape sequences and newline raw."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    state = tmp_path / "state"
+    rc, out, err, _ = await cli(path, "run", "--yes", state=state, env_extra={"SUDO_USER": "adm\x1b[2J\nin\u202e"})
+    assert rc == 1, (rc, out, err)
+    for args in (("report", "--latest"), ("report", "--latest", "--format", "html"), ("report", "--latest", "--format", "json"), ("runs",)):
+        rc, out, err, _ = await cli(None, *args, state=state)
+        assert rc == 0 and err == "", (args, rc, err)
+        assert "\x1b" not in out and "\u202e" not in out, (args, out[:500])
+        if args[-1] != "runs":
+            assert "adm\\x1b[2J\\nin\\u202e" in out.replace("\\\\", "\\"), (args, out[:2000])
+        assert_clean(out, err, state)
