@@ -498,3 +498,55 @@ def test_an_empty_config_path_is_not_the_default_file(tmp_path, capsys, monkeypa
         code = main([command, "-c", ""])
         out, err = capsys.readouterr()
         assert code == 2 and out == "" and "an empty config path" in err and err.count("\n") == 1, (command, err)
+
+
+# ---------------------------------------------------------------- the newest sections, every key × every hostile value
+
+NEWEST_KEYS = {
+    "kolla": ["commands.kind", "commands.kolla", "commands.kolla.engine", "commands.kolla.container", "commands.kolla.image",
+              "commands.kolla.target_tag", "commands.kolla.manage_config", "nodes[1].kolla", "nodes[1].kolla.container",
+              "nodes[1].kolla.engine", "nodes[0].kind", "nodes[0].kolla", "nodes[2].kolla.image", "nodes[2].kolla.target_tag",
+              "nodes[2].kolla.manage_config"],
+    "osa": ["commands.kind", "commands.osa", "commands.osa.container", "commands.osa.venv_root", "commands.osa.venv_tag",
+            "commands.osa.service", "nodes[2].osa", "nodes[2].osa.container", "nodes[1].osa.venv_tag", "nodes[0].osa.service",
+            "nodes[1].kind", "commands.upgrade"],
+    "packages": ["load_balancers[0].source_addresses", "commands.connections", "commands.kind", "nodes[0].kind", "nodes[0].db_client_host",
+                 "load_balancers[0].hard_stop_after", "load_balancers[0].runtime_socket", "load_balancers[0].admin"],
+}
+KIND_VALUES: list[Any] = ["kolla", "osa", "packages", "docker", "podman", "glance_api", "/abs/path", "rel/path", "a b", "-x", "x;y", "$(id)",
+                          "{node}", "{port}", "{{port}}", "ss -Htn {port} {node}", ["127.0.0.1"], ["::1"], ["fe80::1%eth0"], ["-x"],
+                          ["10.0.0.0/8"], ["*"], ["host.example"], ["a" * 300], {"container": "x"}, {"engine": "docker"}, {"bogus": 1}]
+
+
+@pytest.mark.parametrize("kind", list(NEWEST_KEYS))
+def test_every_hostile_value_at_the_newest_keys(tmp_path, capsys, kind):
+    """[commands] kind, [commands.kolla]/[commands.osa], [nodes.kolla]/[nodes.osa], source_addresses, connections:
+    each value is a one-line ConfigError naming no secret, or a config whose every command renders and whose plan prints."""
+    start = {"kolla": base_kolla, "osa": base_osa, "packages": base}[kind]
+    loaded = refused = 0
+    path = tmp_path / "c.toml"
+    for key in NEWEST_KEYS[kind]:
+        for value in HOSTILE + KIND_VALUES:
+            try:
+                data = set_key(start(), key, value)
+            except (TypeError, KeyError, IndexError):
+                continue  # the parent is not a table in this start
+            path.write_text(to_toml(data))
+            try:
+                config = load_config(path)
+            except ConfigError as exc:
+                refused += 1
+                assert "\n" not in exc.message and "fix:" in exc.message and len(exc.message) < 1200, (key, value, exc.message)
+                assert SECRET not in exc.message and LB_SECRET not in exc.message
+                continue
+            loaded += 1
+            for node in config.nodes:
+                cmds = NodeCommands(config, node.name)
+                for name in ("stop", "start", "processes", "listeners", "connections", "upgrade", "installed_version", "installed_at",
+                             "read_config", "db_check", "db_contract"):
+                    getattr(cmds, name)()
+                cmds.rollback()
+                cmds.is_running()
+            assert main(["plan", "-c", str(path)]) == 0, (key, value, capsys.readouterr().err)
+            assert SECRET not in capsys.readouterr().out
+    assert refused > 50 and loaded > 5, (refused, loaded)
