@@ -180,9 +180,26 @@ def _http_url(value: str, example: str, credentials_fix: str) -> str:
         raise InvalidValue(f"not a valid URL ({exc})", f"use a port from 1 to 65535, like {example}") from None
     if not parts.hostname:
         raise InvalidValue("the URL has no host", f"write it like {example}")
+    _idna_host(parts.hostname, example)
     if port == 0:
         raise InvalidValue("port 0 is not a port", f"use a port from 1 to 65535, like {example}")
     return value
+
+
+def _idna_host(host: str, example: str) -> None:
+    """A host name the HTTP client can use: an A-label (``xn--…``) must decode and a non-ASCII name must encode
+    (httpx would raise mid-request, an internal error, for ``xn--zz.example``)."""
+    import idna  # httpx's own IDNA codec
+
+    try:
+        for label in host.split("."):
+            if label[:4].lower() == "xn--":
+                idna.decode(label)
+        if not host.isascii():
+            idna.encode(host)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidValue(f"the host {clipped(host, 80)} is not a valid international domain name ({clipped(exc, 80)})",
+                           f"write the host's name or address, like {example}") from None
 
 
 class _Strict(BaseModel):

@@ -200,6 +200,10 @@ CASES: list[tuple[str, Any, str]] = [
     ("load_balancers[0].stats_url", "ftp://10.0.0.2/stats", "http://"),
     ("load_balancers[0].stats_url", "http:///stats", "no host"),
     ("load_balancers[0].stats_url", "http://10.0.0.2:8404/st ats", "spaces"),
+    ("load_balancers[0].stats_url", "http://xn--zz.example:8404/stats", "not a valid international domain name"),  # was exit 70 at check
+    ("load_balancers[0].stats_url", "http://XN--.example/stats", "not a valid international domain name"),
+    ("load_balancers[0].stats_url", "http://💥.example/stats", "not a valid international domain name"),
+    ("nodes[2].api_url", "http://xn--zz.example:9292", "not a valid international domain name"),
     ("nodes[2].api_url", f"http://u:{SECRET}@10.0.0.13:9292", "api_url"),
     ("nodes[2].api_url", "http://10.0.0.13:123456", "1 to 65535"),
     # templates: rendered, not formatted
