@@ -186,6 +186,15 @@ def _http_url(value: str, example: str, credentials_fix: str) -> str:
     return value
 
 
+def url_problem(value: str, example: str) -> str:
+    """Why ``value`` is no http(s) URL the tool can use, or "" (a URL given on a command line, checked as the config's are)."""
+    try:
+        _http_url(value, example, "remove user:password@ from the URL")
+    except InvalidValue as exc:
+        return exc.what
+    return ""
+
+
 def _idna_host(host: str, example: str) -> None:
     """A host name the HTTP client can use: an A-label (``xn--…``) must decode and a non-ASCII name must encode
     (httpx would raise mid-request, an internal error, for ``xn--zz.example``)."""

@@ -429,6 +429,7 @@ LAB_FLAG_CASES = [
     (["lab", "load", "--url", "http://127.0.0.1:1", "--imports", "inf"], "--imports inf"),
     (["lab", "load", "--url", "notaurl"], "--url 'notaurl'"),
     (["lab", "load", "--url", "http://[::1"], "--url"),
+    (["lab", "load", "--url", "http://xn--zz.example"], "not a valid international domain name"),  # was exit 70
     (["lab", "load", "--url", "http://127.0.0.1:1", "--json", "{dir}"], "it is a directory"),
     (["lab", "load", "--url", "http://127.0.0.1:1", "--json", ""], "an empty path"),
 ]

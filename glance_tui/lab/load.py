@@ -23,12 +23,12 @@ import os
 import random
 import re
 import time
-import urllib.parse
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from glance_tui.config import url_problem
 from glance_tui.errors import GlanceTuiError, UsageError, quoted
 from glance_tui.lab.imports import GLANCE_DIRECT, WEB_DOWNLOAD, ImportOutcome, import_body, settle
 from glance_tui.lab.lab import SERVED_BY
@@ -370,13 +370,9 @@ def check_load(*, clients: int, duration: float, sizes: tuple[int, ...] | list[i
     if not (math.isfinite(import_share) and 0 <= import_share < 1):
         raise UsageError(f"--imports {import_share:g} is not a share between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
     for url in urls:
-        try:
-            parts = urllib.parse.urlsplit(url)
-            host = parts.hostname
-        except ValueError:  # a bad IPv6 literal
-            parts, host = None, None
-        if parts is None or parts.scheme not in ("http", "https") or not host:
-            raise UsageError(f"--url {quoted(url, 120)} is not an http:// or https:// URL with a host", fix="use e.g. --url http://127.0.0.10:9292")
+        problem = url_problem(url, "http://127.0.0.10:9292")
+        if problem:
+            raise UsageError(f"--url {quoted(url, 120)}: {problem}", fix="use e.g. --url http://127.0.0.10:9292")
 
 
 async def run_load(
