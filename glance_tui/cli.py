@@ -303,10 +303,13 @@ def _run_async(command: Awaitable[int]) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from glance_tui.config import load_config
 
+    command = args.command
+    if args.dry_run and command not in (None, "run"):  # only a run has commands to show instead of running
+        raise UsageError(f"--dry-run applies to the assistant and to run, not to {command}", where="glance-tui",
+                         fix="drop --dry-run, or use `glance-tui run --dry-run`")
     if getattr(args, "lab_handler", None):
         with loop_interrupts():  # the lab's own Ctrl-C handling expects Python's
             return args.lab_handler(args)
-    command = args.command
     if command == "init":
         from glance_tui.init.command import cmd_init
 

@@ -409,6 +409,7 @@ def test_a_bad_init_flag_is_its_one_line_before_any_probe(tmp_path, silent, caps
 
 
 LAB_FLAG_CASES = [
+    (["--dry-run", "lab", "up"], "--dry-run applies to the assistant and to run, not to lab"),  # started the lab, dry run ignored
     (["lab", "status", "--dir", "/etc/passwd"], "is not a directory"),
     (["lab", "down", "--dir", "/dev/null"], "is not a directory"),
     (["lab", "up", "--nodes", "0"], "0 nodes"),
@@ -435,7 +436,7 @@ LAB_FLAG_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "needle"), LAB_FLAG_CASES, ids=[" ".join(a[1:]) for a, _ in LAB_FLAG_CASES])
+@pytest.mark.parametrize(("argv", "needle"), LAB_FLAG_CASES, ids=[" ".join(a) for a, _ in LAB_FLAG_CASES])
 def test_a_bad_lab_flag_is_one_line_before_the_lab_is_touched(tmp_path, capsys, monkeypatch, argv, needle):
     """Each used to reset the whole lab first (minutes), run a NaN-long load with exit 0, or crash (exit 70)."""
     from glance_tui.cli import main

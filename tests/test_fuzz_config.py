@@ -480,6 +480,8 @@ FLAG_CASES = [
     (["plan", "--format", "md", "-o", ""], "an empty path"),
     (["run", "--new-node", "glance-1"], "--new-node applies only to an unattended run"),
     (["run", "--quiet"], "--quiet applies only to an unattended run"),
+    (["--dry-run", "check"], "--dry-run applies to the assistant and to run, not to check"),  # was silently ignored
+    (["--dry-run", "status"], "--dry-run applies to the assistant and to run, not to status"),
 ]
 
 
