@@ -463,7 +463,7 @@ def init_cluster(tmp_path_factory, ssh_operator_key):
     work = tmp_path_factory.mktemp("fuzz-init")
     node = NodeAnswers(processes=["/usr/bin/python3 /usr/bin/glance-api --config-file={conf}"], units={"glance-api": "active"},
                        dpkg_version="2:28.2.0-0ubuntu1", candidate="2:29.0.0-0ubuntu1",
-                       connection="mysql+pymysql://glance:x@127.0.0.1:3306/glance", versions=GLANCE_VERSIONS)
+                       connection="mysql+pymysql://glance:glance@127.0.0.1:3306/glance", versions=GLANCE_VERSIONS)
     cluster = start_cluster(work, ssh_operator_key, {"glance-1": node, "glance-2": node}, hosts=["127.0.0.81", "127.0.0.82"],
                             backends={"glance_api": ["glance-1", "glance-2"]})
     known = write_known_hosts(work / "known_hosts", [n.sshd for n in cluster.nodes])
@@ -490,6 +490,7 @@ def test_init_writes_the_admin_channel_it_checked(init_cluster, ssh_operator_key
     lb = tomllib.loads(out)["load_balancers"][0]
     admin_line = next(line for line in out.splitlines() if line.startswith("admin = "))
     asked = [line for line in out.splitlines() if line.startswith("# QUESTION: --runtime-socket")]
+    assert "glance:glance@" not in out + err  # the nodes' database password is never copied
     if socket == "works":
         assert lb["admin"] == "runtime" and "has level admin" in admin_line and not asked, out
     else:
@@ -585,3 +586,22 @@ async def test_a_hostile_sudo_user_is_shown_escaped_in_every_record(tmp_path):
         if args[-1] != "runs":
             assert "adm\\x1b[2J\\nin\\u202e" in out.replace("\\\\", "\\"), (args, out[:2000])
         assert_clean(out, err, state)
+
+
+# ---------------------------------------------------------------- a node's short database password
+
+
+def test_a_short_password_read_on_a_node_hides_in_its_url_and_garbles_nothing():
+    """A node's ``connection`` with the password "glance" made every later "glance" print as ******** (node names,
+    backends, commands in the journal and the report: unreadable) — the password is hidden where it stands."""
+    from glance_tui.db_target import parse_connection
+    from glance_tui.secrets import redact
+
+    conf = "[database]\nconnection = mysql+pymysql://glance:glance@db.example:3306/glance?charset=utf8\n"
+    target = parse_connection(conf)
+    assert (target.user, target.host, target.schema) == ("glance", "db.example", "glance")
+    assert redact("stop glance-api on glance-1 (backend glance_api)") == "stop glance-api on glance-1 (backend glance_api)"
+    assert "glance:glance@" not in redact(conf) and "mysql+pymysql://********@db.example" in redact(conf)
+    long_one = "Node-Conf-Pw-" + "7" * 12
+    parse_connection(conf.replace("glance:glance@", f"glance:{long_one}@"))
+    assert redact(f"printed {long_one} bare") == "printed ******** bare"  # one long enough to hide anywhere still is
