@@ -497,6 +497,15 @@ def test_a_bad_flag_is_one_line_before_anything_runs(tmp_path, capsys, argv, nee
     assert not (tmp_path / "state").exists()  # nothing journaled
 
 
+@pytest.mark.parametrize(("run", "needle"), [("", "an empty run id"), (" ", "an empty run id"), ("/dev/zero", "not a regular file"),
+                                            ("{tmp}", "is a directory"), ("/nonexistent/x.jsonl", "no journal file at")])
+def test_report_of_an_odd_run_is_one_line(tmp_path, capsys, run, needle):
+    """``report ''`` said the id was ambiguous (an empty prefix matches every run); a directory was "no journal file"."""
+    code = main(["report", run.replace("{tmp}", str(tmp_path))])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err and "fix:" in err, (code, err)
+
+
 def test_an_empty_config_path_is_not_the_default_file(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "glance-tui.toml").write_text(to_toml(base()))  # the default file exists: -c '' must still not mean it
