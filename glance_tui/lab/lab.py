@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import glance_tui
-from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.errors import GlanceTuiError, UsageError, one_line
 from glance_tui.lab import envs as lab_envs
 from glance_tui.lab import containers, glance, nodectl, nodens, procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
@@ -199,6 +199,8 @@ class Lab:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
             raise UsageError(f"cannot build a lab with {nodes} nodes", fix="use between 1 and 20 nodes")
         self.dir = Path(workdir or default_dir()).absolute()
+        if not str(self.dir).isprintable():  # it is printed, written into configs and passed to every service
+            raise UsageError(f"the lab directory {one_line(str(self.dir))} has a control character", fix="give --dir a plain path")
         if self.dir.exists() and not self.dir.is_dir():  # every lab file lives in it: one line now, not an errno later
             raise UsageError(f"the lab directory {self.dir} is not a directory", fix="give --dir a directory (it is created if missing)")
         self.n_nodes = nodes
