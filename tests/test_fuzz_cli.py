@@ -606,3 +606,26 @@ def test_a_short_password_read_on_a_node_hides_in_its_url_and_garbles_nothing():
     long_one = "Node-Conf-Pw-" + "7" * 12
     parse_connection(conf.replace("glance:glance@", f"glance:{long_one}@"))
     assert redact(f"printed {long_one} bare") == "printed ******** bare"  # one long enough to hide anywhere still is
+
+
+@pytest.mark.services
+def test_init_with_an_account_without_a_shell_asks_about_the_account(init_cluster, ssh_operator_key, tmp_path, capsys, monkeypatch):
+    """An account that logs in without a shell (nologin) was asked as "this address answers no SSH … is it a Glance node?".
+    The load balancer, /versions and SSH are real; the survey's answer is that of such an account (seen with
+    ``--ssh-user nobody`` on a Debian node: exit 1, "This account is currently not available.")."""
+    from glance_tui.cli import main
+    from glance_tui.init import discover
+    from glance_tui.init.nodeprobe import NodeFindings
+
+    async def nologin(node, ssh, known):  # noqa: ANN001
+        return NodeFindings(problem="the survey did not complete (exit 1: This account is currently not available.)", reached=True)
+
+    monkeypatch.setattr(discover, "probe_node", nologin)
+    cluster, known = init_cluster
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    code = main(["init", "--stats-url", cluster.lbs[0].stats_url, "--ssh-user", "svc", "--ssh-port", str(cluster.ssh_port),
+                 "--identity-file", str(ssh_operator_key), "--known-hosts", str(known), "--timeout", "3", "-o", "-"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err.count("\n") == 1, err
+    asked = [line for line in out.splitlines() if line.startswith("# QUESTION: SSH logged in as svc, but the read-only survey failed")]
+    assert len(asked) == 2 and "--ssh-user" in asked[0] and "answers no SSH" not in out, out

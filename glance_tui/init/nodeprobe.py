@@ -57,6 +57,7 @@ class NodeFindings:
     """What one node showed; ``problem`` set = it could not be read (the other fields are then empty)."""
 
     problem: str = ""
+    reached: bool = False  # SSH logged in (a ``problem`` is then the survey's, e.g. an account without a shell)
     kind: str | None = None  # packages / kolla / osa; None = undecided (``kind_reason`` says why)
     kind_reason: str = ""
     runtime: str | None = None  # eventlet / uwsgi / mod_wsgi
@@ -183,6 +184,7 @@ async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCa
                 raise UsageError(exc.what, where=exc.where, fix="give --ssh-user and --identity-file of an account the nodes accept") from None
             found.problem = exc.what
             return found
+        found.reached = True
         parts = sections(survey.stdout)
         if "end" not in parts:
             found.problem = f"the survey did not complete (exit {survey.exit_status}: {clipped(' | '.join(survey.tail(2)), 160)})"
