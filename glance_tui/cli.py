@@ -240,7 +240,7 @@ def _emit_text(text: str, output: str | None) -> int:
         from pathlib import Path
 
         named = Path(output or "").expanduser()
-        print(f"written: {written}" if written == named else f"written: {written} (through the link {named})")
+        print(one_line(f"written: {written}" if written == named else f"written: {written} (through the link {named})"))
     return 0
 
 

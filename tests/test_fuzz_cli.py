@@ -629,3 +629,20 @@ def test_init_with_an_account_without_a_shell_asks_about_the_account(init_cluste
     assert code == 0 and err.count("\n") == 1, err
     asked = [line for line in out.splitlines() if line.startswith("# QUESTION: SSH logged in as svc, but the read-only survey failed")]
     assert len(asked) == 2 and "--ssh-user" in asked[0] and "answers no SSH" not in out, out
+
+
+@pytest.mark.services
+def test_init_says_where_it_wrote_in_one_line(init_cluster, ssh_operator_key, tmp_path, capsys, monkeypatch):
+    """A path with an escape sequence and a newline was printed raw (three lines, the terminal recoloured); a path
+    with a space was given back unquoted in the next command."""
+    from glance_tui.cli import main
+
+    cluster, known = init_cluster
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    target = tmp_path / "my \x1b[31mconf\nig.toml"
+    code = main(["init", "--stats-url", cluster.lbs[0].stats_url, "--ssh-port", str(cluster.ssh_port),
+                 "--identity-file", str(ssh_operator_key), "--known-hosts", str(known), "--timeout", "3", "-o", str(target)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
+    assert f"written: {tmp_path}/my \\x1b[31mconf\\nig.toml (" in err and f"-c '{tmp_path}/my \\x1b[31mconf\\nig.toml' check" in err, err
+    assert target.is_file()

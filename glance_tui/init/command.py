@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import shlex
 import os
 import stat
 import sys
 from pathlib import Path
 
 from glance_tui.config import DEFAULT_CONFIG, DatabaseConfig, LoadBalancerConfig, SSHConfig
-from glance_tui.errors import UsageError
+from glance_tui.errors import UsageError, one_line
 from glance_tui.init.discover import InitOptions, StatsAuth, discover, invalid
 from glance_tui.init.render import render
 from glance_tui.releases import RELEASES
@@ -112,11 +113,12 @@ async def cmd_init(args: argparse.Namespace) -> int:
     text, questions = render(found)
     refuse_overwrite(output, args.force)  # ... and again right before the write
     written = write_output(output, text, where="init -o")
-    where = str(written) if written is not None else output
+    shown = one_line(str(written)) if written is not None else ""  # a path is the operator's text: one line, escapes shown
+    where = one_line(shlex.quote(str(written))) if written is not None else ""  # ... and the command line copies as it runs
     ask = (f"{questions} question{'s' if questions != 1 else ''} to answer before `check` (lines starting with `# QUESTION:`"
            + ("; the target release is one: the file does not load until it is answered" if found.target.value is None else "") + ")"
            if questions else "no question")
     then = "answer them, then " if questions else ""
-    print(f"written: {where} ({len(found.nodes)} node{'s' if len(found.nodes) != 1 else ''}, {ask}); next: {then}glance-tui -c {where} check"
+    print(f"written: {shown} ({len(found.nodes)} node{'s' if len(found.nodes) != 1 else ''}, {ask}); next: {then}glance-tui -c {where} check"
           if written is not None else f"init: {ask}", file=sys.stderr)
     return 0
