@@ -162,8 +162,13 @@ Version = _name(r"[A-Za-z0-9][A-Za-z0-9.+~:_-]*", "version", "a package version 
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 
 
+MAX_URL = 2048  # a URL or health path longer than this is no endpoint (httpx refuses 64 KiB mid-request)
+
+
 def _http_url(value: str, example: str, credentials_fix: str) -> str:
     """An http(s) URL with a host, a valid port and no ``user:password@``."""
+    if len(value) > MAX_URL:  # the HTTP client refuses a longer one mid-request
+        raise InvalidValue(f"the URL has {len(value)} characters, more than {MAX_URL}", f"write it like {example}")
     if not value.isprintable() or any(c.isspace() for c in value):
         raise InvalidValue("the URL contains spaces or control characters", f"write it like {example}")
     try:
@@ -508,7 +513,7 @@ class PolicyConfig(_Strict):
     drain_quiet_period: HourSeconds = 5.0
     # The node's own health endpoints, each must answer 200 (300 for /versions); no token needed
     # (/healthcheck is oslo.middleware's, in Glance's default pipeline, before authtoken).
-    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$"), AfterValidator(_plain_text)]], Field(min_length=1)] = Field(
+    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=MAX_URL), AfterValidator(_plain_text)]], Field(min_length=1)] = Field(
         default_factory=lambda: ["/healthcheck", "/versions"])
 
     @field_validator("target_release")

@@ -188,6 +188,8 @@ CASES: list[tuple[str, Any, str]] = [
     ("commands.services", ["glance api"], "service name"),
     ("policy.target_version", "28.2.0; rm -rf /", "version"),
     ("policy.health_paths", ["/a\nb"], "health_paths"),
+    ("policy.health_paths", ["/" + "a" * 70000], "health_paths"),  # httpx.InvalidURL at the health check: exit 70
+    ("nodes[2].api_url", "http://10.0.0.13:9292/" + "a" * 70000, "more than 2048"),
     ("database.password_env", "A B", "environment variable"),
     ("backup.directory", "/var/backups\n/x", "control character"),
     # URLs: credentials refused with the fix, invalid ones are config errors
