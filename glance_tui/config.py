@@ -120,6 +120,8 @@ def _socket_address(value: str) -> str:
                 raise InvalidValue(f"{_shown(host)} is neither a host name nor an IP address", fix) from None
         elif bare != host or not re.fullmatch(r"(?!-)[A-Za-z0-9_.%-]+", host):
             raise InvalidValue(f"{_shown(host)} is not a host name or an IP address", fix)
+        else:
+            _host_labels(host)
         return value
     if value.startswith("unix:") or value.startswith("/"):
         path = value.removeprefix("unix:")
@@ -153,7 +155,24 @@ def url_key(url: str) -> str:
 HAProxyName = _name(r"[A-Za-z0-9_.:-]+", "HAProxy name", "letters, digits, '-', '_', '.' or ':' as HAProxy does (no spaces, ';', '/' or control characters)")
 NodeName = _name(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "name", "letters, digits, '.', '_' or '-', starting with a letter or digit", 64)
 ServiceName = _name(r"[A-Za-z0-9][A-Za-z0-9@_.-]*", "service name", "a systemd unit or process name: letters, digits, '@', '.', '_' or '-'", 64)
-Host = _name(r"(?!-)[A-Za-z0-9_.:%-]+", "host", "a host name or an IP address (letters, digits, '.', '-', ':'), not starting with '-'", 253)
+def _host_labels(value: str) -> str:
+    """A name (not an IP address) the resolver accepts: each dot-separated label 1 to 63 characters (Python's
+    resolver raises UnicodeError, not a lookup failure, for ``x..y`` or a 64-character label)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    bad = next((label for label in labels if not 1 <= len(label) <= 63), None)
+    if bad is not None:
+        raise InvalidValue(f"{_shown(value)} is not a valid host name: {'an empty label' if not bad else f'a label of {len(bad)} characters'}",
+                           "use a host name whose dot-separated parts have 1 to 63 characters, or an IP address")
+    return value
+
+
+Host = Annotated[_name(r"(?!-)[A-Za-z0-9_.:%-]+", "host", "a host name or an IP address (letters, digits, '.', '-', ':'), not starting with '-'", 253),
+                 AfterValidator(_host_labels)]
 SchemaName = _name(r"[A-Za-z0-9_$]+", "schema name", "letters, digits, '_' or '$' (a MySQL schema name)", 64)
 DBUser = _name(r"[A-Za-z0-9_.$-]+", "database user", "letters, digits, '.', '_', '$' or '-'", 80)
 SSHUser = _name(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", "SSH user", "letters, digits, '.', '_', '@' or '-', not starting with '-' or '.'", 64)

@@ -172,6 +172,11 @@ CASES: list[tuple[str, Any, str]] = [
     ("database.schema", "glance; DROP DATABASE x", "schema name"),
     ("database.user", "glance'--", "database user"),
     ("database.host", "-oProxyCommand=x", "host"),
+    ("database.host", "a" * 64 + ".example", "a label of 64 characters"),  # loaded, then UnicodeError in status: exit 70
+    ("database.host", "db..example", "an empty label"),
+    ("nodes[0].ssh_host", "b" * 100, "a label of 100 characters"),
+    ("load_balancers[0].source_addresses", ["lb..example"], "an empty label"),
+    ("database.known_clients", ["." + "c" * 10], "an empty label"),
     ("load_balancers[0].backends", ["glance api"], "HAProxy name"),
     ("load_balancers[0].backends", ["glance;api"], "HAProxy name"),
     ("load_balancers[0].backends", ["glance/api"], "HAProxy name"),
@@ -236,6 +241,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("load_balancers[0].runtime_socket", "tcp:-oX:80", "not a host name"),
     ("load_balancers[0].runtime_socket", "tcp:fe80::zz:80", "neither a host name nor an IP address"),
     ("load_balancers[0].runtime_socket", "unix:", "needs the socket's path"),
+    ("load_balancers[0].runtime_socket", "tcp:x..y:80", "an empty label"),  # "encoding with 'idna' codec failed" at a gate
     ("load_balancers[0].runtime_socket", "unix:run/haproxy.sock", "must be absolute"),
     ("load_balancers[0].runtime_socket", "haproxy.sock", "not a socket address"),
     # two nodes that are one machine or one API: one node's stop or health check would act on the other
