@@ -377,6 +377,8 @@ INIT_FLAG_CASES = [  # (flags, where the one line says it is, what it says); {na
     (["-o", "/nonexistent/dir/c.toml"], "init -o", "does not exist"),
     (["-o", "/dev/no-such-device"], "init -o", "no such device"),
     (["-o", "{existing}"], "init -o", "already exists"),
+    (["--db-password-file", "{password}", "-o", "{password}", "--force"], "init -o", "is the file --db-password-file names"),  # replaced it
+    (["--known-hosts", "{existing}", "-o", "{existing}", "--force"], "init -o", "is the file --known-hosts names"),
     (["--stats-url", "http://xn--zz.example/stats"], "--stats-url", "not a valid international domain name"),  # was exit 70
     (["--runtime-socket", "tcp:h:99999"], "--runtime-socket", "port 99999"),
     (["--runtime-socket", "haproxy.sock"], "--runtime-socket", "not a socket address"),

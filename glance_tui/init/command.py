@@ -87,6 +87,18 @@ def check_flag_files(args: argparse.Namespace) -> None:
             raise UsageError(str(exc), where="init", fix=exc.fix) from None
 
 
+def refuse_own_input(output: str, args: argparse.Namespace) -> None:
+    """``-o`` naming a file another flag reads (a key, known_hosts, a password file) is refused even with --force:
+    the config would replace the operator's key."""
+    if output == "-":
+        return
+    target = os.path.realpath(Path(output).expanduser())
+    for flag, value in (("--identity-file", args.identity_file), ("--known-hosts", args.known_hosts),
+                        ("--db-password-file", args.db_password_file), ("--stats-password-file", args.stats_password_file)):
+        if value and os.path.realpath(Path(value).expanduser()) == target:
+            raise UsageError(f"-o {output} is the file {flag} names", where="init -o", fix="write the config to another file")
+
+
 def refuse_overwrite(output: str, force: bool) -> None:
     """An existing regular file (or a link to one) is replaced only with --force; streams and devices are written as a redirect would."""
     if output == "-" or force:
@@ -108,6 +120,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
     options = options_from(args)
     await asyncio.to_thread(check_flag_files, args)
     check_output(output, where="init -o")  # before minutes of probing ...
+    refuse_own_input(output, args)
     refuse_overwrite(output, args.force)
     found = await discover(options)
     text, questions = render(found)
