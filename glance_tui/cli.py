@@ -230,12 +230,18 @@ def cmd_plan(config: Config, new_node: str | None) -> int:
     return 0
 
 
-def _emit_text(text: str, output: str | None) -> int:
-    """Print ``text``, or write it to ``output`` (see :mod:`glance_tui.outfile`) and say which file."""
+def _emit_text(text: str, output: str | None, inputs: dict[str, Any]) -> int:
+    """Print ``text``, or write it to ``output`` (see :mod:`glance_tui.outfile`; never over one of ``inputs``) and say which file."""
     from glance_tui.outfile import write_output
+    from glance_tui.record.runs import runs_dir
+    from glance_tui.statedir import StateDirProblem
 
+    try:
+        journals = runs_dir()
+    except StateDirProblem:  # none can be used here: there is no journal to protect (a plan needs no state directory)
+        journals = None
     text = text if text.endswith("\n") else text + "\n"
-    written = write_output("-" if output is None else output, text)
+    written = write_output("-" if output is None else output, text, inputs={**inputs, "the journal directory": journals})
     if written is not None:  # a stream or device is written as a redirect would: nothing more to say
         from pathlib import Path
 
@@ -251,7 +257,7 @@ def cmd_plan_record(config: Config, new_node: str | None, fmt: str, output: str 
     from glance_tui.record.render import render
 
     ctx = _plan_context(config, new_node)
-    return _emit_text(render(planned_record(ctx, build_plan(ctx)), fmt), output)
+    return _emit_text(render(planned_record(ctx, build_plan(ctx)), fmt), output, {"the config (-c)": config.path})
 
 
 def cmd_report(run: str | None, latest: bool, fmt: str, output: str | None) -> int:
@@ -262,7 +268,8 @@ def cmd_report(run: str | None, latest: bool, fmt: str, output: str | None) -> i
     if run and latest:
         raise UsageError("give RUN or --latest, not both", where="report", fix="drop one of them")
     warn = warner()
-    return _emit_text(render(read_run(find_journal(run, warn=warn), warn), fmt), output)
+    journal = find_journal(run, warn=warn)
+    return _emit_text(render(read_run(journal, warn), fmt), output, {"the run's journal": journal})
 
 
 def cmd_runs(as_json: bool) -> int:

@@ -57,15 +57,23 @@ def _strerror(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
 
-def check_output(target: str | Path, *, where: str = "-o") -> None:
+def check_output(target: str | Path, *, where: str = "-o", inputs: dict[str, str | Path | None] | None = None) -> None:
     """Refuse now what :func:`write_output` would refuse later (before minutes of work whose result would be lost):
-    an empty name, a directory, a block device or socket, a link to nothing, a missing name in ``/dev``, a missing directory.
-    A path that passes can still fail at the write (a full disk): that is still one line."""
+    an empty name, a directory, a block device or socket, a link to nothing, a missing name in ``/dev``, a missing directory;
+    and a file the command reads (``inputs``: what names it → its path; a directory there: anything inside it) — the
+    document would replace the config, a key or the run's journal. A path that passes can still fail at the write (a
+    full disk): that is still one line."""
     if str(target) == "":  # never "the default file" nor standard output: the operator typed something else
         raise UsageError("an empty path", where=where, fix="name a file, or - for standard output")
     if str(target) == STDOUT:
         return
     path = Path(target).expanduser()
+    real = os.path.realpath(path)
+    for what, given in (inputs or {}).items():  # e.g. "the config (-c)": its path
+        held = os.path.realpath(Path(given).expanduser()) if given else None
+        if held and (real == held or real.startswith(held.rstrip("/") + "/")):
+            raise UsageError(f"{target} is {what}" if real == held else f"{target} is inside {what} ({given})", where=where,
+                             fix="write the document to another file")
     absolute = os.path.abspath(path)
     if absolute in _STREAM_NAMES or absolute.startswith(_STREAM_PREFIXES):
         return
@@ -91,9 +99,9 @@ def check_output(target: str | Path, *, where: str = "-o") -> None:
         raise _refuse(path, f"it is {'a block device' if stat.S_ISBLK(mode) else 'a socket' if stat.S_ISSOCK(mode) else 'not a file'}", where)
 
 
-def write_output(target: str | Path, text: str, *, where: str = "-o") -> Path | None:
+def write_output(target: str | Path, text: str, *, where: str = "-o", inputs: dict[str, str | Path | None] | None = None) -> Path | None:
     """Write ``text`` to ``target`` as described above; the file written, or None for a stream or device."""
-    check_output(target, where=where)  # the same words whether the path is refused before the work or at the write
+    check_output(target, where=where, inputs=inputs)  # the same words whether the path is refused before the work or at the write
     if str(target) == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -573,3 +573,25 @@ def test_every_hostile_value_at_the_newest_keys(tmp_path, capsys, kind):
             assert main(["plan", "-c", str(path)]) == 0, (key, value, capsys.readouterr().err)
             assert SECRET not in capsys.readouterr().out
     assert refused > 50 and loaded > 5, (refused, loaded)
+
+
+def test_a_document_never_replaces_what_the_command_reads(tmp_path, capsys):
+    """``plan --format md -o`` the config itself, ``report -o`` the run's journal or a file among the journals:
+    each was replaced by the document (the config, or the run's only record, lost)."""
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    config_text = path.read_text()
+    assert main(["plan", "-c", str(path), "--format", "md", "-o", str(path)]) == 2
+    assert "is the config (-c)" in capsys.readouterr().err and path.read_text() == config_text
+    runs = tmp_path / "state" / "glance-tui" / "runs" / "k"
+    runs.mkdir(parents=True)
+    journal = runs / "20261207T000000Z-abcdef.jsonl"
+    journal.write_text(json.dumps({"ts": 1.0, "run": "20261207T000000Z-abcdef", "event": "run.start", "config": str(path),
+                                   "target_release": "2024.1", "pid": 1, "user": "op", "host": "h"}) + "\n")
+    before = journal.read_bytes()
+    for target, needle in ((journal, "is the run's journal"), (runs / "report.md", "is inside the journal directory")):
+        assert main(["report", "--latest", "-o", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+    assert journal.read_bytes() == before and not (runs / "report.md").exists()
+    assert main(["report", "--latest", "-o", str(tmp_path / "report.md")]) == 0 and (tmp_path / "report.md").is_file()

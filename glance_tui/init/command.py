@@ -87,18 +87,6 @@ def check_flag_files(args: argparse.Namespace) -> None:
             raise UsageError(str(exc), where="init", fix=exc.fix) from None
 
 
-def refuse_own_input(output: str, args: argparse.Namespace) -> None:
-    """``-o`` naming a file another flag reads (a key, known_hosts, a password file) is refused even with --force:
-    the config would replace the operator's key."""
-    if output == "-":
-        return
-    target = os.path.realpath(Path(output).expanduser())
-    for flag, value in (("--identity-file", args.identity_file), ("--known-hosts", args.known_hosts),
-                        ("--db-password-file", args.db_password_file), ("--stats-password-file", args.stats_password_file)):
-        if value and os.path.realpath(Path(value).expanduser()) == target:
-            raise UsageError(f"-o {output} is the file {flag} names", where="init -o", fix="write the config to another file")
-
-
 def refuse_overwrite(output: str, force: bool) -> None:
     """An existing regular file (or a link to one) is replaced only with --force; streams and devices are written as a redirect would."""
     if output == "-" or force:
@@ -119,13 +107,15 @@ async def cmd_init(args: argparse.Namespace) -> int:
     output = str(DEFAULT_CONFIG) if args.output is None else args.output
     options = options_from(args)
     await asyncio.to_thread(check_flag_files, args)
-    check_output(output, where="init -o")  # before minutes of probing ...
-    refuse_own_input(output, args)
+    # before minutes of probing; a file another flag reads is never replaced, even with --force
+    inputs = {f"the file {flag} names": getattr(args, flag[2:].replace("-", "_"))
+              for flag in ("--identity-file", "--known-hosts", "--db-password-file", "--stats-password-file")}
+    check_output(output, where="init -o", inputs=inputs)
     refuse_overwrite(output, args.force)
     found = await discover(options)
     text, questions = render(found)
     refuse_overwrite(output, args.force)  # ... and again right before the write
-    written = write_output(output, text, where="init -o")
+    written = write_output(output, text, where="init -o", inputs=inputs)
     shown = one_line(str(written)) if written is not None else ""  # a path is the operator's text: one line, escapes shown
     where = one_line(shlex.quote(str(written))) if written is not None else ""  # ... and the command line copies as it runs
     ask = (f"{questions} question{'s' if questions != 1 else ''} to answer before `check` (lines starting with `# QUESTION:`"
