@@ -68,15 +68,15 @@ def check_output(target: str | Path, *, where: str = "-o", inputs: dict[str, str
     if str(target) == STDOUT:
         return
     path = Path(target).expanduser()
+    absolute = os.path.abspath(path)
+    if absolute in _STREAM_NAMES or absolute.startswith(_STREAM_PREFIXES):
+        return
     real = os.path.realpath(path)
     for what, given in (inputs or {}).items():  # e.g. "the config (-c)": its path
         held = os.path.realpath(Path(given).expanduser()) if given else None
         if held and (real == held or real.startswith(held.rstrip("/") + "/")):
             raise UsageError(f"{target} is {what}" if real == held else f"{target} is inside {what} ({given})", where=where,
                              fix="write the document to another file")
-    absolute = os.path.abspath(path)
-    if absolute in _STREAM_NAMES or absolute.startswith(_STREAM_PREFIXES):
-        return
     try:
         info = os.stat(path)  # through a link: what the write would reach
     except FileNotFoundError:
