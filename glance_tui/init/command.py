@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import shlex
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
