@@ -648,3 +648,23 @@ def test_init_says_where_it_wrote_in_one_line(init_cluster, ssh_operator_key, tm
     assert code == 0 and out == "" and err.count("\n") == 1 and "\x1b" not in err, err
     assert f"written: {tmp_path}/my \\x1b[31mconf\\nig.toml (" in err and f"-c '{tmp_path}/my \\x1b[31mconf\\nig.toml' check" in err, err
     assert target.is_file()
+
+
+@pytest.mark.parametrize(("flags", "env"), [(("-W", "error"), {}), (("-W", "error::UserWarning"), {}), ((), {"PYTHONWARNINGS": "error"})],
+                         ids=["-W error", "-W error::UserWarning", "PYTHONWARNINGS=error"])
+@pytest.mark.parametrize("args", [("check",), ("plan",), ("runs",)])
+async def test_warnings_as_errors_do_not_turn_a_library_warning_into_a_crash(tmp_path, flags, env, args):
+    """asyncssh's import warns (DSA, cryptography >= 47): under -W error that warning was raised, and every command
+    that imports asyncssh ended as an internal error (exit 70). It goes to warnings.log like any library warning."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    state = tmp_path / "state"
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    environ.update(CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=LB_SECRET, XDG_STATE_HOME=str(state), **env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *flags, "-m", "glance_tui", *args, *(["-c", str(path)] if args != ("runs",) else []), cwd=ROOT, env=environ,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = (b.decode() for b in await asyncio.wait_for(proc.communicate(), BOUND + 30))
+    assert proc.returncode == (1 if args == ("check",) else 0) and err == "", (proc.returncode, err)
+    assert "internal error" not in out and not (state / "glance-tui" / "crash.log").exists()
