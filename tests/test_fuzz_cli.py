@@ -414,6 +414,7 @@ LAB_FLAG_CASES = [
     (["--dry-run", "lab", "up"], "--dry-run applies to the assistant and to run, not to lab"),  # started the lab, dry run ignored
     (["lab", "status", "--dir", "/etc/passwd"], "is not a directory"),
     (["lab", "down", "--dir", "/dev/null"], "is not a directory"),
+    (["lab", "down", "--dir", ""], "an empty lab directory"),  # was the default lab: `lab down` stopped it
     (["lab", "status", "--dir", "/tmp/x\n/evil\x1b[31m"], "has a control character"),  # printed raw on stdout
     (["lab", "up", "--nodes", "0"], "0 nodes"),
     (["lab", "rehearse", "--scenario", "nope"], "unknown scenario"),

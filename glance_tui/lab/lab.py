@@ -198,6 +198,8 @@ class Lab:
     ) -> None:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
             raise UsageError(f"cannot build a lab with {nodes} nodes", fix="use between 1 and 20 nodes")
+        if workdir is not None and str(workdir) == "":  # never "the default lab": the operator typed something else
+            raise UsageError("an empty lab directory (--dir '')", fix="give --dir a directory, or leave it out for the default")
         self.dir = Path(workdir or default_dir()).absolute()
         if not str(self.dir).isprintable():  # it is printed, written into configs and passed to every service
             raise UsageError(f"the lab directory {one_line(str(self.dir))} has a control character", fix="give --dir a plain path")
