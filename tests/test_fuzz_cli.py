@@ -370,6 +370,8 @@ INIT_FLAG_CASES = [  # (flags, where the one line says it is, what it says); {na
     (["--db-password-file", "{empty}"], "--db-password-file", "is empty"),
     (["--db-password-file", "{short}"], "shorter than 8", "shorter than 8"),
     (["--db-password-file", "/nonexistent/pw"], "--db-password-file", "does not exist"),
+    (["--db-password-file", ""], "--db-password-file '' names no file", "leave the flag out"),  # fix named a --db-password-env flag
+    (["--known-hosts", ""], "--known-hosts '' names no file", "leave the flag out"),
     (["--stats-user", "admin", "--stats-password-file", "{empty}"], "--stats-password-file", "is empty"),
     (["-o", "{dir}"], "init -o", "it is a directory"),
     (["-o", ""], "init -o", "an empty path"),

@@ -71,6 +71,9 @@ def check_flag_files(args: argparse.Namespace) -> None:
     from glance_tui.adapters.ssh import IdentityProblem, load_identity
     from glance_tui.files import FileProblem
 
+    for flag in ("--identity-file", "--known-hosts", "--db-password-file", "--stats-password-file"):
+        if getattr(args, flag[2:].replace("-", "_")) == "":  # Path("") is the current directory: name the flag instead
+            raise UsageError(f"{flag} '' names no file", where="init", fix=f"give {flag} a file, or leave the flag out")
     if args.identity_file is not None:
         try:
             load_identity(Path(args.identity_file).expanduser(), key="--identity-file")
