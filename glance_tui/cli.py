@@ -288,7 +288,7 @@ async def cmd_run(config: Config, *, dry_run: bool, new_node: str | None, resume
     engine = Engine.open(config, resume=True if resume is None else resume, dry_run=dry_run)
     engine.subscribe(EventPrinter(verbose=not quiet))
     where = "none (a dry run records nothing)" if dry_run else engine.journal.path
-    print(f"journal: {where}" + (" (resumed: re-probing the cluster)" if engine.resumed else ""), flush=True)
+    print(one_line(f"journal: {where}" + (" (resumed: re-probing the cluster)" if engine.resumed else "")), flush=True)
     try:
         ok = await engine.run(Unattended(new_node))
     finally:

@@ -671,3 +671,16 @@ async def test_warnings_as_errors_do_not_turn_a_library_warning_into_a_crash(tmp
     out, err = (b.decode() for b in await asyncio.wait_for(proc.communicate(), BOUND + 30))
     assert proc.returncode == (1 if args == ("check",) else 0) and err == "", (proc.returncode, err)
     assert "internal error" not in out and not (state / "glance-tui" / "crash.log").exists()
+
+
+async def test_a_state_home_with_an_escape_sequence_is_shown_escaped(tmp_path):
+    """``runs`` and ``run --yes`` print where the runs are: the path was printed raw (escape sequences reached the terminal)."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    path = config(tmp_path, ssh_port=free_port(), db_port=free_port(), lb_port=free_port(), known_hosts=kh)
+    state = tmp_path / "st\x1b[31mate"
+    rc, out, err, _ = await cli(None, "runs", state=state)
+    assert rc == 0 and "\x1b" not in out and "st\\x1b[31mate" in out, out
+    rc, out, err, _ = await cli(path, "run", "--yes", state=state)
+    assert rc == 1 and "\x1b" not in out + err and out.startswith(f"journal: {tmp_path}/st\\x1b[31mate/"), out[:300]
+    assert_clean(out, err, state)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from glance_tui.errors import UsageError
+from glance_tui.errors import UsageError, one_line
 from glance_tui.journal_read import JournalProblem, scan
 from glance_tui.statedir import state_home
 from glance_tui.record.layout import when
@@ -103,7 +103,7 @@ def runs_text(runs: list[RunSummary]) -> str:
     from glance_tui.report import table
 
     if not runs:
-        return f"no run recorded under {runs_dir()}"
+        return one_line(f"no run recorded under {runs_dir()}")  # XDG_STATE_HOME is the operator's text: escapes shown, not sent
     rows = [[r.run_id, when(r.started), r.outcome, r.target or "?", r.new_node or "-", r.config or "?"] for r in reversed(runs)]
     return table(rows, ["RUN", "STARTED", "OUTCOME", "TARGET", "NEW NODE", "CONFIG"])
 
