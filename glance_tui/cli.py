@@ -191,15 +191,20 @@ async def cmd_status(config: Config, as_json: bool) -> int:
     return await _with_context(config, body)
 
 
+def checked_new_node(config: Config, new_node: str | None) -> str | None:
+    """``--new-node``, refused in one line unless it names a configured node (before anything is probed or journaled)."""
+    if new_node is not None and new_node not in [n.name for n in config.nodes]:
+        raise UsageError(f"--new-node {new_node!r} is not a configured node", fix=f"use one of: {', '.join(n.name for n in config.nodes)}")
+    return new_node
+
+
 def _plan_context(config: Config, new_node: str | None) -> Any:
     """A context for previews only: nothing is probed, no secret is read (``plan`` loads without them)."""
     from glance_tui.context import Context, RunState
     from glance_tui.journal import NullJournal
     from glance_tui.probes import Cluster
 
-    chosen = new_node or config.policy.new_node or config.nodes[0].name
-    if chosen not in [n.name for n in config.nodes]:
-        raise UsageError(f"--new-node {chosen!r} is not a configured node", fix=f"use one of: {', '.join(n.name for n in config.nodes)}")
+    chosen = checked_new_node(config, new_node) or config.policy.new_node or config.nodes[0].name
     return Context(config, Cluster(config), NullJournal(), RunState(new_node=chosen), lambda e: None)
 
 
@@ -227,17 +232,23 @@ def cmd_plan(config: Config, new_node: str | None) -> int:
     return 0
 
 
-def _emit_text(text: str, output: str | None) -> int:
-    """Print ``text``, or write it to ``output`` (see :mod:`glance_tui.outfile`) and say which file."""
+def _emit_text(text: str, output: str | None, inputs: dict[str, Any]) -> int:
+    """Print ``text``, or write it to ``output`` (see :mod:`glance_tui.outfile`; never over one of ``inputs``) and say which file."""
     from glance_tui.outfile import write_output
+    from glance_tui.record.runs import runs_dir
+    from glance_tui.statedir import StateDirProblem
 
+    try:
+        journals = runs_dir()
+    except StateDirProblem:  # none can be used here: there is no journal to protect (a plan needs no state directory)
+        journals = None
     text = text if text.endswith("\n") else text + "\n"
-    written = write_output(output or "-", text)
+    written = write_output("-" if output is None else output, text, inputs={**inputs, "the journal directory": journals})
     if written is not None:  # a stream or device is written as a redirect would: nothing more to say
         from pathlib import Path
 
         named = Path(output or "").expanduser()
-        print(f"written: {written}" if written == named else f"written: {written} (through the link {named})")
+        print(one_line(f"written: {written}" if written == named else f"written: {written} (through the link {named})"))
     return 0
 
 
@@ -248,7 +259,7 @@ def cmd_plan_record(config: Config, new_node: str | None, fmt: str, output: str 
     from glance_tui.record.render import render
 
     ctx = _plan_context(config, new_node)
-    return _emit_text(render(planned_record(ctx, build_plan(ctx)), fmt), output)
+    return _emit_text(render(planned_record(ctx, build_plan(ctx)), fmt), output, {"the config (-c)": config.path})
 
 
 def cmd_report(run: str | None, latest: bool, fmt: str, output: str | None) -> int:
@@ -259,7 +270,8 @@ def cmd_report(run: str | None, latest: bool, fmt: str, output: str | None) -> i
     if run and latest:
         raise UsageError("give RUN or --latest, not both", where="report", fix="drop one of them")
     warn = warner()
-    return _emit_text(render(read_run(find_journal(run, warn=warn), warn), fmt), output)
+    journal = find_journal(run, warn=warn)
+    return _emit_text(render(read_run(journal, warn), fmt), output, {"the run's journal": journal})
 
 
 def cmd_runs(as_json: bool) -> int:
@@ -277,7 +289,8 @@ async def cmd_run(config: Config, *, dry_run: bool, new_node: str | None, resume
 
     engine = Engine.open(config, resume=True if resume is None else resume, dry_run=dry_run)
     engine.subscribe(EventPrinter(verbose=not quiet))
-    print(f"journal: {engine.journal.path}" + (" (resumed: re-probing the cluster)" if engine.resumed else ""), flush=True)
+    where = "none (a dry run records nothing)" if dry_run else engine.journal.path
+    print(one_line(f"journal: {where}" + (" (resumed: re-probing the cluster)" if engine.resumed else "")), flush=True)
     try:
         ok = await engine.run(Unattended(new_node))
     finally:
@@ -299,10 +312,13 @@ def _run_async(command: Awaitable[int]) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from glance_tui.config import load_config
 
+    command = args.command
+    if args.dry_run and command not in (None, "run"):  # only a run has commands to show instead of running
+        raise UsageError(f"--dry-run applies to the assistant and to run, not to {command}", where="glance-tui",
+                         fix="drop --dry-run, or use `glance-tui run --dry-run`")
     if getattr(args, "lab_handler", None):
         with loop_interrupts():  # the lab's own Ctrl-C handling expects Python's
             return args.lab_handler(args)
-    command = args.command
     if command == "init":
         from glance_tui.init.command import cmd_init
 
@@ -315,16 +331,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config, secrets=False)
         if args.format != "text":
             return cmd_plan_record(config, args.new_node, args.format, args.output)
-        if args.output:
+        if args.output is not None:
             raise UsageError("-o writes a document: it needs --format md, html or json", where="plan", fix="add --format md")
         return cmd_plan(config, args.new_node)
     config = load_config(args.config)
+    # The engine's modules (asyncssh, aiomysql: ~0.25 s) load here, not inside the event loop's first step
+    import glance_tui.engine  # noqa: F401
+    import glance_tui.gates  # noqa: F401
+    import glance_tui.inflight  # noqa: F401
+    import glance_tui.report  # noqa: F401
     if command == "check":
         return _run_async(cmd_check(config, args.json))
     if command == "status":
         return _run_async(cmd_status(config, args.json))
     if command == "run" and args.yes:
-        return _run_async(cmd_run(config, dry_run=args.dry_run, new_node=args.new_node, resume=args.resume, quiet=args.quiet))
+        return _run_async(cmd_run(config, dry_run=args.dry_run, new_node=checked_new_node(config, args.new_node), resume=args.resume, quiet=args.quiet))
+    if command == "run" and (args.new_node is not None or args.quiet):  # the TUI asks for the NEW NODE and shows all output
+        flag = "--new-node" if args.new_node is not None else "--quiet"
+        raise UsageError(f"{flag} applies only to an unattended run", where="run", fix=f"add --yes, or drop {flag} (the assistant asks)")
     from screens.app import run_tui  # the UI is imported only when it is needed
 
     return run_tui(args.config, dry_run=args.dry_run, resume=getattr(args, "resume", None))

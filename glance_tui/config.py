@@ -120,6 +120,8 @@ def _socket_address(value: str) -> str:
                 raise InvalidValue(f"{_shown(host)} is neither a host name nor an IP address", fix) from None
         elif bare != host or not re.fullmatch(r"(?!-)[A-Za-z0-9_.%-]+", host):
             raise InvalidValue(f"{_shown(host)} is not a host name or an IP address", fix)
+        else:
+            _host_labels(host)
         return value
     if value.startswith("unix:") or value.startswith("/"):
         path = value.removeprefix("unix:")
@@ -153,7 +155,24 @@ def url_key(url: str) -> str:
 HAProxyName = _name(r"[A-Za-z0-9_.:-]+", "HAProxy name", "letters, digits, '-', '_', '.' or ':' as HAProxy does (no spaces, ';', '/' or control characters)")
 NodeName = _name(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "name", "letters, digits, '.', '_' or '-', starting with a letter or digit", 64)
 ServiceName = _name(r"[A-Za-z0-9][A-Za-z0-9@_.-]*", "service name", "a systemd unit or process name: letters, digits, '@', '.', '_' or '-'", 64)
-Host = _name(r"(?!-)[A-Za-z0-9_.:%-]+", "host", "a host name or an IP address (letters, digits, '.', '-', ':'), not starting with '-'", 253)
+def _host_labels(value: str) -> str:
+    """A name (not an IP address) the resolver accepts: each dot-separated label 1 to 63 characters (Python's
+    resolver raises UnicodeError, not a lookup failure, for ``x..y`` or a 64-character label)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    bad = next((label for label in labels if not 1 <= len(label) <= 63), None)
+    if bad is not None:
+        raise InvalidValue(f"{_shown(value)} is not a valid host name: {'an empty label' if not bad else f'a label of {len(bad)} characters'}",
+                           "use a host name whose dot-separated parts have 1 to 63 characters, or an IP address")
+    return value
+
+
+Host = Annotated[_name(r"(?!-)[A-Za-z0-9_.:%-]+", "host", "a host name or an IP address (letters, digits, '.', '-', ':'), not starting with '-'", 253),
+                 AfterValidator(_host_labels)]
 SchemaName = _name(r"[A-Za-z0-9_$]+", "schema name", "letters, digits, '_' or '$' (a MySQL schema name)", 64)
 DBUser = _name(r"[A-Za-z0-9_.$-]+", "database user", "letters, digits, '.', '_', '$' or '-'", 80)
 SSHUser = _name(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", "SSH user", "letters, digits, '.', '_', '@' or '-', not starting with '-' or '.'", 64)
@@ -162,8 +181,13 @@ Version = _name(r"[A-Za-z0-9][A-Za-z0-9.+~:_-]*", "version", "a package version 
 PlainText = Annotated[str, AfterValidator(_plain_text)]
 
 
+MAX_URL = 2048  # a URL or health path longer than this is no endpoint (httpx refuses 64 KiB mid-request)
+
+
 def _http_url(value: str, example: str, credentials_fix: str) -> str:
     """An http(s) URL with a host, a valid port and no ``user:password@``."""
+    if len(value) > MAX_URL:  # the HTTP client refuses a longer one mid-request
+        raise InvalidValue(f"the URL has {len(value)} characters, more than {MAX_URL}", f"write it like {example}")
     if not value.isprintable() or any(c.isspace() for c in value):
         raise InvalidValue("the URL contains spaces or control characters", f"write it like {example}")
     try:
@@ -180,9 +204,35 @@ def _http_url(value: str, example: str, credentials_fix: str) -> str:
         raise InvalidValue(f"not a valid URL ({exc})", f"use a port from 1 to 65535, like {example}") from None
     if not parts.hostname:
         raise InvalidValue("the URL has no host", f"write it like {example}")
+    _idna_host(parts.hostname, example)
     if port == 0:
         raise InvalidValue("port 0 is not a port", f"use a port from 1 to 65535, like {example}")
     return value
+
+
+def url_problem(value: str, example: str) -> str:
+    """Why ``value`` is no http(s) URL the tool can use, or "" (a URL given on a command line, checked as the config's are)."""
+    try:
+        _http_url(value, example, "remove user:password@ from the URL")
+    except InvalidValue as exc:
+        return exc.what
+    return ""
+
+
+def _idna_host(host: str, example: str) -> None:
+    """A host name the HTTP client can use: an A-label (``xn--…``) must decode and a non-ASCII name must encode
+    (httpx would raise mid-request, an internal error, for ``xn--zz.example``)."""
+    import idna  # httpx's own IDNA codec
+
+    try:
+        for label in host.split("."):
+            if label[:4].lower() == "xn--":
+                idna.decode(label)
+        if not host.isascii():
+            idna.encode(host)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidValue(f"the host {clipped(host, 80)} is not a valid international domain name ({clipped(exc, 80)})",
+                           f"write the host's name or address, like {example}") from None
 
 
 class _Strict(BaseModel):
@@ -482,7 +532,7 @@ class PolicyConfig(_Strict):
     drain_quiet_period: HourSeconds = 5.0
     # The node's own health endpoints, each must answer 200 (300 for /versions); no token needed
     # (/healthcheck is oslo.middleware's, in Glance's default pipeline, before authtoken).
-    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$"), AfterValidator(_plain_text)]], Field(min_length=1)] = Field(
+    health_paths: Annotated[list[Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=MAX_URL), AfterValidator(_plain_text)]], Field(min_length=1)] = Field(
         default_factory=lambda: ["/healthcheck", "/versions"])
 
     @field_validator("target_release")
@@ -775,6 +825,8 @@ def parse_config(data: dict[str, Any], where: str = "<config>", *, secrets: bool
 
 def load_config(path: str | Path | None = None, *, secrets: bool = True) -> Config:
     """Read, validate and (unless ``secrets=False``, for ``plan``) resolve secrets for the config at ``path``."""
+    if path is not None and str(path) == "":  # never "the default file": the operator typed something else
+        raise ConfigError("an empty config path", where="-c", fix="pass -c FILE, the deployment's TOML config")
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         text = read_text(path, CONFIG_FILE_LIMIT, "config file")

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from glance_tui.db_clients import normal_ip, resolve_here
 from glance_tui.errors import GlanceTuiError
-from glance_tui.secrets import register
+from glance_tui.secrets import MIN_LENGTH, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from glance_tui.context import Context
@@ -66,7 +66,9 @@ def parse_connection(conf_text: str) -> DbTarget:
         port = parts.port
     except ValueError:
         raise Unknown("its [database] connection is not a valid URL") from None
-    if parts.password:
+    if parts.password and len(unquote(parts.password)) >= MIN_LENGTH:
+        # A shorter one ("glance") would turn every word holding it into ******** — node names in init's config,
+        # the journal, the screen; it is hidden where it stands, in the URL (``redact``'s user:password@ rule).
         register(unquote(parts.password))
     if not parts.scheme.startswith("mysql"):
         raise Unknown(f"its [database] connection is a {parts.scheme or '?'}:// database, not MySQL/MariaDB")

@@ -103,7 +103,9 @@ class Engine:
         if dry_run:  # a dry run records nothing, takes no lock and leaves every real journal alone
             pending = unfinished_journal(directory) if resume else None
             state = RunState.from_journal(pending.path) if pending is not None else RunState(started=_seen_starts(latest_journal(directory)))
-            return cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
+            engine = cls(config, cluster=cluster, journal=NullJournal(), state=state, dry_run=True, **kw)
+            engine.resumed = pending is not None  # the decisions of an unfinished run, not a run of its own
+            return engine
         lock = RunLock(directory)
         lock.acquire()  # before any journal is read, resumed or superseded
         try:
@@ -292,9 +294,10 @@ class Engine:
             if not blocking:
                 return True
             if self.dry_run:
-                self._emit(Notice("warning", f"dry run: {len(blocking)} gate(s) would block {step.number}: " + "; ".join(r.reason for r in blocking)))
+                # each gate's reason and fix is in its own line already: these name the gates (one bounded line)
+                self._emit(Notice("warning", f"dry run: {len(blocking)} gate(s) would block {step.number}: " + "; ".join(r.title for r in blocking)))
                 if step.id == "preflight":  # what must hold now; later steps' gates wait for earlier steps
-                    self.dry_run_blockers = [f"{r.title}: {r.reason}" for r in blocking]
+                    self.dry_run_blockers = [r.title for r in blocking]
                 return True
             self._set(step, BLOCKED, blocking[0].reason)
             remedied = False

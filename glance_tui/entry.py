@@ -33,7 +33,9 @@ INTERRUPTED = "interrupted: the journal records where the run stands; `glance-tu
 
 
 def _log_path() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(base):  # unset or relative (statedir refuses a relative one in a line; the log goes home)
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "glance-tui", LOG_NAME)
 
 
@@ -58,6 +60,9 @@ def quiet_library_warnings() -> None:
     """Route every warning to :data:`LOG_NAME`; ``PYTHONWARNINGS`` still decides which are shown there."""
     if not sys.warnoptions:
         warnings.simplefilter("default")  # each once per place, as Python shows them by default
+    # A library's warning (asyncssh's DSA import under cryptography >= 47) is logged even under -W error or
+    # PYTHONWARNINGS=error: raised, it ended every command as an internal error (exit 70). The tool's own follow -W.
+    warnings.filterwarnings("default", module=r"(?!(glance_tui|screens|tests)(\.|$))")
     warnings.showwarning = _to_log
 
 

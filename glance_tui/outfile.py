@@ -57,8 +57,51 @@ def _strerror(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
 
-def write_output(target: str | Path, text: str, *, where: str = "-o") -> Path | None:
+def check_output(target: str | Path, *, where: str = "-o", inputs: dict[str, str | Path | None] | None = None) -> None:
+    """Refuse now what :func:`write_output` would refuse later (before minutes of work whose result would be lost):
+    an empty name, a directory, a block device or socket, a link to nothing, a missing name in ``/dev``, a missing directory;
+    and a file the command reads (``inputs``: what names it → its path; a directory there: anything inside it) — the
+    document would replace the config, a key or the run's journal. A path that passes can still fail at the write (a
+    full disk): that is still one line."""
+    if str(target) == "":  # never "the default file" nor standard output: the operator typed something else
+        raise UsageError("an empty path", where=where, fix="name a file, or - for standard output")
+    if str(target) == STDOUT:
+        return
+    path = Path(target).expanduser()
+    absolute = os.path.abspath(path)
+    if absolute in _STREAM_NAMES or absolute.startswith(_STREAM_PREFIXES):
+        return
+    real = os.path.realpath(path)
+    for what, given in (inputs or {}).items():  # e.g. "the config (-c)": its path
+        held = os.path.realpath(Path(given).expanduser()) if given else None
+        if held and (real == held or real.startswith(held.rstrip("/") + "/")):
+            raise UsageError(f"{target} is {what}" if real == held else f"{target} is inside {what} ({given})", where=where,
+                             fix="write the document to another file")
+    try:
+        info = os.stat(path)  # through a link: what the write would reach
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise _refuse(path, "it is a symbolic link to nothing (a write through it would create a file where the link points)", where,
+                          fix="remove the link or name the file itself with -o") from None
+        if os.path.dirname(absolute) == "/dev":
+            raise _refuse(path, "there is no such device (nothing is created in /dev)", where) from None
+        parent = Path(os.path.realpath(os.path.dirname(absolute)))
+        if not parent.is_dir():
+            raise _refuse(path, f"its directory {parent} does not exist" if not parent.exists() else f"{parent} is not a directory",
+                          where, fix="create the directory first, or choose another path") from None
+        return
+    except OSError as exc:
+        raise _refuse(path, _strerror(exc), where) from None
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise _refuse(path, "it is a directory", where, fix="name a file inside it with -o")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        raise _refuse(path, f"it is {'a block device' if stat.S_ISBLK(mode) else 'a socket' if stat.S_ISSOCK(mode) else 'not a file'}", where)
+
+
+def write_output(target: str | Path, text: str, *, where: str = "-o", inputs: dict[str, str | Path | None] | None = None) -> Path | None:
     """Write ``text`` to ``target`` as described above; the file written, or None for a stream or device."""
+    check_output(target, where=where, inputs=inputs)  # the same words whether the path is refused before the work or at the write
     if str(target) == STDOUT:
         sys.stdout.write(text)
         sys.stdout.flush()

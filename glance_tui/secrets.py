@@ -114,6 +114,11 @@ def env_value(env: str, what: str, key: str) -> str:
     if not value:
         raise SecretProblem(f"the environment variable named by {key} is set but empty (it should hold the {what})",
                             f"put the {what} in that variable, or correct {key}")
+    try:
+        value.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates: no server or file could be sent them
+    except UnicodeEncodeError as exc:
+        raise SecretProblem(f"the environment variable named by {key} is not UTF-8 text (at character {exc.start + 1} of the {what})",
+                            f"set it from UTF-8 text (check the terminal's or script's encoding), or correct {key}") from None
     return value
 
 
@@ -123,21 +128,27 @@ def read_secret(*, env: str | None, file: str | Path | None, what: str, key: str
     Raises :class:`SecretProblem` (one line, with its fix) that never holds the value, nor
     the variable's name (see :func:`env_value`).
     """
+    env_key, file_key = _source_key(key, "env"), _source_key(key, "file")
     if env:
-        value = env_value(env, what, f"{key}_env")
-        _long_enough(value, what, f"the environment variable named by {key}_env")
+        value = env_value(env, what, env_key)
+        _long_enough(value, what, f"the environment variable named by {env_key}")
         return Secret(value, f"env:{env}")
     if file:
         path = Path(file).expanduser()
         try:
             value = read_text(path, SECRET_FILE_LIMIT, f"{what} file").rstrip("\r\n")
         except FileProblem as exc:
-            raise SecretProblem(str(exc), f"correct {key}_file or the file's permissions") from None
+            raise SecretProblem(str(exc), f"correct {file_key} or the file's permissions") from None
         if not value:
-            raise SecretProblem(f"{what} file {path} is empty", f"write the {what} into {path}, or correct {key}_file")
+            raise SecretProblem(f"{what} file {path} is empty", f"write the {what} into {path}, or correct {file_key}")
         _long_enough(value, what, f"{what} file {path}")
         return Secret(value, f"file:{path}")
-    raise SecretProblem(f"no source for the {what}", f"set {key}_env or {key}_file")
+    raise SecretProblem(f"no source for the {what}", f"set {env_key} or {file_key}")
+
+
+def _source_key(key: str, source: str) -> str:
+    """``database.password`` → ``database.password_file``; a flag ``--stats-password`` → ``--stats-password-file``."""
+    return f"{key}-{source}" if key.startswith("--") else f"{key}_{source}"
 
 
 def _long_enough(value: str, what: str, source: str) -> None:

@@ -23,6 +23,9 @@ class StateDirProblem(GlanceTuiError):
 
 def state_home() -> Path:
     base = os.environ.get("XDG_STATE_HOME")
+    if base and not os.path.isabs(base):  # the runs would be recorded (and looked for) under whatever directory this starts in
+        raise StateDirProblem(f"XDG_STATE_HOME is a relative path ({base})",
+                              fix="set it to an absolute path (e.g. XDG_STATE_HOME=\"$PWD/...\"), or unset it for ~/.local/state")
     if not base:
         try:
             base = str(Path.home() / ".local" / "state")

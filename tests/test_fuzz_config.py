@@ -172,6 +172,11 @@ CASES: list[tuple[str, Any, str]] = [
     ("database.schema", "glance; DROP DATABASE x", "schema name"),
     ("database.user", "glance'--", "database user"),
     ("database.host", "-oProxyCommand=x", "host"),
+    ("database.host", "a" * 64 + ".example", "a label of 64 characters"),  # loaded, then UnicodeError in status: exit 70
+    ("database.host", "db..example", "an empty label"),
+    ("nodes[0].ssh_host", "b" * 100, "a label of 100 characters"),
+    ("load_balancers[0].source_addresses", ["lb..example"], "an empty label"),
+    ("database.known_clients", ["." + "c" * 10], "an empty label"),
     ("load_balancers[0].backends", ["glance api"], "HAProxy name"),
     ("load_balancers[0].backends", ["glance;api"], "HAProxy name"),
     ("load_balancers[0].backends", ["glance/api"], "HAProxy name"),
@@ -188,6 +193,8 @@ CASES: list[tuple[str, Any, str]] = [
     ("commands.services", ["glance api"], "service name"),
     ("policy.target_version", "28.2.0; rm -rf /", "version"),
     ("policy.health_paths", ["/a\nb"], "health_paths"),
+    ("policy.health_paths", ["/" + "a" * 70000], "health_paths"),  # httpx.InvalidURL at the health check: exit 70
+    ("nodes[2].api_url", "http://10.0.0.13:9292/" + "a" * 70000, "more than 2048"),
     ("database.password_env", "A B", "environment variable"),
     ("backup.directory", "/var/backups\n/x", "control character"),
     # URLs: credentials refused with the fix, invalid ones are config errors
@@ -200,6 +207,10 @@ CASES: list[tuple[str, Any, str]] = [
     ("load_balancers[0].stats_url", "ftp://10.0.0.2/stats", "http://"),
     ("load_balancers[0].stats_url", "http:///stats", "no host"),
     ("load_balancers[0].stats_url", "http://10.0.0.2:8404/st ats", "spaces"),
+    ("load_balancers[0].stats_url", "http://xn--zz.example:8404/stats", "not a valid international domain name"),  # was exit 70 at check
+    ("load_balancers[0].stats_url", "http://XN--.example/stats", "not a valid international domain name"),
+    ("load_balancers[0].stats_url", "http://💥.example/stats", "not a valid international domain name"),
+    ("nodes[2].api_url", "http://xn--zz.example:9292", "not a valid international domain name"),
     ("nodes[2].api_url", f"http://u:{SECRET}@10.0.0.13:9292", "api_url"),
     ("nodes[2].api_url", "http://10.0.0.13:123456", "1 to 65535"),
     # templates: rendered, not formatted
@@ -230,6 +241,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("load_balancers[0].runtime_socket", "tcp:-oX:80", "not a host name"),
     ("load_balancers[0].runtime_socket", "tcp:fe80::zz:80", "neither a host name nor an IP address"),
     ("load_balancers[0].runtime_socket", "unix:", "needs the socket's path"),
+    ("load_balancers[0].runtime_socket", "tcp:x..y:80", "an empty label"),  # "encoding with 'idna' codec failed" at a gate
     ("load_balancers[0].runtime_socket", "unix:run/haproxy.sock", "must be absolute"),
     ("load_balancers[0].runtime_socket", "haproxy.sock", "not a socket address"),
     # two nodes that are one machine or one API: one node's stop or health check would act on the other
@@ -439,3 +451,147 @@ def test_generated_configs_never_crash_leak_or_fail_later(tmp_path, capsys, star
             assert SECRET not in out
         assert time.monotonic() - started < TIME_BOUND
     assert refused > 200 and loaded > 0, (refused, loaded)  # both paths were exercised
+
+
+# ---------------------------------------------------------------- secrets from the environment with odd bytes
+
+
+@pytest.mark.parametrize("variable", ["FUZZ_DB_PW", "FUZZ_LB_PW"])
+@pytest.mark.parametrize("value", [b"p\xff\xfeassword1", b"\xe9t\xe9-password", b"password1\xc3"], ids=["ff-fe", "latin-1", "cut-utf8"])
+def test_a_secret_that_is_not_utf8_is_a_config_error(tmp_path, capsys, monkeypatch, variable, value):
+    """A non-UTF-8 byte in the variable (a latin-1 terminal) reached the database driver as a surrogate: exit 70."""
+    monkeypatch.setitem(os.environb, variable.encode(), value)
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    for command in ("check", "status", "run"):
+        err = assert_config_error(capsys, path, "password_env", command)
+        assert "is not UTF-8 text" in err and value.decode("utf-8", "replace") not in err, err
+
+
+@pytest.mark.parametrize("value", ["pass\nword123", "password1\x1b[2J", "pässwörd-ünï", " spaced password "])
+def test_an_odd_but_valid_secret_loads_and_is_never_printed(tmp_path, capsys, monkeypatch, value):
+    monkeypatch.setenv("FUZZ_DB_PW", value)
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    load_config(path)
+    assert main(["plan", "-c", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert value not in out + err and value.strip() not in out + err
+
+
+# ---------------------------------------------------------------- flags that name something the config must have
+
+FLAG_CASES = [
+    (["run", "--yes", "--new-node", "nope"], "--new-node 'nope' is not a configured node"),
+    (["run", "--yes", "--dry-run", "--new-node", ""], "--new-node '' is not a configured node"),
+    (["plan", "--new-node", ""], "--new-node '' is not a configured node"),
+    (["plan", "--format", "md", "-o", ""], "an empty path"),
+    (["run", "--new-node", "glance-1"], "--new-node applies only to an unattended run"),
+    (["run", "--quiet"], "--quiet applies only to an unattended run"),
+    (["--dry-run", "check"], "--dry-run applies to the assistant and to run, not to check"),  # was silently ignored
+    (["--dry-run", "status"], "--dry-run applies to the assistant and to run, not to status"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), FLAG_CASES, ids=[" ".join(a) for a, _ in FLAG_CASES])
+def test_a_bad_flag_is_one_line_before_anything_runs(tmp_path, capsys, argv, needle):
+    """``run --yes --new-node nope`` used to run the preflight against the cluster first (exit 1); an empty
+    ``--new-node`` or ``-o`` meant "the default" (the first node, standard output)."""
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    code = main([*argv, "-c", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err and "fix:" in err, (code, out, err)
+    assert not (tmp_path / "state").exists()  # nothing journaled
+
+
+@pytest.mark.parametrize(("run", "needle"), [("", "an empty run id"), (" ", "an empty run id"), ("/dev/zero", "not a regular file"),
+                                            ("{tmp}", "is a directory"), ("/nonexistent/x.jsonl", "no journal file at")])
+def test_report_of_an_odd_run_is_one_line(tmp_path, capsys, run, needle):
+    """``report ''`` said the id was ambiguous (an empty prefix matches every run); a directory was "no journal file"."""
+    code = main(["report", run.replace("{tmp}", str(tmp_path))])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err and "fix:" in err, (code, err)
+
+
+def test_an_empty_config_path_is_not_the_default_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "glance-tui.toml").write_text(to_toml(base()))  # the default file exists: -c '' must still not mean it
+    for command in ("check", "status", "plan", "run"):
+        code = main([command, "-c", ""])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and "an empty config path" in err and err.count("\n") == 1, (command, err)
+
+
+# ---------------------------------------------------------------- the newest sections, every key × every hostile value
+
+NEWEST_KEYS = {
+    "kolla": ["commands.kind", "commands.kolla", "commands.kolla.engine", "commands.kolla.container", "commands.kolla.image",
+              "commands.kolla.target_tag", "commands.kolla.manage_config", "nodes[1].kolla", "nodes[1].kolla.container",
+              "nodes[1].kolla.engine", "nodes[0].kind", "nodes[0].kolla", "nodes[2].kolla.image", "nodes[2].kolla.target_tag",
+              "nodes[2].kolla.manage_config"],
+    "osa": ["commands.kind", "commands.osa", "commands.osa.container", "commands.osa.venv_root", "commands.osa.venv_tag",
+            "commands.osa.service", "nodes[2].osa", "nodes[2].osa.container", "nodes[1].osa.venv_tag", "nodes[0].osa.service",
+            "nodes[1].kind", "commands.upgrade"],
+    "packages": ["load_balancers[0].source_addresses", "commands.connections", "commands.kind", "nodes[0].kind", "nodes[0].db_client_host",
+                 "load_balancers[0].hard_stop_after", "load_balancers[0].runtime_socket", "load_balancers[0].admin"],
+}
+KIND_VALUES: list[Any] = ["kolla", "osa", "packages", "docker", "podman", "glance_api", "/abs/path", "rel/path", "a b", "-x", "x;y", "$(id)",
+                          "{node}", "{port}", "{{port}}", "ss -Htn {port} {node}", ["127.0.0.1"], ["::1"], ["fe80::1%eth0"], ["-x"],
+                          ["10.0.0.0/8"], ["*"], ["host.example"], ["a" * 300], {"container": "x"}, {"engine": "docker"}, {"bogus": 1}]
+
+
+@pytest.mark.parametrize("kind", list(NEWEST_KEYS))
+def test_every_hostile_value_at_the_newest_keys(tmp_path, capsys, kind):
+    """[commands] kind, [commands.kolla]/[commands.osa], [nodes.kolla]/[nodes.osa], source_addresses, connections:
+    each value is a one-line ConfigError naming no secret, or a config whose every command renders and whose plan prints."""
+    start = {"kolla": base_kolla, "osa": base_osa, "packages": base}[kind]
+    loaded = refused = 0
+    path = tmp_path / "c.toml"
+    for key in NEWEST_KEYS[kind]:
+        for value in HOSTILE + KIND_VALUES:
+            try:
+                data = set_key(start(), key, value)
+            except (TypeError, KeyError, IndexError):
+                continue  # the parent is not a table in this start
+            path.write_text(to_toml(data))
+            try:
+                config = load_config(path)
+            except ConfigError as exc:
+                refused += 1
+                assert "\n" not in exc.message and "fix:" in exc.message and len(exc.message) < 1200, (key, value, exc.message)
+                assert SECRET not in exc.message and LB_SECRET not in exc.message
+                continue
+            loaded += 1
+            for node in config.nodes:
+                cmds = NodeCommands(config, node.name)
+                for name in ("stop", "start", "processes", "listeners", "connections", "upgrade", "installed_version", "installed_at",
+                             "read_config", "db_check", "db_contract"):
+                    getattr(cmds, name)()
+                cmds.rollback()
+                cmds.is_running()
+            assert main(["plan", "-c", str(path)]) == 0, (key, value, capsys.readouterr().err)
+            assert SECRET not in capsys.readouterr().out
+    assert refused > 50 and loaded > 5, (refused, loaded)
+
+
+def test_a_document_never_replaces_what_the_command_reads(tmp_path, capsys):
+    """``plan --format md -o`` the config itself, ``report -o`` the run's journal or a file among the journals:
+    each was replaced by the document (the config, or the run's only record, lost)."""
+    path = tmp_path / "glance-tui.toml"
+    path.write_text(to_toml(base()))
+    config_text = path.read_text()
+    assert main(["plan", "-c", str(path), "--format", "md", "-o", str(path)]) == 2
+    assert "is the config (-c)" in capsys.readouterr().err and path.read_text() == config_text
+    runs = tmp_path / "state" / "glance-tui" / "runs" / "k"
+    runs.mkdir(parents=True)
+    journal = runs / "20261207T000000Z-abcdef.jsonl"
+    journal.write_text(json.dumps({"ts": 1.0, "run": "20261207T000000Z-abcdef", "event": "run.start", "config": str(path),
+                                   "target_release": "2024.1", "pid": 1, "user": "op", "host": "h"}) + "\n")
+    before = journal.read_bytes()
+    for target, needle in ((journal, "is the run's journal"), (runs / "report.md", "is inside the journal directory")):
+        assert main(["report", "--latest", "-o", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+    assert journal.read_bytes() == before and not (runs / "report.md").exists()
+    assert main(["report", "--latest", "-o", str(tmp_path / "report.md")]) == 0 and (tmp_path / "report.md").is_file()

@@ -457,9 +457,10 @@ def _check_url(url: str) -> None:
     fix = "correct load_balancer.stats_url, e.g. http://lb:8404/stats"
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL:
+        host = parsed.host  # decodes an IDNA A-label: ValueError for one that is not valid
+    except (httpx.InvalidURL, ValueError):
         raise AdapterError("the stats URL is not a valid URL", where=shown_url(url), fix=fix) from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not host:
         raise AdapterError("the stats URL needs http:// or https:// and a host", where=shown_url(url), fix=fix)
     if parsed.port is not None and not 0 < parsed.port < 65536:
         raise AdapterError(f"the stats URL's port {parsed.port} is not between 1 and 65535", where=shown_url(url), fix=fix)

@@ -88,9 +88,10 @@ class IdentityProblem(Exception):
         self.what, self.fix = what, fix
 
 
-def load_identity(path: Path) -> asyncssh.SSHKey:
-    """The private key in ``path``, or :class:`IdentityProblem` naming exactly what is wrong with the file. Blocking: run it in a thread."""
-    fix = "correct identity_file, or remove it to use ssh-agent and ~/.ssh keys"
+def load_identity(path: Path, key: str = "identity_file") -> asyncssh.SSHKey:
+    """The private key in ``path``, or :class:`IdentityProblem` naming exactly what is wrong with the file (and ``key``,
+    the setting that named it, in the fix). Blocking: run it in a thread."""
+    fix = f"correct {key}, or remove it to use ssh-agent and ~/.ssh keys"
     try:
         data = read_bytes(path, IDENTITY_LIMIT, "identity file")
     except FileProblem as exc:
@@ -100,9 +101,9 @@ def load_identity(path: Path) -> asyncssh.SSHKey:
     except (asyncssh.KeyImportError, ValueError) as exc:
         if "passphrase" in str(exc).lower():
             raise IdentityProblem(f"identity file {path} is encrypted and glance-tui never asks for a passphrase",
-                                  f"load it into ssh-agent (ssh-add {shlex.quote(str(path))}) and remove identity_file, or use an unencrypted key") from None
+                                  f"load it into ssh-agent (ssh-add {shlex.quote(str(path))}) and remove {key}, or use an unencrypted key") from None
         raise IdentityProblem(f"identity file {path} is not a private key glance-tui can read ({exc})",
-                              "point identity_file at the private key (not the .pub file), or remove it to use ssh-agent") from None
+                              f"point {key} at the private key (not the .pub file), or remove it to use ssh-agent") from None
 
 
 def _short(command: str, limit: int = 80) -> str:

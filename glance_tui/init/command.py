@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
 
 from glance_tui.config import DEFAULT_CONFIG, DatabaseConfig, LoadBalancerConfig, SSHConfig
-from glance_tui.errors import UsageError
+from glance_tui.errors import UsageError, one_line
 from glance_tui.init.discover import InitOptions, StatsAuth, discover, invalid
 from glance_tui.init.render import render
 from glance_tui.releases import RELEASES
@@ -53,14 +55,39 @@ def options_from(args: argparse.Namespace) -> InitOptions:
         problem = invalid(model, {k: v for k, v in values.items() if v is not None})
         if problem:
             raise UsageError(f"{flags}: {problem}", where="init", fix="correct the flag (the config would refuse the value)")
-    for flag, value in (("--identity-file", args.identity_file), ("--db-password-file", args.db_password_file)):
-        if value is not None and not Path(value).expanduser().is_file():
-            raise UsageError(f"{flag} {value}: no such file", where="init", fix=f"give {flag} an existing file")
     return InitOptions(
         stats_urls=args.stats_url, runtime_sockets=args.runtime_socket, stats_auth=auth, stats_secret=secret,
         ssh_user=args.ssh_user, ssh_port=args.ssh_port, sudo=args.sudo, identity_file=args.identity_file, known_hosts=args.known_hosts,
         db_password_file=args.db_password_file, target_release=args.target_release, timeout=args.timeout,
     )
+
+
+def check_flag_files(args: argparse.Namespace) -> None:
+    """The files the flags name, read as ``check`` and ``run`` will read them (blocking: run it in a thread).
+
+    A bad key or known_hosts file is the flag's problem, one line now — not an SSH failure of every
+    node, asked about as if the nodes were not Glance, after minutes of probing."""
+    from glance_tui.adapters.known_hosts import KnownHostsIndex
+    from glance_tui.adapters.ssh import IdentityProblem, load_identity
+    from glance_tui.files import FileProblem
+
+    for flag in ("--identity-file", "--known-hosts", "--db-password-file", "--stats-password-file"):
+        if getattr(args, flag[2:].replace("-", "_")) == "":  # Path("") is the current directory: name the flag instead
+            raise UsageError(f"{flag} '' names no file", where="init", fix=f"give {flag} a file, or leave the flag out")
+    if args.identity_file is not None:
+        try:
+            load_identity(Path(args.identity_file).expanduser(), key="--identity-file")
+        except IdentityProblem as exc:
+            raise UsageError(exc.what, where="init --identity-file", fix=exc.fix) from None
+    try:
+        KnownHostsIndex.read(Path(args.known_hosts).expanduser())  # a missing file is fine: each node's key is then unknown
+    except FileProblem as exc:
+        raise UsageError(str(exc), where="init --known-hosts", fix="give --known-hosts the regular file that holds the nodes' host keys") from None
+    if args.db_password_file is not None:  # the config will name it: it must hold a password the config accepts
+        try:
+            read_secret(env=None, file=args.db_password_file, what="database password", key="--db-password")
+        except SecretProblem as exc:
+            raise UsageError(str(exc), where="init", fix=exc.fix) from None
 
 
 def refuse_overwrite(output: str, force: bool) -> None:
@@ -78,20 +105,26 @@ def refuse_overwrite(output: str, force: bool) -> None:
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
-    from glance_tui.outfile import write_output
+    from glance_tui.outfile import check_output, write_output
 
-    output = args.output or str(DEFAULT_CONFIG)
+    output = str(DEFAULT_CONFIG) if args.output is None else args.output
     options = options_from(args)
-    refuse_overwrite(output, args.force)  # before minutes of probing ...
+    await asyncio.to_thread(check_flag_files, args)
+    # before minutes of probing; a file another flag reads is never replaced, even with --force
+    inputs = {f"the file {flag} names": getattr(args, flag[2:].replace("-", "_"))
+              for flag in ("--identity-file", "--known-hosts", "--db-password-file", "--stats-password-file")}
+    check_output(output, where="init -o", inputs=inputs)
+    refuse_overwrite(output, args.force)
     found = await discover(options)
     text, questions = render(found)
     refuse_overwrite(output, args.force)  # ... and again right before the write
-    written = write_output(output, text, where="init -o")
-    where = str(written) if written is not None else output
+    written = write_output(output, text, where="init -o", inputs=inputs)
+    shown = one_line(str(written)) if written is not None else ""  # a path is the operator's text: one line, escapes shown
+    where = one_line(shlex.quote(str(written))) if written is not None else ""  # ... and the command line copies as it runs
     ask = (f"{questions} question{'s' if questions != 1 else ''} to answer before `check` (lines starting with `# QUESTION:`"
            + ("; the target release is one: the file does not load until it is answered" if found.target.value is None else "") + ")"
            if questions else "no question")
     then = "answer them, then " if questions else ""
-    print(f"written: {where} ({len(found.nodes)} node{'s' if len(found.nodes) != 1 else ''}, {ask}); next: {then}glance-tui -c {where} check"
+    print(f"written: {shown} ({len(found.nodes)} node{'s' if len(found.nodes) != 1 else ''}, {ask}); next: {then}glance-tui -c {where} check"
           if written is not None else f"init: {ask}", file=sys.stderr)
     return 0

@@ -268,7 +268,11 @@ async def _probe_nodes(nodes: list[NodePlan], options: InitOptions, limit: async
         cfg = NodeConfig.model_validate(plan.values())
         plan.findings = await _bounded(limit, probe_node(cfg, ssh, known))
         plan.questions += plan.findings.questions
-        if plan.findings.problem and not plan.findings.questions:
+        if plan.findings.problem and plan.findings.reached and not plan.findings.questions:  # logged in: the account, not the address, is in question
+            plan.questions.append(f"SSH logged in as {options.ssh_user}, but the read-only survey failed ({plan.findings.problem}): "
+                                  "give --ssh-user an account with a shell that may read Glance's config and run init again, "
+                                  "or remove this node and list the server in exclude_servers")
+        elif plan.findings.problem and not plan.findings.questions:
             plan.questions.append(f"this address answers no SSH ({plan.findings.problem}): is it a Glance node? "
                                   "Correct ssh_host/ssh_port, or remove this node and list the server in exclude_servers")
 

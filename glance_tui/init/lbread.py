@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from glance_tui.adapters.haproxy import HAProxy, shown_url
 from glance_tui.adapters.haproxy_stats import TOTAL_ROWS, StatsFormatError, parse_servers_state
 from glance_tui.config import LoadBalancerConfig
@@ -50,8 +52,10 @@ class StatsPage:
     url: str
     runtime_socket: str | None
     backends: dict[str, list[LBServer]] = field(default_factory=dict)
-    admin_ok: bool | None = None
+    admin_ok: bool | None = None  # whether ``admin`` was shown to accept drain/ready (None: unknown)
     admin_detail: str = ""
+    admin: str = "http"  # the channel init writes: the runtime API when it has level admin, else the stats page
+    runtime_problem: str = ""  # why the given runtime API was not shown to work ("" when it was, or none was given)
     address_source: str = ""  # "stats CSV addr column", "runtime API", or "" when neither gave one
     info: dict[str, str] = field(default_factory=dict)  # the runtime API's `show info` ({} without a runtime socket)
 
@@ -112,16 +116,32 @@ def admin_states(text: str, backends: list[str]) -> dict[tuple[str, str], str]:
     return found
 
 
+# The adapter's fixes name config keys; on init's command line the operator set them with these flags.
+_KEY_FLAGS = (("load_balancer.username and password_env/password_file", "--stats-user and --stats-password-env (or --stats-password-file)"),
+              ("load_balancer.username and the password", "--stats-user and the password"),
+              ("load_balancer.stats_url", "--stats-url"), ("load_balancer.timeout", "--timeout"),
+              ("load_balancer.runtime_socket", "--runtime-socket"), ("point stats_url at", "point --stats-url at"))
+
+
+def as_flags(fix: str) -> str:
+    """An adapter's fix as init's operator can follow it: config keys named by the flags that set them."""
+    for key, flag in _KEY_FLAGS:
+        fix = fix.replace(key, flag)
+    return fix
+
+
 def lb_config(url: str, runtime_socket: str | None, auth: tuple[str, Secret] | None, timeout: float) -> LoadBalancerConfig:
     """The adapter's config for a stats URL given on the command line (the URL checked as the config checks it)."""
     try:
         cfg = LoadBalancerConfig(stats_url=url, backend=PLACEHOLDER_BACKEND, runtime_socket=runtime_socket, timeout=timeout,
                                  admin="runtime" if runtime_socket else "http")
-    except Exception as exc:  # pydantic's ValidationError: one line, the URL's own problem
-        what = getattr(exc, "errors", lambda: [{"msg": str(exc)}])()[0]
+    except ValidationError as exc:  # one line: the flag whose value is refused, and why
+        what = exc.errors(include_url=False)[0]
         inner = what.get("ctx", {}).get("error")
-        raise UsageError(f"--stats-url {quoted(shown_url(url), 120)}: {getattr(inner, 'what', None) or what.get('msg', 'invalid')}",
-                         fix=getattr(inner, "fix", None) or "give HAProxy's stats page, e.g. http://lb:8404/stats") from None
+        flag, value, example = (("--runtime-socket", runtime_socket or "", "unix:/run/haproxy/admin.sock")
+                                if what.get("loc", ("",))[0] == "runtime_socket" else ("--stats-url", shown_url(url), "http://lb:8404/stats"))
+        raise UsageError(f"{flag} {quoted(value, 120)}: {getattr(inner, 'what', None) or what.get('msg', 'invalid')}",
+                         fix=getattr(inner, "fix", None) or f"give e.g. {example}") from None
     if auth:
         cfg._username, cfg._password = auth
     return cfg
@@ -134,7 +154,7 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
         try:
             rows = await lb.all_rows()
         except AdapterError as exc:
-            raise UsageError(exc.what, where=exc.where, fix=f"give --stats-url HAProxy's stats page ({exc.fix})") from None
+            raise UsageError(exc.what, where=exc.where, fix=as_flags(exc.fix)) from None
         by_state: dict[tuple[str, str], Address] = {}
         admin: dict[tuple[str, str], str] = {}
         state_problem = ""
@@ -166,13 +186,32 @@ async def read_page(cfg: LoadBalancerConfig) -> StatsPage:
             raise UsageError(f"the runtime API did not give the server addresses: {state_problem}", where=cfg.runtime_socket or "",
                              fix="check --runtime-socket (HAProxy's `stats socket`), or add `stats show-legends` to the stats section")
     if page.backends:
-        page.admin_ok, page.admin_detail = await _admin_probe(cfg, next(iter(page.backends)))
+        page.admin, page.admin_ok, page.admin_detail, page.runtime_problem = await _admin_channel(cfg, next(iter(page.backends)))
     return page
 
 
-async def _admin_probe(cfg: LoadBalancerConfig, backend: str) -> tuple[bool | None, str]:
-    """Whether drain/ready would be accepted (a POST naming a backend but no server changes nothing), or unknown."""
-    probe_cfg = cfg.model_copy(update={"backend": backend, "backends": [backend]})
+async def _admin_channel(cfg: LoadBalancerConfig, backend: str) -> tuple[str, bool | None, str, str]:
+    """The channel drain/ready would go through, whether it was shown to accept them, what was seen, and
+    why the given runtime API does not work ("" when it does).
+
+    The runtime API (when given) is asked first — it tells a drained server exactly; then the stats
+    page, so no channel is written as checked unless it answered as admin."""
+    if not cfg.runtime_socket:
+        return ("http", *await _admin_probe(cfg, backend, "http"), "")
+    runtime_ok, runtime_detail = await _admin_probe(cfg, backend, "runtime")
+    if runtime_ok:
+        return "runtime", True, runtime_detail, ""
+    http_ok, http_detail = await _admin_probe(cfg, backend, "http")
+    if http_ok:
+        return "http", True, http_detail, runtime_detail
+    return ("runtime", False if runtime_ok is False or http_ok is False else None, f"runtime API: {runtime_detail}; stats page: {http_detail}",
+            runtime_detail)
+
+
+async def _admin_probe(cfg: LoadBalancerConfig, backend: str, channel: str) -> tuple[bool | None, str]:
+    """Whether drain/ready would be accepted on ``channel`` (nothing is changed: a POST naming no server,
+    ``show cli level``), or unknown."""
+    probe_cfg = cfg.model_copy(update={"backend": backend, "backends": [backend], "admin": channel})
     try:
         async with HAProxy(probe_cfg) as lb:
             found = await lb.probe_admin()

@@ -66,6 +66,7 @@ class NodeFindings:
     """What one node showed; ``problem`` set = it could not be read (the other fields are then empty)."""
 
     problem: str = ""
+    reached: bool = False  # SSH logged in (a ``problem`` is then the survey's, e.g. an account without a shell)
     kind: str | None = None  # packages / kolla / osa; None = undecided (``kind_reason`` says why)
     kind_reason: str = ""
     runtime: str | None = None  # eventlet / uwsgi / mod_wsgi
@@ -211,6 +212,7 @@ async def probe_node(node: NodeConfig, ssh: SSHConfig, known_hosts: KnownHostsCa
                 raise UsageError(exc.what, where=exc.where, fix="give --ssh-user and --identity-file of an account the nodes accept") from None
             found.problem = exc.what
             return found
+        found.reached = True
         parts = sections(survey.stdout)
         if ssh.sudo and (said := privilege.sudo_refusal(survey.stderr)):
             found.problem = f"sudo -n refused: {said}"

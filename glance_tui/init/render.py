@@ -198,7 +198,7 @@ def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
             values[key] = getattr(auth, key) if key != "password_file" else str(Path(auth.password_file or "").expanduser().absolute())
     if page.runtime_socket:
         values["runtime_socket"] = page.runtime_socket
-    values["admin"] = "http" if page.admin_ok or not page.runtime_socket else "runtime"
+    values["admin"] = page.admin
     if not lb.glance_backends:
         doc.comment(f"{page.url} routes to no Glance backend ({'; '.join(f'{b.name}: {b.rule}' for b in lb.backends) or 'no backends'}): "
                     "left out.")
@@ -222,16 +222,17 @@ def _load_balancer(doc: Document, found: Discovery, lb: LBPlan) -> None:
     if others:
         doc.comment("not Glance: " + "; ".join(f"{b.name} ({b.rule})" for b in others) + ".")
     doc.comment(f"Server addresses from the {page.address_source or 'stats page (none shown)'}.")
+    if page.runtime_problem:  # given, but it did not answer as it must: drain state and admin reads would be unknown
+        doc.question(f"--runtime-socket {page.runtime_socket}: {page.runtime_problem}. Correct it (HAProxy's `stats socket … level admin`) "
+                     "and run init again, or remove runtime_socket")
     for key in ("name", "kind", "stats_url", "backends", "username", "username_env", "password_env", "password_file", "runtime_socket"):
         if key in values:
             doc.value(key, values[key])
     if page.admin_ok:
         doc.value("admin", values["admin"], f"checked: {page.admin_detail}")
-    elif page.runtime_socket:
-        doc.value("admin", values["admin"], f"the stats page refuses admin actions ({page.admin_detail}); the runtime API acts instead")
     else:
-        doc.question(f"drain and ready need admin rights: the stats page says: {page.admin_detail or 'unknown'}. "
-                     "Add `stats admin if TRUE` (or an ACL) to its stats section, or give --runtime-socket with `level admin`")
+        doc.question(f"drain and ready need admin rights, and no channel was shown to have them: {page.admin_detail or 'unknown'}. "
+                     "Add `stats admin if TRUE` (or an ACL) to its stats section, or give --runtime-socket of a `stats socket` with `level admin`")
         doc.value("admin", values["admin"])
     if not page.runtime_socket:
         doc.comment("runtime_socket: not given (--runtime-socket). Recommended: the stats page shows DOWN, not DRAIN, for a drained "

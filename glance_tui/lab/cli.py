@@ -34,12 +34,6 @@ def _guard(handler):
     return run
 
 
-def _check_share(share: float) -> None:
-    """``--imports``: a share of the load's requests, 0 (none) up to but not 1."""
-    if not 0 <= share < 1:
-        raise UsageError(f"--imports {share:g} is not a share between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     lab = _lab(args, nodes=args.nodes, autostart=args.autostart)
     lab.up()
@@ -67,9 +61,15 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from glance_tui.lab.load import DEFAULT_SIZES, ImportMix, parse_size, run_load, write_json
+    from glance_tui.lab.load import DEFAULT_SIZES, ImportMix, check_load, parse_size, run_load, write_json
+    from glance_tui.outfile import check_output
 
-    _check_share(args.imports)
+    sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
+    rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
+    check_load(clients=args.clients, duration=args.duration, sizes=sizes, max_requests=args.max_requests, import_share=args.imports,
+               urls=[args.url] if args.url is not None else [])
+    if args.json is not None:  # before the load: its report must have somewhere to go
+        check_output(args.json, where="--json")
     urls, token, web = [args.url] if args.url else [], None, None
     if not urls:
         lab = _lab(args)
@@ -80,8 +80,6 @@ def cmd_load(args: argparse.Namespace) -> int:
         token = lab.token()
         web = (status.get("web") or {}).get("url")
     url = ", ".join(urls)
-    sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
-    rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
     print(f"load: {args.clients} clients for {args.duration:.0f}s through {url} (Ctrl-C stops early)", flush=True)
 
     async def load():
@@ -102,10 +100,11 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glance_tui.lab.load import parse_size
-    from glance_tui.lab.rehearse import SCENARIO_IMPORTS, check_kind, rehearse, report_text, scenario_names, write_reports
+    from glance_tui.lab.load import check_load, parse_size
+    from glance_tui.lab.rehearse import REHEARSAL_LOAD_SECONDS, SCENARIO_IMPORTS, check_kind, rehearse, report_text, scenario_names, write_reports
 
     from glance_tui.lab.hazards import NAIVE_SCENARIOS
+    from glance_tui.outfile import check_output
 
     scenario_names(args.scenario)  # a bad name is refused before the lab is read
     lab = _lab(args)
@@ -116,9 +115,14 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                          fix="drop --naive, or use one of those scenarios")
     for name in names:  # before the first rehearsal, not after it
         check_kind(lab, name, args.naive)
-    _check_share(args.imports or 0.0)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
     rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
+    check_load(clients=args.clients, duration=REHEARSAL_LOAD_SECONDS, sizes=sizes, import_share=args.imports or 0.0)
+    if args.json is not None:  # before the lab is reset: the report must have somewhere to go
+        if len(names) > 1:
+            raise UsageError(f"--json names one file, and --scenario {args.scenario} writes {len(names)} reports",
+                             fix=f"drop --json (each report goes to {lab.dir}/rehearsal-NAME.json), or name one scenario")
+        check_output(args.json, where="--json")
 
     async def each():
         reports = []

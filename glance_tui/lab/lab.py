@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import glance_tui
-from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.errors import GlanceTuiError, UsageError, one_line
 from glance_tui.lab import envs as lab_envs
 from glance_tui.lab import containers, glance, nodectl, nodens, procs
 from glance_tui.lab.haproxy import HAProxyLab, HAProxyServer
@@ -38,6 +38,7 @@ from glance_tui.lab.runtime import runtime_of, write_uwsgi_ini
 from glance_tui.lab.slowserve import SlowWebServer
 from glance_tui.lab.sshd import SSHD, generate_keypair, public_key_path, write_known_hosts
 from glance_tui.secrets import register
+from glance_tui.statedir import state_home, unusable
 
 BACKEND = "glance_api"
 EXTERNAL_BACKEND = "glance_api_external"
@@ -57,8 +58,7 @@ BINARIES = ("mariadbd", "mysql_install_db", "mariadb", "mysqldump", "haproxy", "
 
 
 def default_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "glance-tui" / "lab"
+    return state_home() / "lab"
 
 
 def require_packages() -> None:
@@ -197,8 +197,14 @@ class Lab:
         progress: Callable[[str], None] = print,
     ) -> None:
         if nodes is not None and (nodes < 1 or first_ip + nodes > 255):
-            raise GlanceTuiError(f"cannot build a lab with {nodes} nodes", fix="use between 1 and 20 nodes")
+            raise UsageError(f"cannot build a lab with {nodes} nodes", fix="use between 1 and 20 nodes")
+        if workdir is not None and str(workdir) == "":  # never "the default lab": the operator typed something else
+            raise UsageError("an empty lab directory (--dir '')", fix="give --dir a directory, or leave it out for the default")
         self.dir = Path(workdir or default_dir()).absolute()
+        if not str(self.dir).isprintable():  # it is printed, written into configs and passed to every service
+            raise UsageError(f"the lab directory {one_line(str(self.dir))} has a control character", fix="give --dir a plain path")
+        if self.dir.exists() and not self.dir.is_dir():  # every lab file lives in it: one line now, not an errno later
+            raise UsageError(f"the lab directory {self.dir} is not a directory", fix="give --dir a directory (it is created if missing)")
         self.n_nodes = nodes
         self.envs = {k: str(Path(v).absolute()) for k, v in envs.items()} if envs else None
         self.ip_base, self.first_ip, self.lb_ip, self.lb_b_ip, self.keystone_ip = ip_base, first_ip, lb_ip, lb_b_ip, keystone_ip
@@ -245,6 +251,8 @@ class Lab:
             return Layout.from_json(json.loads(self.layout_file.read_text()))
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory in its place, no permission, a file where a directory should be
+            raise unusable(exc, self.layout_file, "read the lab layout") from None
         except (ValueError, TypeError, KeyError) as exc:
             raise GlanceTuiError(f"cannot read the lab layout ({exc})", where=str(self.layout_file),
                                  fix="run `glance-tui lab down`, remove the file and run `glance-tui lab up`") from None

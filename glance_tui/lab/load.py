@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -27,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from glance_tui.errors import GlanceTuiError, UsageError
+from glance_tui.config import url_problem
+from glance_tui.errors import GlanceTuiError, UsageError, quoted
 from glance_tui.lab.imports import GLANCE_DIRECT, WEB_DOWNLOAD, ImportOutcome, import_body, settle
 from glance_tui.lab.lab import SERVED_BY
 from glance_tui.lab.slowserve import blob_digests, blob_url
@@ -350,6 +352,29 @@ class _Run:
                 pass  # cleanup only; the image was verified
 
 
+MAX_CLIENTS = 256
+MAX_DURATION = 86400.0
+
+
+def check_load(*, clients: int, duration: float, sizes: tuple[int, ...] | list[int], max_requests: int | None = None,
+               import_share: float = 0.0, urls: list[str] | tuple[str, ...] = ()) -> None:
+    """The load's settings, each problem one line naming its flag (exit 2): checked before a lab is reset for it."""
+    if not 1 <= clients <= MAX_CLIENTS:
+        raise UsageError(f"--clients {clients} is not from 1 to {MAX_CLIENTS}", fix="use e.g. --clients 4")
+    if not (math.isfinite(duration) and 0 < duration <= MAX_DURATION):
+        raise UsageError(f"--duration {duration:g} is not a number of seconds from 0 to {MAX_DURATION:g}", fix="use e.g. --duration 30")
+    if not sizes or min(sizes) < 1:
+        raise UsageError("--size 0: an image needs at least one byte", fix="use e.g. --size 64K")
+    if max_requests is not None and max_requests < 1:
+        raise UsageError(f"--max-requests {max_requests} is not at least 1", fix="use e.g. --max-requests 1000")
+    if not (math.isfinite(import_share) and 0 <= import_share < 1):
+        raise UsageError(f"--imports {import_share:g} is not a share between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
+    for url in urls:
+        problem = url_problem(url, "http://127.0.0.10:9292")
+        if problem:
+            raise UsageError(f"--url {quoted(url, 120)}: {problem}", fix="use e.g. --url http://127.0.0.10:9292")
+
+
 async def run_load(
     url: str | list[str] | Targets,
     *,
@@ -366,10 +391,7 @@ async def run_load(
     """Drive traffic at ``url`` (LB frontends: one, several, or switchable :class:`Targets`) until
     ``duration`` passes, ``stop_event`` is set or ``max_requests`` were sent; in-flight requests
     always finish. Returns the report."""
-    if clients < 1 or duration <= 0 or not sizes:
-        raise GlanceTuiError("load needs at least one client, a positive duration and one size", fix="check --clients/--duration/--size")
-    if imports and not 0 <= imports.share < 1:
-        raise UsageError(f"import share {imports.share:g} is not between 0 and 1", fix="use e.g. --imports 0.2, or 0 for none")
+    check_load(clients=clients, duration=duration, sizes=sizes, max_requests=max_requests, import_share=imports.share if imports else 0.0)
     run = _Run(url if isinstance(url, Targets) else Targets(url), clients, tuple(sizes), upload_rate, token, imports)
     stop = stop_event or asyncio.Event()
     deadline = run.started + duration

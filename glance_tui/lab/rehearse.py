@@ -41,6 +41,7 @@ FINAL_HEAD = "2024_1_contract01"
 # the clients' import share (lab rehearse --imports) a scenario runs with unless told: the import
 # scenario passes with its clients importing since the drain places an import by its staging file
 SCENARIO_IMPORTS = {"import": 0.05}
+REHEARSAL_LOAD_SECONDS = 3600.0  # the load runs until the rehearsal stops it; this only bounds it
 
 
 @dataclass
@@ -330,7 +331,7 @@ async def rehearse(lab: Lab, *, naive: bool, scenario: str = "default", clients:
         note(f"{staged.image or 'an image'} staged on {last.name} ({staged.detail or 'its own staging store'}); "
              f"its import goes through the LB when {last.name} leaves rotation")
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load(targets, clients=clients, duration=3600, sizes=sizes, stop_event=stop,
+    load = asyncio.create_task(run_load(targets, clients=clients, duration=REHEARSAL_LOAD_SECONDS, sizes=sizes, stop_event=stop,
                                         max_requests=None, upload_rate=upload_rate, token=token, imports=mix,
                                         cleanup=False))  # the next rehearsal resets the lab anyway
     await asyncio.sleep(warmup)

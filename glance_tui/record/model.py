@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from glance_tui.errors import one_line
 from glance_tui.journal_read import JournalProblem, scan, strip_line_numbers
 
 # Titles for the engine's action ids (action.start records carry only the id and the node).
@@ -202,8 +203,8 @@ class _Replay:
         rec.started = r.get("ts")
         rec.run_id = str(r.get("run") or rec.run_id)  # the file may have been copied and renamed
         for key in ("user", "sudo_user", "host", "tool_version", "config", "config_sha256", "target_release"):
-            if r.get(key) is not None:
-                setattr(rec, key, r[key])
+            if r.get(key) is not None:  # from the environment (SUDO_USER, a path): control characters shown escaped, never sent
+                setattr(rec, key, one_line(str(r[key])))
 
     def on_run_resume(self, r: dict[str, Any]) -> None:
         self.rec.resumed.append(r.get("ts"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from glance_tui.errors import UsageError
+from glance_tui.errors import UsageError, one_line
 from glance_tui.journal_read import JournalProblem, scan
 from glance_tui.statedir import state_home
 from glance_tui.record.layout import when
@@ -77,10 +77,14 @@ def _newest_usable(paths: list[Path], warn: Warn | None) -> Path:
 
 def find_journal(run: str | None, base: Path | None = None, warn: Warn | None = None) -> Path:
     """A journal file path as given, a run id (or its unique prefix), or the newest run when ``run`` is None."""
+    if run is not None and not run.strip():  # never "every run" (a prefix of all of them)
+        raise UsageError("an empty run id", where="report", fix="see `glance-tui runs` for the ids, or give --latest")
     if run and (run.endswith(".jsonl") or "/" in run):
         path = Path(run)
         if not path.is_file():
-            raise UsageError(f"no journal file at {run}", where="report", fix="pass a run id from `glance-tui runs` or a journal file path")
+            what = "a directory" if path.is_dir() else "not a regular file" if path.exists() else None
+            raise UsageError(f"{run} is {what}, not a journal file" if what else f"no journal file at {run}", where="report",
+                             fix="pass a run id from `glance-tui runs` or a journal file path")
         return path
     paths = journal_paths(base)
     if not paths:
@@ -99,7 +103,7 @@ def runs_text(runs: list[RunSummary]) -> str:
     from glance_tui.report import table
 
     if not runs:
-        return f"no run recorded under {runs_dir()}"
+        return one_line(f"no run recorded under {runs_dir()}")  # XDG_STATE_HOME is the operator's text: escapes shown, not sent
     rows = [[r.run_id, when(r.started), r.outcome, r.target or "?", r.new_node or "-", r.config or "?"] for r in reversed(runs)]
     return table(rows, ["RUN", "STARTED", "OUTCOME", "TARGET", "NEW NODE", "CONFIG"])
 
