@@ -30,6 +30,29 @@ LOG_NAME = "warnings.log"
 LOG_CAP = 1 << 20  # a warning log is for reading, not for filling the disk
 
 INTERRUPTED = "interrupted: the journal records where the run stands; `glance-tui run` resumes from the cluster's state"
+# what a Ctrl-C leaves, by command: these only read (init writes its file at its end, atomically)
+READ_ONLY = {"check": "it only reads", "plan": "it only reads", "status": "it only reads", "runs": "it only reads",
+             "report": "it only reads (a document is written whole or not at all)", "init": "its config file is written whole at its end or not at all"}
+LAB = "interrupted: the lab may be left part-way; `glance-tui lab status` shows it, `glance-tui lab reset` puts it back"
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (after the global options), read before argparse runs."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-c", "--config"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def interrupted_line(argv: list[str]) -> str:
+    """The one line a Ctrl-C prints: what it leaves depends on the command."""
+    command = command_of(argv)
+    if command in READ_ONLY:
+        return f"interrupted: nothing was changed ({command}: {READ_ONLY[command]})"
+    return LAB if command == "lab" else INTERRUPTED
 
 
 def _log_path() -> str:
@@ -75,7 +98,7 @@ def _say_interrupted() -> None:
     if not _said:
         _said = True
         try:
-            os.write(2, (INTERRUPTED + "\n").encode("utf-8", "replace"))
+            os.write(2, (interrupted_line(sys.argv[1:]) + "\n").encode("utf-8", "replace"))
         except OSError:
             pass
 
@@ -137,7 +160,7 @@ def interrupted() -> int:
     except Exception:  # noqa: BLE001 - a full or closed stdout must not hide the line
         pass
     if not _program:  # the CLI called in-process (tests): just the line
-        print(INTERRUPTED, file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)  # argv is the test runner's, not the command's
         return 130
     signal.signal(signal.SIGINT, _end_now)
     _say_interrupted()
