@@ -198,6 +198,8 @@ def _http_url(value: str, example: str, credentials_fix: str) -> str:
         raise InvalidValue("must start with http:// or https://", f"write it like {example}")
     if "@" in parts.netloc:
         raise InvalidValue("credentials in the URL are refused (they would be printed and journaled)", credentials_fix)
+    if "#" in value:  # never sent to the server; after it, the stats page's ";csv" would be part of the fragment
+        raise InvalidValue("the URL has a #fragment (it is never sent to the server)", f"remove the # and what follows it, like {example}")
     try:
         port = parts.port
     except ValueError as exc:

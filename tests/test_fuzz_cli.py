@@ -439,6 +439,9 @@ LAB_FLAG_CASES = [
     (["lab", "load", "--url", "http://xn--zz.example"], "not a valid international domain name"),  # was exit 70
     (["lab", "load", "--url", "http://127.0.0.1:1", "--json", "{dir}"], "it is a directory"),
     (["lab", "load", "--url", "http://127.0.0.1:1", "--json", ""], "an empty path"),
+    (["lab", "load", "--url", "http://127.0.0.1:1", "--upload-rate", "0.1"], "--upload-rate 0.1 is less than 1 byte/s"),  # was silently unthrottled
+    (["lab", "rehearse", "--upload-rate", "0.4"], "--upload-rate 0.4 is less than 1 byte/s"),
+    (["lab", "load", "--url", "http://127.0.0.1:1/#x"], "#fragment"),
 ]
 
 

@@ -211,6 +211,8 @@ CASES: list[tuple[str, Any, str]] = [
     ("load_balancers[0].stats_url", "http://XN--.example/stats", "not a valid international domain name"),
     ("load_balancers[0].stats_url", "http://💥.example/stats", "not a valid international domain name"),
     ("nodes[2].api_url", "http://xn--zz.example:9292", "not a valid international domain name"),
+    ("load_balancers[0].stats_url", "http://10.0.0.2:8404/stats#top", "#fragment"),  # ";csv" would land in the fragment
+    ("nodes[2].api_url", "http://10.0.0.13:9292/#", "#fragment"),
     ("nodes[2].api_url", f"http://u:{SECRET}@10.0.0.13:9292", "api_url"),
     ("nodes[2].api_url", "http://10.0.0.13:123456", "1 to 65535"),
     # templates: rendered, not formatted

@@ -61,11 +61,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from glance_tui.lab.load import DEFAULT_SIZES, ImportMix, check_load, parse_size, run_load, write_json
+    from glance_tui.lab.load import DEFAULT_SIZES, ImportMix, check_load, parse_rate, parse_size, run_load, write_json
     from glance_tui.outfile import check_output
 
     sizes = [parse_size(s) for s in args.size] if args.size else list(DEFAULT_SIZES)
-    rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
+    rate = parse_rate(args.upload_rate) if args.upload_rate is not None else None
     check_load(clients=args.clients, duration=args.duration, sizes=sizes, max_requests=args.max_requests, import_share=args.imports,
                urls=[args.url] if args.url is not None else [])
     if args.json is not None:  # before the load: its report must have somewhere to go
@@ -100,7 +100,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glance_tui.lab.load import check_load, parse_size
+    from glance_tui.lab.load import check_load, parse_rate, parse_size
     from glance_tui.lab.rehearse import REHEARSAL_LOAD_SECONDS, SCENARIO_IMPORTS, check_kind, rehearse, report_text, scenario_names, write_reports
 
     from glance_tui.lab.hazards import NAIVE_SCENARIOS
@@ -116,7 +116,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     for name in names:  # before the first rehearsal, not after it
         check_kind(lab, name, args.naive)
     sizes = tuple(parse_size(s) for s in args.size) if args.size else (256 * 1024, 1024 * 1024, 2 * 1024 * 1024)
-    rate = parse_size(args.upload_rate) if args.upload_rate not in (None, "0") else None
+    rate = parse_rate(args.upload_rate) if args.upload_rate is not None else None
     check_load(clients=args.clients, duration=REHEARSAL_LOAD_SECONDS, sizes=sizes, import_share=args.imports or 0.0)
     if args.json is not None:  # before the lab is reset: the report must have somewhere to go
         if len(names) > 1:

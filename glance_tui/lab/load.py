@@ -47,6 +47,15 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * {"": 1, "K": KiB, "M": MiB, "G": 1024 * MiB}[match.group(2).upper()])
 
 
+def parse_rate(text: str) -> int | None:
+    """``--upload-rate``: bytes/s, None for ``0`` (unthrottled). A rate that rounds to 0 bytes/s but
+    is not 0 is refused: it would silently mean unthrottled."""
+    rate = parse_size(text)
+    if rate == 0 and float(re.sub(r"[^\d.]", "", text) or "0") != 0:
+        raise UsageError(f"--upload-rate {text.strip()} is less than 1 byte/s", fix="use 0 for unthrottled, or a rate of at least 1 byte/s, e.g. 1M")
+    return rate or None
+
+
 def _reason(exc: BaseException) -> str:
     detail = str(exc) or str(exc.__cause__ or "") or "connection closed"
     return f"{type(exc).__name__}: {detail}"[:200]
