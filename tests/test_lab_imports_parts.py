@@ -167,3 +167,18 @@ def test_every_release_reads_the_import_options_of_a_lab_node(tmp_path: Path, re
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "methods": ["glance-direct", "web-download", "copy-image"], "self": "http://127.0.0.11:9292",
         "filter": [["http"], ["127.0.0.6"], [41234]], "ok": True, "other_port": False}
+
+
+@pytest.mark.parametrize("share, ops, imports", [(0.5, 8, 4), (0.05, 40, 2), (1.0, 3, 3), (0.0, 10, 0), (0.3, 10, 3)])
+def test_the_load_imports_exactly_its_share_and_takes_turns_between_methods(share: float, ops: int, imports: int) -> None:
+    """Imports are counted, not rolled: a short run at 0.5 once drew glance-direct only, and the
+    lab test meant to prove web-download proved nothing about it."""
+    from glance_tui.lab.load import ImportMix, Targets, _Run
+
+    run = _Run(Targets("http://127.0.0.1:1"), clients=3, sizes=(1,), upload_rate=None, token=None,
+               mix=ImportMix(share, "http://127.0.0.1:2"))
+    chosen = [run._next_import().__name__ for _ in range(ops) if run._next_is_import()]
+    assert len(chosen) == imports
+    assert chosen == ["glance_direct", "web_download"] * (imports // 2) + ["glance_direct"] * (imports % 2)
+    alone = _Run(Targets("http://127.0.0.1:1"), clients=1, sizes=(1,), upload_rate=None, token=None, mix=ImportMix(1.0))
+    assert {alone._next_import().__name__ for _ in range(4)} == {"glance_direct"}  # no web source: glance-direct only

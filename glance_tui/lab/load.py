@@ -169,6 +169,8 @@ class _Run:
         self.started = time.monotonic()
         self.count = 0
         self.rng = random.Random()  # which frontend each request goes to
+        self.ops = 0  # the clients' operations so far: which are imports is counted, not rolled
+        self.imports_started = 0  # glance-direct and web-download take turns
 
     def _done(self, kind: str) -> None:
         self.report.requests[kind] = self.report.requests.get(kind, 0) + 1
@@ -290,16 +292,26 @@ class _Run:
         if md5.hexdigest() != image.md5 or sha512.hexdigest() != image.sha512 or (header_md5 and header_md5 != image.md5):
             self.report.checksum_mismatches.append(image.id)
 
+    def _next_is_import(self) -> bool:
+        """Exactly `share` of the operations are imports, spread evenly (a roll could give a short
+        run none, or only one method, and a rehearsal would prove nothing about the other)."""
+        op, self.ops = self.ops, self.ops + 1
+        return int((op + 1) * self.mix.share) > int(op * self.mix.share)
+
+    def _next_import(self):
+        """glance-direct first, then web-download (when the lab has a source), in turn."""
+        turn, self.imports_started = self.imports_started, self.imports_started + 1
+        return self.web_download if self.mix.web_url and turn % 2 == 1 else self.glance_direct
+
     async def client(self, index: int, deadline: float, max_requests: int | None, stop: asyncio.Event) -> None:
         rng = random.Random(index * 7919 + int(self.started))
         timeout = httpx.Timeout(120.0, connect=10.0)
         async with httpx.AsyncClient(timeout=timeout, headers=self.headers) as http:
             while not stop.is_set() and time.monotonic() < deadline and (max_requests is None or self.count < max_requests):
-                roll = rng.random()
-                if roll < self.mix.share:
-                    await (self.web_download if self.mix.web_url and rng.random() < 0.5 else self.glance_direct)(http, rng)
+                if self._next_is_import():
+                    await self._next_import()(http, rng)
                     continue
-                roll = (roll - self.mix.share) / (1 - self.mix.share)
+                roll = rng.random()
                 if roll < 0.3:
                     await self.list_images(http)
                 elif roll < 0.6:
