@@ -15,7 +15,9 @@ code: ``glance/api/v2/images.py``, ``glance/async_/flows/api_image_import.py``):
 
 Staged images that no import runs for are not in flight (they may wait for days): they are
 listed before a stop (:attr:`ImportWork.staged`). Soft-deleted rows (``deleted = 1``) are never
-counted. A read that fails raises; the caller makes it unknown, never 0.
+counted. An image left importing (or with stores left) that no live task names is judged by
+Glance's own import-lock rule (:func:`lock_left`), its lock task read in one more set-based read.
+A read that fails raises; the caller makes it unknown, never 0.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ _STORES_LEFT = (f"SELECT p.image_id FROM image_properties p WHERE p.name = '{IMP
 _IMAGES_BY_ID = f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.deleted = 0 AND i.id IN ({{}})"
 _PROPS = ("SELECT image_id, name, value FROM image_properties WHERE deleted = 0"
           f" AND name IN ('{STAGE_HOST}', '{IMPORT_TASK}', '{IMPORTING_TO}') AND image_id IN ({{}})")
+# The tasks named by the locks of images no live task runs for, soft-deleted ones too (Glance's
+# elevated context sees them); no COALESCE: Glance itself reads ``updated_at``.
+_LOCKS = "SELECT id, status, deleted, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) FROM tasks WHERE id IN ({})"
 
 
 @dataclass(frozen=True)
@@ -64,17 +69,21 @@ class ImportItem:
     task_id: str = ""
     where: str = "any node"  # "this node" (its stage host) or "staged on NODE" (its staging file), set by :func:`for_node`
     task_status: str = ""  # its task's status (pending / processing); "" when no task names it
-    idle: float | None = None  # seconds since its task was last updated (database clock); None without a task
+    idle: float | None = None  # seconds since its task (or its lock's task) was last updated (database clock); None without one
+    lock: str = ""  # no live task runs for it: its lock task's status as read, "missing" (no such row) or "none" (no lock)
+    note: str = ""  # why it is (still) counted or set aside, by Glance's lock rule and the staging evidence
 
     def describe(self) -> str:
         size = "size ?" if self.size is None else f"{_size(self.size)} so far"
         age = "age ?" if self.age is None else f"{self.age:.0f}s old"
         what = self.image_id or f"task {self.task_id}"
-        return f"{what} ({self.method}; {', '.join(self.signs)}; {age}; {size}; {self.where})"
+        note = f"; {self.note}" if self.note else ""
+        return f"{what} ({self.method}; {', '.join(self.signs)}{note}; {age}; {size}; {self.where})"
 
     def as_dict(self) -> dict[str, Any]:
         return {"image": self.image_id, "method": self.method, "signs": list(self.signs), "age": self.age,
-                "size": self.size, "stage_host": self.stage_host, "task": self.task_id, "where": self.where, "idle": self.idle}
+                "size": self.size, "stage_host": self.stage_host, "task": self.task_id, "where": self.where, "idle": self.idle,
+                "lock": self.lock or None, "note": self.note or None}
 
 
 def _size(n: int) -> str:
@@ -156,7 +165,41 @@ async def read_import_work(db: "Database") -> ImportWork:
                                      mine.get(IMPORT_TASK, "")))
         else:
             items[image_id] = ImportItem(image_id, "?", tuple(signs), _seconds(age), _int(size), mine.get(STAGE_HOST, ""), mine.get(IMPORT_TASK, ""))
-    return ImportWork(tuple(items.values()), tuple(staged), len(tasks) >= LIMIT or len(images) >= LIMIT or len(stores_left) >= LIMIT)
+    locks = await _lock_tasks(db, sorted({i.task_id for i in items.values() if not i.task_status and i.task_id}))
+    running = tuple(i if i.task_status else _with_lock(i, locks.get(i.task_id)) for i in items.values())
+    return ImportWork(running, tuple(staged), len(tasks) >= LIMIT or len(images) >= LIMIT or len(stores_left) >= LIMIT)
+
+
+async def _lock_tasks(db: "Database", ids: list[str]) -> dict[str, tuple[str, bool, float | None]]:
+    """task id -> (status, soft-deleted, seconds since updated_at) for the lock tasks of images no live task runs for."""
+    found: dict[str, tuple[str, bool, float | None]] = {}
+    for start in range(0, len(ids), 200):
+        chunk = ids[start:start + 200]
+        for task_id, status, deleted, since in await db.rows(_LOCKS.format(", ".join(["%s"] * len(chunk))), tuple(chunk)):
+            found[str(task_id)] = (str(status or ""), bool(deleted), _seconds(since))
+    return found
+
+
+def _with_lock(item: ImportItem, row: tuple[str, bool, float | None] | None) -> ImportItem:
+    """An image no live task runs for, with its lock as Glance would judge it (:func:`lock_left`)."""
+    if not item.task_id:
+        lock, idle, text = "none", None, f"no import lock ({IMPORT_TASK} unset): Glance lets a new import take it at once"
+    elif row is None:
+        lock, idle, text = "missing", None, f"its lock's task {item.task_id} is not in Glance's tasks: Glance breaks the lock at once"
+    else:
+        lock, deleted, idle = row
+        done = {"success": "succeeded", "failure": "failed"}.get(lock, f"is {lock!r}")
+        when = "at an unknown time" if idle is None else f"{idle / 60:.0f} min ago"
+        text = f"its task {done}{' (soft-deleted)' if deleted else ''}, last changed {when}"
+    judged = replace(item, lock=lock, idle=idle)
+    left, window = lock_left(judged), _window(judged)
+    if left is None:
+        text += "; Glance never breaks this lock by itself"
+    elif lock not in ("none", "missing"):
+        text += f"; Glance breaks the lock after {LOCK_EXPIRY[lock] / 60:.0f} min"
+    if left == 0 and (item.age is None or item.age < window):
+        text += f"; the image changed {'at an unknown time' if item.age is None else f'{item.age / 60:.0f} min ago'} (within {window / 60:.0f} min)"
+    return replace(judged, note=text)
 
 
 def _int(value: Any) -> int | None:
@@ -209,28 +252,68 @@ class StagedFiles:
 FILE_SLACK = 30.0
 
 
-# Glance breaks an import's lock (fails its task, lets a new import start) once the task has not
-# been updated for this long: glance/api/v2/images.py ``_enforce_import_lock`` (60 minutes, doubled
-# while pending). A live import updates its task with every chunk it copies to a store, and writes
-# its staging file while it downloads or converts.
-LOCK_EXPIRY = {"processing": 3600.0, "pending": 7200.0}
+# Glance's import lock (glance/api/v2/images.py, ``ImagesController._enforce_import_lock``, run by
+# ``import_image`` when the image has ``os_glance_import_task``): it reads the named task with an
+# elevated context, which sees soft-deleted rows too. No such task (purged) -> the lock is stale,
+# broken at once. A task ``pending``/``processing``/``success``/``failure`` whose ``updated_at`` is
+# 60 minutes old (120 while ``pending``) -> broken (``_bust_import_lock`` fails it, drops the lock);
+# any other status never expires. No ``os_glance_import_task`` -> no lock at all. A live import
+# updates its task with every chunk it copies to a store (``_ImportToStore._status_callback``) and
+# writes its staging file while it downloads or converts. A failed flow normally reverts the image
+# to ``queued`` (``_VerifyImageState.revert``, api_image_import.py) and drops its lock
+# (``_ImageLock.revert``); an image stays ``importing`` when its worker died mid-flow (task left
+# ``processing``) or the revert itself failed (task ``failure``, image ``importing``). Glance then
+# refuses every new import of it by status, before the lock is even checked: nothing else runs for it.
+LOCK_EXPIRY = {"processing": 3600.0, "pending": 7200.0, "success": 3600.0, "failure": 3600.0}
+
+
+def lock_left(item: ImportItem) -> float | None:
+    """Seconds until Glance's ``_enforce_import_lock`` lets a new import take the item's lock (0:
+    now); None when it never does by itself (a status it does not expire, no ``updated_at``)."""
+    state = item.lock or item.task_status
+    if state in ("none", "missing"):
+        return 0.0
+    limit = LOCK_EXPIRY.get(state)
+    return None if limit is None or item.idle is None else max(0.0, limit - item.idle)
+
+
+def _window(item: ImportItem) -> float:
+    """How long nothing of it may have changed (its task, its image, its staging files) before it is dead."""
+    return LOCK_EXPIRY.get(item.lock or item.task_status, LOCK_EXPIRY["processing"])
 
 
 def may_expire(item: ImportItem) -> bool:
-    """Its task is idle past Glance's lock expiry: worth reading the staging directories for."""
-    limit = LOCK_EXPIRY.get(item.task_status)
-    return limit is not None and item.idle is not None and item.idle >= limit
+    """Glance would let a new import take its lock now, and (no live task naming it) its image has
+    not changed within that window: worth reading the staging directories for."""
+    if lock_left(item) != 0:
+        return False
+    return not item.lock or (item.age is not None and item.age >= _window(item))
 
 
 def expired(item: ImportItem, files: StagedFiles | None) -> bool:
-    """Dead by Glance's own rule, with nothing on any node saying otherwise: its task idle past
-    the lock expiry, every node's staging directory read, and no file of its image written
-    within that time on any of them. Anything unread keeps it running (unknown is never dead)."""
-    if not may_expire(item) or files is None or files.unread:
-        return False
-    limit = LOCK_EXPIRY[item.task_status]
-    youngest = min(files.ages.get(item.image_id, {}).values(), default=None) if item.image_id else None
-    return youngest is None or youngest >= limit
+    """Dead by Glance's own rule, with nothing on any node saying otherwise: its lock breakable
+    (:func:`may_expire`), every node's staging directory read, and no file of its image written
+    within the window on any of them. Anything unread keeps it running (unknown is never dead)."""
+    return may_expire(item) and not staging_alive(item, files)
+
+
+def staging_alive(item: ImportItem, files: StagedFiles | None) -> str:
+    """Why the staging directories may show it alive ("" when every one was read and none holds a
+    file of its image changed within the window)."""
+    if files is None:
+        return "the staging directories were not read"
+    if files.unread:
+        return f"staging directory unread on {', '.join(sorted(files.unread))}"
+    ages = files.ages.get(item.image_id, {}) if item.image_id else {}
+    young = sorted(n for n, a in ages.items() if a < _window(item))
+    return f"a staging file of it changed {min(ages[n] for n in young) / 60:.0f} min ago on {', '.join(young)}" if young else ""
+
+
+def _dead(item: ImportItem) -> str:
+    if not item.lock:
+        return (f"expired: its task has not changed for {(item.idle or 0) / 60:.0f} min (Glance breaks its lock after "
+                f"{LOCK_EXPIRY[item.task_status] / 60:.0f} min) and no node's staging file of it changed since; not waited for")
+    return f"expired: the image unchanged for {(item.age or 0) / 60:.0f} min and no node's staging file of it changed since; not waited for"
 
 
 def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles | None = None) -> ImportWork:
@@ -238,10 +321,9 @@ def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles 
     names it, and the running work whose only staging file is on it (``files``). An import dead by
     Glance's lock expiry (:func:`expired`) counts against no node; it is kept in ``expired``."""
 
-    dead = tuple(replace(i, where=f"expired: its task has not changed for {i.idle / 60:.0f} min (Glance breaks its lock after "
-                                  f"{LOCK_EXPIRY[i.task_status] / 60:.0f} min) and no node's staging file of it changed since; not waited for")
-                 for i in work.running if i.idle is not None and expired(i, files))
+    dead = tuple(replace(i, where=_dead(i)) for i in work.running if expired(i, files))
     gone = {(i.image_id, i.task_id) for i in dead}
+    work = with_evidence(work, files)
 
     def mine(item: ImportItem, running: bool) -> ImportItem | None:
         owner = hosts.owner(item.stage_host) if item.stage_host else None
@@ -254,3 +336,12 @@ def for_node(work: ImportWork, node: str, hosts: StageHosts, files: StagedFiles 
 
     return ImportWork(tuple(i for i in (mine(x, True) for x in work.running if (x.image_id, x.task_id) not in gone) if i is not None),
                       tuple(i for i in (mine(x, False) for x in work.staged) if i is not None), work.truncated, work.expired + dead)
+
+
+def with_evidence(work: ImportWork, files: StagedFiles | None) -> ImportWork:
+    """Each running item whose lock Glance would break but is still counted, its note saying which
+    staging evidence keeps it (``status`` and the drain view show why it is waited for)."""
+    def kept(item: ImportItem) -> ImportItem:
+        why = staging_alive(item, files) if may_expire(item) else ""
+        return replace(item, note=f"{item.note}; {why}" if item.note else why) if why else item
+    return replace(work, running=tuple(kept(i) for i in work.running))

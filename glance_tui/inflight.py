@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from glance_tui.db_clients import resolve_here
 from glance_tui.errors import GlanceTuiError
-from glance_tui.import_work import ImportItem, ImportWork, StagedFiles, StageHosts, expired, for_node, may_expire, read_import_work
+from glance_tui.import_work import (ImportItem, ImportWork, StagedFiles, StageHosts, expired, for_node, may_expire, read_import_work,
+                                    with_evidence)
 from glance_tui.node.container_mounts import host_place
 from glance_tui.node.containers import parse_container
 from glance_tui.node.glance_conf import ImportConf, parse_import_conf, parse_staging_ages
@@ -246,8 +247,8 @@ async def read_in_flight(ctx: "Context", node: str, view: "ServerView", hosts: S
         except GlanceTuiError as exc:
             problems.append(f"cannot read Glance's import work from the database: {exc.what}")
             return None
-        # running work whose stage host names no node is narrowed by the staging file, and a task
-        # idle past Glance's lock expiry is dead only if no node's file of it changed: read only then
+        # running work whose stage host names no node is narrowed by the staging file, and work whose
+        # lock Glance would break is dead only if no node's file of it changed: read only then
         files = await staged_files(ctx, hosts) if any(not hosts.owner(i.stage_host) or may_expire(i) for i in work.running) else None
         return for_node(work, node, hosts, files)
 
@@ -345,4 +346,4 @@ async def cluster_work(ctx: "Context") -> ClusterWork:
 
     (work, error), hosts, *found = await asyncio.gather(imports(), stage_hosts(ctx), *(conns(n) for n in names))
     files = await staged_files(ctx, hosts) if work is not None and work.running else None
-    return ClusterWork(work, error, hosts, dict(zip(names, found)), errors, files)
+    return ClusterWork(None if work is None else with_evidence(work, files), error, hosts, dict(zip(names, found)), errors, files)

@@ -10,7 +10,7 @@ import pytest
 
 from glance_tui.adapters.database import Database
 from glance_tui.errors import AdapterError
-from glance_tui.import_work import StagedFiles, StageHosts, for_node, read_import_work
+from glance_tui.import_work import StagedFiles, StageHosts, for_node, lock_left, read_import_work
 from glance_tui.lab.mariadb import sql_string
 from glance_tui.node.glance_conf import parse_import_conf
 
@@ -33,10 +33,11 @@ def _q(value) -> str:
 
 
 def image(db, status: str, *, size: int | None = None, props: dict[str, str] | None = None, deleted: int = 0,
-          deleted_props: dict[str, str] | None = None) -> str:
+          deleted_props: dict[str, str] | None = None, idle: int = 30) -> str:
+    """An image row last changed ``idle`` seconds ago."""
     image_id = str(uuid.uuid4())
     db.execute(f"INSERT INTO images (id, name, size, status, created_at, updated_at, deleted, min_disk, min_ram, visibility) VALUES "
-               f"({_q(image_id)}, 'img', {_q(size)}, {_q(status)}, UTC_TIMESTAMP() - INTERVAL 90 SECOND, UTC_TIMESTAMP() - INTERVAL 30 SECOND, {deleted}, 0, 0, 'shared')")
+               f"({_q(image_id)}, 'img', {_q(size)}, {_q(status)}, UTC_TIMESTAMP() - INTERVAL {idle + 60} SECOND, UTC_TIMESTAMP() - INTERVAL {idle} SECOND, {deleted}, 0, 0, 'shared')")
     for gone, rows in ((0, props or {}), (1, deleted_props or {})):
         for name, value in rows.items():
             db.execute(f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES "
@@ -185,6 +186,52 @@ async def test_an_import_dead_by_glances_lock_expiry_counts_against_no_node(gdb)
     unread = StagedFiles({}, {"b": "cannot list"})
     assert not for_node(work, "a", hosts, unread).expired and dead in {i.image_id for i in for_node(work, "a", hosts, unread).running}
     assert {i.image_id for i in for_node(work, "a", hosts, StagedFiles()).expired} == {dead, alive_file}  # no file anywhere
+
+
+async def test_an_image_left_importing_with_no_live_task_is_judged_by_glances_lock_rule(gdb) -> None:
+    """``_enforce_import_lock``: a lock whose task is missing, or that names no task, is broken at
+    once; one whose task finished (soft-deleted rows too: Glance's elevated context sees them) after
+    60 minutes unchanged. Set aside only when, besides, the image has not changed for 60 minutes and
+    every node's staging directory was read with no file of it changed within that time."""
+    lock = lambda task_id: {"os_glance_import_task": task_id}  # noqa: E731
+    failed_old, failed_young, done_old, deleted_old, missing, nolock, young_image, stores_left, live_lock = (
+        image(gdb, "importing", idle=4000), image(gdb, "importing", idle=4000), image(gdb, "importing", idle=4000),
+        image(gdb, "importing", idle=4000), image(gdb, "importing", idle=4000, props=lock(str(uuid.uuid4()))),
+        image(gdb, "importing", idle=4000), image(gdb, "importing", idle=600, props=lock(str(uuid.uuid4()))),
+        image(gdb, "active", idle=4000, props={"os_glance_importing_to_stores": "fs2"}), image(gdb, "importing", idle=4000))
+    for img, status, idle, deleted in ((failed_old, "failure", 3700, 0), (failed_young, "failure", 720, 0), (done_old, "success", 3700, 0),
+                                       (deleted_old, "failure", 3700, 1), (stores_left, "failure", 3700, 0)):
+        tid = task(gdb, status, img, "copy-image", idle=idle, deleted=deleted)
+        gdb.execute(f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES ({_q(img)}, 'os_glance_import_task', {_q(tid)}, UTC_TIMESTAMP(), 0)")
+    # a lock naming a task the tasks read did not see (it began between the reads): Glance's rule still holds it
+    other = task(gdb, "processing", None, "web-download", idle=60, column_image=False)
+    gdb.execute(f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES ({_q(live_lock)}, 'os_glance_import_task', {_q(other)}, UTC_TIMESTAMP(), 0)")
+    work = await read(gdb)
+    by_image = {i.image_id: i for i in work.running if i.image_id}
+    assert {i: (by_image[i].lock, lock_left(by_image[i]) == 0) for i in (failed_old, failed_young, done_old, deleted_old, missing, nolock, stores_left, live_lock)} == {
+        failed_old: ("failure", True), failed_young: ("failure", False), done_old: ("success", True), deleted_old: ("failure", True),
+        missing: ("missing", True), nolock: ("none", True), stores_left: ("failure", True), live_lock: ("processing", False)}
+    assert "its task failed, last changed 12 min ago; Glance breaks the lock after 60 min" in by_image[failed_young].describe()
+    assert "soft-deleted" in by_image[deleted_old].note and "not in Glance's tasks" in by_image[missing].note
+    assert "the image changed 10 min ago" in by_image[young_image].describe()
+    hosts = StageHosts({"a": A, "b": B}, dirs={"a": "/s", "b": "/s"})
+    dead = {failed_old, done_old, deleted_old, missing, nolock, stores_left}
+    quiet = StagedFiles({failed_old: ("a",)}, ages={failed_old: {"a": 3650.0}})  # a file older than the window is no sign of life
+    for node in ("a", "b"):
+        mine = for_node(work, node, hosts, quiet)
+        assert {i.image_id for i in mine.expired} == dead
+        assert {i.image_id or i.task_id for i in mine.running} == {failed_young, young_image, live_lock, other}
+        assert all("expired" in i.describe() for i in mine.expired)
+    # a recent staging file of it on one node, or one node's directory unread, or none read: it stays, saying why
+    recent = StagedFiles({missing: ("b",)}, ages={missing: {"b": 120.0}})
+    kept = next(i for i in for_node(work, "b", hosts, recent).running if i.image_id == missing)
+    assert "a staging file of it changed 2 min ago on b" in kept.describe() and "staged on b" in kept.describe()
+    assert missing not in {i.image_id for i in for_node(work, "a", hosts, recent).expired}
+    unread = StagedFiles({}, {"b": "cannot list"})
+    assert not for_node(work, "a", hosts, unread).expired
+    assert "staging directory unread on b" in next(i for i in for_node(work, "a", hosts, unread).running if i.image_id == nolock).describe()
+    assert not for_node(work, "a", hosts, None).expired
+    assert by_image[nolock].as_dict()["lock"] == "none"
 
 
 def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
