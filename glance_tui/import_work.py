@@ -194,7 +194,7 @@ def _with_lock(item: ImportItem, row: tuple[str, bool, float | None] | None) -> 
     judged = replace(item, lock=lock, idle=idle)
     left, window = lock_left(judged), _window(judged)
     if left is None:
-        text += "; Glance never breaks this lock by itself"
+        text += "; its age cannot be judged, so it is waited for" if lock in LOCK_EXPIRY else "; Glance never breaks this lock by itself"
     elif lock not in ("none", "missing"):
         text += f"; Glance breaks the lock after {LOCK_EXPIRY[lock] / 60:.0f} min"
     if left == 0 and (item.age is None or item.age < window):

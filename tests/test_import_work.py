@@ -234,6 +234,24 @@ async def test_an_image_left_importing_with_no_live_task_is_judged_by_glances_lo
     assert by_image[nolock].as_dict()["lock"] == "none"
 
 
+async def test_a_lock_glance_never_expires_or_cannot_date_is_waited_for(gdb) -> None:
+    """A lock task in a status Glance does not expire, or with no ``updated_at`` (Glance itself
+    could not age it): never set aside, even with every staging directory read and empty."""
+    odd, undated = image(gdb, "importing", idle=9000), image(gdb, "importing", idle=9000)
+    odd_task = task(gdb, "cancelled", odd, "web-download", idle=9000)
+    undated_task = task(gdb, "failure", undated, "web-download")
+    gdb.execute(f"UPDATE tasks SET updated_at = NULL WHERE id = {_q(undated_task)}")
+    for img, tid in ((odd, odd_task), (undated, undated_task)):
+        gdb.execute(f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES ({_q(img)}, 'os_glance_import_task', {_q(tid)}, UTC_TIMESTAMP(), 0)")
+    work = await read(gdb)
+    by_image = {i.image_id: i for i in work.running}
+    assert (lock_left(by_image[odd]), lock_left(by_image[undated])) == (None, None)
+    assert "Glance never breaks this lock by itself" in by_image[odd].describe()
+    assert "its age cannot be judged, so it is waited for" in by_image[undated].describe()
+    mine = for_node(work, "a", StageHosts({"a": A}, dirs={"a": "/s"}), StagedFiles())
+    assert not mine.expired and {i.image_id for i in mine.running} == {odd, undated}
+
+
 def test_a_staging_listing_names_images_by_the_part_before_the_first_dot() -> None:
     from glance_tui.node.glance_conf import parse_staging_ages
 
