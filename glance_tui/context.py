@@ -95,6 +95,9 @@ class Context:
         self.lb_lock = asyncio.Lock()
         self.restarts_journaled = 0  # HAProxy restarts already journaled (see glance_tui.holds)
         self.hold_asserted: dict[str, int] = {}  # node -> restarts seen when the hold guard last re-asserted it
+        # node -> the hold an earlier process of this run dropped for a ``ready`` it never saw end
+        # (see glance_tui.holds.readies_cut_off): the drain's re-probe decides whether it is ours again
+        self.cut_off_ready: dict[str, str] = {}
         self._backup_verified: tuple[Any, str] | None = None  # (record, file signature) of the last full verify
         self.own_db_connections: Callable[[], set[int]] = set  # the run's own database connections besides the adapter's
 

@@ -21,7 +21,7 @@ from glance_tui.events import (
 )
 from glance_tui.crash import bug_line
 from glance_tui.gates import Gate, GateResult, evaluate_all
-from glance_tui.holds import keep_out
+from glance_tui.holds import keep_out, readies_cut_off
 from glance_tui.cloudlock import CloudLock, CloudLocked, CloudLockLost
 from glance_tui.command_tags import settle
 from glance_tui.journal import Journal, JournalWriteFailed, NullJournal, binlog_trust_to_restore, carry_over, journal_dir, latest_journal, run_origin, unfinished_journal
@@ -123,7 +123,9 @@ class Engine:
             state = RunState.from_journal(pending.path)
             if binlog_trust_to_restore(pending.records()) is False:  # set, then killed before the state was saved
                 state.log_bin_trust_old = False
-            return cls(config, cluster=cluster, journal=pending, state=state, **kw)
+            engine = cls(config, cluster=cluster, journal=pending, state=state, **kw)
+            engine.ctx.cut_off_ready = readies_cut_off(pending.records())  # killed between a ready's hold drop and its send
+            return engine
         previous = latest_journal(directory)
         if previous is not None and not previous.finished:
             previous.write("run.end", ok=False, detail="superseded by a new run")

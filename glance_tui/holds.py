@@ -12,7 +12,7 @@ once, telling the operator.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable
 
 from glance_tui.adapters.lbset import OUT_STATES
 from glance_tui.events import Notice
@@ -20,6 +20,49 @@ from glance_tui.events import Notice
 if TYPE_CHECKING:
     from glance_tui.context import Context
     from glance_tui.probes import LBFacts
+
+_HOLDS = ("drain", "maint")
+
+
+def readies_cut_off(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """node -> the hold (drain/maint) the run had on it when its own ``ready`` began and never
+    ended ok (a forward action, or a rollback's). ``lb_act`` saves the hold's drop before it sends
+    the ready, so a kill between the two leaves the node out of rotation on every instance yet no
+    longer held: resumed, the run would drain it again as if someone else had. Which of the two
+    happened is read from the load balancer on resume (:func:`retake_hold`), never assumed."""
+    held: dict[str, str] = {}
+    open_: dict[Any, tuple[str, str]] = {}  # (step, "ready") or ("rollback", node) -> (node, hold)
+    for r in records:
+        event, node = r.get("event"), r.get("node")
+        if event == "state":
+            raw = r.get("held")
+            held = {str(n): a for n, a in raw.items() if a in _HOLDS} if isinstance(raw, dict) else {}
+        elif event == "action.start" and r.get("action") == "ready" and isinstance(node, str) and node in held:
+            open_[(r.get("step"), "ready")] = (node, held[node])
+        elif event == "action.end" and r.get("action") == "ready" and r.get("ok") is True:
+            open_.pop((r.get("step"), "ready"), None)
+        elif event == "rollback.action" and r.get("action") == "ready" and isinstance(node, str) and node in held:
+            open_[("rollback", node)] = (node, held[node])
+        elif event == "rollback.end" and r.get("ok") is True:
+            open_.pop(("rollback", node), None)
+    return {node: hold for node, hold in open_.values() if node not in held}
+
+
+async def retake_hold(ctx: "Context", node: str) -> bool:
+    """The caller saw ``node`` out of rotation on every instance and not held: if this run's own
+    ``ready`` for it was cut off before it took effect, the node is still this run's — hold it
+    again (saved) so the hold guard keeps it out and the step's own ``ready`` ends it. True then."""
+    hold = ctx.cut_off_ready.pop(node, None)
+    if hold is None:
+        return False
+    async with ctx.lb_lock:
+        if node not in ctx.state.held:
+            ctx.state.held[node] = hold
+            ctx.hold_asserted[node] = ctx.cluster.lb.restarts_seen
+            ctx.save_state()
+    ctx.emit(Notice("info", f"{node}: this run's ready was cut off before it took effect (still {hold.upper()} everywhere); "
+                            "the run holds it out again and readies it when its step ends"))
+    return True
 
 
 async def keep_out(ctx: "Context", facts: "LBFacts | None" = None) -> list[str]:

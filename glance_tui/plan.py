@@ -20,7 +20,7 @@ from glance_tui.command_tags import settle_database
 from glance_tui.errors import GlanceTuiError
 from glance_tui.adapters.lbset import ServerView
 from glance_tui.events import DrainProgress, Notice
-from glance_tui.holds import keep_out
+from glance_tui.holds import keep_out, retake_hold
 from glance_tui.inflight import InFlight, WaitLedger, lb_sources, read_in_flight, stage_hosts
 from glance_tui.kolla_rollback import remember_prior_image
 from glance_tui.node.containers import recreate_command
@@ -292,7 +292,9 @@ def drain_action(node: str) -> Action:
         # A server a health check marked DOWN while its admin state is READY is not in rotation
         # now, but would be the moment it answers again: drain unless DRAIN/MAINT everywhere.
         # Drained by someone else, it is drained again by this run, which then holds it out.
-        return not (await _complete_view(ctx, node)).admin_out or node not in ctx.state.held
+        if not (await _complete_view(ctx, node)).admin_out:
+            return True
+        return node not in ctx.state.held and not await retake_hold(ctx, node)
 
     async def run(ctx: "Context", io: ActionIO) -> None:
         await lb_act(ctx, node, "drain")
