@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, ScreenStackError
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -44,10 +45,11 @@ class Dialog(ModalScreen[T], Generic[T]):
     AUTO_FOCUS = "Input, OptionList, #dialog-buttons Button"
     title_text = ""
     safe_answer: Any = None
+    answered = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
+            yield Label(self.title_text, id="dialog-title", markup=False)  # titles carry node and gate names
             with VerticalScroll(id="dialog-body"):
                 yield from self.body()
             with Horizontal(id="dialog-buttons"):
@@ -61,6 +63,19 @@ class Dialog(ModalScreen[T], Generic[T]):
 
     def action_safe(self) -> None:
         self.dismiss(self.safe_answer)
+
+    def dismiss(self, result: Any = None) -> AwaitComplete:
+        """Answer once, and only while on top: a key repeated before the dialog closed, a double
+        click or a button press queued under a newer dialog would otherwise pop the screen above or
+        below it (the main screen, or a question the engine still waits on)."""
+        try:
+            on_top = self.app.screen is self
+        except ScreenStackError:  # the app is ending
+            on_top = False
+        if self.answered or not on_top:
+            return AwaitComplete.nothing()
+        self.answered = True
+        return super().dismiss(result)
 
 
 def _commands(commands: list[str]) -> Static:
