@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from glance_tui.api import Action, BlockedDecision, DrainDecision, FailureDecision, GateResult, Step
+from screens.terminal_safe import escaped_lines
 
 T = TypeVar("T")
 
@@ -285,8 +286,9 @@ class FailureScreen(Dialog[FailureDecision]):
         self.title_text = f"FAILED — step {step.number}: {action.title}"
 
     def body(self) -> ComposeResult:
-        yield Static(Text(self.error, style="bold"), id="failure-error")
-        yield Static(Text("Output (last lines):\n" + ("\n".join(self.output) or "(no output)")), classes="commands", id="failure-output")
+        yield Static(Text(escaped_lines(self.error), style="bold"), id="failure-error")
+        output = "\n".join(escaped_lines(line) for line in self.output)  # a node's output: its escape sequences shown, not obeyed
+        yield Static(Text("Output (last lines):\n" + (output or "(no output)")), classes="commands", id="failure-output")
         choices = "r: retry the action\n"
         if self.can_rollback:
             choices += f"b: roll {self.action_.node} back to the old release and into rotation\n"

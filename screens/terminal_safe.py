@@ -36,6 +36,11 @@ class TerminalSafeFilter(LineFilter):
         return [s if s.control else Segment(TERMINAL_CONTROLS.sub("", s.text), s.style) for s in segments]
 
 
+def escaped_lines(text: str) -> str:
+    """Outside text shown as written, line by line: each line's control characters escaped."""
+    return "\n".join(one_line(line) for line in text.splitlines())
+
+
 def paste_problem(text: str) -> str | None:
     """Why a paste is refused (one line: what, and how to paste it), or None to take it."""
     body = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith(("\n", "\r")) else text  # one copied line

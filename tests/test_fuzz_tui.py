@@ -27,10 +27,11 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 from textual import events
+from textual.drivers.headless_driver import HeadlessDriver
 from textual.screen import Screen
 from textual.widgets import Input
 
-from glance_tui.api import BlockedDecision, DrainDecision, GlanceTuiError, RunState
+from glance_tui.api import BlockedDecision, DrainDecision, GlanceTuiError, Notice, OutputLine, RunState
 from screens.app import GlanceApp
 from screens.dialogs import (
     BlockedScreen, ChooseNodeScreen, ConfirmScreen, Dialog, DrainTimeoutScreen, FailureScreen, MessageScreen, QuitScreen,
@@ -55,6 +56,8 @@ CONTROL = ["ctrl+a", "ctrl+c", "ctrl+d", "ctrl+e", "ctrl+k", "ctrl+l", "ctrl+u",
 PASTES = ["maintenance window", "  \t  ", "\x1b[2J\x1b[Hscreen cleared", "\x1b]0;owned\x07title", "first line\nsecond line",
           "\u202eevil reversed", "ok\x00nul", "é日🙂 non-ASCII", "\x9b31mC1", "r" * 20_000, "contract", "stop"]
 SIZES = [(12, 4), (20, 5), (60, 20), (80, 24), (120, 40), (250, 80)]
+# what outside text (pastes, a node's output, a notice) tries to send; none of it may reach the terminal raw
+RAW = ["\x1b[2Jcleared", "\x1b[Hscreen cleared", "\x1b]0;owned", "\x07title", "\x1b[31mGot", "\u202eevil", "\x9b31m", "\x00nul"]
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -82,6 +85,21 @@ def random_sequence(rng: random.Random, n: int) -> list[tuple[str, Any]]:
 def shown(seq: list[tuple[str, Any]]) -> str:
     return ", ".join(f"{kind}:{value[:40]!r}{'…' if isinstance(value, str) and len(value) > 40 else ''}" if kind == "paste"
                      else f"{kind}:{value}" for kind, value in seq)
+
+
+class TerminalDriver(HeadlessDriver):
+    """No terminal, but every update is encoded as for one and kept, to check what would reach it."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.written: list[str] = []
+
+    @property
+    def is_headless(self) -> bool:
+        return False
+
+    def write(self, data: str) -> None:
+        self.written.append(data)
 
 
 @dataclass
@@ -224,6 +242,8 @@ async def still_answers(pilot: Any) -> None:
 
 async def at_main(pilot: Any, engine: ScriptedEngine) -> None:
     await ready(pilot)
+    engine.emit(Notice("warning", "a node said \x1b]0;owned\x07 and \x1b[2Jcleared"))  # outside text with escapes
+    engine.emit(OutputLine("glance-1", "stdout", "\x1b[31mGot error\x1b[0m \u202eevil"))
 
 
 async def at_main_busy(pilot: Any, engine: ScriptedEngine) -> None:
@@ -361,16 +381,18 @@ async def test_fuzzed_keys_pastes_and_resizes(tmp_path, monkeypatch, scenario):
     seq = random_sequence(rng, EVENTS)
     app, engine = at_contract(tmp_path) if scenario == "confirm-word" else make(tmp_path)
     seen = watch(app, engine, monkeypatch)
+    app.driver_class = TerminalDriver
     sent: list[tuple[str, Any]] = []
     size = rng.choice(SIZES[2:])
     try:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(headless=False, size=size) as pilot:
             await SCENARIOS[scenario](pilot, engine)
             engine.gate_delay = 0.0 if scenario != "main-busy" else engine.gate_delay
             await play(pilot, seq, sent, seen)
             engine.gate_delay = 0.0
             engine.failing.clear()
             await still_answers(pilot)
+            written = "".join(app._driver.written) if isinstance(app._driver, TerminalDriver) else ""
     except BaseException as exc:
         raise AssertionError(f"{scenario}: TUI_FUZZ_SEED={SEED} (scenario seed {seed}) size {size}: "
                              f"{type(exc).__name__}: {exc}\nsequence: {shown(sent)}") from exc
@@ -378,4 +400,47 @@ async def test_fuzzed_keys_pastes_and_resizes(tmp_path, monkeypatch, scenario):
     assert app._exception is None, f"the app failed: {app._exception!r}\n{context}"
     assert app.return_code in (None, 0), f"exit {app.return_code}\n{context}"
     assert not seen.problems(engine), f"{seen.problems(engine)}\n{context}"
+    assert written, "the terminal driver saw no output"
+    raw = [r for r in RAW if r in written]
+    assert not raw, f"outside text reached the terminal raw: {raw}\n{context}"
+    WATCHES.pop(app, None)
+
+
+# ---------------------------------------------------------------- the classes the fuzzing found, pinned
+
+async def test_every_step_can_be_selected_before_the_new_node_is_chosen(tmp_path):
+    """The database steps' previews needed the NEW NODE's kind (a KeyError ended the app)."""
+    app, engine = make(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        main = await ready(pilot)
+        for _ in engine.plan.steps:
+            await pilot.press("down")
+        await pilot.press("end")
+        await wait_for(pilot, lambda: "NEW NODE (chosen at step 2" in str(main.query_one("#step-detail").render()), what="contract's panel")
+    assert app._exception is None and app.return_code in (None, 0)
+
+
+async def test_a_dialog_answers_once_and_only_while_on_top(tmp_path, monkeypatch):
+    """Two presses queued before the dialog closed, or one on a dialog covered by another, must
+    not pop the screen above or below it (the main screen, or a question still awaited)."""
+    app, engine = make(tmp_path)
+    seen = watch(app, engine, monkeypatch)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await at_confirm(pilot, engine)
+        confirm = app.screen
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        confirm.query_one("#yes").press()  # under the quit question: ignored
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, QuitScreen) and engine.state.backup is None
+        await pilot.press("n")  # stay
+        await wait_for(pilot, lambda: app.screen is confirm)
+        confirm.query_one("#yes").press()
+        confirm.query_one("#yes").press()  # queued before the first answer closed it
+        await wait_for(pilot, lambda: engine.state.backup is not None, what="the backup to run once")
+        await pilot.pause(0.2)
+        assert app.main in app.screen_stack, f"the main screen was popped: {app.screen_stack}"
+        assert [a for a in seen.answers if a[0] == "ConfirmScreen"] == [("ConfirmScreen", True, {})]
+        await still_answers(pilot)
+    assert not seen.problems(engine)
     WATCHES.pop(app, None)
