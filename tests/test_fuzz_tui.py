@@ -9,7 +9,7 @@ After every sequence:
 
 - no exception in the app and no failed worker;
 - every changing action the engine ran was confirmed first (a typed word where the plan needs
-  one), and no override or forced stop carries a blank reason;
+  one), no step started while another ran, and no override or forced stop carries a blank reason;
 - no input holds a control character, and a paste that was refused said so on screen;
 - the app still answers: back on the main screen, ``l`` opens the journal.
 
@@ -156,6 +156,19 @@ def watch(app: GlanceApp, engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatc
         await do(step, action, op)
 
     engine._do = checked_do  # type: ignore[method-assign]
+    run_step = engine.run_step
+    running: list[str] = []
+
+    async def single_run_step(step, op):  # a key repeated faster than the step runs must not start it twice
+        if running:
+            seen.unconfirmed.append(f"step {step.id} started while {running} still ran")
+        running.append(step.id)
+        try:
+            return await run_step(step, op)
+        finally:
+            running.remove(step.id)
+
+    engine.run_step = single_run_step  # type: ignore[method-assign]
     dismiss = Screen.dismiss  # what a dialog's answer really goes through (after its own checks)
 
     def recorded_dismiss(self, result=None):
