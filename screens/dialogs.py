@@ -137,7 +137,7 @@ class ChooseNodeScreen(Dialog["str | None"]):
 
     def body(self) -> ComposeResult:
         yield Static(Text("It is drained, stopped and upgraded first; the database is expanded and migrated from it.\nUp/down to choose, enter to select, esc to cancel."))
-        yield OptionList(*[Option(f"{n}  {self.notes.get(n, '')}".rstrip(), id=n) for n in self.candidates], id="nodes")
+        yield OptionList(*[Option(Text(f"{n}  {self.notes.get(n, '')}".rstrip()), id=n) for n in self.candidates], id="nodes")  # text, not markup
 
     def on_mount(self) -> None:
         options = self.query_one("#nodes", OptionList)
