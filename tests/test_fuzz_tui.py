@@ -261,9 +261,9 @@ async def at_main(pilot: Any, engine: ScriptedEngine) -> None:
 
 async def at_main_busy(pilot: Any, engine: ScriptedEngine) -> None:
     main = await ready(pilot)
-    engine.gate_delay = 0.4  # every gate check is slow: the step is mid-way while the keys arrive
+    engine.gate_delay = 0.6  # every gate check is slow: the step is mid-way while the keys arrive
     await pilot.press("c")
-    assert main.continuing or main.busy
+    assert main.continuing or main.busy or "run:preflight" in engine.calls, "c did nothing"
 
 
 async def at_confirm(pilot: Any, engine: ScriptedEngine) -> None:
@@ -278,7 +278,14 @@ async def at_confirm_word(pilot: Any, engine: ScriptedEngine) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen) and pilot.app.screen.word == "contract")
 
 
+def past_backup(engine: ScriptedEngine) -> None:
+    """Preflight passed and the backup taken (as a resumed run finds them): the scenario starts at step 2."""
+    engine.preflight_ok = True
+    engine.state.backup = {"path": "/var/backups/glance/glance.sql"}
+
+
 async def at_choose_node(pilot: Any, engine: ScriptedEngine) -> None:
+    past_backup(engine)
     await ready(pilot)
     await drive_until(pilot, lambda: isinstance(pilot.app.screen, ChooseNodeScreen))
 
@@ -317,6 +324,7 @@ async def at_blocked_hard(pilot: Any, engine: ScriptedEngine) -> None:
 
 async def at_drain_timeout(pilot: Any, engine: ScriptedEngine) -> None:
     engine.drain_script = [5, 4, 4, 3]
+    past_backup(engine)
     await ready(pilot)
     await drive_until(pilot, lambda: isinstance(pilot.app.screen, DrainTimeoutScreen))
     screen = pilot.app.screen
@@ -457,3 +465,20 @@ async def test_a_dialog_answers_once_and_only_while_on_top(tmp_path, monkeypatch
         await still_answers(pilot)
     assert not seen.problems(engine)
     WATCHES.pop(app, None)
+
+
+async def test_lists_survive_a_terminal_narrower_than_their_padding(tmp_path):
+    """An option list given no width for its text made Textual's wrap divide by zero (the app
+    ended): the NEW NODE choice and the command palette, at sizes an operator's split pane reaches."""
+    app, engine = make(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await at_choose_node(pilot, engine)
+        for size in ((12, 4), (6, 3), (1, 1)):
+            await pilot.resize_terminal(*size)
+            await pilot.press("down")
+        await pilot.press("ctrl+p")
+        await pilot.resize_terminal(12, 4)
+        await pilot.press("escape")
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: isinstance(app.screen, ChooseNodeScreen), what="the NEW NODE choice again")
+    assert app._exception is None
