@@ -1,7 +1,10 @@
 """The TUI fuzzed as an operator would: seeded random keys, typed and pasted text, resizes.
 
 Each scenario brings the app (on the scripted engine: fast, no services) to one screen — the
-main screen idle and mid-step, every modal, the summary and the journal — then sends a seeded
+main screen idle and mid-step, every modal (confirmations with and without a typed word, the
+NEW NODE choice, blocked with a typed reason and without, the drain timeout, a failed action,
+an offered fix, an error message, the quit and resume questions), the summary and the journal
+— then sends a seeded
 random sequence of every binding the screens declare, arrows, tab/shift+tab, enter, escape,
 space, printable and non-ASCII text, control keys, pastes (escape sequences, control
 characters, several lines, 20,000 characters) and terminal resizes from 12×4 to 250×80.
@@ -31,11 +34,11 @@ from textual.drivers.headless_driver import HeadlessDriver
 from textual.screen import Screen
 from textual.widgets import Input
 
-from glance_tui.api import BlockedDecision, DrainDecision, GlanceTuiError, Notice, OutputLine, RunState
+from glance_tui.api import BlockedDecision, DrainDecision, GateResult, GlanceTuiError, Notice, OutputLine, Remedy, RunState
 from screens.app import GlanceApp
 from screens.dialogs import (
     BlockedScreen, ChooseNodeScreen, ConfirmScreen, Dialog, DrainTimeoutScreen, FailureScreen, MessageScreen, QuitScreen,
-    ResumeScreen,
+    RemedyScreen, ResumeScreen,
 )
 from screens.journal import JournalScreen
 from screens.main import MainScreen
@@ -47,7 +50,7 @@ SEED = int(os.environ.get("TUI_FUZZ_SEED", "20261207"))
 EVENTS = int(os.environ.get("TUI_FUZZ_EVENTS", "28"))  # per sequence
 
 SCREENS = (GlanceApp, MainScreen, SummaryScreen, JournalScreen, ConfirmScreen, ChooseNodeScreen, BlockedScreen,
-           DrainTimeoutScreen, FailureScreen, ResumeScreen, QuitScreen, MessageScreen, Dialog)
+           DrainTimeoutScreen, FailureScreen, RemedyScreen, ResumeScreen, QuitScreen, MessageScreen, Dialog)
 BINDING_KEYS = sorted({key.strip() for cls in SCREENS for b in cls.BINDINGS for key in b.key.split(",")})  # type: ignore[union-attr]
 NAVIGATION = ["up", "down", "left", "right", "home", "end", "pageup", "pagedown", "tab", "shift+tab", "enter", "escape",
               "space", "backspace", "delete"]
@@ -374,12 +377,30 @@ async def at_journal(pilot: Any, engine: ScriptedEngine) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, JournalScreen))
 
 
+async def at_remedy(pilot: Any, engine: ScriptedEngine) -> None:
+    """The engine offers to fix a failing gate itself (binlog): the question is the operator's."""
+    await ready(pilot)
+
+    async def never(ctx: Any) -> None:  # the fuzz answers; nothing is applied here
+        return None
+
+    result = GateResult("binlog", "Binary logging allows the migrations", False, "log_bin=ON, log_bin_trust_function_creators=OFF",
+                        "set it to 1 for the upgrade", remedy=Remedy("allow trigger creation for the upgrade",
+                                                                     "SET GLOBAL log_bin_trust_function_creators = 1", never))
+    pilot.app.run_worker(pilot.app.operator.offer_remedy(result), group="remedy", exit_on_error=False)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RemedyScreen))
+
+
+async def at_resume(pilot: Any, engine: ScriptedEngine) -> None:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResumeScreen))
+
+
 Scenario = Callable[[Any, ScriptedEngine], Awaitable[None]]
 SCENARIOS: dict[str, Scenario] = {
     "main": at_main, "main-busy": at_main_busy, "confirm": at_confirm, "confirm-word": at_confirm_word,
     "choose-node": at_choose_node, "blocked-soft": at_blocked, "blocked-hard": at_blocked_hard,
     "drain-timeout": at_drain_timeout, "failure": at_failure, "message": at_message, "quit": at_quit,
-    "summary": at_summary, "journal": at_journal,
+    "summary": at_summary, "journal": at_journal, "remedy": at_remedy, "resume": at_resume,
 }
 
 
@@ -401,6 +422,8 @@ async def test_fuzzed_keys_pastes_and_resizes(tmp_path, monkeypatch, scenario):
     rng = random.Random(seed)
     seq = random_sequence(rng, EVENTS)
     app, engine = at_contract(tmp_path) if scenario == "confirm-word" else make(tmp_path)
+    if scenario == "resume":  # an unfinished run was found: resume or start anew (the same scripted cluster)
+        app = GlanceApp(lambda resume: engine, config=engine.config, pending=True, multiplexer=True, clock=lambda: FROZEN, gate_interval=0.2)
     seen = watch(app, engine, monkeypatch)
     app.driver_class = TerminalDriver
     sent: list[tuple[str, Any]] = []
