@@ -29,7 +29,7 @@ from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, Wor
 from screens.main import WIDE_FROM, MainScreen, hard_failures
 from screens.operator import TuiOperator
 from screens.palette import GlanceCommands
-from screens.terminal_safe import TerminalSafeFilter, paste_problem
+from screens.terminal_safe import TerminalSafeFilter, install_paste_safe_parser, paste_problem
 
 EngineFactory = Callable[[bool], EngineView]
 CLOSE_BOUND = 2.0  # seconds quitting waits for connections to close
@@ -241,6 +241,7 @@ def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> i
     app = GlanceApp(lambda resume_: Engine.open(config, resume=resume_, dry_run=dry_run), config=config, dry_run=dry_run,
                     resume=resume, pending=pending)
     app.own_process = True
+    install_paste_safe_parser()  # a pasted ESC must not wedge the terminal's input parser
     previous = signal.signal(signal.SIGINT, lambda signum, frame: _sigint_to(app))
     try:
         app.run()

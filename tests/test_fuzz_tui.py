@@ -505,3 +505,21 @@ async def test_lists_survive_a_terminal_narrower_than_their_padding(tmp_path):
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: isinstance(app.screen, ChooseNodeScreen), what="the NEW NODE choice again")
     assert app._exception is None
+
+
+@pytest.mark.parametrize("cut", range(1, 40, 2))
+def test_a_pasted_escape_never_wedges_the_terminals_input_parser(cut):
+    """In a real terminal an ESC inside a bracketed paste made Textual's parser take the paste's
+    escape sequence as keys and miss its end: escape and the arrows stopped working. Split at any
+    point across reads, the paste arrives whole (its ESC as ␛, then refused) and keys work after it."""
+    from textual.events import Key, Paste
+
+    from screens.terminal_safe import PasteSafeParser, paste_problem
+
+    stream = "a\x1b[200~\x1b]2;owned\x07title\x1b[201~\x1b[A"
+    parser = PasteSafeParser()
+    events_ = [e for chunk in (stream[:cut], stream[cut:]) if chunk for e in parser.feed(chunk)]
+    pastes = [e.text for e in events_ if isinstance(e, Paste)]
+    keys = [e.key for e in events_ if isinstance(e, Key)]
+    assert pastes == ["␛]2;owned\x07title"] and keys == ["a", "up"], f"cut at {cut}: {events_}"
+    assert paste_problem(pastes[0]) is not None
