@@ -82,7 +82,10 @@ class PasteSafeParser(XTermParser):
         self._tail = ""  # the last characters read outside a paste (a start marker split across reads)
 
     def feed(self, data: str):  # type: ignore[override]
-        return super().feed(self.defang(data))
+        if not data:  # the end of input, as the driver says it
+            return super().feed(data)
+        safe = self.defang(data)
+        return super().feed(safe) if safe else ()  # all held back: "" would read as the end of input
 
     def defang(self, data: str) -> str:
         data, self._held = self._held + data, ""

@@ -523,3 +523,6 @@ def test_a_pasted_escape_never_wedges_the_terminals_input_parser(cut):
     keys = [e.key for e in events_ if isinstance(e, Key)]
     assert pastes == ["␛]2;owned\x07title"] and keys == ["a", "up"], f"cut at {cut}: {events_}"
     assert paste_problem(pastes[0]) is not None
+    one_by_one = PasteSafeParser()  # every character its own read
+    events_ = [e for char in stream for e in one_by_one.feed(char)]
+    assert [e.text for e in events_ if isinstance(e, Paste)] == pastes and [e.key for e in events_ if isinstance(e, Key)] == keys
