@@ -430,13 +430,16 @@ async def test_fuzzed_keys_pastes_and_resizes(tmp_path, monkeypatch, scenario):
     size = rng.choice(SIZES[2:])
     try:
         async with app.run_test(headless=False, size=size) as pilot:
+            driver = app._driver  # kept: an app that q ended has none any more
+            assert isinstance(driver, TerminalDriver)
             await SCENARIOS[scenario](pilot, engine)
-            engine.gate_delay = 0.0 if scenario != "main-busy" else engine.gate_delay
+            if scenario != "main-busy":
+                engine.gate_delay = 0.0
             await play(pilot, seq, sent, seen)
             engine.gate_delay = 0.0
             engine.failing.clear()
             await still_answers(pilot)
-            written = "".join(app._driver.written) if isinstance(app._driver, TerminalDriver) else ""
+        written = "".join(driver.written)
     except BaseException as exc:
         raise AssertionError(f"{scenario}: TUI_FUZZ_SEED={SEED} (scenario seed {seed}) size {size}: "
                              f"{type(exc).__name__}: {exc}\nsequence: {shown(sent)}") from exc
@@ -526,3 +529,19 @@ def test_a_pasted_escape_never_wedges_the_terminals_input_parser(cut):
     one_by_one = PasteSafeParser()  # every character its own read
     events_ = [e for char in stream for e in one_by_one.feed(char)]
     assert [e.text for e in events_ if isinstance(e, Paste)] == pastes and [e.key for e in events_ if isinstance(e, Key)] == keys
+
+
+async def test_q_on_an_idle_main_screen_ends_the_fuzzed_app_cleanly(tmp_path, monkeypatch):
+    """A sequence that quits ends there: exit 0, the engine closed, nothing raw written."""
+    app, engine = make(tmp_path)
+    seen = watch(app, engine, monkeypatch)
+    app.driver_class = TerminalDriver
+    sent: list[tuple[str, Any]] = []
+    async with app.run_test(headless=False, size=(80, 24)) as pilot:
+        driver = app._driver
+        await at_main(pilot, engine)
+        await play(pilot, [("key", "q"), ("key", "c"), ("paste", PASTES[2])], sent, seen)
+        await still_answers(pilot)
+    assert app.return_code == 0 and engine.closed and sent[0] == ("key", "q")
+    assert not [r for r in RAW if r in "".join(driver.written)] and not seen.problems(engine)
+    WATCHES.pop(app, None)
