@@ -11,7 +11,7 @@ from glance_tui.config import Config, load_config
 from glance_tui.context import RunState
 from glance_tui.crash import bug_line
 from glance_tui.engine import Engine, Outcome
-from glance_tui.errors import ConfigError, GlanceTuiError
+from glance_tui.errors import ConfigError, GlanceTuiError, one_line
 from glance_tui.terminal import require_terminal
 from glance_tui.events import (
     BLOCKED, DONE, FAILED, PENDING, READY, RUNNING, SKIPPED, STEP_STATES,
@@ -78,7 +78,7 @@ __all__ = [
     "FailureDecision", "GateResult", "GatesEvaluated", "GlanceTuiError", "Journal", "JournalProblem", "JournalWriteFailed", "LBFacts", "NodeFacts", "Notice",
     "Operator", "Outcome", "OutputLine", "PENDING", "Plan", "PlanChanged", "READY", "RUNNING", "Remedy", "RunFinished",
     "RunEnd", "RunState", "SKIPPED", "STEP_STATES", "ServerStats", "StateDirProblem", "Snapshot", "Step", "StepChanged", "Unattended", "bug_line",
-    "load_config", "read_records", "redact", "run_end", "write_report",
+    "load_config", "one_line", "read_records", "redact", "run_end", "write_report",
 ]
 
 from glance_tui.entry import INTERRUPTED  # noqa: E402 - the one line for Ctrl-C, in the TUI too

@@ -624,7 +624,9 @@ def _manage_action(kind: str, title: str, ok_codes: tuple[int, ...], *, confirm_
         ctx.journal.write("db", action=kind, check=check.code, heads=list(check.heads))
 
     def preview(ctx: "Context") -> list[str]:
-        node = ctx.state.new_node or "<NEW NODE>"
+        node = ctx.state.new_node
+        if not node:  # its commands depend on the node's kind and port: shown once it is chosen
+            return [f"glance-manage db {kind} on the NEW NODE (chosen at step 2; the exact commands are shown then)"]
         cmds = ctx.commands(node)
         return [getattr(cmds, f"db_{kind}")().display(), cmds.db_check().display() + f"   # must exit {' or '.join(map(str, ok_codes))}"]
 

@@ -15,6 +15,7 @@ import time
 from typing import Callable, Mapping
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
@@ -28,6 +29,7 @@ from screens.failures import FailureLog, ReportsFailedWorkers, WorkerFailed, Wor
 from screens.main import WIDE_FROM, MainScreen, hard_failures
 from screens.operator import TuiOperator
 from screens.palette import GlanceCommands
+from screens.terminal_safe import TerminalSafeFilter, install_paste_safe_parser, paste_problem
 
 EngineFactory = Callable[[bool], EngineView]
 CLOSE_BOUND = 2.0  # seconds quitting waits for connections to close
@@ -88,6 +90,7 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
         self.operator = TuiOperator(self, dry_run=dry_run)
         self.failures = FailureLog()
         self.own_process = False  # run_tui: the process's SIGINT and loop errors are the app's (not in tests)
+        self._filters.append(TerminalSafeFilter())  # no escape sequence from outside text reaches the terminal
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Opening the run and probing the cluster…"), id="opening")
@@ -151,6 +154,17 @@ class GlanceApp(ReportsFailedWorkers, App[int]):
             await engine.close()
             return factory(False)
         return engine
+
+    async def on_event(self, event: events.Event) -> None:
+        """A paste is checked once, here, for every input (dialogs, palette): control characters,
+        several lines or an overlong text are refused with one visible line, never inserted."""
+        if isinstance(event, events.Paste) and not event.is_forwarded:
+            problem = paste_problem(event.text)
+            if problem is not None:
+                self.bell()
+                self.notify(problem, severity="warning", timeout=10, markup=False)
+                return
+        await super().on_event(event)
 
     def on_worker_failed(self, message: WorkerFailed) -> None:
         """The one place a failed background worker reaches the operator."""
@@ -227,6 +241,7 @@ def run_tui(config_path: str | None, *, dry_run: bool, resume: bool | None) -> i
     app = GlanceApp(lambda resume_: Engine.open(config, resume=resume_, dry_run=dry_run), config=config, dry_run=dry_run,
                     resume=resume, pending=pending)
     app.own_process = True
+    install_paste_safe_parser()  # a pasted ESC must not wedge the terminal's input parser
     previous = signal.signal(signal.SIGINT, lambda signum, frame: _sigint_to(app))
     try:
         app.run()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, ScreenStackError
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -17,6 +18,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from glance_tui.api import Action, BlockedDecision, DrainDecision, FailureDecision, GateResult, Step
+from screens.terminal_safe import escaped_lines
 
 T = TypeVar("T")
 
@@ -44,10 +46,11 @@ class Dialog(ModalScreen[T], Generic[T]):
     AUTO_FOCUS = "Input, OptionList, #dialog-buttons Button"
     title_text = ""
     safe_answer: Any = None
+    answered = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
+            yield Label(self.title_text, id="dialog-title", markup=False)  # titles carry node and gate names
             with VerticalScroll(id="dialog-body"):
                 yield from self.body()
             with Horizontal(id="dialog-buttons"):
@@ -61,6 +64,19 @@ class Dialog(ModalScreen[T], Generic[T]):
 
     def action_safe(self) -> None:
         self.dismiss(self.safe_answer)
+
+    def dismiss(self, result: Any = None) -> AwaitComplete:
+        """Answer once, and only while on top: a key repeated before the dialog closed, a double
+        click or a button press queued under a newer dialog would otherwise pop the screen above or
+        below it (the main screen, or a question the engine still waits on)."""
+        try:
+            on_top = self.app.screen is self
+        except ScreenStackError:  # the app is ending
+            on_top = False
+        if self.answered or not on_top:
+            return AwaitComplete.nothing()
+        self.answered = True
+        return super().dismiss(result)
 
 
 def _commands(commands: list[str]) -> Static:
@@ -121,7 +137,7 @@ class ChooseNodeScreen(Dialog["str | None"]):
 
     def body(self) -> ComposeResult:
         yield Static(Text("It is drained, stopped and upgraded first; the database is expanded and migrated from it.\nUp/down to choose, enter to select, esc to cancel."))
-        yield OptionList(*[Option(f"{n}  {self.notes.get(n, '')}".rstrip(), id=n) for n in self.candidates], id="nodes")
+        yield OptionList(*[Option(Text(f"{n}  {self.notes.get(n, '')}".rstrip()), id=n) for n in self.candidates], id="nodes")  # text, not markup
 
     def on_mount(self) -> None:
         options = self.query_one("#nodes", OptionList)
@@ -270,8 +286,9 @@ class FailureScreen(Dialog[FailureDecision]):
         self.title_text = f"FAILED — step {step.number}: {action.title}"
 
     def body(self) -> ComposeResult:
-        yield Static(Text(self.error, style="bold"), id="failure-error")
-        yield Static(Text("Output (last lines):\n" + ("\n".join(self.output) or "(no output)")), classes="commands", id="failure-output")
+        yield Static(Text(escaped_lines(self.error), style="bold"), id="failure-error")
+        output = "\n".join(escaped_lines(line) for line in self.output)  # a node's output: its escape sequences shown, not obeyed
+        yield Static(Text("Output (last lines):\n" + (output or "(no output)")), classes="commands", id="failure-output")
         choices = "r: retry the action\n"
         if self.can_rollback:
             choices += f"b: roll {self.action_.node} back to the old release and into rotation\n"

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
-from glance_tui.api import GlanceTuiError, read_records
+from glance_tui.api import GlanceTuiError, one_line, read_records
 
 _SKIP = {"ts", "run", "event"}
 
@@ -24,8 +24,8 @@ def record_line(rec: dict[str, Any]) -> Text:
     when = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, (int, float)) else "--:--:--"
     rest = " ".join(f"{k}={json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in rec.items() if k not in _SKIP)
     text = Text(f"{when} ")
-    text.append(str(rec.get("event", "?")), style="bold")
-    text.append(f" {rest}")
+    text.append(one_line(str(rec.get("event", "?"))), style="bold")  # a record may hold a node's output: shown escaped
+    text.append(f" {one_line(rest)}")
     return text
 
 

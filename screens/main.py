@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, RichLog, Static
 
 from glance_tui.api import (
     DONE, RUNNING, ActionFinished, ActionStarted, Config, DrainProgress, EngineView, Event, GatesEvaluated, GateResult,
-    GlanceTuiError, Notice, OutputLine, PlanChanged, RunFinished, Step, StepChanged,
+    GlanceTuiError, Notice, OutputLine, PlanChanged, RunFinished, Step, StepChanged, bug_line, one_line,
 )
 from screens.activity import Activity
 from screens.checklist import Checklist, StepDetail, detail_text, shown_state
@@ -231,7 +231,12 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
                              "Its rows appear when the NEW NODE is chosen (step 2)."))
             return
         state = self.query_one("#steps", Checklist).state_of(step.id)
-        detail.show(detail_text(step, state, self.gates.get(step.id), self.engine.preview(step), dry_run=self.dry_run, is_next=step.id == self.next_id))
+        try:
+            preview = self.engine.preview(step)
+        except Exception as exc:  # a bug in one step's preview must not end the app: the panel says so
+            detail.show(Text(f"Step {step.number} — {step.title}\nIts commands cannot be shown: {bug_line(exc)}"))
+            return
+        detail.show(detail_text(step, state, self.gates.get(step.id), preview, dry_run=self.dry_run, is_next=step.id == self.next_id))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "steps":
@@ -286,7 +291,8 @@ class MainScreen(ReportsFailedWorkers, Screen[None]):
             if ev.action_id == "wait-drained":
                 self.query_one("#drain", DrainView).display = False
         elif isinstance(ev, OutputLine):
-            self._out(Text(f"[{ev.node}{' stderr' if ev.stream == 'stderr' else ''}] {ev.line}", style="yellow" if ev.stream == "stderr" else ""))
+            line = one_line(ev.line)  # a node's output is shown escaped: its escape sequences are not the terminal's
+            self._out(Text(f"[{ev.node}{' stderr' if ev.stream == 'stderr' else ''}] {line}", style="yellow" if ev.stream == "stderr" else ""))
         elif isinstance(ev, DrainProgress):
             self.query_one("#drain", DrainView).progress(ev)
             self.sync_bindings()

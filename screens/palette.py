@@ -22,10 +22,10 @@ class GlanceCommands(Provider):
     def _run(self, action: str) -> None:
         screen = self.app.screen
         target = getattr(self.app, "main", None)
-        if action.startswith("app."):
-            self.app.run_worker(self.app.run_action(action))
+        if action.startswith("app."):  # a failure reaches the operator as any worker's does, never ends the app
+            self.app.run_worker(self.app.run_action(action), group="palette", description=f"the palette's {action}", exit_on_error=False)
         elif target is not None:
-            self.app.run_worker(target.run_palette_action(action))
+            self.app.run_worker(target.run_palette_action(action), group="palette", description=f"the palette's {action}", exit_on_error=False)
         else:
             screen.notify("the run is not open yet")
 

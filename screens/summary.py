@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from glance_tui.api import EngineView, RunEnd, run_end, write_report
+from screens.failures import ReportsFailedWorkers
 
 HEADLINE = {"finished": ("The upgrade is complete", "bold green"), "aborted": ("The run was aborted", "bold yellow"),
             "failed": ("The run failed", "bold red"), "blocked": ("The run stopped at a gate", "bold yellow")}
@@ -57,7 +58,7 @@ def summary_text(end: RunEnd) -> Text:
     return text
 
 
-class SummaryScreen(Screen[None]):
+class SummaryScreen(ReportsFailedWorkers, Screen[None]):
     """Shown by the main screen when a run ends; ``w`` writes the HTML report, escape goes back."""
 
     DEFAULT_CSS = """
@@ -81,7 +82,7 @@ class SummaryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._gather(), group="summary", exit_on_error=False)
+        self.run_worker(self._gather(), group="summary", description="the run's summary", exit_on_error=False)  # a failure: a message, never silence
 
     async def _gather(self) -> None:
         cluster = self.engine.cluster

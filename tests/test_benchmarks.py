@@ -13,6 +13,9 @@ screen updates.
   confirmation dialog when no ``glance-manage`` call is due.
 - ``check`` on three nodes against one ``glance-manage db check`` (simulated cluster).
 - 100 scripted nodes polled at 1 Hz: resident memory, key → frame, first frame.
+- Key → the frame that shows its effect for the keys of every screen (scripted engine, 80×24):
+  n, l, escape, a confirmation's y and n, a character typed into an override reason, the
+  summary's w.
 
 Figures are printed, never asserted as timings in the normal suite (deselected by default).
 Run: ``python -m pytest -m benchmark -s tests/test_benchmarks.py``.
@@ -287,3 +290,57 @@ async def test_a_hundred_nodes_polled_every_second(tmp_path):
     print(f"  resident memory of the test process: {rss_now:.0f} MB now, {rss_peak:.0f} MB peak (before the app: {rss_before:.0f} MB)")
     print(f"  polls/s: LB {polls[0]:.2f}, nodes {polls[1]:.2f}")
     assert polls[0] > 0.5 and polls[1] > 0.5, "not polled at about 1 Hz"
+
+
+# ---------------------------------------------------------------- every screen's keys (scripted engine)
+
+SCREEN_ROUNDS = 8
+
+
+async def test_key_to_visible_effect_on_every_screen(tmp_path):
+    """Key → the first frame showing its effect, for the keys an operator presses on each screen."""
+    from screens.dialogs import BlockedScreen, ConfirmScreen
+    from screens.journal import JournalScreen
+    from screens.summary import SummaryScreen
+    from tests.ui_helpers import drive_until, make
+
+    figures: dict[str, list[float]] = {}
+
+    async def timed(pilot: Any, name: str, key: str, showing: str | tuple[str, ...]) -> None:
+        await pilot.pause(0.2)  # the previous frame is out: what follows is the key's
+        t0 = time.perf_counter()
+        await pilot.press(key)
+        figures.setdefault(name, []).append(await frame_after(pilot, t0, showing))
+
+    for round_ in range(SCREEN_ROUNDS):
+        (tmp_path / str(round_)).mkdir()
+        app, engine = make(tmp_path / str(round_))
+        metered(app)
+        async with app.run_test(headless=False, size=(80, 24)) as pilot:
+            main = await ready(pilot)
+            steps = engine.plan.steps
+            main.query_one("#steps").select(steps[3].id)
+            await timed(pilot, "main: n (next step's panel)", "n", f"Step {steps[0].number} · ")
+            await timed(pilot, "main: l (journal)", "l", ("Journal:", "run.start"))
+            await wait_for(pilot, lambda: isinstance(app.screen, JournalScreen))
+            await timed(pilot, "journal: escape (main screen)", "escape", "Checklist")
+            await drive_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await timed(pilot, "confirmation: n (the dialog closes)", "n", "Checklist")
+            await wait_for(pilot, lambda: app.screen is main and main.can_continue)
+            engine.gate("db-version", ok=False, reason="scripted soft failure", soft=True)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, BlockedScreen))
+            await timed(pilot, "blocked: a character of the reason", "ж", "ж")
+            await pilot.press("escape")  # abort: the run's summary
+            await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+            await timed(pilot, "summary: w (report written)", "w", "Report written")
+            await pilot.press("escape")
+            engine.gate("db-version")
+            await wait_for(pilot, lambda: app.screen is main and main.can_continue)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await timed(pilot, "confirmation: y (the action starts)", "y", "▶ Back up")
+    print("\nkey → first frame showing its effect, scripted engine, 80x24:")
+    for name, values in figures.items():
+        print(f"  {name:<40} {ms(values)}")
+    assert all(len(v) == SCREEN_ROUNDS for v in figures.values())

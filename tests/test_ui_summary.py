@@ -109,3 +109,25 @@ def test_summary_text_never_repeats_the_headline_or_shows_an_empty_heading():
         assert "Next safe action" not in plain
     detailed = summary_text(RunEnd("failed", "stopped at step 3: failed", next_action="fix it, then resume")).plain
     assert detailed.startswith("The run failed. stopped at step 3: failed\n") and "Next safe action\n  fix it, then resume" in detailed
+
+
+async def test_a_summary_that_cannot_be_built_says_so(tmp_path, monkeypatch):
+    """Its worker failing is a message to the operator, never a "Probing…" that stays forever."""
+    import screens.summary
+    from screens.dialogs import MessageScreen
+
+    def broken(*args, **kw):
+        raise RuntimeError("a bug in run_end")
+
+    monkeypatch.setattr(screens.summary, "run_end", broken)
+    app, engine = make(tmp_path)
+    engine.drain_script = [5, 4, 4, 3]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        while not isinstance(app.screen, DrainTimeoutScreen):
+            if not await answer_routine(pilot) and app.screen is app.main and app.main.can_continue:
+                await pilot.press("c")
+            await pilot.pause(0.02)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageScreen), what="the failure's message")
+        assert "the run's summary failed — RuntimeError: a bug in run_end" in str(app.screen.query_one("#message-text").render())

@@ -102,6 +102,20 @@ def test_app_starts_renders_and_quits_in_a_real_terminal(tmp_path):
         tmux.wait_for("run.start")
         tmux.run("send-keys", "-t", tmux.session, "Escape")
         tmux.wait_for("Checklist")
+        # bracketed pastes into the palette's input: control characters are refused with a line, and so is a
+        # terminal escape (it would retitle the pane; Textual's own parser used to turn it into keys and then
+        # take every later key as part of the paste: escape stopped working)
+        tmux.run("send-keys", "-t", tmux.session, "C-p")
+        tmux.wait_for("Search for commands")
+        tmux.run("set-buffer", "reason\twith a bell\x07")
+        tmux.run("paste-buffer", "-p", "-t", tmux.session)
+        tmux.wait_for("paste refused")
+        tmux.run("set-buffer", "\x1b]2;owned\x07title")
+        tmux.run("paste-buffer", "-p", "-t", tmux.session)
+        tmux.wait_for("␛]2;owned")
+        assert "owned" not in tmux.run("display-message", "-p", "-t", tmux.session, "#{pane_title}")
+        tmux.run("send-keys", "-t", tmux.session, "Escape")
+        tmux.wait_for("Checklist")
         tmux.run("send-keys", "-t", tmux.session, "q")
         tmux.wait_for("EXITED 0")
     finally:
