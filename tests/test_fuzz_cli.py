@@ -106,7 +106,7 @@ async def cli(path: Path | None, *args: str, state: Path, interrupt_after: float
               env_extra: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     """``path`` None: a command without a config (``init``)."""
     env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=lb_secret, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default", **(env_extra or {}))
-    if interrupt_after is not None:  # counted from the program's own SIGINT handler, not from the spawn
+    if interrupt_after is not None:  # counted from the program's CLI import, not from the spawn
         env, mark = marking(env, state / "hook")
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
