@@ -27,6 +27,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own ``XDG_STATE_HOME``: journals, run locks, crash.log and warnings.log
+    never land in the shared ``~/.local/state`` (where another test, an earlier run or a concurrent
+    CI run could find them). A test that needs a particular one still sets it itself."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True)
 def _journal_records_are_readable(monkeypatch: pytest.MonkeyPatch):
     """Every record the tool writes must be one its own reader trusts: a field of the wrong type
     would make a later resume refuse the whole journal (journal_read.shape_problem)."""

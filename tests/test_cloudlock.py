@@ -10,7 +10,7 @@ import pymysql
 import pytest
 
 from glance_tui.cloudlock import CloudLock, CloudLocked, CloudLockLost, lock_name
-from tests.fixtures.mariadb import GlanceDB
+from tests.fixtures.mariadb import GlanceDB, wait_until_waiting_for_lock
 
 
 def _holder_id(db: GlanceDB, name: str) -> int | None:
@@ -71,7 +71,7 @@ async def test_a_lock_taken_by_another_run_meanwhile_is_lost(glance_db: GlanceDB
         waiter = asyncio.get_running_loop().run_in_executor(None, lambda: other.cursor().execute(
             "SELECT GET_LOCK(%s, 20) /* glance-tui lock holder {\"user\":\"ops\",\"host\":\"bastion-2\",\"pid\":7,\"since\":1,\"run\":\"other\"} */",
             (lock_name(glance_db.schema),)))
-        await asyncio.sleep(0.3)  # the other session now waits for the lock
+        await wait_until_waiting_for_lock(glance_db.server, other.thread_id())  # the other session now waits for the lock
         glance_db.server.execute(f"KILL {lock.connection};")
         await waiter
         await _wait(lambda: bool(lock.lost))

@@ -144,9 +144,9 @@ async def test_query_timeout_kills_the_statement(glance_db) -> None:
     async with Database(glance_db.database_config(query_timeout=1)) as db:
         started = time.monotonic()
         with pytest.raises(AdapterError, match="did not finish within 1s"):
-            await db._query("SELECT SLEEP(5)")
-        assert time.monotonic() - started < 3
-        assert await _processlist(glance_db, "SLEEP(5)") == []
+            await db._query("SELECT SLEEP(30)")
+        assert time.monotonic() - started < 15  # the statement was not waited out (a loaded machine needs more than 1 s)
+        assert await _processlist(glance_db, "SLEEP(30)") == []
         assert await db.alembic_heads() == []  # the adapter reconnects after a timeout
 
 
@@ -202,7 +202,7 @@ async def test_query_timeout_bounds_the_connect_too(glance_db) -> None:
         with pytest.raises(AdapterError) as err:
             async with Database(glance_db.database_config(port=port, connect_timeout=30, query_timeout=1)) as db:
                 await db.facts()
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 10  # query_timeout (1 s), far from connect_timeout (30 s)
         assert "within 1s" in err.value.what and glance_db.password not in str(err.value)
         assert len(peers) == 1
         reader, _ = peers[0]
@@ -217,6 +217,6 @@ async def test_refusing_port_fails_at_once(glance_db) -> None:
     port = procs.free_port()
     started = time.monotonic()
     with pytest.raises(AdapterError, match="cannot reach the database server"):
-        async with Database(glance_db.database_config(port=port, query_timeout=5)) as db:
+        async with Database(glance_db.database_config(port=port, connect_timeout=30, query_timeout=30)) as db:
             await db.alembic_heads()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # at once: no deadline (30 s) waited out

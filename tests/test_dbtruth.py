@@ -30,7 +30,7 @@ from glance_tui.lab.lab import DB_SCHEMA, DB_USER, Lab
 from glance_tui.lab.mariadb import sql_string
 from glance_tui.operator import Unattended
 from glance_tui.adapters.database import Database, client_host
-from tests.fixtures.mariadb import GlanceDB
+from tests.fixtures.mariadb import GlanceDB, wait_until_waiting_for_lock
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,8 +303,9 @@ async def test_a_run_that_lost_its_lock_stops_before_the_next_action(sim_lab: La
         name = lock.name
         # another run waits for the lock; the run's lock connection drops: the other run gets it first
         waiting = asyncio.get_running_loop().run_in_executor(None, lambda: other.cursor().execute("SELECT GET_LOCK(%s, 20)", (name,)))
-        await asyncio.sleep(0.3)
-        sim_lab.mariadb(sim_lab.load_layout()).execute(f"KILL {lock.connection};")
+        server = sim_lab.mariadb(sim_lab.load_layout())
+        await wait_until_waiting_for_lock(server, other.thread_id())
+        server.execute(f"KILL {lock.connection};")
         await waiting
         for _ in range(200):
             if lock.lost:

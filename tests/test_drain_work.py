@@ -51,16 +51,23 @@ async def first_steps(engine: Engine, operator) -> None:
         assert await engine.run_step(engine.plan.step(step), operator) == "done"
 
 
+# How long a test holds the drain with its work: the ledger credits the time between its readings
+# (every lb_poll_interval plus the reading itself: 2 s or more on a loaded machine), so the 1.5 s the
+# tests expect to see credited needs a hold well past it (2 s left as little as one reading's worth).
+HOLD = 4.0
+
+
 async def held_drain(engine: Engine, operator, seen: list[DrainProgress]) -> tuple[asyncio.Task, DrainProgress]:
     """Start the NEW NODE's drain; once it reads work, wait past the quiet period (the LB reads 0
     all along): it must still be waiting. Returns the running step and the last reading."""
     await first_steps(engine, operator)
     run = asyncio.create_task(engine.run_step(engine.plan.step("new-node"), operator))
-    for _ in range(200):
-        if any(p.work and p.in_flight is not None for p in seen):
+    for _ in range(1200):  # up to 60 s: the step's gates come first, slow on a loaded machine
+        if any(p.work and p.in_flight is not None for p in seen) or run.done():
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(2)
+    assert any(p.work and p.in_flight is not None for p in seen), "the drain never read the node's work"
+    await asyncio.sleep(HOLD)
     assert not run.done(), "the node was stopped with work running on it"
     return run, [p for p in seen if p.work and p.in_flight is not None][-1]
 

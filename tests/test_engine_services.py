@@ -208,7 +208,7 @@ async def test_drain_waits_for_in_flight_requests(sim_lab, sim_config):
             # three slow requests: leastconn gives each server one
             # long enough to still be in flight when the drain starts, even on a loaded box
             slow = [asyncio.create_task(client.get(f"{url}/slow", params={"s": 15})) for _ in range(3)]
-            for _ in range(100):
+            for _ in range(1200):  # up to 60 s (a loaded machine)
                 views = (await engine.cluster.probe_lb()).views
                 if views["glance-1"].in_flight:
                     break
@@ -238,7 +238,7 @@ async def test_drain_timeout_fails_unattended_and_restores_rotation(sim_lab, sim
             for step in ("preflight", "backup"):
                 assert await engine.run_step(engine.plan.step(step), operator) == "done"
             slow = [asyncio.create_task(client.get(f"{url}/slow", params={"s": 20})) for _ in range(3)]
-            for _ in range(100):
+            for _ in range(1200):  # up to 60 s (a loaded machine)
                 if (await engine.cluster.probe_lb()).views["glance-1"].in_flight:
                     break
                 await asyncio.sleep(0.05)

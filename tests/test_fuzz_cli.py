@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from glance_tui.lab.procs import free_port
+from tests.sigint_ready import marking, until_marked
 from tests.test_fuzz_config import to_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,8 @@ async def cli(path: Path | None, *args: str, state: Path, interrupt_after: float
               env_extra: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     """``path`` None: a command without a config (``init``)."""
     env = dict(os.environ, CLI_FUZZ_PW=SECRET, CLI_FUZZ_LB_PW=lb_secret, XDG_STATE_HOME=str(state), PYTHONWARNINGS="default", **(env_extra or {}))
+    if interrupt_after is not None:  # counted from the program's CLI import, not from the spawn
+        env, mark = marking(env, state / "hook")
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "glance_tui", *args, *(["-c", str(path)] if path else []), cwd=ROOT, env=env,
@@ -112,6 +115,7 @@ async def cli(path: Path | None, *args: str, state: Path, interrupt_after: float
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     if interrupt_after is not None:
+        await until_marked(mark, lambda: proc.returncode is None)
         await asyncio.sleep(interrupt_after)
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

@@ -494,8 +494,7 @@ async def test_default_processes_probe_sees_every_service_and_not_our_own_probes
     config = load_config(write_config(tmp_path, text))
     assert config.commands.processes == "date +%s && ps -eo pid=,ppid=,etimes=,comm=,args="  # the default
     cluster = Cluster(config)
-    time.sleep(0.5)
-    children = [next(iter(lab_procs.processes(parent=p.pid)), 0) for p in procs]  # under nsenter, in the node
+    children = started_children(procs, str(bin_dir))  # under nsenter, in the node
     try:
         inside = [nodens.local_pid(child) for child in children]  # the pids the node's ps shows
         assert all(inside)
@@ -510,6 +509,23 @@ async def test_default_processes_probe_sees_every_service_and_not_our_own_probes
     assert f.running is True and f.clock is not None
     assert inside[0] in f.pids and inside[1] in f.pids
     assert inside[2] not in f.pids
+
+
+def started_children(parents: list[subprocess.Popen], marker: str, timeout: float = 60) -> list[int]:
+    """Each nsenter's child once it runs the script under ``marker`` (``/bin/sh <script> …``: forked
+    and exec'd), waited for rather than assumed after a fixed pause (0 for a parent with none in time)."""
+    def child(parent: subprocess.Popen) -> int:
+        for pid in lab_procs.processes(parent=parent.pid):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_text(errors="replace").split("\0")
+                if argv[0] == "/bin/sh" and argv[1].startswith(marker):
+                    return pid
+        return 0
+
+    deadline = time.monotonic() + timeout
+    while not all(found := [child(p) for p in parents]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 # ---------------------------------------------------------------- 10. health behind Keystone

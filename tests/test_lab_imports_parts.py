@@ -182,3 +182,33 @@ def test_the_load_imports_exactly_its_share_and_takes_turns_between_methods(shar
     assert chosen == ["glance_direct", "web_download"] * (imports // 2) + ["glance_direct"] * (imports % 2)
     alone = _Run(Targets("http://127.0.0.1:1"), clients=1, sizes=(1,), upload_rate=None, token=None, mix=ImportMix(1.0))
     assert {alone._next_import().__name__ for _ in range(4)} == {"glance_direct"}  # no web source: glance-direct only
+
+
+def test_the_load_mix_is_counted_with_an_upload_first() -> None:
+    """list / upload / download are counted, not rolled (3 : 3 : 4): a short lab run once could draw
+    no upload, or no download, and prove nothing about it."""
+    from glance_tui.lab.load import MIX, Targets, _Run
+
+    run = _Run(Targets("http://127.0.0.1:1"), clients=4, sizes=(1,), upload_rate=None, token=None)
+    kinds = [run._next_other().__name__ for _ in range(3 * len(MIX))]
+    assert kinds[0] == "create_and_upload" and kinds[:len(MIX)] == kinds[len(MIX):2 * len(MIX)]
+    assert [kinds.count(k) for k in ("list_images", "create_and_upload", "download")] == [9, 9, 12]
+
+
+async def test_a_download_waits_for_the_upload_under_way_rather_than_find_nothing() -> None:
+    """A download that comes before the first upload ended waits for it (it used to turn into a
+    list, and a short run downloaded nothing); with no upload under way it does not wait."""
+    import asyncio
+
+    from glance_tui.lab.load import Targets, _Image, _Run
+
+    run = _Run(Targets("http://127.0.0.1:1"), clients=2, sizes=(1,), upload_rate=None, token=None)
+    assert await asyncio.wait_for(run.uploaded(), 5) == []  # nothing under way: nothing to wait for
+    run.uploading = 1
+    waiting = asyncio.create_task(run.uploaded())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    image = run.images["i"] = _Image("i", 1, "md5", "sha512", uploaded=True)
+    run.uploading = 0
+    run.upload_ended.set()
+    assert await asyncio.wait_for(waiting, 30) == [image]

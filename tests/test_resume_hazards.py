@@ -249,19 +249,16 @@ def test_expand_still_running_after_kill_is_waited_for_never_sent_twice(sim_lab,
     def expand_tag(records: list[dict]) -> str | None:
         return next((r["tag"] for r in records if r["event"] == "command.start" and r["command"].endswith("db expand")), None)
 
-    def running(tag: str | None) -> bool:
-        return bool(tag) and subprocess.run(["pgrep", "-f", tag_pattern(tag)], capture_output=True).returncode == 0
-
-    assert kill_when(proc, state, lambda records: running(expand_tag(records)))
+    assert kill_when(proc, state, lambda records: running_tagged(expand_tag(records)))
     tag = expand_tag(events(state))
-    assert running(tag)  # it outlived the tool
+    assert running_tagged(tag)  # it outlived the tool
     resume = start_tool(config, state)
     try:
         deadline = time.monotonic() + 400
         while not any(r["event"] == "command.wait" for r in events(state)) and time.monotonic() < deadline and resume.poll() is None:
             time.sleep(0.1)
         time.sleep(1)
-        assert resume.poll() is None and running(tag), "the resumed run did not wait for the running expand"
+        assert resume.poll() is None and running_tagged(tag), "the resumed run did not wait for the running expand"
         release.touch()
         out, _ = resume.communicate(timeout=1800)  # the rest of a whole run; slow on a loaded 2-core machine
     finally:
@@ -286,13 +283,14 @@ def test_sshd_killed_mid_command_halts_out_of_rotation_and_resume_completes(sim_
     config, state, proc = start_changed(sim_lab, tmp_path, "stop", lambda stop: f"sleep 4 && {stop}")
     node2 = sim_lab.load_layout().nodes[1]
     try:
-        def stopping_glance2(records: list[dict]) -> bool:
-            return any(r["event"] == "command.start" and r["node"] == "glance-2" and "stop" in r["command"] for r in records)
+        def stop_on_glance2(records: list[dict]) -> str | None:
+            return next((r["tag"] for r in records if r["event"] == "command.start" and r["node"] == "glance-2" and "stop" in r["command"]), None)
 
         deadline = time.monotonic() + 400
-        while not stopping_glance2(events(state)) and time.monotonic() < deadline and proc.poll() is None:
+        while not (tag := stop_on_glance2(events(state))) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        time.sleep(0.5)
+        while tag and not running_tagged(tag) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)  # its `sleep 4` runs on the node: the session is open (was: a fixed 0.5 s, assumed)
         kill_sshd_sessions(sim_lab.sshd(node2).pidfile)  # the connection dies; the command it started does not
         sim_lab.sshd(node2).stop()
         out, _ = proc.communicate(timeout=300)
@@ -314,6 +312,11 @@ def test_sshd_killed_mid_command_halts_out_of_rotation_and_resume_completes(sim_
     assert any(r["event"] == "command.settled" and r["tag"] == lost[0]["tag"] for r in records)
     assert_safe(records)
     assert_upgraded(sim_lab, capsys)
+
+
+def running_tagged(tag: str | None) -> bool:
+    """Does a command carrying ``tag`` run (on any lab node: their processes are this host's)?"""
+    return bool(tag) and subprocess.run(["pgrep", "-f", tag_pattern(tag)], capture_output=True).returncode == 0
 
 
 def kill_sshd_sessions(pidfile: Path) -> None:

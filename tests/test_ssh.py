@@ -515,17 +515,18 @@ async def test_connect_has_one_total_deadline_shared_by_concurrent_callers(silen
     kh = tmp_path / "known_hosts"
     kh.write_text(f"[127.0.0.1]:{port} {asyncssh.generate_private_key('ssh-ed25519').export_public_key().decode()}")
     cfg = NodeConfig(name="mute", ssh_host="127.0.0.1", ssh_port=port, known_hosts=str(kh), lb_server="mute", api_url="http://127.0.0.1:9292")
-    n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key), connect_timeout=1))
+    deadline = 2  # long beside the work around it, so that the bounds below leave a loaded machine room
+    n = NodeSSH(cfg, SSHConfig(identity_file=str(ssh_operator_key), connect_timeout=deadline))
     started = time.monotonic()
     results = await asyncio.gather(*(n.run("true") for _ in range(4)), n.host_key_check(), return_exceptions=True)
     elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 1.8, elapsed  # one deadline, not one per caller or per step
-    assert all(isinstance(r, AdapterError) and "no SSH answer" in str(r) and "within 1s" in str(r) for r in results[:4])
-    assert results[4].state == "unreachable" and "no answer within 1s" in results[4].detail
+    assert 0.95 * deadline <= elapsed < 1.9 * deadline, elapsed  # one deadline, not one per caller or per step
+    assert all(isinstance(r, AdapterError) and "no SSH answer" in str(r) and f"within {deadline}s" in str(r) for r in results[:4])
+    assert results[4].state == "unreachable" and f"no answer within {deadline}s" in results[4].detail
     again = time.monotonic()
     with pytest.raises(AdapterError, match="no SSH answer"):  # the same round: the failure is the answer at once
         await n.run("true")
-    assert time.monotonic() - again < 0.5
+    assert time.monotonic() - again < 0.9 * deadline  # not another deadline
     await n.close()
     assert len(peers) == 2  # one shared connect attempt + one host key check
 

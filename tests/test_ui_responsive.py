@@ -64,7 +64,7 @@ async def test_recheck_shows_activity_at_once(tmp_path):
         await pilot.press("r")
         assert main.activity.display and "re-checking" in main.activity.what
         engine.gate_delay = 0.0
-        await wait_for(pilot, lambda: not main.activity.display, timeout=15, what="the re-check to finish")
+        await wait_for(pilot, lambda: not main.activity.display, what="the re-check to finish")
 
 
 async def test_a_failing_poller_reaches_the_operator_once(tmp_path):

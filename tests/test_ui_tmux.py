@@ -64,7 +64,7 @@ class Tmux:
     def capture(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.session)
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:  # generous: the app starts slowly on a loaded machine
         deadline = time.monotonic() + timeout
         while True:
             screen = self.capture()
@@ -85,7 +85,7 @@ def test_app_starts_renders_and_quits_in_a_real_terminal(tmp_path):
     cfg = tmp_path / "glance-tui.toml"
     cfg.write_text(CONFIG.format(secret=secret, known_hosts=tmp_path / "known_hosts"))
     # exactly what an operator types: `glance-tui -c FILE`
-    env = f"cd {ROOT} && XDG_STATE_HOME={tmp_path / 'state'} TERM=xterm-256color {sys.executable} -m glance_tui -c {cfg}; echo EXITED $?; sleep 5"
+    env = f"cd {ROOT} && XDG_STATE_HOME={tmp_path / 'state'} TERM=xterm-256color {sys.executable} -m glance_tui -c {cfg}; echo EXITED $?; sleep 600"  # the pane stays until kill-server: 'EXITED' is read however late
     tmux = Tmux(tmp_path)
     tmux.run("-f", "/dev/null", "new-session", "-d", "-s", tmux.session, "-x", "120", "-y", "40", env)
     tmux.run("resize-window", "-t", tmux.session, "-x", "120", "-y", "40")

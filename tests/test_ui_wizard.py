@@ -34,7 +34,7 @@ async def test_whole_wizard_from_preflight_to_contract(tmp_path):
                 assert app.screen is screen and "type 'contract' exactly" in notes(app)
                 seen_contract_word = True
             await drive_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen) or app.screen.word is None or seen_contract_word
-                              if engine.states.get("contract") != DONE else True, timeout=2)
+                              if engine.states.get("contract") != DONE else True)
             if not await answer_routine(pilot) and app.screen is main and main.can_continue:
                 await pilot.press("c")
             await pilot.pause(0.02)

@@ -21,7 +21,12 @@ def make(tmp: Path, **engine_kw: Any) -> tuple[GlanceApp, ScriptedEngine]:
     return app, engine
 
 
-async def wait_for(pilot: Any, cond: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
+# How long a wait gives up after: generous, as a loaded 2-core CI machine renders frames slowly. A wait
+# ends as soon as its condition holds, so a passing test takes no longer; only a failing one does.
+DEADLINE = 30.0
+
+
+async def wait_for(pilot: Any, cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
     """Poll a condition while the app runs (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while not cond():
@@ -30,7 +35,7 @@ async def wait_for(pilot: Any, cond: Callable[[], Any], timeout: float = 5.0, wh
         await pilot.pause(0.02)
 
 
-async def ready(pilot: Any, timeout: float = 5.0) -> Any:
+async def ready(pilot: Any, timeout: float = DEADLINE) -> Any:
     app = pilot.app
     await wait_for(pilot, lambda: app.main is not None and app.screen is app.main and app.main.next_gates is not None, timeout, what="main screen")
     return app.main
@@ -53,7 +58,7 @@ async def answer_routine(pilot: Any) -> bool:
     return True
 
 
-async def drive_until(pilot: Any, done: Callable[[], bool], timeout: float = 15.0) -> None:
+async def drive_until(pilot: Any, done: Callable[[], bool], timeout: float = 2 * DEADLINE) -> None:
     """Press continue whenever allowed and answer routine questions until ``done()``."""
     main = pilot.app.main
     deadline = time.monotonic() + timeout

@@ -37,6 +37,9 @@ from glance_tui.lab.slowserve import blob_digests, blob_url
 KiB, MiB = 1024, 1024 * 1024
 DEFAULT_SIZES = (64 * KiB, 1 * MiB, 4 * MiB)
 CHUNK = 64 * KiB
+# The clients' other operations in turn (30 % list, 30 % upload, 40 % download), counted, not
+# rolled: an upload first, so that a short run always uploads and has something to download.
+MIX = ("upload", "list", "download", "download", "upload", "list", "download", "upload", "list", "download")
 
 
 def parse_size(text: str) -> int:
@@ -171,6 +174,9 @@ class _Run:
         self.rng = random.Random()  # which frontend each request goes to
         self.ops = 0  # the clients' operations so far: which are imports is counted, not rolled
         self.imports_started = 0  # glance-direct and web-download take turns
+        self.others = 0  # the operations that are not imports so far: their kind is MIX in turn
+        self.uploading = 0  # uploads under way (a download waits for one rather than find nothing)
+        self.upload_ended = asyncio.Event()
 
     def _done(self, kind: str) -> None:
         self.report.requests[kind] = self.report.requests.get(kind, 0) + 1
@@ -197,10 +203,18 @@ class _Run:
             return None
         return resp
 
-    async def list_images(self, http: httpx.AsyncClient) -> None:
+    async def list_images(self, http: httpx.AsyncClient, rng: random.Random | None = None) -> None:
         await self._request(http, "list", "GET", "/v2/images?limit=20", 200)
 
     async def create_and_upload(self, http: httpx.AsyncClient, rng: random.Random) -> None:
+        self.uploading += 1
+        try:
+            await self._create_and_upload(http, rng)
+        finally:
+            self.uploading -= 1
+            self.upload_ended.set()
+
+    async def _create_and_upload(self, http: httpx.AsyncClient, rng: random.Random) -> None:
         size = rng.choice(self.sizes)
         data = os.urandom(size)
         body = {"name": f"glance-tui-load-{rng.getrandbits(32):08x}", "disk_format": "raw", "container_format": "bare"}
@@ -267,8 +281,16 @@ class _Run:
             if self.upload_rate:
                 await asyncio.sleep(len(chunk) / self.upload_rate)
 
+    async def uploaded(self) -> list[_Image]:
+        """The images a download can read; while there is none yet but an upload is under way, wait
+        for it to end (the download is not turned into a list: a short run would download nothing)."""
+        while not (ready := [i for i in self.images.values() if i.uploaded]) and self.uploading:
+            self.upload_ended.clear()
+            await self.upload_ended.wait()
+        return ready
+
     async def download(self, http: httpx.AsyncClient, rng: random.Random) -> None:
-        ready = [i for i in self.images.values() if i.uploaded]
+        ready = await self.uploaded()
         if not ready:
             return await self.list_images(http)
         image = rng.choice(ready)
@@ -298,6 +320,11 @@ class _Run:
         op, self.ops = self.ops, self.ops + 1
         return int((op + 1) * self.mix.share) > int(op * self.mix.share)
 
+    def _next_other(self):
+        """The next operation that is not an import: MIX in turn."""
+        turn, self.others = self.others, self.others + 1
+        return {"list": self.list_images, "upload": self.create_and_upload, "download": self.download}[MIX[turn % len(MIX)]]
+
     def _next_import(self):
         """glance-direct first, then web-download (when the lab has a source), in turn."""
         turn, self.imports_started = self.imports_started, self.imports_started + 1
@@ -308,16 +335,7 @@ class _Run:
         timeout = httpx.Timeout(120.0, connect=10.0)
         async with httpx.AsyncClient(timeout=timeout, headers=self.headers) as http:
             while not stop.is_set() and time.monotonic() < deadline and (max_requests is None or self.count < max_requests):
-                if self._next_is_import():
-                    await self._next_import()(http, rng)
-                    continue
-                roll = rng.random()
-                if roll < 0.3:
-                    await self.list_images(http)
-                elif roll < 0.6:
-                    await self.create_and_upload(http, rng)
-                else:
-                    await self.download(http, rng)
+                await (self._next_import() if self._next_is_import() else self._next_other())(http, rng)
 
     async def verify(self, cleanup: bool, concurrency: int = 8) -> None:
         """Re-read every image this run created (a few at a time); report non-active/missing ones and checksum drift."""
