@@ -171,10 +171,10 @@ def main() -> int:
     global _program
     _program = True
     signal.signal(signal.SIGINT, _on_sigint)  # first: the imports below take ~0.1 s
-    quiet_library_warnings()
-    from glance_tui.cli import main as cli_main
+    try:  # from the handler on: a Ctrl-C while the warnings are quieted is the same one line
+        quiet_library_warnings()
+        from glance_tui.cli import main as cli_main
 
-    try:
         code = cli_main()
     except KeyboardInterrupt:  # raised while a command was already reporting its end
         return interrupted()

@@ -71,3 +71,17 @@ def test_asyncssh_import_warnings_are_kept_in_the_log(tmp_path: Path) -> None:
         assert "Warning" in log.read_text()
     else:
         assert not log.exists()
+
+
+def test_a_ctrl_c_while_the_warnings_are_routed_is_the_one_line(tmp_path: Path) -> None:
+    """The SIGINT handler is set first; a Ctrl-C in what follows it (here: while the library
+    warnings are routed to the log) is the program's one line and 130, never a traceback."""
+    code = ("import sys, glance_tui.entry as entry\n"
+            "def interrupted(): raise KeyboardInterrupt\n"
+            "entry.quiet_library_warnings = interrupted\n"
+            "sys.argv = ['glance-tui', 'status']\n"
+            "raise SystemExit(entry.main())\n")
+    done = _run([sys.executable, "-c", code], tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and done.stderr.startswith("interrupted:"), done.stderr
+    assert "Traceback" not in done.stderr
