@@ -105,7 +105,7 @@ class ConfirmScreen(Dialog[bool]):
 
     def buttons(self) -> ComposeResult:
         yield Button("Run it (y)" if not self.word else "Confirm (enter)", id="yes", variant="warning")
-        yield Button("Do not run (n/esc)", id="no")
+        yield Button("Do not run (n/esc)" if not self.word else "Do not run (esc)", id="no")  # n types into the word
 
     def on_mount(self) -> None:
         if self.word:
@@ -152,8 +152,11 @@ class ChooseNodeScreen(Dialog["str | None"]):
 class BlockedScreen(Dialog[BlockedDecision]):
     """A gate blocks the step: recheck, abort, or (soft gates only) override with a typed reason."""
 
-    BINDINGS = [Binding("r", "recheck", "Recheck"), Binding("a", "safe", "Abort")]
+    BINDINGS = [Binding("r", "recheck", "Recheck"), Binding("a", "safe", "Abort"), Binding("o", "to_reason", "Override")]
     safe_answer = BlockedDecision("abort")
+    # the buttons, not the reason, have the focus: r and a act as the buttons say; o goes to the
+    # reason (the rare, journaled path), where letters type and escape still aborts
+    AUTO_FOCUS = "#dialog-buttons Button"
 
     def __init__(self, step: Step, results: list[GateResult]) -> None:
         super().__init__()
@@ -164,7 +167,7 @@ class BlockedScreen(Dialog[BlockedDecision]):
     def body(self) -> ComposeResult:
         yield Static(gate_lines(self.results), classes="gates")
         if self.overridable:
-            yield Static(Text("Only soft gates fail. To override, type why (it is journaled) and press enter:"))
+            yield Static(Text("Only soft gates fail. To override, press o, type why (it is journaled) and press enter:"))
             yield Input(placeholder="reason for the override", id="reason")
         else:
             yield Static(Text("A hard gate fails: fix the cause, then recheck. It cannot be overridden."))
@@ -172,11 +175,15 @@ class BlockedScreen(Dialog[BlockedDecision]):
     def buttons(self) -> ComposeResult:
         yield Button("Recheck (r)", id="recheck", variant="primary")
         if self.overridable:
-            yield Button("Override", id="override", variant="error")
+            yield Button("Override (o)", id="override", variant="error")
         yield Button("Abort (a/esc)", id="abort")
 
     def action_recheck(self) -> None:
         self.dismiss(BlockedDecision("recheck"))
+
+    def action_to_reason(self) -> None:
+        if self.overridable:
+            self.query_one("#reason", Input).focus()
 
     def _override(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
@@ -256,6 +263,9 @@ class DrainTimeoutScreen(Dialog[DrainDecision]):
         if form.has_class("hidden"):
             form.remove_class("hidden")
             self.query_one("#word", Input).focus()
+            # from now on letters type into the form: the buttons advertise only what still works
+            self.query_one("#wait", Button).label = "Keep waiting"
+            self.query_one("#abort", Button).label = "Back in rotation, abort (esc)"
             return
         word = self.query_one("#word", Input).value.strip()
         reason = self.query_one("#reason", Input).value.strip()

@@ -330,6 +330,7 @@ async def test_key_to_visible_effect_on_every_screen(tmp_path):
             engine.gate("db-version", ok=False, reason="scripted soft failure", soft=True)
             await pilot.press("c")
             await wait_for(pilot, lambda: isinstance(app.screen, BlockedScreen))
+            await pilot.press("o")  # to the reason (the buttons have the focus)
             await timed(pilot, "blocked: a character of the reason", "ж", "ж")
             await pilot.press("escape")  # abort: the run's summary
             await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Sparkline
+from textual.widgets import Button, Input, Sparkline
 
 from glance_tui.api import DONE, FAILED
 from screens.checklist import Checklist
@@ -92,6 +92,9 @@ async def test_soft_gate_override_needs_a_typed_reason(tmp_path):
         await pilot.press("c")
         await drive_until(pilot, lambda: isinstance(app.screen, BlockedScreen))
         assert app.screen.overridable
+        assert isinstance(app.focused, Button) and app.focused.id == "recheck"  # r and a act as the buttons say
+        await pilot.press("o")  # to the reason
+        assert isinstance(app.focused, Input) and app.focused.id == "reason"
         await pilot.press("enter")  # empty reason: refused
         await pilot.pause(0.05)
         assert isinstance(app.screen, BlockedScreen)
@@ -100,6 +103,25 @@ async def test_soft_gate_override_needs_a_typed_reason(tmp_path):
         engine.gate("new-node")  # the engine re-checks gates per action; let the rest pass
         await drive_until(pilot, lambda: engine.states["new-node"] == DONE)
         assert engine.state.overrides[0]["reason"] == "maintenance window"
+
+
+async def test_a_blocked_dialogs_keys_act_as_its_buttons_say(tmp_path):
+    """The buttons, not the reason's input, have the focus: r rechecks at once (it used to type
+    an r into the reason)."""
+    app, engine = make(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = await ready(pilot)
+        await drive_until(pilot, lambda: engine.states["backup"] == DONE)
+        engine.gate("new-node", ok=False, reason="scripted soft failure", fix="think twice", soft=True)
+        await wait_for(pilot, lambda: main.next_id == "new-node" and main.can_continue)
+        await pilot.press("c")
+        await drive_until(pilot, lambda: isinstance(app.screen, BlockedScreen))
+        blocked = app.screen
+        assert [str(b.label) for b in blocked.query(Button)] == ["Recheck (r)", "Override (o)", "Abort (a/esc)"]
+        typed = blocked.query_one("#reason", Input)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "blocked:recheck" in engine.calls)
+        assert typed.value == ""  # nothing typed into the reason
 
 
 @pytest.mark.parametrize("choice", ["wait", "stop", "abort"])
@@ -120,6 +142,8 @@ async def test_drain_timeout_choices(tmp_path, choice):
             assert engine.sim["glance-1"].running is False
         elif choice == "stop":
             await pilot.press("s")
+            # the form has the keys now: the buttons no longer advertise w and a
+            assert [str(b.label) for b in app.screen.query(Button)] == ["Keep waiting", "Stop anyway (s)", "Back in rotation, abort (esc)"]
             await pilot.press(*"stop", "enter")
             await pilot.press("enter")  # no reason yet: refused
             await pilot.pause(0.05)
