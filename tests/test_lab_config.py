@@ -326,3 +326,23 @@ def test_node_kind_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert err.value.fix == "apt-get update && apt-get install -y podman runc"
     assert main(["lab", "up", "--dir", str(tmp_path / "lab"), "--node-kind", "docker"]) == 2
     assert "invalid choice: 'docker'" in capsys.readouterr().err
+
+
+def test_keystone_bootstrap_takes_a_password_that_begins_with_a_dash(tmp_path: Path) -> None:
+    """token_urlsafe may begin a password with "-": as a separate argument argparse read it as an
+    option ("--bootstrap-password: expected one argument") and that lab never bootstrapped (CI
+    failed all six rehearsals on one such password). It is passed as ``--opt=value``."""
+    import argparse
+
+    from glance_tui.lab.keystone import KeystoneLab
+
+    ks = KeystoneLab(tmp_path, tmp_path / "bin", "127.0.0.5", 5000, "mysql+pymysql://k@127.0.0.1/keystone", "-Xk_3-dash", "glancepw12")
+    ks.write_config = lambda: None
+    calls: list[tuple[str, ...]] = []
+    ks._manage = lambda *args, **kw: calls.append(args)
+    ks.bootstrap()
+    args = next(c for c in calls if c[0] == "bootstrap")
+    parser = argparse.ArgumentParser()  # keystone-manage's options are argparse's (oslo.config's CLI)
+    for option in ("--bootstrap-password", "--bootstrap-admin-url", "--bootstrap-public-url", "--bootstrap-internal-url", "--bootstrap-region-id"):
+        parser.add_argument(option)
+    assert parser.parse_args(args[1:]).bootstrap_password == "-Xk_3-dash"

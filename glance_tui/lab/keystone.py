@@ -117,7 +117,9 @@ key_repository = {creds}
         self._manage("db_sync")
         self._manage("fernet_setup", "--keystone-user", user, "--keystone-group", group)
         self._manage("credential_setup", "--keystone-user", user, "--keystone-group", group)
-        self._manage("bootstrap", "--bootstrap-password", self.admin_password, "--bootstrap-admin-url", self.url + "/v3",
+        # ``--opt=value``: a generated password may begin with "-" (token_urlsafe), which argparse
+        # reads as the next option when it is a separate argument (1 lab in 64 never bootstrapped)
+        self._manage("bootstrap", f"--bootstrap-password={self.admin_password}", "--bootstrap-admin-url", self.url + "/v3",
                      "--bootstrap-public-url", self.url + "/v3", "--bootstrap-internal-url", self.url + "/v3",
                      "--bootstrap-region-id", REGION)
         self.marker.write_text("bootstrapped by glance-tui lab\n")
