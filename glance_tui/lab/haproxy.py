@@ -154,11 +154,6 @@ class HAProxyLab:
             "    timeout server 10m",
             "    timeout http-request 30s",
             "    timeout http-keep-alive 10s",
-            # A reload's old process closes idle keep-alive connections at once; a client that sends
-            # its next request on one as it closes gets no answer and does not retry (the lab's load
-            # does not): HAProxy's documented fix keeps them until one more response, with
-            # "Connection: close". Unrelated to any upgrade; recommended in the README.
-            "    option idle-close-on-response",
             "    timeout queue 1m",
             f"    timeout check {self.check_timeout_s:g}s",
         ]
