@@ -438,15 +438,12 @@ async def test_the_stop_after_a_postinst_restart_waits_for_work_it_took(sim_lab,
     assert all(not shape_problem(r) for r in records)
 
 
-async def test_an_import_dead_by_glances_lock_expiry_does_not_hold_the_drain(sim_lab, sim_config, capsys):
-    """A task left `processing` by a worker killed two hours ago (Glance itself would break its
-    lock), no node's staging directory holding a file of it: the drain does not wait for it; it is
-    shown and journaled as set aside. A live import beside it is still waited for."""
+async def drain_new_node_then_status(sim_lab, sim_config, capsys) -> tuple[list[DrainProgress], str, list[dict], list[dict]]:
+    """The NEW NODE's step run to done (no timeout dialog may be needed), then ``status`` and
+    ``status --json`` read while the run is open: (drain readings, status text, the JSON's running
+    imports, the journal). The import tables are cleared afterwards."""
     from glance_tui.cli import main
 
-    sim_lab.reset()
-    clear(sim_lab)
-    dead = start_import(sim_lab, idle=7200)
     seen: list[DrainProgress] = []
     engine = Engine.open(sim_config, resume=False)
     engine.subscribe(lambda e: seen.append(e) if isinstance(e, DrainProgress) else None)
@@ -456,15 +453,25 @@ async def test_an_import_dead_by_glances_lock_expiry_does_not_hold_the_drain(sim
         assert await asyncio.wait_for(engine.run_step(engine.plan.step("new-node"), operator), 60) == "done"
         assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path)]) == 0, capsys.readouterr()
         text = capsys.readouterr().out
-        assert "image imports running: 0" in text and "dead by Glance's lock expiry (not waited for): 1" in text and dead in text
         assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path), "--json"]) == 0
         running = json.loads(capsys.readouterr().out)["work"]["imports"]["running"]
-        assert [(i["image"], i["expired"]) for i in running] == [(dead, True)] and running[0]["idle"] >= 7200
     finally:
         await engine.close()
         clear(sim_lab)
+    return seen, text, running, journal(engine)
+
+
+async def test_an_import_dead_by_glances_lock_expiry_does_not_hold_the_drain(sim_lab, sim_config, capsys):
+    """A task left `processing` by a worker killed two hours ago (Glance itself would break its
+    lock), no node's staging directory holding a file of it: the drain does not wait for it; it is
+    shown and journaled as set aside. A live import beside it is still waited for."""
+    sim_lab.reset()
+    clear(sim_lab)
+    dead = start_import(sim_lab, idle=7200)
+    seen, text, running, records = await drain_new_node_then_status(sim_lab, sim_config, capsys)
+    assert "image imports running: 0" in text and "dead by Glance's lock expiry (not waited for): 1" in text and dead in text
+    assert [(i["image"], i["expired"]) for i in running] == [(dead, True)] and running[0]["idle"] >= 7200
     assert any(p.in_flight == 0 and any(dead in w and "expired" in w for w in p.work) for p in seen)
-    records = journal(engine)
     work = [r for r in records if r["event"] == "drain.work" and r["node"] == "glance-1"][-1]
     assert [i["image"] for i in work["expired_imports"]] == [dead] and work["imports"] == []
     assert not [r for r in records if r["event"] == "decision" and r.get("gate") == "drain-timeout"]  # no timeout dialog: nothing to decide
@@ -476,8 +483,6 @@ async def test_an_image_left_importing_by_a_failed_task_does_not_hold_the_drain(
     did not finish): Glance itself would break that lock, the image has not changed since and no
     node's staging directory holds a file of it. The drain completes without the timeout dialog;
     `status` names the image and why, and the journal keeps it as set aside."""
-    from glance_tui.cli import main
-
     sim_lab.reset()
     clear(sim_lab)
     stuck, task_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -487,25 +492,11 @@ async def test_an_image_left_importing_by_a_failed_task_does_not_hold_the_drain(
                  f"'api_image_import', 'failure', 'p', UTC_TIMESTAMP() - INTERVAL 3 HOUR, UTC_TIMESTAMP() - INTERVAL 2 HOUR, 0, {sql_string(stuck)});\n"
                  f"INSERT INTO image_properties (image_id, name, value, created_at, deleted) VALUES ({sql_string(stuck)}, 'os_glance_import_task', "
                  f"{sql_string(task_id)}, UTC_TIMESTAMP(), 0);")
-    seen: list[DrainProgress] = []
-    engine = Engine.open(sim_config, resume=False)
-    engine.subscribe(lambda e: seen.append(e) if isinstance(e, DrainProgress) else None)
-    operator = Unattended("glance-1")
-    try:
-        await first_steps(engine, operator)
-        assert await asyncio.wait_for(engine.run_step(engine.plan.step("new-node"), operator), 60) == "done"
-        assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path)]) == 0, capsys.readouterr()
-        text = capsys.readouterr().out
-        assert "image imports running: 0" in text and "dead by Glance's lock expiry (not waited for): 1" in text and stuck in text
-        assert "its task failed, last changed 120 min ago; Glance breaks the lock after 60 min" in text
-        assert await asyncio.to_thread(main, ["status", "-c", str(sim_lab.config_path), "--json"]) == 0
-        running = json.loads(capsys.readouterr().out)["work"]["imports"]["running"]
-        assert [(i["image"], i["expired"], i["lock"], i["task"]) for i in running] == [(stuck, True, "failure", task_id)]
-    finally:
-        await engine.close()
-        clear(sim_lab)
+    seen, text, running, records = await drain_new_node_then_status(sim_lab, sim_config, capsys)
+    assert "image imports running: 0" in text and "dead by Glance's lock expiry (not waited for): 1" in text and stuck in text
+    assert "its task failed, last changed 120 min ago; Glance breaks the lock after 60 min" in text
+    assert [(i["image"], i["expired"], i["lock"], i["task"]) for i in running] == [(stuck, True, "failure", task_id)]
     assert any(p.in_flight == 0 and any(stuck in w and "expired" in w for w in p.work) for p in seen)
-    records = journal(engine)
     work = [r for r in records if r["event"] == "drain.work" and r["node"] == "glance-1"][-1]
     assert [(i["image"], i["lock"]) for i in work["expired_imports"]] == [(stuck, "failure")] and work["imports"] == []
     assert not [r for r in records if r["event"] == "decision" and r.get("gate") == "drain-timeout"]  # no timeout dialog
