@@ -15,14 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from glance_tui.adapters.lbset import OUT_STATES
+from glance_tui.context import RunState
 from glance_tui.events import Notice
 
 if TYPE_CHECKING:
     from glance_tui.context import Context
     from glance_tui.probes import LBFacts
-
-_HOLDS = ("drain", "maint")
-
 
 def readies_cut_off(records: Iterable[dict[str, Any]]) -> dict[str, str]:
     """node -> the hold (drain/maint) the run had on it when its own ``ready`` began and never
@@ -35,8 +33,7 @@ def readies_cut_off(records: Iterable[dict[str, Any]]) -> dict[str, str]:
     for r in records:
         event, node = r.get("event"), r.get("node")
         if event == "state":
-            raw = r.get("held")
-            held = {str(n): a for n, a in raw.items() if a in _HOLDS} if isinstance(raw, dict) else {}
+            held = RunState.from_dict(r).held  # read as a resumed run reads it
         elif event == "action.start" and r.get("action") == "ready" and isinstance(node, str) and node in held:
             open_[(r.get("step"), "ready")] = (node, held[node])
         elif event == "action.end" and r.get("action") == "ready" and r.get("ok") is True:
